@@ -1,0 +1,295 @@
+//! `batos`: the command-line face of the living image.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use batos::image::json;
+use batos::{Durability, ImageOptions, Oid, Runtime, TxId, Value};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+/// batos keeps a living image of prototype objects and sends them messages.
+#[derive(Parser, Debug)]
+#[command(name = "batos", version, about)]
+struct Cli {
+    /// The image folder [default: $BATOS_IMAGE, else ./batos-image]
+    #[arg(long, global = true, value_name = "DIR")]
+    image: Option<PathBuf>,
+
+    /// Print machine-readable JSON (results on stdout, errors on stderr).
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// fsync every commit (survives power loss); the default survives `kill -9`.
+    #[arg(long, global = true)]
+    durable: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Open the image, creating it with its primordial objects if it does not exist.
+    Awaken,
+    /// Show an object's parents and slots (OBJ is a root name or #oid).
+    Inspect {
+        /// The object.
+        obj: String,
+        /// Show it as it was right after this transaction.
+        #[arg(long, value_name = "TX")]
+        at: Option<u64>,
+    },
+    /// Send a message; ARGS are JSON values.
+    Send {
+        /// The receiver.
+        obj: String,
+        /// The selector, e.g. `clone` or `setSlot:value:`.
+        selector: String,
+        /// Arguments as JSON, e.g. '"text"' 42 '{"$object": "genesis"}'.
+        #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Write one slot; VALUE is JSON.
+    Set {
+        /// The object.
+        obj: String,
+        /// The slot's name.
+        slot: String,
+        /// The value as JSON.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Clone an object (copy of its slots, same parents), optionally naming it a root.
+    Clone {
+        /// The original.
+        obj: String,
+        /// Make the clone a named root.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List recent transactions, newest first.
+    History {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Reverse a transaction with a new one (refused if later work touched the same slots).
+    Undo {
+        /// The transaction's id, as `history` shows it.
+        tx: u64,
+    },
+    /// Remove unreachable objects and unreferenced blobs; optionally drop old history.
+    Pack {
+        /// Drop the history of every transaction older than this one.
+        #[arg(long, value_name = "TX")]
+        drop_history_before: Option<u64>,
+    },
+}
+
+/// An error with the kind that `--json` reports.
+struct Failure {
+    kind: &'static str,
+    message: String,
+}
+
+impl From<batos::Error> for Failure {
+    fn from(e: batos::Error) -> Self {
+        Failure { kind: e.kind(), message: e.to_string() }
+    }
+}
+
+fn bad_input(message: String) -> Failure {
+    Failure { kind: "bad_input", message }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let json_mode = cli.json;
+    match run(cli) {
+        Ok(output) => {
+            if json_mode {
+                println!("{}", output.json);
+            } else if !output.text.is_empty() {
+                println!("{}", output.text);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            if json_mode {
+                eprintln!("{}", json!({ "error": { "kind": f.kind, "message": f.message } }));
+            } else {
+                eprintln!("error: {}", f.message);
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Output {
+    text: String,
+    json: serde_json::Value,
+}
+
+fn image_dir(cli: &Cli) -> PathBuf {
+    cli.image
+        .clone()
+        .or_else(|| std::env::var_os("BATOS_IMAGE").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("batos-image"))
+}
+
+fn run(cli: Cli) -> Result<Output, Failure> {
+    let dir = image_dir(&cli);
+    let options = ImageOptions {
+        durability: if cli.durable { Durability::Durable } else { Durability::Buffered },
+        ..ImageOptions::default()
+    };
+    let rt = Runtime::builder().image_options(options).open(&dir)?;
+    match cli.command {
+        Command::Awaken => awaken(&rt),
+        Command::Inspect { obj, at } => inspect(&rt, &obj, at.map(TxId)),
+        Command::Send { obj, selector, args } => {
+            let receiver = rt.resolve(&obj)?;
+            let args = args.iter().map(|a| parse_value(&rt, a)).collect::<Result<Vec<_>, _>>()?;
+            let sent = rt.send_committed(receiver, &selector, args)?;
+            Ok(value_output(&sent.value, sent.tx))
+        }
+        Command::Set { obj, slot, value } => {
+            let oid = rt.resolve(&obj)?;
+            let value = parse_value(&rt, &value)?;
+            let committed = rt.set_slot(oid, &slot, value.clone())?;
+            Ok(value_output(&value, committed.tx))
+        }
+        Command::Clone { obj, name } => {
+            let original = rt.resolve(&obj)?;
+            let clone = rt.clone_object(original, name.as_deref())?;
+            Ok(Output { text: clone.to_string(), json: json!({ "oid": clone.0 }) })
+        }
+        Command::History { limit } => history(&rt, limit),
+        Command::Undo { tx } => {
+            let undo = rt.image().undo(TxId(tx))?;
+            Ok(Output { text: format!("undid {tx} with transaction {undo}"), json: json!({ "undone": tx, "tx": undo.0 }) })
+        }
+        Command::Pack { drop_history_before } => {
+            let report = rt.image().pack(drop_history_before.map(TxId))?;
+            Ok(Output {
+                text: format!(
+                    "removed {} objects, {} slot records, {} blobs, {} history entries",
+                    report.objects, report.slot_records, report.blobs, report.history
+                ),
+                json: json!({
+                    "objects": report.objects, "slot_records": report.slot_records,
+                    "blobs": report.blobs, "history": report.history,
+                }),
+            })
+        }
+    }
+}
+
+fn parse_value(rt: &Runtime, text: &str) -> Result<Value, Failure> {
+    json::parse(text, &mut |name| rt.resolve(name).map_err(|e| e.to_string())).map_err(bad_input)
+}
+
+fn value_output(value: &Value, tx: Option<TxId>) -> Output {
+    let j = json::to_json(value);
+    Output { text: j.to_string(), json: json!({ "result": j, "tx": tx.map(|t| t.0) }) }
+}
+
+fn awaken(rt: &Runtime) -> Result<Output, Failure> {
+    let roots = rt.view(|cx| cx.tx().roots())?;
+    let path = rt.image().path().display().to_string();
+    let verb = if rt.created() { "awakened a new image" } else { "resumed the image" };
+    let mut text = format!("{verb} at {path}");
+    if let Some(last) = rt.image().last_tx() {
+        text.push_str(&format!(" (last transaction {last})"));
+    }
+    text.push_str("\nroots:");
+    for (name, oid) in &roots {
+        text.push_str(&format!("\n  {name:<10} {oid}"));
+    }
+    let roots_json: serde_json::Map<_, _> = roots.iter().map(|(k, v)| (k.clone(), json!(v.0))).collect();
+    Ok(Output {
+        text,
+        json: json!({
+            "image": path, "created": rt.created(),
+            "last_tx": rt.image().last_tx().map(|t| t.0), "roots": roots_json,
+        }),
+    })
+}
+
+fn inspect(rt: &Runtime, obj: &str, at: Option<TxId>) -> Result<Output, Failure> {
+    let oid = rt.resolve(obj).or_else(|e| match (at, obj.parse::<Oid>()) {
+        // An object that no longer exists can still be seen as of the past.
+        (Some(_), Ok(oid)) => Ok(oid),
+        _ => Err(e),
+    })?;
+    let roots = rt.view(|cx| cx.tx().roots())?;
+    let name_of = |o: &Oid| roots.iter().find(|(_, v)| *v == o).map(|(k, _)| k.clone());
+    let (parents, slots) = match at {
+        Some(tx) => {
+            let then = rt.image().object_at(oid, tx)?;
+            (then.parents, then.slots)
+        }
+        None => {
+            let now = rt.object(oid)?;
+            (now.parents, now.slots)
+        }
+    };
+    let mut text = match name_of(&oid) {
+        Some(name) => format!("{name} {oid}"),
+        None => oid.to_string(),
+    };
+    if let Some(tx) = at {
+        text.push_str(&format!(" as of transaction {tx}"));
+    }
+    let shown: Vec<String> = parents
+        .iter()
+        .map(|p| match name_of(p) {
+            Some(n) => format!("{p} ({n})"),
+            None => p.to_string(),
+        })
+        .collect();
+    text.push_str(&format!("\nparents: {}", if shown.is_empty() { "none".into() } else { shown.join(", ") }));
+    text.push_str("\nslots:");
+    for (name, value) in &slots {
+        text.push_str(&format!("\n  {name} = {}", json::to_json(value)));
+    }
+    let slots_json: serde_json::Map<_, _> = slots.iter().map(|(k, v)| (k.clone(), json::to_json(v))).collect();
+    Ok(Output {
+        text,
+        json: json!({
+            "oid": oid.0, "name": name_of(&oid), "at": at.map(|t| t.0),
+            "parents": parents.iter().map(|p| p.0).collect::<Vec<_>>(), "slots": slots_json,
+        }),
+    })
+}
+
+fn history(rt: &Runtime, limit: usize) -> Result<Output, Failure> {
+    let entries = rt.image().history(limit)?;
+    let mut text = String::new();
+    let mut out = Vec::new();
+    for e in &entries {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time_ms);
+        let when = humantime::format_rfc3339_seconds(time);
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!("{:>6}  {when}  {}", e.tx, e.description));
+        for change in &e.changes {
+            text.push_str(&format!("\n        {change}"));
+        }
+        out.push(json!({
+            "tx": e.tx.0, "time": when.to_string(), "description": e.description, "changes": e.changes,
+        }));
+    }
+    if text.is_empty() {
+        text.push_str("no transactions yet");
+    }
+    Ok(Output { text, json: json!(out) })
+}
