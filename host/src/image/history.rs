@@ -40,6 +40,22 @@ pub struct ObjectAsOf {
     pub slots: BTreeMap<String, Value>,
 }
 
+fn entry_of(tx: TxId, record: TxRecord) -> HistoryEntry {
+    let changes = record
+        .writes
+        .iter()
+        .map(|w| {
+            let verb = match (&w.before, &w.after) {
+                (None, Some(_)) => "created",
+                (Some(_), None) => "removed",
+                _ => "changed",
+            };
+            format!("{verb} {}", describe_key(w.space, &w.key))
+        })
+        .collect();
+    HistoryEntry { tx, time_ms: record.time_ms, description: record.description, changes }
+}
+
 /// Names a key the way a person would.
 pub(crate) fn describe_key(space: Space, key: &[u8]) -> String {
     match space {
@@ -63,23 +79,15 @@ impl Image {
             for guard in tx.inner().iter(self.history_keyspace()).rev().take(limit) {
                 let (key, raw) = guard.into_inner()?;
                 let id = TxId(record::decode_u64(&key, "a history key")?);
-                let entry = record::decode_tx_record(&raw)?;
-                let changes = entry
-                    .writes
-                    .iter()
-                    .map(|w| {
-                        let verb = match (&w.before, &w.after) {
-                            (None, Some(_)) => "created",
-                            (Some(_), None) => "removed",
-                            _ => "changed",
-                        };
-                        format!("{verb} {}", describe_key(w.space, &w.key))
-                    })
-                    .collect();
-                out.push(HistoryEntry { tx: id, time_ms: entry.time_ms, description: entry.description, changes });
+                out.push(entry_of(id, record::decode_tx_record(&raw)?));
             }
             Ok(out)
         })
+    }
+
+    /// One transaction of the history.
+    pub fn history_entry(&self, id: TxId) -> Result<HistoryEntry> {
+        self.view(|tx| Ok(entry_of(id, self.record_of(tx, id)?)))
     }
 
     fn record_of(&self, tx: &super::Tx<'_>, id: TxId) -> Result<TxRecord> {

@@ -8,10 +8,29 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
 /// A held image lock; released on drop.
+/// How long a busy lock is retried before the image is declared in use. A lock can be
+/// busy for a moment without anyone using the image: a process forked by another thread
+/// of ours shares our descriptors (and so our `flock`) until it execs, even after we
+/// closed ours. Half a second covers that and is short for a person to wait.
+const BUSY_PATIENCE: Duration = Duration::from_millis(500);
+
+fn try_lock_patiently(file: &File) -> Result<(), TryLockError> {
+    let started = Instant::now();
+    loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) if started.elapsed() < BUSY_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct ImageLock {
     _file: File,
@@ -27,7 +46,7 @@ impl ImageLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(format!("cannot open lock file {}", path.display()), e))?;
-        match file.try_lock() {
+        match try_lock_patiently(&file) {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();

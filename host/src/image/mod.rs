@@ -145,7 +145,17 @@ impl Image {
         prepare_folder(&path)?;
         let lock = ImageLock::acquire(&path)?;
         let store = path.join("store");
-        let db = OptimisticTxDatabase::builder(&store).open().map_err(|e| match e {
+        // Recovery reads whatever is on disk; a storage-engine panic on damaged files
+        // must become a refusal, not take the host down.
+        let opened = std::panic::catch_unwind(|| OptimisticTxDatabase::builder(&store).open()).map_err(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            Error::Corrupt(format!("the store at {} failed recovery ({what})", store.display()))
+        })?;
+        let db = opened.map_err(|e| match e {
             fjall::Error::Locked => Error::ImageLocked { path: path.clone(), holder: "the store is locked".into() },
             other => Error::Corrupt(format!("the store at {} cannot be opened ({other})", store.display())),
         })?;

@@ -1,0 +1,123 @@
+//! The `batos` command line, run as a user would run it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value as Json;
+
+fn batos(image: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_batos"))
+        .arg("--image")
+        .arg(image)
+        .args(args)
+        .env_remove("BATOS_IMAGE")
+        .output()
+        .expect("batos runs")
+}
+
+fn ok_json(image: &Path, args: &[&str]) -> Json {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = batos(image, &all);
+    assert!(out.status.success(), "batos {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+fn err_json(image: &Path, args: &[&str]) -> Json {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = batos(image, &all);
+    assert!(!out.status.success(), "batos {args:?} should fail");
+    assert!(out.stdout.is_empty(), "errors go to stderr only");
+    serde_json::from_slice(&out.stderr).expect("stderr is JSON")
+}
+
+#[test]
+fn a_session_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image");
+
+    let awake = ok_json(&image, &["awaken"]);
+    assert_eq!(awake["created"], true);
+    assert_eq!(awake["roots"]["genesis"], 3);
+    assert_eq!(ok_json(&image, &["awaken"])["created"], false);
+
+    let clone = ok_json(&image, &["clone", "genesis", "--name", "acct"]);
+    let oid = clone["oid"].as_u64().expect("an oid");
+    let sent = ok_json(&image, &["send", "acct", "setSlot:value:", "\"balance\"", "-5"]);
+    assert_eq!(sent["result"]["$object"], oid);
+    assert_eq!(ok_json(&image, &["send", &format!("#{oid}"), "balance"])["result"], -5);
+
+    let set = ok_json(&image, &["set", "acct", "owner", r#"{"$object": "genesis"}"#]);
+    assert_eq!(set["result"], serde_json::json!({ "$object": 3 }));
+
+    let inspect = ok_json(&image, &["inspect", "acct"]);
+    assert_eq!(inspect["parents"], serde_json::json!([1, 2]));
+    assert_eq!(inspect["slots"]["balance"], -5);
+
+    let history = ok_json(&image, &["history", "--limit", "2"]);
+    let newest = history[0]["tx"].as_u64().expect("tx");
+    assert!(history[0]["description"].as_str().expect("text").starts_with("set "));
+
+    let undo = ok_json(&image, &["undo", &newest.to_string()]);
+    assert_eq!(undo["undone"], newest);
+    let inspect = ok_json(&image, &["inspect", "acct"]);
+    assert!(inspect["slots"].get("owner").is_none());
+    let then = ok_json(&image, &["inspect", "acct", "--at", &newest.to_string()]);
+    assert_eq!(then["slots"]["owner"], serde_json::json!({ "$object": 3 }));
+
+    let pack = ok_json(&image, &["pack"]);
+    assert_eq!(pack["objects"], 0);
+
+    // Human output names things too.
+    let out = batos(&image, &["inspect", "genesis"]);
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(text.starts_with("genesis #3\nparents: #1 (traits), #2 (pLLM)"), "{text}");
+}
+
+#[test]
+fn failures_exit_non_zero_with_a_typed_error_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image");
+    ok_json(&image, &["awaken"]);
+    let cases: [(&[&str], &str); 6] = [
+        (&["send", "genesis", "frobnicate"], "does_not_understand"),
+        (&["send", "nobody", "clone"], "unknown_root"),
+        (&["send", "#99", "clone"], "unknown_object"),
+        (&["send", "genesis", "setSlot:value:", "not json", "1"], "bad_input"),
+        (&["set", "genesis", "", "1"], "invalid_name"),
+        (&["undo", "77"], "unknown_transaction"),
+    ];
+    for (args, kind) in cases {
+        let err = err_json(&image, args);
+        assert_eq!(err["error"]["kind"], kind, "{args:?}: {err}");
+        assert!(!err["error"]["message"].as_str().unwrap_or_default().is_empty());
+    }
+    let history = ok_json(&image, &["history"]);
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "only the awakening: {history}");
+
+    let out = batos(&image, &["send", "genesis", "frobnicate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: #3 does not understand `frobnicate`"), "{stderr}");
+}
+
+#[test]
+fn a_locked_image_names_its_holder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image");
+    let _held = batos::Runtime::open(&image).expect("this process holds the image");
+    let err = err_json(&image, &["awaken"]);
+    assert_eq!(err["error"]["kind"], "image_locked");
+    let message = err["error"]["message"].as_str().expect("message");
+    assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+}
+
+#[test]
+fn a_foreign_folder_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("thesis.tex"), "precious").expect("write");
+    let err = err_json(dir.path(), &["awaken"]);
+    assert_eq!(err["error"]["kind"], "not_an_image");
+    assert_eq!(std::fs::read_to_string(dir.path().join("thesis.tex")).expect("intact"), "precious");
+}
