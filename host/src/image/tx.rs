@@ -7,7 +7,8 @@
 //! restores the overlay entries, so a failed nested send leaves no trace, not even a
 //! spurious write that could make a concurrent transaction conflict.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLockReadGuard;
 
 use fjall::{OptimisticWriteTx, Readable};
@@ -38,6 +39,10 @@ pub struct Tx<'img> {
     undo: Vec<(Key, Option<Option<Vec<u8>>>)>,
     open_savepoints: usize,
     raw_writes: bool,
+    // Committed object headers read so far. Reads of the committed state are stable for
+    // the whole transaction (one snapshot), and every send reads the receiver's header
+    // at least twice (lookup, then the write's existence check).
+    headers: RefCell<HashMap<Oid, Option<Vec<u8>>>>,
     blob_guard: Option<RwLockReadGuard<'img, ()>>,
 }
 
@@ -62,6 +67,7 @@ impl<'img> Tx<'img> {
             undo: Vec::new(),
             open_savepoints: 0,
             raw_writes: false,
+            headers: RefCell::new(HashMap::new()),
             blob_guard: None,
         }
     }
@@ -78,9 +84,31 @@ impl<'img> Tx<'img> {
         Ok(self.inner.get(self.image.keyspace(space), key)?)
     }
 
+    fn header(&self, oid: Oid) -> Result<Option<Vec<u8>>> {
+        let key = record::oid_key(oid);
+        if !self.overlay.is_empty() {
+            if let Some(entry) = self.overlay.get(&(Space::Objects, key.to_vec())) {
+                return Ok(entry.clone());
+            }
+        }
+        if let Some(cached) = self.headers.borrow().get(&oid) {
+            return Ok(cached.clone());
+        }
+        let body = match self.committed(Space::Objects, &key)? {
+            None => None,
+            Some(raw) => record::decode_stamped(&raw)?.body.map(<[u8]>::to_vec),
+        };
+        self.headers.borrow_mut().insert(oid, body.clone());
+        Ok(body)
+    }
+
     fn body(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(entry) = self.overlay.get(&(space, key.to_vec())) {
-            return Ok(entry.clone());
+        // Most reads (lookups) happen before a transaction has written anything; skip
+        // building an owned key for the overlay then.
+        if !self.overlay.is_empty() {
+            if let Some(entry) = self.overlay.get(&(space, key.to_vec())) {
+                return Ok(entry.clone());
+            }
         }
         match self.committed(space, key)? {
             None => Ok(None),
@@ -173,12 +201,12 @@ impl<'img> Tx<'img> {
 
     /// Whether a live object has this oid.
     pub fn exists(&self, oid: Oid) -> Result<bool> {
-        Ok(self.body(Space::Objects, &record::oid_key(oid))?.is_some())
+        Ok(self.header(oid)?.is_some())
     }
 
     /// The object's `parent*` list.
     pub fn parents(&self, oid: Oid) -> Result<Vec<Oid>> {
-        match self.body(Space::Objects, &record::oid_key(oid))? {
+        match self.header(oid)? {
             Some(body) => record::decode_parents(&body),
             None => Err(Error::UnknownObject(oid)),
         }
@@ -398,6 +426,7 @@ impl<'img> Tx<'img> {
         match self.inner.commit()? {
             Ok(()) => {
                 image.committed(tx);
+                image.nudge_snapshot_gc();
                 Ok(Ok(Some(tx)))
             }
             Err(fjall::Conflict) => Ok(Err(())),

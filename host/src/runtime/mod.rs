@@ -368,7 +368,22 @@ fn describe_send(receiver: Oid, selector: &str, args: &[Value]) -> String {
             out.push_str(" …");
             break;
         }
-        let _ = write!(out, " {}", crate::image::json::to_json(arg));
+        match arg {
+            // The common scalars directly: this runs on every send's hot path.
+            Value::Int(n) => {
+                let _ = write!(out, " {n}");
+            }
+            Value::Bool(b) => {
+                let _ = write!(out, " {b}");
+            }
+            Value::Nil => out.push_str(" null"),
+            Value::Text(t) if t.len() <= 64 && !t.contains(['"', '\\']) && !t.chars().any(char::is_control) => {
+                let _ = write!(out, " \"{t}\"");
+            }
+            other => {
+                let _ = write!(out, " {}", crate::image::json::to_json(other));
+            }
+        }
     }
     out
 }
