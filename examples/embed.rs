@@ -33,6 +33,6 @@ fn main() -> anyhow::Result<()> {
 
     // Each send is one transaction: it commits whole, or not at all.
     let count = rt.send(counter, "increment", vec![])?;
-    println!("counter {counter} has been incremented {count:?} times in {path}");
+    println!("counter {counter} has been incremented {} times in {path}", batos::image::json::to_json(&count));
     Ok(())
 }

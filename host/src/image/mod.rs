@@ -32,7 +32,7 @@ mod history;
 pub mod json;
 mod lock;
 mod pack;
-pub mod record;
+mod record;
 mod tx;
 mod value;
 
@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 pub use blobs::BlobStore;
 pub use history::{HistoryEntry, ObjectAsOf};
 pub use pack::PackReport;
-pub use record::{Space, MAX_NAME_BYTES, MAX_VALUE_BYTES};
+pub use record::{validate_name, Space, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 pub use tx::{Object, Savepoint, Tx};
 pub use value::{BlobHash, BlobRef, Method, Oid, Ref, Value};
 

@@ -151,7 +151,7 @@ pub(crate) fn encode_parents(parents: &[Oid]) -> Vec<u8> {
 }
 
 pub(crate) fn decode_parents(bytes: &[u8]) -> Result<Vec<Oid>> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(Error::Corrupt("an object's parent list has a ragged length".into()));
     }
     bytes.chunks_exact(8).map(|c| decode_u64(c, "a parent oid").map(Oid)).collect()

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by run.sh and test.sh: everything a fresh machine needs.
+# Sourced, not executed, so that its exports reach the caller.
+
+# One target directory shared by every clone of the repository: builds are slow on
+# small machines, and CI clones afresh each time.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/batos/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "batos needs a Rust toolchain (cargo); install it with rustup first." >&2
+        exit 1
+    fi
+fi
