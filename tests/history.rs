@@ -64,6 +64,12 @@ fn undo_is_refused_when_later_work_touched_the_same_slot() {
     assert_eq!(rt.image().last_tx(), before, "the refusal wrote nothing");
     assert_eq!(rt.send(genesis, "x", vec![]).expect("x"), Value::Int(2));
     assert!(matches!(rt.image().undo(TxId(999)), Err(Error::UnknownTransaction(_))));
+    let err = rt.image().undo(TxId(1)).expect_err("the awakening is pinned");
+    assert!(err.to_string().contains("`awakening` cannot be undone"), "{err}");
+    let pack = rt.image().pack(None).expect("pack");
+    assert_eq!(pack.objects, 0);
+    let pack_tx = rt.image().last_tx().expect("pack committed");
+    assert!(matches!(rt.image().undo(pack_tx), Err(Error::UndoRefused { .. })));
 }
 
 #[test]

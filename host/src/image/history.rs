@@ -108,6 +108,12 @@ impl Image {
     pub fn undo(&self, target: TxId) -> Result<TxId> {
         let committed = self.transact(&format!("undo {target}"), |tx| {
             let entry = self.record_of(tx, target)?;
+            if entry.pinned {
+                return Err(Error::UndoRefused {
+                    tx: target,
+                    reason: format!("`{}` cannot be undone", entry.description),
+                });
+            }
             if entry.writes.is_empty() {
                 return Err(Error::UndoRefused { tx: target, reason: "it changed nothing that can be undone".into() });
             }

@@ -65,6 +65,9 @@ pub struct TxRecord {
     pub description: String,
     /// Every key it changed, with the bodies before and after.
     pub writes: Vec<Write>,
+    /// Whether `undo` must refuse it: the awakening (undoing it would unmake the
+    /// primordial objects) and `pack` (whose removals keep no before-images).
+    pub pinned: bool,
 }
 
 /// The longest description kept in the history.

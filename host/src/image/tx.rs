@@ -414,6 +414,7 @@ impl<'img> Tx<'img> {
             let stamped = record::encode_stamped(tx, w.after.as_deref());
             self.inner.insert(image.keyspace(w.space), w.key.as_slice(), stamped);
         }
+        let pinned = self.raw_writes || self.meta.contains_key(super::META_FORMAT);
         for (key, value) in std::mem::take(&mut self.meta) {
             self.inner.insert(image.meta_keyspace(), key, value);
         }
@@ -421,7 +422,7 @@ impl<'img> Tx<'img> {
         if description.is_empty() {
             description.push_str("(no description)");
         }
-        let entry = record::TxRecord { time_ms: now_ms(), description, writes };
+        let entry = record::TxRecord { time_ms: now_ms(), description, writes, pinned };
         self.inner.insert(image.history_keyspace(), record::tx_key(tx), record::encode_tx_record(&entry)?);
         match self.inner.commit()? {
             Ok(()) => {
