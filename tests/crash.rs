@@ -112,6 +112,9 @@ fn kill_nine_loses_no_acknowledged_commit() {
             "round {round}: {} transfers committed for {acked_count} acknowledged",
             state.transfers
         );
+        if (round + 1) % 100 == 0 {
+            println!("crash harness: {} kills, {acked_count} acknowledged commits verified", round + 1);
+        }
     }
     let acked = acknowledged(&oracle).len();
     println!(
