@@ -24,7 +24,7 @@ fn every_kind(genesis: Oid, blob: BlobRef) -> BTreeMap<String, Value> {
         ("object", Value::Object(genesis)),
         ("blob", Value::Blob(blob)),
         ("native", Value::Method(Method::Native { primitive: "clone".into() })),
-        ("component", Value::Method(Method::Component { component: blob })),
+        ("component", Value::Method(Method::Component { component: blob, grants: vec!["clock".into()], deadline_ms: Some(200) })),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -170,6 +170,61 @@ pub enum Error {
         reason: String,
     },
 
+    /// A capability tried something its authority does not cover.
+    #[error("{capability} is not permitted to {action}")]
+    NotPermitted {
+        /// The capability (selector or plugin name).
+        capability: String,
+        /// What it tried.
+        action: String,
+    },
+
+    /// A per-call execution limit tripped; the call was stopped and its transaction
+    /// rolled back.
+    #[error("the {limit} limit stopped the call: {detail}")]
+    Limit {
+        /// Which limit (`deadline`, `fuel`, `memory`, `stack`, `result size`, `send depth`).
+        limit: &'static str,
+        /// What happened.
+        detail: String,
+    },
+
+    /// A capability trapped (a WebAssembly fault); its transaction was rolled back.
+    #[error("{capability} trapped: {detail}")]
+    Trapped {
+        /// The capability.
+        capability: String,
+        /// The trap.
+        detail: String,
+    },
+
+    /// The audit refused a component; nothing was installed.
+    #[error("refused {what}: {reason}")]
+    AuditRefused {
+        /// What was audited (a file or plugin name).
+        what: String,
+        /// Why, naming the offending import or limit.
+        reason: String,
+    },
+
+    /// A plugin could not be built (WAT syntax, a Rust compile error, componentization).
+    #[error("cannot build {what}: {detail}")]
+    BuildFailed {
+        /// What was being built.
+        what: String,
+        /// The compiler's or parser's words.
+        detail: String,
+    },
+
+    /// A plugin manifest that cannot be used.
+    #[error("bad plugin manifest {path}: {reason}")]
+    BadManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The storage engine failed.
     #[error("storage engine error: {0}; if this persists the disk may be failing or full")]
     Storage(#[from] fjall::Error),
@@ -209,6 +264,12 @@ impl Error {
             Error::UnknownTransaction(_) => "unknown_transaction",
             Error::HistoryPacked { .. } => "history_packed",
             Error::UndoRefused { .. } => "undo_refused",
+            Error::NotPermitted { .. } => "not_permitted",
+            Error::Limit { .. } => "limit",
+            Error::Trapped { .. } => "trapped",
+            Error::AuditRefused { .. } => "audit_refused",
+            Error::BuildFailed { .. } => "build_failed",
+            Error::BadManifest { .. } => "bad_manifest",
             Error::Storage(_) => "storage",
             Error::Io { .. } => "io",
         }

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use batos::image::json;
+use batos::sandbox::{plugin, watch, Limits, Sandbox};
 use batos::{Durability, ImageOptions, Oid, Runtime, TxId, Value};
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -85,6 +88,32 @@ enum Command {
         #[arg(long, value_name = "TX")]
         drop_history_before: Option<u64>,
     },
+    /// Install, list and remove capabilities (WebAssembly components).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCommand {
+    /// Audit and install a plugin: a .wasm component, a .wat file, or a plugin crate
+    /// directory. Its manifest is NAME.toml beside the file, or plugin.toml in the crate.
+    Add {
+        /// The plugin's file or directory.
+        path: PathBuf,
+    },
+    /// List installed plugins.
+    List,
+    /// Remove a plugin and its method slot.
+    Remove {
+        /// The plugin's name, as `plugin list` shows it.
+        name: String,
+    },
+    /// Calls, failures by kind, fuel used and the last error of each plugin.
+    Stats,
+    /// Make the plugins installed from the drop-in folder (<image>/plugins) match it, once.
+    Sync,
+    /// Keep the drop-in folder (<image>/plugins) in sync until interrupted (hot reload).
+    Watch,
 }
 
 /// An error with the kind that `--json` reports.
@@ -150,8 +179,37 @@ fn run(cli: Cli) -> Result<Output, Failure> {
         durability: if cli.durable { Durability::Durable } else { Durability::Buffered },
         ..ImageOptions::default()
     };
-    let rt = Runtime::builder().image_options(options).open(&dir)?;
-    match cli.command {
+    let sandbox = Arc::new(Sandbox::new(Limits::default())?);
+    let rt = Runtime::builder().image_options(options).component_runner(sandbox.clone()).open(&dir)?;
+    if matches!(cli.command, Command::Plugin(PluginCommand::Watch)) {
+        return watch_forever(rt, sandbox, cli.json);
+    }
+    let output = dispatch(cli.command, &rt, &sandbox);
+    // Statistics are advisory; a failure to save them must not fail the command.
+    let _ = sandbox.flush_stats(rt.image());
+    output
+}
+
+fn watch_forever(rt: Runtime, sandbox: Arc<Sandbox>, json_mode: bool) -> Result<Output, Failure> {
+    let rt = Arc::new(rt);
+    let dir = rt.image().path().join("plugins");
+    eprintln!("watching {} for plugins (Ctrl-C to stop)", dir.display());
+    let _folder = watch::DropFolder::watch(rt.clone(), sandbox.clone(), &dir, move |report| {
+        match report {
+            Ok(r) if json_mode => println!("{}", sync_output(&r).json),
+            Ok(r) if r != watch::SyncReport::default() => println!("{}", sync_output(&r).text),
+            Ok(_) => {}
+            Err(e) => eprintln!("error: {e}"),
+        }
+    })?;
+    loop {
+        std::thread::park();
+        let _ = sandbox.flush_stats(rt.image());
+    }
+}
+
+fn dispatch(command: Command, rt: &Runtime, sandbox: &Arc<Sandbox>) -> Result<Output, Failure> {
+    match command {
         Command::Awaken => awaken(&rt),
         Command::Inspect { obj, at } => inspect(&rt, &obj, at.map(TxId)),
         Command::Send { obj, selector, args } => {
@@ -189,6 +247,85 @@ fn run(cli: Cli) -> Result<Output, Failure> {
                 }),
             })
         }
+        Command::Plugin(command) => plugin_command(rt, sandbox, command),
+    }
+}
+
+fn installed_json(p: &plugin::Installed) -> serde_json::Value {
+    json!({
+        "name": p.name, "selector": p.selector, "target": p.target, "description": p.description,
+        "component": p.component.hash.to_hex(), "grants": p.grants, "deadline_ms": p.deadline_ms, "origin": p.origin,
+    })
+}
+
+fn sync_output(report: &batos::sandbox::watch::SyncReport) -> Output {
+    let mut text = String::new();
+    for name in &report.installed {
+        text.push_str(&format!("installed {name}\n"));
+    }
+    for name in &report.removed {
+        text.push_str(&format!("removed {name}\n"));
+    }
+    for (path, why) in &report.refused {
+        text.push_str(&format!("refused {}: {why}\n", path.display()));
+    }
+    if text.is_empty() {
+        text.push_str("the drop-in folder and the installed plugins already agree");
+    }
+    let refused: Vec<_> = report.refused.iter().map(|(p, w)| json!({ "path": p.display().to_string(), "reason": w })).collect();
+    Output {
+        text: text.trim_end().to_owned(),
+        json: json!({ "installed": report.installed, "removed": report.removed, "refused": refused }),
+    }
+}
+
+fn plugin_command(rt: &Runtime, sandbox: &Arc<Sandbox>, command: PluginCommand) -> Result<Output, Failure> {
+    let drop_in = rt.image().path().join("plugins");
+    match command {
+        PluginCommand::Add { path } => {
+            let p = plugin::add(rt, sandbox, &path)?;
+            let grants = if p.grants.is_empty() { String::new() } else { format!(" with {}", p.grants.join(", ")) };
+            Ok(Output {
+                text: format!("installed {} as `{}` on {}{grants} (component {})", p.name, p.selector, p.target, p.component.hash),
+                json: installed_json(&p),
+            })
+        }
+        PluginCommand::List => {
+            let all = plugin::list(rt)?;
+            let text = if all.is_empty() {
+                "no plugins installed".to_owned()
+            } else {
+                all.iter()
+                    .map(|p| format!("{:<14} {:<16} on {:<10} {}", p.name, p.selector, p.target, p.description))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            Ok(Output { text, json: json!(all.iter().map(installed_json).collect::<Vec<_>>()) })
+        }
+        PluginCommand::Remove { name } => {
+            let p = plugin::remove(rt, &name)?;
+            Ok(Output { text: format!("removed {} (`{}` on {})", p.name, p.selector, p.target), json: installed_json(&p) })
+        }
+        PluginCommand::Stats => {
+            let stats = sandbox.stats(rt.image())?;
+            let mut text = String::new();
+            let mut out = Vec::new();
+            for p in plugin::list(rt)? {
+                let s = stats.get(&p.component.hash).cloned().unwrap_or_default();
+                let failures: u64 = s.failures.values().sum();
+                text.push_str(&format!("{:<14} calls {:<6} failures {:<4} fuel {:<10}", p.name, s.calls, failures, s.fuel_used));
+                if let Some(e) = &s.last_error {
+                    text.push_str(&format!(" last error: {e}"));
+                }
+                text.push('\n');
+                out.push(json!({
+                    "name": p.name, "calls": s.calls, "failures": s.failures, "fuel_used": s.fuel_used, "last_error": s.last_error,
+                }));
+            }
+            Ok(Output { text: text.trim_end().to_owned(), json: json!(out) })
+        }
+        PluginCommand::Sync => Ok(sync_output(&watch::sync(rt, sandbox, &drop_in)?)),
+        PluginCommand::Watch => Err(bad_input("`plugin watch` runs only as the top-level command".into())),
     }
 }
 

@@ -36,8 +36,8 @@ pub fn to_json(value: &Value) -> Json {
         Value::Object(oid) => json!({ "$object": oid.0 }),
         Value::Blob(blob) => json!({ "$blob": blob_json(blob) }),
         Value::Method(Method::Native { primitive }) => json!({ "$method": { "native": primitive } }),
-        Value::Method(Method::Component { component }) => {
-            json!({ "$method": { "component": blob_json(component) } })
+        Value::Method(Method::Component { component, grants, deadline_ms }) => {
+            json!({ "$method": { "component": blob_json(component), "grants": grants, "deadline_ms": deadline_ms } })
         }
     }
 }
@@ -93,11 +93,31 @@ fn from_tagged(tag: &str, inner: &Json, resolve: &mut dyn FnMut(&str) -> Result<
             hex::decode(s).map(Value::Bytes).map_err(|_| format!("`$bytes` needs hex digits, got `{s}`"))
         }
         ("$blob", blob) => Ok(Value::Blob(parse_blob(blob)?)),
-        ("$method", Json::Object(m)) => match tagless(m) {
-            Some(("native", Json::String(name))) => Ok(Value::Method(Method::Native { primitive: name.clone() })),
-            Some(("component", blob)) => Ok(Value::Method(Method::Component { component: parse_blob(blob)? })),
-            _ => Err("`$method` needs {\"native\": NAME} or {\"component\": BLOB}".into()),
-        },
+        ("$method", Json::Object(m)) => {
+            if let Some(("native", Json::String(name))) = tagless(m) {
+                return Ok(Value::Method(Method::Native { primitive: name.clone() }));
+            }
+            let Some(blob) = m.get("component") else {
+                return Err("`$method` needs {\"native\": NAME} or {\"component\": BLOB, \"grants\": [...]}".into());
+            };
+            let grants = match m.get("grants") {
+                None | Some(Json::Null) => Vec::new(),
+                Some(Json::Array(items)) => items
+                    .iter()
+                    .map(|g| g.as_str().map(str::to_owned).ok_or("`grants` holds names such as \"clock\""))
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err("`grants` must be a list of names".into()),
+            };
+            let deadline_ms = match m.get("deadline_ms") {
+                None | Some(Json::Null) => None,
+                Some(n) => Some(
+                    n.as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or("`deadline_ms` must be a whole number of milliseconds")?,
+                ),
+            };
+            Ok(Value::Method(Method::Component { component: parse_blob(blob)?, grants, deadline_ms }))
+        }
         ("$float", Json::String(s)) => match s.as_str() {
             "NaN" => Ok(Value::Float(f64::NAN)),
             "inf" => Ok(Value::Float(f64::INFINITY)),
@@ -162,7 +182,7 @@ mod tests {
             Value::Object(Oid(42)),
             Value::Blob(blob),
             Value::Method(Method::Native { primitive: "clone".into() }),
-            Value::Method(Method::Component { component: blob }),
+            Value::Method(Method::Component { component: blob, grants: vec!["clock".into()], deadline_ms: Some(50) }),
         ];
         for v in values {
             let back = from_json(&to_json(&v), &mut no_roots).expect("parses back");

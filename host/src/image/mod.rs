@@ -120,6 +120,7 @@ pub struct Image {
     roots: OptimisticTxKeyspace,
     history: OptimisticTxKeyspace,
     meta: OptimisticTxKeyspace,
+    aux: OptimisticTxKeyspace,
     blobs: BlobStore,
     options: ImageOptions,
     next_oid: AtomicU64,
@@ -168,6 +169,7 @@ impl Image {
             roots: ks("roots")?,
             history: ks("history")?,
             meta: ks("meta")?,
+            aux: ks("aux")?,
             blobs: BlobStore::open(path.join("blobs"))?,
             db,
             options,
@@ -214,6 +216,29 @@ impl Image {
             .try_into()
             .map_err(|_| Error::Corrupt("the format version record is malformed".into()))?;
         Ok(Some(u32::from_be_bytes(arr)))
+    }
+
+    /// Reads advisory data (statistics, caches) kept beside the object graph.
+    ///
+    /// The `aux` store is outside transactions and history: writes are immediate, never
+    /// undone, and may be lost in a crash. Keep nothing there that the image needs.
+    pub fn aux_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.aux.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Writes advisory data; see [`Image::aux_get`].
+    pub fn aux_put(&self, key: &str, value: &[u8]) -> Result<()> {
+        Ok(self.aux.insert(key, value)?)
+    }
+
+    /// Every advisory entry whose key starts with `prefix`.
+    pub fn aux_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for guard in self.aux.inner().prefix(prefix) {
+            let (k, v) = guard.into_inner()?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        }
+        Ok(out)
     }
 
     /// The last committed transaction, if any.

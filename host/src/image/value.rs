@@ -92,6 +92,11 @@ pub enum Method {
     Component {
         /// The component's bytes.
         component: BlobRef,
+        /// The optional interfaces it may import (`clock`, `random`, `mind`), as
+        /// granted by its manifest. Only the sandbox's gate interprets them.
+        grants: Vec<String>,
+        /// Its wall-time limit per call, when not the sandbox's default.
+        deadline_ms: Option<u32>,
     },
 }
 
@@ -150,7 +155,7 @@ impl Value {
         match self {
             Value::Object(oid) => f(Ref::Object(*oid)),
             Value::Blob(blob) => f(Ref::Blob(*blob)),
-            Value::Method(Method::Component { component }) => f(Ref::Blob(*component)),
+            Value::Method(Method::Component { component, .. }) => f(Ref::Blob(*component)),
             Value::List(items) => items.iter().for_each(|v| v.visit_refs(f)),
             Value::Map(map) => map.values().for_each(|v| v.visit_refs(f)),
             Value::Nil
@@ -227,7 +232,7 @@ mod tests {
         let v = Value::List(vec![
             Value::Object(Oid(1)),
             Value::Map([("k".to_owned(), Value::Blob(blob))].into()),
-            Value::Method(Method::Component { component: blob }),
+            Value::Method(Method::Component { component: blob, grants: vec![], deadline_ms: None }),
         ]);
         let mut seen = Vec::new();
         v.visit_refs(&mut |r| seen.push(r));

@@ -1,0 +1,402 @@
+//! The host side of `batos:uvm`: what a capability's imports do.
+//!
+//! Every call gets a fresh [`CallState`] in a fresh store. Object handles are entries in
+//! its resource table, created only for objects the capability was given or reached
+//! (see the WIT); writes are allowed on the receiver and on clones made during the call.
+
+use std::collections::HashSet;
+
+use wasmtime::component::{Resource, ResourceTable};
+
+use super::limits::MemoryCap;
+use crate::error::Error;
+use crate::image::{BlobHash, BlobRef, Method, Oid, Value};
+use crate::runtime::Context;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "capability",
+        imports: { default: trappable },
+        with: { "batos:uvm/types.object": super::ObjectHandle },
+    });
+}
+
+pub(crate) use bindings::batos;
+pub(crate) use bindings::batos::uvm::types as wit;
+pub(crate) use bindings::CapabilityPre;
+
+/// What a capability's `object` handle stands for on the host.
+#[derive(Debug)]
+pub struct ObjectHandle {
+    pub(crate) oid: Oid,
+}
+
+/// The store data of one call.
+pub(crate) struct CallState {
+    /// The caller's context. Valid for the whole life of the store: `Sandbox::run`
+    /// creates the store, runs the call and drops the store while it holds the
+    /// `&mut Context` this points to (see the SAFETY note there).
+    cx: *mut Context<'static, 'static>,
+    pub(crate) table: ResourceTable,
+    pub(crate) writable: HashSet<Oid>,
+    pub(crate) memory: MemoryCap,
+    pub(crate) name: String,
+    pub(crate) max_result_bytes: usize,
+}
+
+// SAFETY: the store, and so this state, never leaves the thread that created it: it is
+// created, used and dropped inside one `Sandbox::run` call. wasmtime requires `Send`
+// for store data in general; we never send it.
+unsafe impl Send for CallState {}
+
+impl CallState {
+    /// # Safety
+    /// `cx` must outlive the returned state; see [`CallState::cx`].
+    pub(crate) unsafe fn new(cx: &mut Context<'_, '_>, receiver: Oid, memory: MemoryCap, name: String, max_result_bytes: usize) -> Self {
+        let cx = std::ptr::from_mut(cx).cast::<Context<'static, 'static>>();
+        CallState {
+            cx,
+            table: ResourceTable::new(),
+            writable: HashSet::from([receiver]),
+            memory,
+            name,
+            max_result_bytes,
+        }
+    }
+
+    fn cx(&mut self) -> &mut Context<'static, 'static> {
+        // SAFETY: see the field's documentation; `&mut self` makes the access unique.
+        unsafe { &mut *self.cx }
+    }
+
+    pub(crate) fn handle(&mut self, oid: Oid) -> wasmtime::Result<Resource<ObjectHandle>> {
+        Ok(self.table.push(ObjectHandle { oid })?)
+    }
+
+    fn oid_of(&self, handle: &Resource<ObjectHandle>) -> wasmtime::Result<Oid> {
+        Ok(self.table.get(handle)?.oid)
+    }
+
+    // ---- values ----------------------------------------------------------------
+
+    /// A host value as a WIT value whose object handles the guest will own.
+    pub(crate) fn to_wit(&mut self, value: &Value) -> wasmtime::Result<wit::Value> {
+        let mut nodes = Vec::new();
+        self.push(&mut nodes, value)?;
+        Ok(wit::Value { nodes })
+    }
+
+    fn push(&mut self, nodes: &mut Vec<wit::Node>, value: &Value) -> wasmtime::Result<u32> {
+        let index = u32::try_from(nodes.len())?;
+        nodes.push(wit::Node::Nil);
+        let node = match value {
+            Value::Nil => wit::Node::Nil,
+            Value::Bool(b) => wit::Node::Boolean(*b),
+            Value::Int(n) => wit::Node::Integer(*n),
+            Value::Float(f) => wit::Node::Float(*f),
+            Value::Text(s) => wit::Node::Text(s.clone()),
+            Value::Bytes(b) => wit::Node::Bytes(b.clone()),
+            Value::List(items) => {
+                let mut children = Vec::with_capacity(items.len());
+                for item in items {
+                    children.push(self.push(nodes, item)?);
+                }
+                wit::Node::List(children)
+            }
+            Value::Map(map) => {
+                let mut children = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    children.push((k.clone(), self.push(nodes, v)?));
+                }
+                wit::Node::Map(children)
+            }
+            Value::Object(oid) => wit::Node::Object(self.handle(*oid)?),
+            Value::Blob(b) => wit::Node::Blob(blob_to_wit(b)),
+            Value::Method(m) => wit::Node::Method(method_to_wit(m)),
+        };
+        nodes[index as usize] = node;
+        Ok(index)
+    }
+
+    /// A value the guest lent us (its handles stay the guest's).
+    fn from_param(&mut self, value: wit::ValueParam) -> Result<Value, Error> {
+        let mut nodes: Vec<Option<wit::NodeParam>> = value.nodes.into_iter().map(Some).collect();
+        let mut budget = Budget::new(self.max_result_bytes);
+        let value = self.take_param(&mut nodes, 0, 0, &mut budget)?;
+        Ok(value)
+    }
+
+    fn take_param(&mut self, nodes: &mut [Option<wit::NodeParam>], index: u32, depth: usize, budget: &mut Budget) -> Result<Value, Error> {
+        let node = take(nodes, index, depth)?;
+        Ok(match node {
+            wit::NodeParam::Nil => Value::Nil,
+            wit::NodeParam::Boolean(b) => Value::Bool(b),
+            wit::NodeParam::Integer(n) => Value::Int(n),
+            wit::NodeParam::Float(f) => Value::Float(f),
+            wit::NodeParam::Text(s) => Value::Text(budget.spend_text(s)?),
+            wit::NodeParam::Bytes(b) => Value::Bytes(budget.spend_bytes(b)?),
+            wit::NodeParam::List(items) => Value::List(
+                items.into_iter().map(|i| self.take_param(nodes, i, depth + 1, budget)).collect::<Result<_, _>>()?,
+            ),
+            wit::NodeParam::Map(entries) => Value::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, i)| Ok((budget.spend_text(k)?, self.take_param(nodes, i, depth + 1, budget)?)))
+                    .collect::<Result<_, Error>>()?,
+            ),
+            wit::NodeParam::Object(handle) => {
+                Value::Object(self.oid_of(&handle).map_err(|e| Error::Failed(format!("bad object handle: {e}")))?)
+            }
+            wit::NodeParam::Blob(b) => Value::Blob(blob_from_wit(&b)?),
+            wit::NodeParam::Method(m) => Value::Method(method_from_wit(&m)?),
+        })
+    }
+
+    /// The guest's answer; it hands its handles back.
+    pub(crate) fn from_result(&mut self, value: wit::Value) -> Result<Value, Error> {
+        let mut nodes: Vec<Option<wit::Node>> = value.nodes.into_iter().map(Some).collect();
+        let mut budget = Budget::new(self.max_result_bytes);
+        self.take_result(&mut nodes, 0, 0, &mut budget)
+    }
+
+    fn take_result(&mut self, nodes: &mut [Option<wit::Node>], index: u32, depth: usize, budget: &mut Budget) -> Result<Value, Error> {
+        let node = take(nodes, index, depth)?;
+        Ok(match node {
+            wit::Node::Nil => Value::Nil,
+            wit::Node::Boolean(b) => Value::Bool(b),
+            wit::Node::Integer(n) => Value::Int(n),
+            wit::Node::Float(f) => Value::Float(f),
+            wit::Node::Text(s) => Value::Text(budget.spend_text(s)?),
+            wit::Node::Bytes(b) => Value::Bytes(budget.spend_bytes(b)?),
+            wit::Node::List(items) => Value::List(
+                items.into_iter().map(|i| self.take_result(nodes, i, depth + 1, budget)).collect::<Result<_, _>>()?,
+            ),
+            wit::Node::Map(entries) => Value::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, i)| Ok((budget.spend_text(k)?, self.take_result(nodes, i, depth + 1, budget)?)))
+                    .collect::<Result<_, Error>>()?,
+            ),
+            wit::Node::Object(handle) => Value::Object(
+                self.table.delete(handle).map_err(|e| Error::Failed(format!("bad object handle: {e}")))?.oid,
+            ),
+            wit::Node::Blob(b) => Value::Blob(blob_from_wit(&b)?),
+            wit::Node::Method(m) => Value::Method(method_from_wit(&m)?),
+        })
+    }
+}
+
+/// Values nest at most this deep (a malformed node list could otherwise recurse
+/// without end on the host's stack).
+const MAX_VALUE_DEPTH: usize = 128;
+
+fn take<T>(nodes: &mut [Option<T>], index: u32, depth: usize) -> Result<T, Error> {
+    if depth > MAX_VALUE_DEPTH {
+        return Err(Error::Failed(format!("a value from the capability nests deeper than {MAX_VALUE_DEPTH}")));
+    }
+    nodes
+        .get_mut(index as usize)
+        .and_then(Option::take)
+        .ok_or_else(|| Error::Failed(format!("a value from the capability has a bad or repeated node index {index}")))
+}
+
+/// Counts the bytes of a value as it is converted, against the result-size cap.
+struct Budget {
+    left: usize,
+    cap: usize,
+}
+
+impl Budget {
+    fn new(cap: usize) -> Self {
+        Budget { left: cap, cap }
+    }
+    fn spend(&mut self, n: usize) -> Result<(), Error> {
+        self.left = self.left.checked_sub(n).ok_or(Error::Limit { limit: "result size", detail: format!("a value from the capability is larger than {} bytes", self.cap) })?;
+        Ok(())
+    }
+    fn spend_text(&mut self, s: String) -> Result<String, Error> {
+        self.spend(s.len())?;
+        Ok(s)
+    }
+    fn spend_bytes(&mut self, b: Vec<u8>) -> Result<Vec<u8>, Error> {
+        self.spend(b.len())?;
+        Ok(b)
+    }
+}
+
+fn blob_to_wit(b: &BlobRef) -> wit::BlobRef {
+    wit::BlobRef { hash: b.hash.0.to_vec(), size: b.size }
+}
+
+fn blob_from_wit(b: &wit::BlobRef) -> Result<BlobRef, Error> {
+    let hash: [u8; 32] = b
+        .hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::Failed("a blob hash from the capability is not 32 bytes".into()))?;
+    Ok(BlobRef { hash: BlobHash(hash), size: b.size })
+}
+
+fn method_to_wit(m: &Method) -> wit::MethodRef {
+    match m {
+        Method::Native { primitive } => wit::MethodRef::Native(primitive.clone()),
+        Method::Component { component, .. } => wit::MethodRef::Component(blob_to_wit(component)),
+    }
+}
+
+fn method_from_wit(m: &wit::MethodRef) -> Result<Method, Error> {
+    Ok(match m {
+        wit::MethodRef::Native(name) => Method::Native { primitive: name.clone() },
+        // A capability can store a component method but never grant it anything.
+        wit::MethodRef::Component(b) => Method::Component { component: blob_from_wit(b)?, grants: Vec::new(), deadline_ms: None },
+    })
+}
+
+/// A host error as the WIT error a guest sees.
+pub(crate) fn error_to_wit(e: &Error) -> wit::Error {
+    let kind = match e {
+        Error::BadArguments { .. } | Error::InvalidName { .. } | Error::ValueTooLarge { .. } => wit::ErrorKind::BadArguments,
+        Error::DoesNotUnderstand { .. } => wit::ErrorKind::DoesNotUnderstand,
+        Error::NotPermitted { .. } => wit::ErrorKind::NotPermitted,
+        Error::UnknownObject(_) | Error::UnknownRoot(_) | Error::BlobMissing(_) => wit::ErrorKind::NotFound,
+        _ => wit::ErrorKind::Failed,
+    };
+    wit::Error { kind, message: e.to_string() }
+}
+
+/// A guest's error as a host error.
+pub(crate) fn error_from_wit(capability: &str, e: wit::Error) -> Error {
+    let message = format!("{capability}: {}", e.message);
+    match e.kind {
+        wit::ErrorKind::BadArguments => Error::BadArguments { selector: capability.to_owned(), reason: e.message },
+        wit::ErrorKind::NotPermitted => Error::NotPermitted { capability: capability.to_owned(), action: e.message },
+        _ => Error::Failed(message),
+    }
+}
+
+/// Errors that must stop the call (not just answer the guest): conflicts and storage
+/// failures belong to the transaction, not to the capability.
+fn fatal(e: &Error) -> bool {
+    matches!(e, Error::Storage(_) | Error::Io { .. } | Error::Conflict { .. } | Error::Corrupt(_) | Error::SendTooDeep { .. } | Error::Limit { .. })
+}
+
+fn answer<T>(result: Result<T, Error>) -> wasmtime::Result<Result<T, wit::Error>> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) if fatal(&e) => Err(wasmtime::Error::new(e)),
+        Err(e) => Ok(Err(error_to_wit(&e))),
+    }
+}
+
+impl wit::Host for CallState {}
+
+impl wit::HostObject for CallState {
+    fn slot(&mut self, this: Resource<ObjectHandle>, name: String) -> wasmtime::Result<Result<wit::Value, wit::Error>> {
+        let oid = self.oid_of(&this)?;
+        let found = self.cx().lookup(oid, &name);
+        match found {
+            Ok(Some((_, value))) => Ok(Ok(self.to_wit(&value)?)),
+            Ok(None) => Ok(Err(wit::Error { kind: wit::ErrorKind::NotFound, message: format!("{oid} has no slot `{name}`") })),
+            Err(e) => answer(Err(e)),
+        }
+    }
+
+    fn set_slot(&mut self, this: Resource<ObjectHandle>, name: String, value: wit::ValueParam) -> wasmtime::Result<Result<(), wit::Error>> {
+        let oid = self.oid_of(&this)?;
+        if !self.writable.contains(&oid) {
+            let e = Error::NotPermitted {
+                capability: self.name.clone(),
+                action: format!("write slot `{name}` of {oid}: only the receiver and clones made in this call are writable"),
+            };
+            return Ok(Err(error_to_wit(&e)));
+        }
+        let value = match self.from_param(value) {
+            Ok(v) => v,
+            Err(e) => return answer(Err(e)),
+        };
+        let result = self.cx().tx().set_slot(oid, &name, &value);
+        answer(result)
+    }
+
+    fn slot_names(&mut self, this: Resource<ObjectHandle>) -> wasmtime::Result<Result<Vec<String>, wit::Error>> {
+        let oid = self.oid_of(&this)?;
+        let result = self.cx().tx().slots(oid).map(|s| s.into_keys().collect());
+        answer(result)
+    }
+
+    fn send(&mut self, this: Resource<ObjectHandle>, selector: String, args: Vec<wit::ValueParam>) -> wasmtime::Result<Result<wit::Value, wit::Error>> {
+        let oid = self.oid_of(&this)?;
+        let mut values = Vec::with_capacity(args.len());
+        for a in args {
+            match self.from_param(a) {
+                Ok(v) => values.push(v),
+                Err(e) => return answer(Err(e)),
+            }
+        }
+        match self.cx().send(oid, &selector, &values) {
+            Ok(v) => Ok(Ok(self.to_wit(&v)?)),
+            Err(e) => answer(Err(e)),
+        }
+    }
+
+    fn clone(&mut self, this: Resource<ObjectHandle>) -> wasmtime::Result<Result<Resource<ObjectHandle>, wit::Error>> {
+        let oid = self.oid_of(&this)?;
+        match self.cx().tx().clone_object(oid) {
+            Ok(clone) => {
+                self.writable.insert(clone);
+                Ok(Ok(self.handle(clone)?))
+            }
+            Err(e) => answer(Err(e)),
+        }
+    }
+
+    fn drop(&mut self, rep: Resource<ObjectHandle>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl batos::uvm::log::Host for CallState {
+    fn log(&mut self, level: batos::uvm::log::Level, message: String) -> wasmtime::Result<()> {
+        use batos::uvm::log::Level;
+        let capability = self.name.as_str();
+        let message: String = message.chars().take(4096).collect();
+        match level {
+            Level::Debug => tracing::debug!(capability, "{message}"),
+            Level::Info => tracing::info!(capability, "{message}"),
+            Level::Warn => tracing::warn!(capability, "{message}"),
+            Level::Error => tracing::error!(capability, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+impl batos::uvm::clock::Host for CallState {
+    fn now(&mut self) -> wasmtime::Result<batos::uvm::clock::Datetime> {
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Ok(batos::uvm::clock::Datetime { seconds: d.as_secs(), nanoseconds: d.subsec_nanos() })
+    }
+}
+
+impl batos::uvm::random::Host for CallState {
+    fn bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
+        let len = len.min(65_536) as usize;
+        let mut out = vec![0u8; len];
+        rand::fill(out.as_mut_slice());
+        Ok(out)
+    }
+
+    fn next_u64(&mut self) -> wasmtime::Result<u64> {
+        Ok(rand::random())
+    }
+}
+
+impl batos::uvm::mind::Host for CallState {
+    fn complete(&mut self, _prompt: String) -> wasmtime::Result<Result<String, wit::Error>> {
+        Ok(Err(wit::Error {
+            kind: wit::ErrorKind::Failed,
+            message: "no mind is attached to this host yet: the pLLM backend is configured by `batos model pull`".into(),
+        }))
+    }
+}
