@@ -15,3 +15,10 @@ if ! command -v cargo >/dev/null 2>&1; then
         exit 1
     fi
 fi
+
+# Capabilities written in Rust are built for core wasm and componentized by the host.
+if command -v rustup >/dev/null 2>&1; then
+    if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+        rustup target add wasm32-unknown-unknown
+    fi
+fi

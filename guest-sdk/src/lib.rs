@@ -3,7 +3,7 @@
 //! Write a batos capability in Rust. A capability is one function that receives the
 //! message's receiver and arguments and answers a value:
 //!
-//! ```ignore
+//! ```no_run
 //! use batos_guest_sdk::prelude::*;
 //!
 //! fn greet(call: Call) -> Result<Value, Error> {

@@ -1,0 +1,354 @@
+//! The sandbox: example plugins through the host API, hostile components written as
+//! WAT fixtures, bad input at install time, and hot reload of the drop-in folder.
+//! After every hostile call the host must still serve a normal one, and the image must
+//! be unchanged by the failed call.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use batos::sandbox::watch::{DropFolder, SyncReport};
+use batos::sandbox::{plugin, Limits, Sandbox};
+use batos::{Error, Oid, Runtime, Value};
+
+struct Host {
+    _dir: tempfile::TempDir,
+    files: PathBuf,
+    rt: Arc<Runtime>,
+    sandbox: Arc<Sandbox>,
+    genesis: Oid,
+}
+
+fn host() -> Host {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
+    let rt = Runtime::builder()
+        .component_runner(sandbox.clone())
+        .open(dir.path().join("image"))
+        .expect("image opens");
+    let genesis = rt.resolve("genesis").expect("genesis");
+    let files = dir.path().join("src");
+    std::fs::create_dir(&files).expect("mkdir");
+    Host { _dir: dir, files, rt: Arc::new(rt), sandbox, genesis }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+impl Host {
+    /// Writes NAME.wat and NAME.toml and installs them.
+    fn wat(&self, name: &str, selector: &str, extra_manifest: &str, wat: &str) -> batos::Result<plugin::Installed> {
+        let path = self.files.join(format!("{name}.wat"));
+        std::fs::write(&path, wat).expect("write wat");
+        std::fs::write(
+            self.files.join(format!("{name}.toml")),
+            format!("selector = \"{selector}\"\ntarget = \"genesis\"\ndescription = \"test fixture\"\n{extra_manifest}"),
+        )
+        .expect("write manifest");
+        plugin::add(&self.rt, &self.sandbox, &path)
+    }
+
+    fn send(&self, selector: &str, args: Vec<Value>) -> batos::Result<Value> {
+        self.rt.send(self.genesis, selector, args)
+    }
+
+    /// The host still serves a normal component call, and the image holds `slots`.
+    fn still_serves(&self) {
+        if self.rt.view(|cx| cx.lookup(self.genesis, "double:")).expect("lookup").is_none() {
+            self.wat("double", "double:", "", DOUBLE).expect("double installs");
+        }
+        assert_eq!(self.send("double:", vec![Value::Int(21)]).expect("a normal call after a hostile one"), Value::Int(42));
+    }
+}
+
+const DOUBLE: &str = r#"
+(func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+  (call $ok_int (i64.mul (call $arg_int (local.get $args) (local.get $nargs) (i32.const 0)) (i64.const 2))))
+"#;
+
+#[test]
+fn a_wat_plugin_runs_and_survives_restart_without_its_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image");
+    let source = dir.path().join("double.wat");
+    std::fs::copy(repo().join("plugins/double.wat"), &source).expect("copy");
+    std::fs::copy(repo().join("plugins/double.toml"), dir.path().join("double.toml")).expect("copy");
+    {
+        let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
+        let rt = Runtime::builder().component_runner(sandbox.clone()).open(&image).expect("opens");
+        let installed = plugin::add(&rt, &sandbox, &source).expect("installs");
+        assert_eq!(installed.selector, "double:");
+        assert!(installed.source.is_some(), "the WAT source is kept as a blob");
+        let genesis = rt.resolve("genesis").expect("genesis");
+        assert_eq!(rt.send(genesis, "double:", vec![Value::Int(21)]).expect("runs"), Value::Int(42));
+    }
+    std::fs::remove_file(&source).expect("the source goes away");
+    let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
+    let rt = Runtime::builder().component_runner(sandbox).open(&image).expect("reopens");
+    let genesis = rt.resolve("genesis").expect("genesis");
+    assert_eq!(rt.send(genesis, "double:", vec![Value::Int(-4)]).expect("runs from the image"), Value::Int(-8));
+    assert_eq!(plugin::list(&rt).expect("list").len(), 1);
+}
+
+#[test]
+fn the_rust_example_plugins_run_through_the_host_api() {
+    let h = host();
+    for name in ["greet", "counter", "shout", "report_time"] {
+        plugin::add(&h.rt, &h.sandbox, &repo().join("plugins").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert_eq!(h.send("greet:", vec![Value::Text("Ada".into())]).expect("greet"), Value::Text("Hello, Ada!".into()));
+    assert_eq!(h.send("shout:", vec![Value::Text("bob".into())]).expect("shout"), Value::Text("HELLO, BOB!".into()));
+
+    // The counter's state lives in a slot of its receiver: clones count separately.
+    let clone = h.rt.clone_object(h.genesis, None).expect("clone");
+    assert_eq!(h.send("increment", vec![]).expect("increment"), Value::Int(1));
+    assert_eq!(h.send("increment", vec![]).expect("increment"), Value::Int(2));
+    assert_eq!(h.rt.send(clone, "increment", vec![]).expect("increment"), Value::Int(1));
+    assert_eq!(h.rt.object(h.genesis).expect("genesis").slots.get("count"), Some(&Value::Int(2)));
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let Value::Int(reported) = h.send("reportTime", vec![]).expect("reportTime") else { panic!("an integer") };
+    assert!(reported.abs_diff(now as i64) < 60, "reported {reported}, host says {now}");
+
+    let err = h.send("greet:", vec![Value::Int(5)]).expect_err("bad argument");
+    assert!(matches!(err, Error::BadArguments { .. }), "{err}");
+    assert!(err.to_string().contains("argument 1 must be text"), "{err}");
+
+    let stats = h.sandbox.stats(h.rt.image()).expect("stats");
+    let greet = plugin::list(&h.rt).expect("list").into_iter().find(|p| p.name == "greet").expect("greet");
+    let s = &stats[&greet.component.hash];
+    assert_eq!(s.calls, 3, "two direct calls and one through shout");
+    assert_eq!(s.failures.get("bad_arguments"), Some(&1));
+    assert!(s.fuel_used > 0);
+}
+
+#[test]
+fn the_clock_needs_its_grant() {
+    let h = host();
+    let uses_clock = r#"
+      (import "batos:uvm/clock@0.1.0" "now" (func $now (param i32)))
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        (call $now (i32.const 64))
+        (call $ok_int (i64.load (i32.const 64))))
+    "#;
+    let err = h.wat("clocky", "clocky", "", uses_clock).expect_err("refused without the grant");
+    assert!(matches!(&err, Error::AuditRefused { reason, .. } if reason.contains("batos:uvm/clock@0.1.0") && reason.contains("`clock` grant")), "{err}");
+    assert!(plugin::list(&h.rt).expect("list").is_empty(), "nothing installed");
+    h.wat("clocky", "clocky", "grants = [\"clock\"]\n", uses_clock).expect("accepted with the grant");
+    let Value::Int(seconds) = h.send("clocky", vec![]).expect("runs") else { panic!("integer") };
+    assert!(seconds > 1_700_000_000, "{seconds}");
+}
+
+fn assert_limit(err: &Error, which: &str) {
+    assert!(matches!(err, Error::Limit { limit, .. } if *limit == which), "expected the {which} limit, got: {err}");
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_by_the_deadline() {
+    let h = host();
+    h.wat("spin", "spin", "deadline_ms = 100\n", r#"
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        (loop $forever (br $forever))
+        (call $ok_nil))
+    "#)
+    .expect("installs");
+    let before = h.rt.image().last_tx();
+    assert_limit(&h.send("spin", vec![]).expect_err("stopped"), "deadline");
+    assert_eq!(h.rt.image().last_tx(), before);
+    h.still_serves();
+}
+
+#[test]
+fn runaway_work_runs_out_of_fuel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Arc::new(Sandbox::new(Limits { fuel: 100_000, ..Limits::default() }).expect("sandbox"));
+    let rt = Runtime::builder().component_runner(sandbox.clone()).open(dir.path().join("image")).expect("opens");
+    let h = Host { files: dir.path().to_path_buf(), genesis: rt.resolve("genesis").expect("genesis"), rt: Arc::new(rt), sandbox, _dir: dir };
+    h.wat("spin", "spin", "", "(func $invoke (param i32 i32 i32) (result i32) (loop $l (br $l)) (call $ok_nil))").expect("installs");
+    assert_limit(&h.send("spin", vec![]).expect_err("stopped"), "fuel");
+    h.still_serves();
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_cap() {
+    let h = host();
+    h.wat("bomb", "bomb", "", r#"
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        (loop $grow
+          (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+        (call $ok_nil))
+    "#)
+    .expect("installs");
+    assert_limit(&h.send("bomb", vec![]).expect_err("capped"), "memory");
+    h.still_serves();
+}
+
+#[test]
+fn deep_recursion_hits_the_stack_limit() {
+    let h = host();
+    h.wat("deep", "deep", "", r#"
+      (func $down (param $n i64) (result i64)
+        (i64.add (call $down (i64.add (local.get $n) (i64.const 1))) (i64.const 1)))
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        (call $ok_int (call $down (i64.const 0))))
+    "#)
+    .expect("installs");
+    assert_limit(&h.send("deep", vec![]).expect_err("overflow"), "stack");
+    h.still_serves();
+}
+
+#[test]
+fn a_huge_result_is_refused() {
+    let h = host();
+    h.wat("huge", "huge", "", r#"
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        ;; 2 MiB of text, over the 1 MiB value cap.
+        (drop (memory.grow (i32.const 40)))
+        (call $ok_text (i32.const 65536) (i32.const 2097152)))
+    "#)
+    .expect("installs");
+    assert_limit(&h.send("huge", vec![]).expect_err("too big"), "result size");
+    h.still_serves();
+}
+
+#[test]
+fn writes_are_permitted_only_on_the_receiver() {
+    let h = host();
+    // Tries to write `stamp` on its receiver and on the object passed as argument 1;
+    // answers the two host statuses as one number: receiver*10 + other (0 = done).
+    h.wat("stamp", "stamp:", "", r#"
+      (data (i32.const 512) "stamp")
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        (local $other i32) (local $node i32) (local $a i32) (local $b i32)
+        (local.set $node (call $arg_node (local.get $args) (local.get $nargs) (i32.const 0)))
+        (if (i32.ne (i32.load8_u (local.get $node)) (i32.const 8)) (then unreachable))
+        (local.set $other (i32.load offset=8 (local.get $node)))
+        (local.set $a (call $set_int (local.get $receiver) (i32.const 512) (i32.const 5) (i64.const 1)))
+        (local.set $b (call $set_int (local.get $other) (i32.const 512) (i32.const 5) (i64.const 1)))
+        (call $ok_int (i64.extend_i32_u (i32.add (i32.mul (local.get $a) (i32.const 10)) (local.get $b)))))
+    "#)
+    .expect("installs");
+    let victim = h.rt.clone_object(h.genesis, Some("victim")).expect("clone");
+    let answer = h.send("stamp:", vec![Value::Object(victim)]).expect("answers");
+    assert_eq!(answer, Value::Int(1), "receiver write done (0), other refused (1)");
+    assert_eq!(h.rt.object(h.genesis).expect("genesis").slots.get("stamp"), Some(&Value::Int(1)));
+    assert_eq!(h.rt.object(victim).expect("victim").slots.get("stamp"), None, "the non-receiver is untouched");
+    h.still_serves();
+}
+
+#[test]
+fn a_forged_object_handle_traps() {
+    let h = host();
+    h.wat("forge", "forge", "", r#"
+      (data (i32.const 512) "description")
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        ;; 9999 was never given to this capability.
+        (drop (call $get_int (i32.const 9999) (i32.const 512) (i32.const 11)))
+        (call $ok_nil))
+    "#)
+    .expect("installs");
+    let err = h.send("forge", vec![]).expect_err("no such handle");
+    assert!(matches!(err, Error::Trapped { .. }), "{err}");
+    h.still_serves();
+}
+
+#[test]
+fn a_trap_mid_write_leaves_no_partial_state() {
+    let h = host();
+    h.wat("halfway", "halfway", "", r#"
+      (data (i32.const 512) "written")
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        (drop (call $set_int (local.get $receiver) (i32.const 512) (i32.const 7) (i64.const 99)))
+        unreachable)
+    "#)
+    .expect("installs");
+    let before = h.rt.image().last_tx();
+    let err = h.send("halfway", vec![]).expect_err("traps");
+    assert!(matches!(err, Error::Trapped { .. }), "{err}");
+    assert_eq!(h.rt.object(h.genesis).expect("genesis").slots.get("written"), None);
+    assert_eq!(h.rt.image().last_tx(), before);
+    h.still_serves();
+}
+
+#[test]
+fn bad_components_are_refused_at_install_with_the_image_unchanged() {
+    let h = host();
+    let before = h.rt.image().last_tx();
+    let manifest = "selector = \"bad\"\ntarget = \"genesis\"\ndescription = \"bad\"\n";
+    let double = batos::sandbox::audit::component_from_wat(DOUBLE, "double").expect("builds");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("garbage", b"this is not wasm".to_vec(), "not WebAssembly"),
+        ("truncated", double[..double.len() / 2].to_vec(), "invalid component"),
+        ("core", wat::parse_str("(module)").expect("wat"), "core WebAssembly module"),
+        ("empty_component", wat::parse_str("(component)").expect("wat"), "capability world"),
+        (
+            "wasi",
+            wat::parse_str(r#"(component (import "wasi:filesystem/preopens@0.2.0" (instance (export "get-directories" (func)))))"#)
+                .expect("wat"),
+            "wasi:filesystem/preopens@0.2.0",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = h.files.join(format!("{name}.wasm"));
+        std::fs::write(&path, &bytes).expect("write");
+        std::fs::write(h.files.join(format!("{name}.toml")), manifest).expect("write");
+        let err = plugin::add(&h.rt, &h.sandbox, &path).expect_err(name);
+        assert!(matches!(err, Error::AuditRefused { .. }), "{name}: {err}");
+        assert!(err.to_string().contains(expected), "{name}: {err}");
+    }
+
+    let err = h.wat("syntax", "bad", "", "(func $invoke (param").expect_err("syntax error");
+    assert!(matches!(err, Error::BuildFailed { .. }), "{err}");
+
+    let err = h.wat("pinned", "bad", &format!("hash = \"{}\"\n", "0".repeat(64)), DOUBLE).expect_err("wrong hash");
+    assert!(matches!(err, Error::BadManifest { .. }) && err.to_string().contains("pins"), "{err}");
+
+    let err = h.wat("unknown_key", "bad", "colour = \"red\"\n", DOUBLE).expect_err("unknown key");
+    assert!(matches!(err, Error::BadManifest { .. }) && err.to_string().contains("colour"), "{err}");
+
+    assert_eq!(h.rt.image().last_tx(), before, "nothing was installed");
+    assert!(plugin::list(&h.rt).expect("list").is_empty());
+}
+
+#[test]
+fn the_drop_in_folder_installs_updates_and_removes() {
+    let h = host();
+    let folder = h.rt.image().path().join("plugins");
+    let (tx, rx) = mpsc::channel::<SyncReport>();
+    let _watch = DropFolder::watch(h.rt.clone(), h.sandbox.clone(), &folder, move |r| {
+        let _ = tx.send(r.expect("sync runs"));
+    })
+    .expect("watching");
+    let wait = |what: &str| -> SyncReport {
+        loop {
+            let r = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no sync after {what}"));
+            if r != SyncReport::default() {
+                return r;
+            }
+        }
+    };
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).expect("the initial sync"), SyncReport::default());
+
+    // Files appear whole, as a careful editor or `mv` makes them appear.
+    let put = |name: &str, text: &str| {
+        let staging = folder.join(format!("{name}.partial"));
+        std::fs::write(&staging, text).expect("write");
+        std::fs::rename(&staging, folder.join(name)).expect("rename into place");
+    };
+    put("calc.toml", "selector = \"calc:\"\ntarget = \"genesis\"\ndescription = \"doubles\"\n");
+    put("calc.wat", DOUBLE);
+    let report = wait("drop");
+    assert_eq!(report.installed, vec!["calc".to_owned()]);
+    assert_eq!(h.send("calc:", vec![Value::Int(5)]).expect("installed"), Value::Int(10));
+
+    put("calc.wat", &DOUBLE.replace("(i64.const 2)", "(i64.const 3)"));
+    let report = wait("change");
+    assert_eq!(report.installed, vec!["calc".to_owned()]);
+    assert_eq!(h.send("calc:", vec![Value::Int(5)]).expect("updated"), Value::Int(15));
+
+    std::fs::remove_file(folder.join("calc.wat")).expect("delete");
+    let report = wait("delete");
+    assert_eq!(report.removed, vec!["calc".to_owned()]);
+    assert!(matches!(h.send("calc:", vec![Value::Int(5)]), Err(Error::DoesNotUnderstand { .. })));
+}
