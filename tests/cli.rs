@@ -121,3 +121,39 @@ fn a_foreign_folder_is_refused() {
     assert_eq!(err["error"]["kind"], "not_an_image");
     assert_eq!(std::fs::read_to_string(dir.path().join("thesis.tex")).expect("intact"), "precious");
 }
+
+fn repo_path(relative: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative).display().to_string()
+}
+
+#[test]
+fn plugins_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image");
+    // The three kinds: WAT, Rust, and Rust with the clock grant.
+    for (path, selector) in [("plugins/double.wat", "double:"), ("plugins/greet", "greet:"), ("plugins/report_time", "reportTime")] {
+        let added = ok_json(&image, &["plugin", "add", &repo_path(path)]);
+        assert_eq!(added["selector"], selector, "{path}");
+    }
+    assert_eq!(ok_json(&image, &["send", "genesis", "double:", "21"])["result"], 42);
+    assert_eq!(ok_json(&image, &["send", "genesis", "greet:", "\"Ada\""])["result"], "Hello, Ada!");
+    assert!(ok_json(&image, &["send", "genesis", "reportTime"])["result"].as_i64().expect("seconds") > 1_700_000_000);
+
+    let list = ok_json(&image, &["plugin", "list"]);
+    let names: Vec<&str> = list.as_array().expect("list").iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, vec!["double", "greet", "report_time"]);
+    let report_time = list.as_array().expect("list").iter().find(|p| p["name"] == "report_time").expect("entry");
+    assert_eq!(report_time["grants"], serde_json::json!(["clock"]));
+
+    let err = err_json(&image, &["send", "genesis", "double:", "\"x\""]);
+    assert_eq!(err["error"]["kind"], "trapped", "{err}");
+    let stats = ok_json(&image, &["plugin", "stats"]);
+    let double = stats.as_array().expect("stats").iter().find(|s| s["name"] == "double").expect("double");
+    assert_eq!(double["calls"], 2, "stats persist across processes: {stats}");
+    assert_eq!(double["failures"]["trapped"], 1);
+
+    ok_json(&image, &["plugin", "remove", "double"]);
+    assert_eq!(err_json(&image, &["send", "genesis", "double:", "2"])["error"]["kind"], "does_not_understand");
+    let err = err_json(&image, &["plugin", "add", &repo_path("plugins/Cargo.toml")]);
+    assert_eq!(err["error"]["kind"], "bad_manifest", "{err}");
+}
