@@ -98,6 +98,11 @@ impl Sandbox {
         pool.total_memories(slots * 2);
         pool.total_tables(slots * 2);
         pool.max_memory_size(limits.memory_bytes);
+        // Resetting a slot for reuse by zeroing in place beats returning pages to the
+        // kernel and faulting them back in for the next call (measured in
+        // benches/sandbox.rs); small methods touch far less than this.
+        pool.linear_memory_keep_resident(1 << 20);
+        pool.table_keep_resident(1 << 16);
         pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let (engine, allocator) = match Engine::new(&pooled) {
             Ok(engine) => (engine, Allocator::Pooling),
