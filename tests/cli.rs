@@ -131,17 +131,26 @@ fn plugins_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = dir.path().join("image");
     // The three kinds: WAT, Rust, and Rust with the clock grant.
-    for (path, selector) in [("plugins/double.wat", "double:"), ("plugins/greet", "greet:"), ("plugins/report_time", "reportTime")] {
+    for (path, selector) in [
+        ("plugins/double.wat", "double:"),
+        ("plugins/greet", "greet:"),
+        ("plugins/report_time", "reportTime"),
+        ("plugins/counter", "increment"),
+        ("plugins/shout", "shout:"),
+    ] {
         let added = ok_json(&image, &["plugin", "add", &repo_path(path)]);
         assert_eq!(added["selector"], selector, "{path}");
     }
     assert_eq!(ok_json(&image, &["send", "genesis", "double:", "21"])["result"], 42);
     assert_eq!(ok_json(&image, &["send", "genesis", "greet:", "\"Ada\""])["result"], "Hello, Ada!");
     assert!(ok_json(&image, &["send", "genesis", "reportTime"])["result"].as_i64().expect("seconds") > 1_700_000_000);
+    assert_eq!(ok_json(&image, &["send", "genesis", "shout:", "\"bob\""])["result"], "HELLO, BOB!");
+    assert_eq!(ok_json(&image, &["send", "genesis", "increment"])["result"], 1);
+    assert_eq!(ok_json(&image, &["send", "genesis", "increment"])["result"], 2, "the count persists between processes");
 
     let list = ok_json(&image, &["plugin", "list"]);
     let names: Vec<&str> = list.as_array().expect("list").iter().filter_map(|p| p["name"].as_str()).collect();
-    assert_eq!(names, vec!["double", "greet", "report_time"]);
+    assert_eq!(names, vec!["counter", "double", "greet", "report_time", "shout"]);
     let report_time = list.as_array().expect("list").iter().find(|p| p["name"] == "report_time").expect("entry");
     assert_eq!(report_time["grants"], serde_json::json!(["clock"]));
 

@@ -82,6 +82,8 @@ fn a_wat_plugin_runs_and_survives_restart_without_its_source() {
         assert!(installed.source.is_some(), "the WAT source is kept as a blob");
         let genesis = rt.resolve("genesis").expect("genesis");
         assert_eq!(rt.send(genesis, "double:", vec![Value::Int(21)]).expect("runs"), Value::Int(42));
+        let artifacts = rt.image().aux_scan("artifact/").expect("aux");
+        assert_eq!(artifacts.len(), 1, "the compiled component is kept for the next process");
     }
     std::fs::remove_file(&source).expect("the source goes away");
     let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));

@@ -148,6 +148,15 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Keeps the compiled form of an audited component in the image's blob store, so
+    /// that the next process loads it instead of compiling it again.
+    pub fn save_artifact(&self, image: &Image, component: &BlobRef, grants: &Grants) {
+        let compiled = self.lock_prepared().get(&(component.hash, grants.clone())).map(|pre| pre.instance_pre().component().clone());
+        if let Some(compiled) = compiled {
+            self.store_artifact(image, component, &compiled);
+        }
+    }
+
     /// Statistics of every capability called, persisted and in this process.
     pub fn stats(&self, image: &Image) -> Result<HashMap<BlobHash, CapabilityStats>> {
         self.stats.all(image)

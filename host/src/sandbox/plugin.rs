@@ -198,6 +198,7 @@ pub fn install(rt: &Runtime, sandbox: &Sandbox, built: &Built) -> Result<Install
         cx.tx().set_slot(registry, &built.name, &to_value(&installed, target))?;
         Ok(installed)
     })?;
+    sandbox.save_artifact(rt.image(), &committed.value.component, &grants);
     tracing::info!(plugin = %built.name, component = %committed.value.component.hash, "installed");
     Ok(committed.value)
 }
