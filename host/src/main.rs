@@ -210,17 +210,17 @@ fn watch_forever(rt: Runtime, sandbox: Arc<Sandbox>, json_mode: bool) -> Result<
 
 fn dispatch(command: Command, rt: &Runtime, sandbox: &Arc<Sandbox>) -> Result<Output, Failure> {
     match command {
-        Command::Awaken => awaken(&rt),
-        Command::Inspect { obj, at } => inspect(&rt, &obj, at.map(TxId)),
+        Command::Awaken => awaken(rt),
+        Command::Inspect { obj, at } => inspect(rt, &obj, at.map(TxId)),
         Command::Send { obj, selector, args } => {
             let receiver = rt.resolve(&obj)?;
-            let args = args.iter().map(|a| parse_value(&rt, a)).collect::<Result<Vec<_>, _>>()?;
+            let args = args.iter().map(|a| parse_value(rt, a)).collect::<Result<Vec<_>, _>>()?;
             let sent = rt.send_committed(receiver, &selector, args)?;
             Ok(value_output(&sent.value, sent.tx))
         }
         Command::Set { obj, slot, value } => {
             let oid = rt.resolve(&obj)?;
-            let value = parse_value(&rt, &value)?;
+            let value = parse_value(rt, &value)?;
             let committed = rt.set_slot(oid, &slot, value.clone())?;
             Ok(value_output(&value, committed.tx))
         }
@@ -229,7 +229,7 @@ fn dispatch(command: Command, rt: &Runtime, sandbox: &Arc<Sandbox>) -> Result<Ou
             let clone = rt.clone_object(original, name.as_deref())?;
             Ok(Output { text: clone.to_string(), json: json!({ "oid": clone.0 }) })
         }
-        Command::History { limit } => history(&rt, limit),
+        Command::History { limit } => history(rt, limit),
         Command::Undo { tx } => {
             let undo = rt.image().undo(TxId(tx))?;
             Ok(Output { text: format!("undid {tx} with transaction {undo}"), json: json!({ "undone": tx, "tx": undo.0 }) })

@@ -45,10 +45,6 @@ pub(crate) struct CallState {
     pub(crate) max_result_bytes: usize,
 }
 
-// SAFETY: the store, and so this state, never leaves the thread that created it: it is
-// created, used and dropped inside one `Sandbox::run` call. wasmtime requires `Send`
-// for store data in general; we never send it.
-unsafe impl Send for CallState {}
 
 impl CallState {
     /// # Safety
@@ -81,7 +77,7 @@ impl CallState {
     // ---- values ----------------------------------------------------------------
 
     /// A host value as a WIT value whose object handles the guest will own.
-    pub(crate) fn to_wit(&mut self, value: &Value) -> wasmtime::Result<wit::Value> {
+    pub(crate) fn lower(&mut self, value: &Value) -> wasmtime::Result<wit::Value> {
         let mut nodes = Vec::new();
         self.push(&mut nodes, value)?;
         Ok(wit::Value { nodes })
@@ -120,7 +116,7 @@ impl CallState {
     }
 
     /// A value the guest lent us (its handles stay the guest's).
-    fn from_param(&mut self, value: wit::ValueParam) -> Result<Value, Error> {
+    fn lift_param(&mut self, value: wit::ValueParam) -> Result<Value, Error> {
         let mut nodes: Vec<Option<wit::NodeParam>> = value.nodes.into_iter().map(Some).collect();
         let mut budget = Budget::new(self.max_result_bytes);
         let value = self.take_param(&mut nodes, 0, 0, &mut budget)?;
@@ -154,7 +150,7 @@ impl CallState {
     }
 
     /// The guest's answer; it hands its handles back.
-    pub(crate) fn from_result(&mut self, value: wit::Value) -> Result<Value, Error> {
+    pub(crate) fn lift_result(&mut self, value: wit::Value) -> Result<Value, Error> {
         let mut nodes: Vec<Option<wit::Node>> = value.nodes.into_iter().map(Some).collect();
         let mut budget = Budget::new(self.max_result_bytes);
         self.take_result(&mut nodes, 0, 0, &mut budget)
@@ -296,7 +292,7 @@ impl wit::HostObject for CallState {
         let oid = self.oid_of(&this)?;
         let found = self.cx().lookup(oid, &name);
         match found {
-            Ok(Some((_, value))) => Ok(Ok(self.to_wit(&value)?)),
+            Ok(Some((_, value))) => Ok(Ok(self.lower(&value)?)),
             Ok(None) => Ok(Err(wit::Error { kind: wit::ErrorKind::NotFound, message: format!("{oid} has no slot `{name}`") })),
             Err(e) => answer(Err(e)),
         }
@@ -311,7 +307,7 @@ impl wit::HostObject for CallState {
             };
             return Ok(Err(error_to_wit(&e)));
         }
-        let value = match self.from_param(value) {
+        let value = match self.lift_param(value) {
             Ok(v) => v,
             Err(e) => return answer(Err(e)),
         };
@@ -329,13 +325,13 @@ impl wit::HostObject for CallState {
         let oid = self.oid_of(&this)?;
         let mut values = Vec::with_capacity(args.len());
         for a in args {
-            match self.from_param(a) {
+            match self.lift_param(a) {
                 Ok(v) => values.push(v),
                 Err(e) => return answer(Err(e)),
             }
         }
         match self.cx().send(oid, &selector, &values) {
-            Ok(v) => Ok(Ok(self.to_wit(&v)?)),
+            Ok(v) => Ok(Ok(self.lower(&v)?)),
             Err(e) => answer(Err(e)),
         }
     }

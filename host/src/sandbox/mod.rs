@@ -243,14 +243,14 @@ impl Sandbox {
             let receiver = store.data_mut().handle(call.receiver)?;
             let mut args = Vec::with_capacity(call.args.len());
             for a in call.args {
-                args.push(store.data_mut().to_wit(a)?);
+                args.push(store.data_mut().lower(a)?);
             }
             let instance = pre.instantiate(&mut store)?;
             instance.call_invoke(&mut store, receiver, &args)
         })();
         let fuel_used = self.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let result = match outcome {
-            Ok(Ok(value)) => store.data_mut().from_result(value),
+            Ok(Ok(value)) => store.data_mut().lift_result(value),
             Ok(Err(e)) => Err(host::error_from_wit(&name, e)),
             Err(trap) => Err(classify(&name, trap, deadline, &self.limits)),
         };
