@@ -72,10 +72,23 @@ pub enum Decision {
     Denied(String),
 }
 
-/// Decides imports and links exactly what it allows.
+/// Decides imports and slot writes, and links exactly the imports it allows.
 pub struct Gate;
 
 impl Gate {
+    /// May a capability write a slot of `target`? Only its receiver and the clones it
+    /// made during this call (`writable` holds exactly those); writing anything else
+    /// would let a capability change objects it was merely shown.
+    pub fn decide_write(writable: &std::collections::HashSet<crate::image::Oid>, target: crate::image::Oid) -> Decision {
+        if writable.contains(&target) {
+            Decision::Always
+        } else {
+            Decision::Denied(format!(
+                "write a slot of {target}: only the receiver and clones made in this call are writable"
+            ))
+        }
+    }
+
     /// May a capability holding `grants` import the interface named `import`?
     pub fn decide(grants: &Grants, import: &str) -> Decision {
         let Some(interface) = import.strip_prefix(PACKAGE).and_then(|rest| rest.strip_suffix(VERSION)) else {
@@ -153,6 +166,19 @@ mod tests {
         assert!(why.contains("batos:uvm/clock@0.1.0") && why.contains("`clock` grant"), "{why}");
         let Decision::Denied(why) = Gate::decide(&Grants::new(), "wasi:filesystem/types@0.2.0") else { panic!("denied") };
         assert!(why.contains("WASI"), "{why}");
+    }
+
+    #[test]
+    fn writes_are_decided_by_the_table() {
+        use crate::image::Oid;
+        let receiver = Oid(3);
+        let clone = Oid(9);
+        let writable: std::collections::HashSet<Oid> = [receiver, clone].into();
+        let table = [(receiver, true), (clone, true), (Oid(1), false), (Oid(4), false)];
+        for (target, expected) in table {
+            let allowed = !matches!(Gate::decide_write(&writable, target), Decision::Denied(_));
+            assert_eq!(allowed, expected, "{target}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 
 use wasmtime::component::{Resource, ResourceTable};
 
+use super::gate::{Decision, Gate};
 use super::limits::MemoryCap;
 use crate::error::Error;
 use crate::image::{BlobHash, BlobRef, Method, Oid, Value};
@@ -300,11 +301,8 @@ impl wit::HostObject for CallState {
 
     fn set_slot(&mut self, this: Resource<ObjectHandle>, name: String, value: wit::ValueParam) -> wasmtime::Result<Result<(), wit::Error>> {
         let oid = self.oid_of(&this)?;
-        if !self.writable.contains(&oid) {
-            let e = Error::NotPermitted {
-                capability: self.name.clone(),
-                action: format!("write slot `{name}` of {oid}: only the receiver and clones made in this call are writable"),
-            };
+        if let Decision::Denied(why) = Gate::decide_write(&self.writable, oid) {
+            let e = Error::NotPermitted { capability: self.name.clone(), action: format!("{why} (slot `{name}`)") };
             return Ok(Err(error_to_wit(&e)));
         }
         let value = match self.lift_param(value) {
