@@ -29,6 +29,7 @@
 pub mod error;
 pub mod image;
 pub mod runtime;
+pub mod mind;
 pub mod sandbox;
 
 pub use error::{Error, Result};
