@@ -108,7 +108,7 @@ impl GgmlType {
     /// Bytes for `elements` elements, if they fill whole blocks.
     pub fn byte_len(self, elements: u64) -> Option<u64> {
         let (per_block, bytes) = self.block();
-        (elements % per_block == 0).then(|| elements / per_block * bytes)
+        elements.is_multiple_of(per_block).then(|| elements / per_block * bytes)
     }
 }
 
@@ -121,7 +121,7 @@ fn f16_at(bytes: &[u8], at: usize) -> f32 {
 pub fn dequantize(t: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
     let (per_block, block_bytes) = t.block();
     let (per_block, block_bytes) = (per_block as usize, block_bytes as usize);
-    if bytes.len() % block_bytes != 0 {
+    if !bytes.len().is_multiple_of(block_bytes) {
         return Err(format!("{} bytes is not a whole number of {t:?} blocks", bytes.len()));
     }
     let mut out = Vec::with_capacity(bytes.len() / block_bytes * per_block);
