@@ -1,8 +1,14 @@
 //! The mind layer: the LLM that answers `pLLM`.
 //!
-//! Built so far: reading GGUF model files ([`gguf`]) and decoding their tensors
-//! ([`quant`]), the first steps of importing a model into ONNX Runtime. It depends on
-//! nothing above the image layer.
+//! The host asks every backend through one trait, [`Mind`]. Built so far: the
+//! OpenAI-compatible backend ([`OpenAiMind`]), and the first steps of importing a model
+//! for ONNX Runtime — reading GGUF files ([`gguf`]) and decoding their tensors
+//! ([`quant`]). It depends on nothing above the image layer.
 
+mod chat;
 pub mod gguf;
+pub mod openai;
 pub mod quant;
+
+pub use chat::{Completion, Finish, Message, Mind, MindError, Role, Sampling};
+pub use openai::OpenAiMind;
