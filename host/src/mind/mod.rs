@@ -2,13 +2,14 @@
 //!
 //! The host asks every backend through one trait, [`Mind`]. Built so far: the
 //! OpenAI-compatible backend ([`OpenAiMind`]), and the first steps of importing a model
-//! for ONNX Runtime — reading GGUF files ([`gguf`]) and decoding their tensors
-//! ([`quant`]). It depends on nothing above the image layer.
+//! for ONNX Runtime — reading GGUF files ([`gguf`]), decoding their tensors
+//! ([`quant`]) and rebuilding their tokenizer ([`tokenizer`]). It depends on nothing above the image layer.
 
 mod chat;
 pub mod gguf;
 pub mod openai;
 pub mod quant;
+pub mod tokenizer;
 
 pub use chat::{Completion, Finish, Message, Mind, MindError, Role, Sampling};
 pub use openai::OpenAiMind;
