@@ -22,3 +22,11 @@ if command -v rustup >/dev/null 2>&1; then
         rustup target add wasm32-unknown-unknown
     fi
 fi
+
+# ONNX Runtime's shared library, for the mind: from the Python registry's onnxruntime
+# package (the host loads it dynamically; ORT_DYLIB_PATH overrides the location).
+ORT_VERSION=1.31.1
+ORT_HOME="$HOME/.cache/batos/onnxruntime-$ORT_VERSION"
+if [ ! -f "$ORT_HOME/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$ORT_HOME" "onnxruntime==$ORT_VERSION"
+fi

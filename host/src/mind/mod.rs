@@ -8,9 +8,11 @@
 
 mod chat;
 pub mod gguf;
+pub mod onnx_proto;
 pub mod openai;
 pub mod pull;
 pub mod quant;
+pub mod runtime;
 pub mod sample;
 pub mod template;
 pub mod tokenizer;
