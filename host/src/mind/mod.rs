@@ -7,11 +7,14 @@
 //! template ([`template`]); and choosing tokens from logits ([`sample`]). It depends on nothing above the image layer.
 
 mod chat;
+pub mod export;
 pub mod gguf;
+pub mod model;
 pub mod onnx_proto;
 pub mod openai;
 pub mod pull;
 pub mod quant;
+pub mod reference;
 pub mod runtime;
 pub mod sample;
 pub mod template;

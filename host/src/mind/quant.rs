@@ -225,6 +225,20 @@ fn q6_k(b: &[u8], out: &mut Vec<f32>) {
     out.extend_from_slice(&y);
 }
 
+/// Quantizes to Q8_0 as ggml does (per block of 32: d = max|x| / 127, q = round(x / d));
+/// `values.len()` must be a multiple of 32. Used to write quantized test models.
+pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / 32 * 34);
+    for block in values.chunks(32) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let inv = if d == 0.0 { 0.0 } else { 1.0 / d };
+        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+        out.extend(block.iter().map(|v| (v * inv).round().clamp(-128.0, 127.0) as i8 as u8));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
