@@ -57,3 +57,38 @@ fn the_embedded_model_pulls_parses_and_tokenizes() {
     let text = template.render(&[Message::user("hi")], true).expect("renders");
     assert!(text.starts_with("<|im_start|>system\nYou are Qwen"), "Qwen's default system prompt: {text}");
 }
+
+/// THE REAL EMBEDDED MODEL, end to end: imported to ONNX (once, cached next to the
+/// model), run by ONNX Runtime on the CPU, greedy; its answer to a trivial coding prompt
+/// must compile with rustc.
+#[test]
+fn the_embedded_model_answers_with_compilable_rust() {
+    use batos::mind::{Mind, OnnxMind, Sampling};
+    let path = pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls");
+    let mind = OnnxMind::open(&path, &pull::models_dir()).expect("the model imports and loads");
+    let messages = [
+        Message::system("You are a Rust programmer. Answer with one Rust code block and nothing else."),
+        Message::user("Write a Rust function `pub fn add(a: i32, b: i32) -> i32` that returns the sum of a and b."),
+    ];
+    let sampling = Sampling { max_tokens: 120, ..Sampling::default() };
+    let mut streamed = String::new();
+    let started = std::time::Instant::now();
+    let answer = mind.complete(&messages, &sampling, &mut |piece| streamed.push_str(piece)).expect("generates");
+    println!("answer in {:.1?} ({} tokens):\n{}", started.elapsed(), answer.completion_tokens.unwrap_or(0), answer.text);
+    assert_eq!(streamed, answer.text, "streaming delivered the whole answer");
+    let code = match answer.text.split("```").nth(1) {
+        Some(block) => block.trim_start_matches("rust").to_owned(),
+        None => answer.text.clone(),
+    };
+    assert!(code.contains("fn add"), "{code}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("lib.rs");
+    std::fs::write(&source, &code).expect("write");
+    let out = std::process::Command::new("rustc")
+        .args(["--crate-type", "lib", "--edition", "2021", "-o"])
+        .arg(dir.path().join("libadd.rlib"))
+        .arg(&source)
+        .output()
+        .expect("rustc runs");
+    assert!(out.status.success(), "the model's code does not compile:\n{code}\n{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -113,6 +113,9 @@ pub enum MindError {
         /// The body of the answer, shortened.
         detail: String,
     },
+    /// A local model could not be loaded or run.
+    #[error("the local model failed: {0}")]
+    Model(String),
     /// The backend answered something we cannot read.
     #[error("the mind at {endpoint} answered something that is not a chat completion: {detail}")]
     Malformed {

@@ -242,3 +242,42 @@ pub fn export(weights: &Weights) -> ModelProto {
         graph: Some(GraphProto { node: g.nodes, name: "decoder".into(), initializer: g.initializers, input: inputs, output: outputs }),
     }
 }
+
+/// Writes `model` as `<dir>/model.onnx` with its large initializers in
+/// `<dir>/model.onnx.data` (protobuf cannot hold a file over 2 GB), through a temporary
+/// folder renamed into place, so a crash never leaves half an export.
+pub fn write_with_external_data(mut model: ModelProto, dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    use prost::Message;
+    use std::io::Write;
+    const DATA: &str = "model.onnx.data";
+    let staging = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)?;
+    let mut data = std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(staging.join(DATA))?);
+    let mut offset = 0u64;
+    if let Some(graph) = model.graph.as_mut() {
+        for t in &mut graph.initializer {
+            if t.raw_data.len() < 1024 {
+                continue;
+            }
+            // Keep each tensor 64-byte aligned so ONNX Runtime can map it directly.
+            let pad = (64 - offset % 64) % 64;
+            data.write_all(&vec![0u8; pad as usize])?;
+            offset += pad;
+            let bytes = std::mem::take(&mut t.raw_data);
+            data.write_all(&bytes)?;
+            let entry = |k: &str, v: String| super::onnx_proto::StringStringEntryProto { key: k.into(), value: v };
+            t.external_data = vec![entry("location", DATA.into()), entry("offset", offset.to_string()), entry("length", bytes.len().to_string())];
+            t.data_location = 1;
+            offset += bytes.len() as u64;
+        }
+    }
+    data.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
+    let mut file = std::fs::File::create(staging.join("model.onnx"))?;
+    file.write_all(&model.encode_to_vec())?;
+    file.sync_all()?;
+    drop(file);
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&staging, dir)?;
+    Ok(dir.join("model.onnx"))
+}

@@ -121,6 +121,20 @@ pub struct TensorProto {
     pub name: String,
     #[prost(bytes = "vec", tag = "9")]
     pub raw_data: Vec<u8>,
+    #[prost(message, repeated, tag = "13")]
+    pub external_data: Vec<StringStringEntryProto>,
+    /// 0: in `raw_data`; 1: in an external file described by `external_data`.
+    #[prost(int32, tag = "14")]
+    pub data_location: i32,
+}
+
+/// `onnx.StringStringEntryProto`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StringStringEntryProto {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
 }
 
 /// `onnx.ValueInfoProto`
@@ -198,6 +212,7 @@ impl TensorProto {
             data_type: DataType::Float as i32,
             name: name.to_owned(),
             raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
         }
     }
 
@@ -208,6 +223,7 @@ impl TensorProto {
             data_type: DataType::Int64 as i32,
             name: name.to_owned(),
             raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
         }
     }
 }
