@@ -100,3 +100,26 @@ fn an_unreachable_server_says_what_to_check() {
     assert!(matches!(err, MindError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("is the server running"), "{err}");
 }
+
+#[test]
+fn pllm_infer_asks_the_mind_its_slots_name() {
+    let server = StubChatServer::start(sse(&[r#"{"choices":[{"delta":{"content":"42"}}]}"#, "[DONE]"]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = batos::mind::attach(batos::Runtime::builder()).open(dir.path().join("image")).expect("opens");
+    let pllm = rt.resolve("pLLM").expect("pLLM");
+    rt.set_slot(pllm, "backend", "openai".into()).expect("set");
+    rt.set_slot(pllm, "model", "stub-model".into()).expect("set");
+    rt.set_slot(pllm, "baseUrl", server.base_url.clone().into()).expect("set");
+    // genesis delegates to pLLM, so it can think too.
+    let genesis = rt.resolve("genesis").expect("genesis");
+    let answer = rt.send(genesis, "infer", vec!["What is six times seven?".into()]).expect("infers");
+    assert_eq!(answer, batos::Value::Text("42".into()));
+    let (_, body) = server.handle.join().expect("server thread");
+    let request: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(request["model"], "stub-model");
+    assert_eq!(request["messages"][0]["content"], "What is six times seven?");
+
+    rt.set_slot(pllm, "backend", "telepathy".into()).expect("set");
+    let err = rt.send(pllm, "infer", vec!["hi".into()]).expect_err("unknown backend");
+    assert!(err.to_string().contains("telepathy"), "{err}");
+}

@@ -92,3 +92,23 @@ fn the_embedded_model_answers_with_compilable_rust() {
         .expect("rustc runs");
     assert!(out.status.success(), "the model's code does not compile:\n{code}\n{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// THE REAL EMBEDDED MODEL from the command line: `batos send pLLM infer "…"`.
+#[test]
+fn send_pllm_infer_works_from_the_cli() {
+    pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let batos = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_batos"))
+            .arg("--image")
+            .arg(dir.path().join("image"))
+            .args(args)
+            .output()
+            .expect("batos runs")
+    };
+    assert!(batos(&["set", "pLLM", "maxTokens", "16"]).status.success());
+    let out = batos(&["--json", "send", "pLLM", "infer", "\"What is 2 + 3? Answer with the number only.\""]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(answer["result"].as_str().is_some_and(|t| t.contains('5')), "{answer}");
+}

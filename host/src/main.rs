@@ -200,7 +200,7 @@ fn run(cli: Cli) -> Result<Output, Failure> {
         return model_command(command);
     }
     let sandbox = Arc::new(Sandbox::new(Limits::default())?);
-    let rt = Runtime::builder().image_options(options).component_runner(sandbox.clone()).open(&dir)?;
+    let rt = batos::mind::attach(Runtime::builder()).image_options(options).component_runner(sandbox.clone()).open(&dir)?;
     if matches!(cli.command, Command::Plugin(PluginCommand::Watch)) {
         return watch_forever(rt, sandbox, cli.json);
     }

@@ -10,6 +10,7 @@ mod chat;
 pub mod export;
 pub mod gguf;
 pub mod model;
+pub mod object;
 pub mod onnx_mind;
 pub mod onnx_proto;
 pub mod openai;
@@ -22,5 +23,6 @@ pub mod template;
 pub mod tokenizer;
 
 pub use chat::{Completion, Finish, Message, Mind, MindError, Role, Sampling};
+pub use object::attach;
 pub use onnx_mind::OnnxMind;
 pub use openai::OpenAiMind;

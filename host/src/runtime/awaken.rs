@@ -15,6 +15,9 @@ use super::Runtime;
 use crate::error::Result;
 use crate::image::{Method, Oid, Value};
 
+/// The model `pLLM` names at awakening (the first entry of the mind's catalogue).
+pub const DEFAULT_MODEL: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
+
 /// Root name of the ultimate ancestor.
 pub const PRIMORDIAL_TRAITS: &str = "traits";
 /// Root name of the prototype for cognition.
@@ -35,6 +38,11 @@ pub(super) fn awaken(mut runtime: Runtime) -> Result<Runtime> {
         describe(tx, traits, "The ultimate ancestor: behaviour every object shares.")?;
         let pllm = tx.create_object(&[traits])?;
         describe(tx, pllm, "The prototype for cognition: the mind answers through it.")?;
+        // Which mind answers; `infer` is the mind layer's primitive, registered by the
+        // faces (a runtime without it answers that it is missing).
+        tx.set_slot(pllm, "backend", &Value::Text("onnx".into()))?;
+        tx.set_slot(pllm, "model", &Value::Text(DEFAULT_MODEL.into()))?;
+        tx.set_slot(pllm, "infer", &Value::Method(Method::Native { primitive: "pLLM.infer".into() }))?;
         let genesis = tx.create_object(&[traits, pllm])?;
         describe(tx, genesis, "The first being: clone it to make new objects.")?;
         tx.set_root(PRIMORDIAL_TRAITS, traits)?;
