@@ -13,13 +13,29 @@
 use super::model::{Architecture, Weights};
 use super::onnx_proto::{DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
 
-struct Graph {
+/// How weights go into the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weighting {
+    /// Dequantized `f32` MatMul: exact against the reference, 4 bytes per weight.
+    Float,
+    /// `MatMulNBits` where the GGUF block format maps onto it exactly (Q4_K as 4-bit;
+    /// Q8_0, Q5_0, Q6_K as 8-bit), `f32` elsewhere. `accuracy_level` is ONNX Runtime's
+    /// compute type: 1 for f32 activations, 4 for int8 activations (faster, approximate).
+    NBits {
+        /// ONNX Runtime's `accuracy_level` attribute.
+        accuracy_level: i64,
+    },
+}
+
+struct Graph<'w> {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     next: usize,
+    weighting: Weighting,
+    raw: &'w std::collections::HashMap<String, (super::quant::GgmlType, Vec<u8>)>,
 }
 
-impl Graph {
+impl Graph<'_> {
     fn fresh(&mut self, hint: &str) -> String {
         self.next += 1;
         format!("{hint}_{}", self.next)
@@ -73,9 +89,45 @@ impl Graph {
         self.op("Mul", &[&normed, &w])
     }
 
-    fn linear(&mut self, x: &str, w: &[f32], bias: &[f32], out: usize, inp: usize) -> String {
-        let wt = self.weight("w", w, out, inp);
-        let y = self.op("MatMul", &[x, &wt]);
+    fn nbits(&mut self, x: &str, name: &str, out: usize, inp: usize) -> Option<String> {
+        let Weighting::NBits { accuracy_level } = self.weighting else { return None };
+        let (t, bytes) = self.raw.get(name)?;
+        let q = super::quant::to_nbits(*t, bytes, out, inp)?;
+        let blocks = (inp / q.block_size) as i64;
+        let blob = (q.block_size * q.bits as usize / 8) as i64;
+        let b = self.fresh("qweight");
+        self.initializers.push(TensorProto::u8(&b, &[out as i64, blocks, blob], &q.packed));
+        let scales = self.f32("scales", &[out as i64 * blocks], &q.scales);
+        // ONNX Runtime's 8-bit kernels take integer zero points (uint8, one per block);
+        // 4-bit blocks from Q4_K need float ones.
+        let zero_points = if q.bits == 8 {
+            let name = self.fresh("zero_points");
+            let zps: Vec<u8> = q.zero_points.iter().map(|z| *z as u8).collect();
+            self.initializers.push(TensorProto::u8(&name, &[out as i64 * blocks], &zps));
+            name
+        } else {
+            self.f32("zero_points", &[out as i64 * blocks], &q.zero_points)
+        };
+        let y = self.fresh("matmulnbits");
+        let mut node = NodeProto::op("MatMulNBits", &[x, &b, &scales, &zero_points], &[&y])
+            .int("K", inp as i64)
+            .int("N", out as i64)
+            .int("bits", i64::from(q.bits))
+            .int("block_size", q.block_size as i64)
+            .int("accuracy_level", accuracy_level);
+        node.domain = "com.microsoft".into();
+        self.nodes.push(node);
+        Some(y)
+    }
+
+    fn linear(&mut self, x: &str, name: &str, w: &[f32], bias: &[f32], out: usize, inp: usize) -> String {
+        let y = match self.nbits(x, name, out, inp) {
+            Some(y) => y,
+            None => {
+                let wt = self.weight("w", w, out, inp);
+                self.op("MatMul", &[x, &wt])
+            }
+        };
         if bias.is_empty() {
             y
         } else {
@@ -127,13 +179,18 @@ impl Graph {
     }
 }
 
-/// The ONNX model of `weights`.
+/// The ONNX model of `weights`, with f32 weights.
 pub fn export(weights: &Weights) -> ModelProto {
+    export_with(weights, Weighting::Float)
+}
+
+/// The ONNX model of `weights`, weighted as asked.
+pub fn export_with(weights: &Weights, weighting: Weighting) -> ModelProto {
     let c = &weights.config;
     let (h, d) = (c.hidden, c.head_dim());
     let kv = c.kv_heads * d;
     let group = c.heads / c.kv_heads;
-    let mut g = Graph { nodes: Vec::new(), initializers: Vec::new(), next: 0 };
+    let mut g = Graph { nodes: Vec::new(), initializers: Vec::new(), next: 0, weighting, raw: &weights.raw };
 
     let embed = g.f32("embed", &[c.vocab as i64, h as i64], &weights.embed);
     let mut x = g.op("Gather", &[&embed, "input_ids"]);
@@ -192,9 +249,10 @@ pub fn export(weights: &Weights) -> ModelProto {
         outputs.push(ValueInfoProto::tensor(&present_v, DataType::Float, &["1", &kvh, "total", &dd]));
 
         let hn = g.rms_norm(&x, &b.attn_norm, c.rms_eps);
-        let q = g.linear(&hn, &b.wq, &b.bq, h, h);
-        let k = g.linear(&hn, &b.wk, &b.bk, kv, h);
-        let v = g.linear(&hn, &b.wv, &b.bv, kv, h);
+        let n = |part: &str| format!("blk.{i}.{part}.weight");
+        let q = g.linear(&hn, &n("attn_q"), &b.wq, &b.bq, h, h);
+        let k = g.linear(&hn, &n("attn_k"), &b.wk, &b.bk, kv, h);
+        let v = g.linear(&hn, &n("attn_v"), &b.wv, &b.bv, kv, h);
         let q = g.split_heads(&q, c.heads, d);
         let k = g.split_heads(&k, c.kv_heads, d);
         let v = g.split_heads(&v, c.kv_heads, d);
@@ -218,25 +276,29 @@ pub fn export(weights: &Weights) -> ModelProto {
         let attended = g.op("MatMul", &[&probs, &v_all]);
         let attended = g.op_with(|n| n.ints("perm", &[0, 2, 1, 3]), "Transpose", &[&attended]);
         let attended = g.op("Reshape", &[&attended, &merged]);
-        let projected = g.linear(&attended, &b.wo, &[], h, h);
+        let projected = g.linear(&attended, &n("attn_output"), &b.wo, &[], h, h);
         x = g.op("Add", &[&x, &projected]);
 
         let hn = g.rms_norm(&x, &b.ffn_norm, c.rms_eps);
-        let gate = g.linear(&hn, &b.gate, &[], c.ffn, h);
-        let up = g.linear(&hn, &b.up, &[], c.ffn, h);
+        let gate = g.linear(&hn, &n("ffn_gate"), &b.gate, &[], c.ffn, h);
+        let up = g.linear(&hn, &n("ffn_up"), &b.up, &[], c.ffn, h);
         let sig = g.op("Sigmoid", &[&gate]);
         let silu = g.op("Mul", &[&gate, &sig]);
         let act = g.op("Mul", &[&silu, &up]);
-        let down = g.linear(&act, &b.down, &[], h, c.ffn);
+        let down = g.linear(&act, &n("ffn_down"), &b.down, &[], h, c.ffn);
         x = g.op("Add", &[&x, &down]);
     }
     let xn = g.rms_norm(&x, &weights.output_norm, c.rms_eps);
-    let out = g.weight("output", &weights.output, c.vocab, h);
-    g.nodes.push(NodeProto::op("MatMul", &[&xn, &out], &["logits"]));
+    let output_name = if weights.raw.contains_key("output.weight") { "output.weight" } else { "token_embd.weight" };
+    let logits = g.linear(&xn, output_name, &weights.output, &[], c.vocab, h);
+    g.nodes.push(NodeProto::op("Identity", &[&logits], &["logits"]));
 
     ModelProto {
         ir_version: 10,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 21 }],
+        opset_import: vec![
+            OperatorSetIdProto { domain: String::new(), version: 21 },
+            OperatorSetIdProto { domain: "com.microsoft".into(), version: 1 },
+        ],
         producer_name: "batos".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(GraphProto { node: g.nodes, name: "decoder".into(), initializer: g.initializers, input: inputs, output: outputs }),

@@ -88,6 +88,9 @@ pub struct Weights {
     pub output_norm: Vec<f32>,
     /// Output projection `[vocab][hidden]` (the embeddings when the model ties them).
     pub output: Vec<f32>,
+    /// The quantized bytes of every block-quantized tensor, by name, for exporters
+    /// that keep weights quantized.
+    pub raw: std::collections::HashMap<String, (super::quant::GgmlType, Vec<u8>)>,
 }
 
 fn meta_u(g: &Gguf, key: &str) -> Result<usize, String> {
@@ -155,7 +158,13 @@ pub fn load(g: &Gguf) -> Result<Weights, String> {
             down: tensor(&n("ffn_down.weight"), h * f)?,
         });
     }
+    let mut raw = std::collections::HashMap::new();
+    for t in &g.tensors {
+        if t.ggml_type.block().0 > 1 && t.dims.len() == 2 {
+            raw.insert(t.name.clone(), (t.ggml_type, g.tensor_bytes(t).map_err(|e| e.to_string())?));
+        }
+    }
     let embed = tensor("token_embd.weight", config.vocab * h)?;
     let output = if g.tensor("output.weight").is_some() { tensor("output.weight", config.vocab * h)? } else { embed.clone() };
-    Ok(Weights { embed, blocks, output_norm: tensor("output_norm.weight", h)?, output, config })
+    Ok(Weights { embed, blocks, output_norm: tensor("output_norm.weight", h)?, output, raw, config })
 }

@@ -216,6 +216,11 @@ impl TensorProto {
         }
     }
 
+    /// A u8 initializer.
+    pub fn u8(name: &str, dims: &[i64], values: &[u8]) -> Self {
+        TensorProto { dims: dims.to_vec(), data_type: DataType::Uint8 as i32, name: name.to_owned(), raw_data: values.to_vec(), ..Default::default() }
+    }
+
     /// An i64 initializer.
     pub fn i64(name: &str, dims: &[i64], values: &[i64]) -> Self {
         TensorProto {

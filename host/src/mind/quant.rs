@@ -225,6 +225,122 @@ fn q6_k(b: &[u8], out: &mut Vec<f32>) {
     out.extend_from_slice(&y);
 }
 
+/// A weight matrix in ONNX Runtime's `MatMulNBits` layout (com.microsoft): per output
+/// row, blocks of `block_size` codes of `bits` bits, with one scale and one (float) zero
+/// point per block, so that `w = (code - zero_point) * scale`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NBits {
+    /// 4 or 8.
+    pub bits: u32,
+    /// Codes per block.
+    pub block_size: usize,
+    /// `[rows][blocks][block_size * bits / 8]`; 4-bit codes low nibble first.
+    pub packed: Vec<u8>,
+    /// `[rows][blocks]`.
+    pub scales: Vec<f32>,
+    /// `[rows][blocks]`.
+    pub zero_points: Vec<f32>,
+}
+
+/// Re-expresses a ggml-quantized `[rows][cols]` matrix exactly in `MatMulNBits` form, for
+/// the block formats where that is possible (Q4_K as 4-bit blocks of 32; Q8_0 and Q5_0
+/// as 8-bit blocks of 32; Q6_K as 8-bit blocks of 16). `None` for other types.
+pub fn to_nbits(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Option<NBits> {
+    let (per_block, block_bytes) = t.block();
+    let (per_block, block_bytes) = (per_block as usize, block_bytes as usize);
+    if cols % per_block != 0 || bytes.len() != rows * cols / per_block * block_bytes {
+        return None;
+    }
+    let (bits, block_size) = match t {
+        GgmlType::Q4_K => (4, 32),
+        GgmlType::Q8_0 | GgmlType::Q5_0 => (8, 32),
+        GgmlType::Q6_K => (8, 16),
+        _ => return None,
+    };
+    let mut codes: Vec<u8> = Vec::with_capacity(rows * cols);
+    let mut scales = Vec::with_capacity(rows * cols / block_size);
+    let mut zero_points = Vec::with_capacity(rows * cols / block_size);
+    for b in bytes.chunks_exact(block_bytes) {
+        match t {
+            GgmlType::Q8_0 => {
+                scales.push(f16_at(b, 0));
+                zero_points.push(128.0);
+                codes.extend(b[2..34].iter().map(|q| (*q as i8 as i16 + 128) as u8));
+            }
+            GgmlType::Q5_0 => {
+                let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+                let qs = &b[6..22];
+                scales.push(f16_at(b, 0));
+                zero_points.push(16.0);
+                codes.extend((0..16).map(|j| (qs[j] & 0x0F) | ((((qh >> j) & 1) as u8) << 4)));
+                codes.extend((0..16).map(|j| (qs[j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4)));
+            }
+            GgmlType::Q4_K => {
+                let d = f16_at(b, 0);
+                let dmin = f16_at(b, 2);
+                let (sc, qs) = (&b[4..16], &b[16..144]);
+                for pair in 0..4 {
+                    let q = &qs[pair * 32..pair * 32 + 32];
+                    for (sub, high) in [(pair * 2, false), (pair * 2 + 1, true)] {
+                        let (s, m) = scale_min_k4(sub, sc);
+                        let (scale, min) = (d * s, dmin * m);
+                        // w = scale*q - min = scale*(q - min/scale); a zero scale leaves
+                        // every weight at -min, which code 0 with zero point 1 gives.
+                        if scale == 0.0 {
+                            scales.push(min);
+                            zero_points.push(1.0);
+                            codes.extend(std::iter::repeat_n(0u8, 32));
+                        } else {
+                            scales.push(scale);
+                            zero_points.push(min / scale);
+                            codes.extend(q.iter().map(|v| if high { v >> 4 } else { v & 0x0F }));
+                        }
+                    }
+                }
+            }
+            GgmlType::Q6_K => {
+                let d = f16_at(b, 208);
+                let mut block = [0u8; 256];
+                let mut block_scales = [0f32; 16];
+                for half in 0..2 {
+                    let ql = &b[half * 64..half * 64 + 64];
+                    let qh = &b[128 + half * 32..128 + half * 32 + 32];
+                    let sc = &b[192 + half * 8..192 + half * 8 + 8];
+                    let base = half * 128;
+                    for l in 0..32 {
+                        block[base + l] = (ql[l] & 0x0F) | ((qh[l] & 3) << 4);
+                        block[base + l + 32] = (ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4);
+                        block[base + l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                        block[base + l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+                    }
+                    for (k, s) in sc.iter().enumerate() {
+                        block_scales[half * 8 + k] = d * f32::from(*s as i8);
+                    }
+                }
+                codes.extend_from_slice(&block);
+                scales.extend_from_slice(&block_scales);
+                zero_points.extend(std::iter::repeat_n(32.0, 16));
+            }
+            _ => return None,
+        }
+    }
+    let packed = if bits == 4 { codes.chunks_exact(2).map(|p| p[0] | (p[1] << 4)).collect() } else { codes };
+    Some(NBits { bits, block_size, packed, scales, zero_points })
+}
+
+impl NBits {
+    /// Back to `f32` (`[rows][cols]`), to check the repacking against `dequantize`.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let per_byte = (8 / self.bits) as usize;
+        let codes: Vec<u8> = if per_byte == 2 { self.packed.iter().flat_map(|b| [b & 0x0F, b >> 4]).collect() } else { self.packed.clone() };
+        codes
+            .chunks_exact(self.block_size)
+            .zip(self.scales.iter().zip(&self.zero_points))
+            .flat_map(|(block, (s, z))| block.iter().map(move |q| (f32::from(*q) - z) * s))
+            .collect()
+    }
+}
+
 /// Quantizes to Q8_0 as ggml does (per block of 32: d = max|x| / 127, q = round(x / d));
 /// `values.len()` must be a multiple of 32. Used to write quantized test models.
 pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
@@ -327,6 +443,37 @@ mod tests {
         assert_eq!(y[64], 0.5 * 3.0 * (2.0 + 32.0 - 32.0));
         assert_eq!(y[96], 0.5 * 4.0 * (48.0 - 32.0));
         assert_eq!(y[1], 0.5 * 1.0 * -32.0);
+    }
+
+    #[test]
+    fn nbits_repacking_is_exact() {
+        let mut rng_state = 12345u32;
+        let mut next = || {
+            rng_state = rng_state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (rng_state >> 16) as u8
+        };
+        for (t, rows, cols) in [(GgmlType::Q8_0, 3, 64), (GgmlType::Q5_0, 2, 64), (GgmlType::Q4_K, 2, 256), (GgmlType::Q6_K, 2, 256)] {
+            let (per, bytes) = t.block();
+            let n = rows * cols / per as usize * bytes as usize;
+            let mut raw: Vec<u8> = (0..n).map(|_| next()).collect();
+            // Keep the f16 scales finite and modest.
+            for block in raw.chunks_exact_mut(bytes as usize) {
+                let at = if t == GgmlType::Q6_K { 208 } else { 0 };
+                let scale = h(0.01 * f32::from(block[at] % 50 + 1));
+                block[at..at + 2].copy_from_slice(&scale);
+                if t == GgmlType::Q4_K {
+                    block[2..4].copy_from_slice(&h(0.005));
+                }
+            }
+            let reference = dequantize(t, &raw).expect("dequantizes");
+            let packed = to_nbits(t, &raw, rows, cols).expect("repacks");
+            let back = packed.dequantize();
+            let worst = reference.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let largest = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+            // Only float rounding may differ: (q - min/scale)*scale against scale*q - min.
+            assert!(worst <= largest * 1e-6, "{t:?}: {worst} of {largest}");
+        }
+        assert!(to_nbits(GgmlType::F32, &[0; 4], 1, 1).is_none());
     }
 
     #[test]
