@@ -6,9 +6,10 @@
 //! `logits` `[1, seq, vocab]` and per block `present.N.key` / `.value`
 //! `[1, kv_heads, past + seq, head_dim]`.
 //!
-//! This first export uses standard ONNX operators (opset 21) and `f32` weights, which
-//! makes it exact against the reference forward pass; the contrib operators that pay
-//! on the real model (MatMulNBits, GroupQueryAttention) are the next step.
+//! The graph uses standard ONNX operators (opset 21) and, for the weights, either `f32`
+//! MatMul (exact against the reference forward pass) or ONNX Runtime's `MatMulNBits`
+//! over the GGUF's own blocks ([`Weighting`]). GroupQueryAttention and fused norms are
+//! the next step for decoding speed.
 
 use super::model::{Architecture, Weights};
 use super::onnx_proto::{DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
