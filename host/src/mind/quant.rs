@@ -248,7 +248,7 @@ pub struct NBits {
 pub fn to_nbits(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Option<NBits> {
     let (per_block, block_bytes) = t.block();
     let (per_block, block_bytes) = (per_block as usize, block_bytes as usize);
-    if cols % per_block != 0 || bytes.len() != rows * cols / per_block * block_bytes {
+    if !cols.is_multiple_of(per_block) || bytes.len() != rows * cols / per_block * block_bytes {
         return None;
     }
     let (bits, block_size) = match t {
