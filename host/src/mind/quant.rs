@@ -150,20 +150,23 @@ fn q4_0(b: &[u8], out: &mut Vec<f32>) {
     out.extend(qs.iter().map(|q| (f32::from(q >> 4) - 8.0) * d));
 }
 
-/// `{d: f16, qh: u32, qs: [u8; 16]}`: like Q4_0 with a fifth bit from qh (bit j for
-/// element j, bit j+16 for element j+16), minus 16.
-fn q5_0(b: &[u8], out: &mut Vec<f32>) {
-    let d = f16_at(b, 0);
+/// The 32 five-bit codes of a Q5_0 block: the low nibble of qs[j] (element j) or its
+/// high nibble (element j+16), with a fifth bit from qh (bit j, or bit j+16).
+fn q5_0_codes(b: &[u8]) -> [u8; 32] {
     let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
     let qs = &b[6..22];
-    let mut hi = [0f32; 16];
+    let mut codes = [0u8; 32];
     for j in 0..16 {
-        let low_bit = ((qh >> j) & 1) as u8;
-        let high_bit = ((qh >> (j + 16)) & 1) as u8;
-        out.push((f32::from((qs[j] & 0x0F) | (low_bit << 4)) - 16.0) * d);
-        hi[j] = (f32::from((qs[j] >> 4) | (high_bit << 4)) - 16.0) * d;
+        codes[j] = (qs[j] & 0x0F) | ((((qh >> j) & 1) as u8) << 4);
+        codes[j + 16] = (qs[j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
     }
-    out.extend_from_slice(&hi);
+    codes
+}
+
+/// `{d: f16, qh: u32, qs: [u8; 16]}`: five-bit codes minus 16, times d.
+fn q5_0(b: &[u8], out: &mut Vec<f32>) {
+    let d = f16_at(b, 0);
+    out.extend(q5_0_codes(b).iter().map(|q| (f32::from(*q) - 16.0) * d));
 }
 
 /// `{d: f16, qs: [i8; 32]}`: element j is qs[j] times d.
@@ -199,30 +202,36 @@ fn q4_k(b: &[u8], out: &mut Vec<f32>) {
     }
 }
 
-/// `{ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16}`: 6-bit values (4 low bits
-/// from ql, 2 high bits from qh) minus 32, times d and the sub-block's scale.
-fn q6_k(b: &[u8], out: &mut Vec<f32>) {
+/// The 256 six-bit codes of a Q6_K block (4 low bits from ql, 2 high bits from qh) and
+/// the scale of each run of 16 (d times the signed sub-block scale).
+fn q6_k_codes(b: &[u8]) -> ([u8; 256], [f32; 16]) {
     let d = f16_at(b, 208);
-    let mut y = [0f32; 256];
+    let mut codes = [0u8; 256];
+    let mut scales = [0f32; 16];
     for half in 0..2 {
         let ql = &b[half * 64..half * 64 + 64];
         let qh = &b[128 + half * 32..128 + half * 32 + 32];
         let sc = &b[192 + half * 8..192 + half * 8 + 8];
         let base = half * 128;
         for l in 0..32 {
-            let is = l / 16;
-            let q1 = i32::from((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) - 32;
-            let q2 = i32::from((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            let q3 = i32::from((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            let q4 = i32::from((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-            let s = |k: usize| f32::from(sc[is + k] as i8);
-            y[base + l] = d * s(0) * q1 as f32;
-            y[base + l + 32] = d * s(2) * q2 as f32;
-            y[base + l + 64] = d * s(4) * q3 as f32;
-            y[base + l + 96] = d * s(6) * q4 as f32;
+            codes[base + l] = (ql[l] & 0x0F) | ((qh[l] & 3) << 4);
+            codes[base + l + 32] = (ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4);
+            codes[base + l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            codes[base + l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+        // Element e of a half uses scale e / 16: runs of 16 share one.
+        for (k, s) in sc.iter().enumerate() {
+            scales[half * 8 + k] = d * f32::from(*s as i8);
         }
     }
-    out.extend_from_slice(&y);
+    (codes, scales)
+}
+
+/// `{ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16}`: six-bit codes minus 32,
+/// times the scale of their run of 16.
+fn q6_k(b: &[u8], out: &mut Vec<f32>) {
+    let (codes, scales) = q6_k_codes(b);
+    out.extend(codes.iter().enumerate().map(|(e, q)| scales[e / 16] * (f32::from(*q) - 32.0)));
 }
 
 /// A weight matrix in ONNX Runtime's `MatMulNBits` layout (com.microsoft): per output
@@ -268,12 +277,9 @@ pub fn to_nbits(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Option<N
                 codes.extend(b[2..34].iter().map(|q| (*q as i8 as i16 + 128) as u8));
             }
             GgmlType::Q5_0 => {
-                let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-                let qs = &b[6..22];
                 scales.push(f16_at(b, 0));
                 zero_points.push(16.0);
-                codes.extend((0..16).map(|j| (qs[j] & 0x0F) | ((((qh >> j) & 1) as u8) << 4)));
-                codes.extend((0..16).map(|j| (qs[j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4)));
+                codes.extend_from_slice(&q5_0_codes(b));
             }
             GgmlType::Q4_K => {
                 let d = f16_at(b, 0);
@@ -299,24 +305,7 @@ pub fn to_nbits(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Option<N
                 }
             }
             GgmlType::Q6_K => {
-                let d = f16_at(b, 208);
-                let mut block = [0u8; 256];
-                let mut block_scales = [0f32; 16];
-                for half in 0..2 {
-                    let ql = &b[half * 64..half * 64 + 64];
-                    let qh = &b[128 + half * 32..128 + half * 32 + 32];
-                    let sc = &b[192 + half * 8..192 + half * 8 + 8];
-                    let base = half * 128;
-                    for l in 0..32 {
-                        block[base + l] = (ql[l] & 0x0F) | ((qh[l] & 3) << 4);
-                        block[base + l + 32] = (ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4);
-                        block[base + l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
-                        block[base + l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
-                    }
-                    for (k, s) in sc.iter().enumerate() {
-                        block_scales[half * 8 + k] = d * f32::from(*s as i8);
-                    }
-                }
+                let (block, block_scales) = q6_k_codes(b);
                 codes.extend_from_slice(&block);
                 scales.extend_from_slice(&block_scales);
                 zero_points.extend(std::iter::repeat_n(32.0, 16));
