@@ -43,7 +43,7 @@ impl OnnxMind {
         let tokenizer = tokenizer::tokenizer(&g).map_err(model_error)?;
         let template = ChatTemplate::from_gguf(&g).map_err(model_error)?;
         let stem = gguf_path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
-        let dir = cache.join(format!("{stem}.onnx-v{EXPORT_VERSION}"));
+        let dir = OnnxMind::export_dir(gguf_path, cache);
         let onnx = dir.join("model.onnx");
         if !onnx.is_file() {
             let weights = model::load(&g).map_err(model_error)?;
