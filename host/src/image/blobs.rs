@@ -57,6 +57,34 @@ impl BlobStore {
         self.put_reader(std::io::BufReader::new(file))
     }
 
+    /// Adds a large file that will never change in place (a model's weights) without
+    /// copying it when it can: after hashing, the file is hard-linked into the store,
+    /// and copied only where linking fails (another filesystem). Both paths then name
+    /// one inode, so whoever writes the source later must replace it by rename, never
+    /// rewrite it.
+    pub fn adopt_file(&self, source: &Path) -> Result<BlobRef> {
+        let file = File::open(source).map_err(|e| Error::io(format!("cannot read {}", source.display()), e))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut hasher = blake3::Hasher::new();
+        let size = std::io::copy(&mut reader, &mut hasher).map_err(|e| Error::io(format!("cannot read {}", source.display()), e))?;
+        let hash = BlobHash(*hasher.finalize().as_bytes());
+        let dest = self.path(&hash);
+        if dest.is_file() {
+            return Ok(BlobRef { hash, size });
+        }
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp_path = self.dir.join("tmp").join(format!("{}-{n}", std::process::id()));
+        if fs::hard_link(source, &tmp_path).is_err() {
+            return self.put_file(source);
+        }
+        let shard = dest.parent().unwrap_or(&self.dir);
+        fs::create_dir_all(shard).map_err(|e| Error::io(format!("cannot create {}", shard.display()), e))?;
+        fs::rename(&tmp_path, &dest).map_err(|e| Error::io(format!("cannot move {} into place", tmp_path.display()), e))?;
+        sync_dir(shard)?;
+        sync_dir(&self.dir)?;
+        Ok(BlobRef { hash, size })
+    }
+
     fn put_reader(&self, mut reader: impl Read) -> Result<BlobRef> {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let tmp_path = self.dir.join("tmp").join(format!("{}-{n}", std::process::id()));

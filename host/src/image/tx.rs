@@ -388,6 +388,13 @@ impl<'img> Tx<'img> {
         self.image.blobs().put_file(path)
     }
 
+    /// Adds a large, never-rewritten file (model weights) to the blob store, hard-linked
+    /// where the filesystem allows; see [`crate::image::BlobStore::adopt_file`].
+    pub fn adopt_blob_file(&mut self, path: &std::path::Path) -> Result<BlobRef> {
+        self.hold_blob_gate();
+        self.image.blobs().adopt_file(path)
+    }
+
     // ---- commit ------------------------------------------------------------------
 
     /// Commits the net writes with a history entry. `Ok(Err(()))` is a conflict.

@@ -3,7 +3,7 @@
 //! Inputs: `input_ids` `[1, seq]` (int64), `attention_mask` `[1, past + seq]` (int64,
 //! 1 for real tokens), `position_ids` `[1, seq]` (int64), and per block
 //! `past_key_values.N.key` / `.value` `[1, kv_heads, past, head_dim]`. Outputs:
-//! `logits` `[1, seq, vocab]` and per block `present.N.key` / `.value`
+//! `logits` `[1, 1, vocab]` (the last position's: the only one sampled) and per block `present.N.key` / `.value`
 //! `[1, kv_heads, past + seq, head_dim]`.
 //!
 //! The graph uses standard ONNX operators (opset 21) and, for the weights, either `f32`
@@ -99,16 +99,14 @@ impl Graph<'_> {
         let b = self.fresh("qweight");
         self.initializers.push(TensorProto::u8(&b, &[out as i64, blocks, blob], &q.packed));
         let scales = self.f32("scales", &[out as i64 * blocks], &q.scales);
-        // ONNX Runtime's 8-bit kernels take integer zero points (uint8, one per block);
-        // 4-bit blocks from Q4_K need float ones.
-        let zero_points = if q.bits == 8 {
-            let name = self.fresh("zero_points");
-            let zps: Vec<u8> = q.zero_points.iter().map(|z| *z as u8).collect();
-            self.initializers.push(TensorProto::u8(&name, &[out as i64 * blocks], &zps));
-            name
+        let zero_points = self.fresh("zero_points");
+        let zps: Vec<u8> = if q.bits == 4 {
+            // Two 4-bit zero points a byte, low nibble first, each row padded to a byte.
+            q.zero_points.chunks_exact(blocks as usize).flat_map(|row| row.chunks(2).map(|p| p[0] | (p.get(1).copied().unwrap_or(0) << 4))).collect()
         } else {
-            self.f32("zero_points", &[out as i64 * blocks], &q.zero_points)
+            q.zero_points.clone()
         };
+        self.initializers.push(TensorProto::u8(&zero_points, &[zps.len() as i64], &zps));
         let y = self.fresh("matmulnbits");
         let mut node = NodeProto::op("MatMulNBits", &[x, &b, &scales, &zero_points], &[&y])
             .int("K", inp as i64)
@@ -118,6 +116,23 @@ impl Graph<'_> {
             .int("accuracy_level", accuracy_level);
         node.domain = "com.microsoft".into();
         self.nodes.push(node);
+        if q.mins.is_empty() {
+            return Some(y);
+        }
+        // y − Σ_blocks (Σ x over the block) · min: the minimum term of Q4_K, exactly.
+        let mut mins_t = vec![0f32; q.mins.len()];
+        for o in 0..out {
+            for k in 0..blocks as usize {
+                mins_t[k * out + o] = q.mins[o * blocks as usize + k];
+            }
+        }
+        let mins_t = self.f32("mins", &[blocks, out as i64], &mins_t);
+        let shape = self.i64("shape", &[4], &[0, 0, blocks, q.block_size as i64]);
+        let grouped = self.op("Reshape", &[x, &shape]);
+        let last = self.i64("axis", &[1], &[-1]);
+        let sums = self.op_with(|n| n.int("keepdims", 0), "ReduceSum", &[&grouped, &last]);
+        let correction = self.op("MatMul", &[&sums, &mins_t]);
+        let y = self.op("Sub", &[&y, &correction]);
         Some(y)
     }
 
@@ -238,7 +253,7 @@ pub fn export_with(weights: &Weights, weighting: Weighting) -> ModelProto {
         ValueInfoProto::tensor("attention_mask", DataType::Int64, &["1", "total"]),
         ValueInfoProto::tensor("position_ids", DataType::Int64, &["1", "seq"]),
     ];
-    let mut outputs = vec![ValueInfoProto::tensor("logits", DataType::Float, &["1", "seq", &c.vocab.to_string()])];
+    let mut outputs = vec![ValueInfoProto::tensor("logits", DataType::Float, &["1", "1", &c.vocab.to_string()])];
     let (kvh, dd) = (c.kv_heads.to_string(), d.to_string());
 
     for (i, b) in weights.blocks.iter().enumerate() {
@@ -289,6 +304,10 @@ pub fn export_with(weights: &Weights, weighting: Weighting) -> ModelProto {
         let down = g.linear(&act, &n("ffn_down"), &b.down, &[], h, c.ffn);
         x = g.op("Add", &[&x, &down]);
     }
+    // Only the last position's logits are ever sampled; projecting the whole prompt onto
+    // the vocabulary would cost prefill a `seq × vocab × hidden` product for nothing.
+    let minus_one = g.i64("index", &[1], &[-1]);
+    let x = g.op_with(|n| n.int("axis", 1), "Gather", &[&x, &minus_one]);
     let xn = g.rms_norm(&x, &weights.output_norm, c.rms_eps);
     let output_name = if weights.raw.contains_key("output.weight") { "output.weight" } else { "token_embd.weight" };
     let logits = g.linear(&xn, output_name, &weights.output, &[], c.vocab, h);

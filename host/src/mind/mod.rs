@@ -9,6 +9,7 @@
 mod chat;
 pub mod export;
 pub mod gguf;
+pub mod import;
 pub mod model;
 pub mod object;
 pub mod onnx_mind;
@@ -19,10 +20,11 @@ pub mod quant;
 pub mod reference;
 pub mod runtime;
 pub mod sample;
+pub mod session;
 pub mod template;
 pub mod tokenizer;
 
 pub use chat::{Completion, Finish, Message, Mind, MindError, Role, Sampling};
 pub use object::attach;
-pub use onnx_mind::OnnxMind;
+pub use onnx_mind::{Device, OnnxMind};
 pub use openai::OpenAiMind;

@@ -12,18 +12,44 @@ use super::gguf::{Gguf, MetaValue};
 use super::model::Config;
 use super::sample::{stop_at, Sampler};
 use super::template::ChatTemplate;
+use super::pull::{Progress, Quiet};
 use super::{export, model, runtime, tokenizer};
 
 /// Bumped whenever the exported graph changes, so stale exports are rebuilt.
-const EXPORT_VERSION: u32 = 2;
+const EXPORT_VERSION: u32 = 3;
 
 /// Weights stay in their GGUF blocks (MatMulNBits) where that is exact, with int8
 /// activations: a quarter of the memory traffic of f32, which decoding is bound by.
 const WEIGHTING: export::Weighting = export::Weighting::NBits { accuracy_level: 4 };
 
+/// Where a model runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Device {
+    /// CUDA when ONNX Runtime offers it and it registers, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU only.
+    Cpu,
+    /// CUDA or an error: for people who would rather fail than wait.
+    Cuda,
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Device, String> {
+        match s {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda),
+            other => Err(format!("`{other}` is not a device; use auto, cpu or cuda")),
+        }
+    }
+}
+
 /// A local model in ONNX Runtime.
 pub struct OnnxMind {
     name: String,
+    provider: &'static str,
     config: Config,
     session: Mutex<Session>,
     tokenizer: tokenizers::Tokenizer,
@@ -35,29 +61,54 @@ fn model_error(detail: impl Into<String>) -> MindError {
     MindError::Model(detail.into())
 }
 
+/// The folder holding the ONNX export of the GGUF whose content key (a hash) is `key`.
+/// Keyed by content, not file name, so a model reached through the image's blob store
+/// and the same model in the models folder share one export.
+pub fn export_dir(models: &Path, key: &str) -> PathBuf {
+    models.join("onnx").join(format!("{key}-v{EXPORT_VERSION}"))
+}
+
+/// Makes sure `dir` holds the ONNX export of `gguf_path`, building it if not: the
+/// import step of `batos model pull` and `batos model import`, and of a first use.
+/// Exports of older graph versions next to it are removed. Returns `model.onnx`.
+pub fn ensure_export(gguf_path: &Path, dir: &Path, progress: &mut dyn Progress) -> Result<PathBuf, MindError> {
+    let onnx = dir.join("model.onnx");
+    if onnx.is_file() {
+        return Ok(onnx);
+    }
+    let g = Gguf::read(gguf_path).map_err(|e| model_error(e.to_string()))?;
+    progress.start("import: read and repack weights", None);
+    let weights = model::load(&g).map_err(model_error);
+    progress.finish();
+    let weights = weights?;
+    progress.start("import: build and write the ONNX graph", None);
+    let written = export::write_with_external_data(export::export_with(&weights, WEIGHTING), dir)
+        .map_err(|e| model_error(format!("cannot write the ONNX export to {}: {e}", dir.display())));
+    progress.finish();
+    written?;
+    if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) {
+        let stem = name.rsplit_once("-v").map_or(name, |(stem, _)| stem);
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            let other = entry.file_name().to_string_lossy().into_owned();
+            if other != name && other.rsplit_once("-v").is_some_and(|(s, _)| s == stem) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    Ok(onnx)
+}
+
 impl OnnxMind {
-    /// Opens a GGUF model, importing it to ONNX under `cache` the first time.
-    pub fn open(gguf_path: &Path, cache: &Path) -> Result<OnnxMind, MindError> {
+    /// Opens a GGUF model named `name`, exporting it to ONNX into `dir` (see
+    /// [`export_dir`]) the first time, on `device`.
+    pub fn open(gguf_path: &Path, dir: &Path, name: &str, device: Device) -> Result<OnnxMind, MindError> {
         let g = Gguf::read(gguf_path).map_err(|e| model_error(e.to_string()))?;
         let config = model::config(&g).map_err(model_error)?;
         let tokenizer = tokenizer::tokenizer(&g).map_err(model_error)?;
         let template = ChatTemplate::from_gguf(&g).map_err(model_error)?;
-        let stem = gguf_path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
-        let dir = OnnxMind::export_dir(gguf_path, cache);
-        let onnx = dir.join("model.onnx");
-        if !onnx.is_file() {
-            let weights = model::load(&g).map_err(model_error)?;
-            export::write_with_external_data(export::export_with(&weights, WEIGHTING), &dir)
-                .map_err(|e| model_error(format!("cannot write the ONNX export to {}: {e}", dir.display())))?;
-        }
-        let env = runtime::environment().map_err(model_error)?;
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let load_error = |e: String| model_error(format!("ONNX Runtime cannot load {}: {e}", onnx.display()));
-        let mut builder = Session::builder(env)
-            .map_err(|e| load_error(e.to_string()))?
-            .with_intra_threads(threads)
-            .map_err(|e| load_error(e.to_string()))?;
-        let session = builder.commit_from_file(&onnx).map_err(|e| load_error(e.to_string()))?;
+        let onnx = ensure_export(gguf_path, dir, &mut Quiet)?;
+        let (session, provider) = runtime::session(&onnx, device)?;
+        tracing::info!(model = name, provider, "the mind is loaded");
         let mut stop_ids = Vec::new();
         if let Some(id) = g.get("tokenizer.ggml.eos_token_id").and_then(MetaValue::as_u64) {
             stop_ids.push(id as u32);
@@ -67,7 +118,12 @@ impl OnnxMind {
                 stop_ids.push(id);
             }
         }
-        Ok(OnnxMind { name: stem.to_owned(), config, session: Mutex::new(session), tokenizer, template, stop_ids })
+        Ok(OnnxMind { name: name.to_owned(), provider, config, session: Mutex::new(session), tokenizer, template, stop_ids })
+    }
+
+    /// The execution provider that actually runs the model.
+    pub fn provider(&self) -> &'static str {
+        self.provider
     }
 
     /// Generates after `prompt` (token ids), streaming text to `on_text`.
@@ -99,7 +155,7 @@ impl OnnxMind {
             }
             let outputs = session.run(inputs).map_err(ort_error)?;
             let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(ort_error)?;
-            let last = &logits[(seq - 1) * c.vocab..seq * c.vocab];
+            let last = &logits[..c.vocab];
             let token = sampler.next(last, &history);
             for (i, slot) in past.iter_mut().enumerate() {
                 let kind = if i % 2 == 0 { "key" } else { "value" };
@@ -135,16 +191,10 @@ impl OnnxMind {
         Ok(Completion { text, prompt_tokens: Some(prompt.len()), completion_tokens: Some(generated.len()), finish })
     }
 
-    /// The exported model's folder for a GGUF under `cache`.
-    pub fn export_dir(gguf_path: &Path, cache: &Path) -> PathBuf {
-        let stem = gguf_path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
-        cache.join(format!("{stem}.onnx-v{EXPORT_VERSION}"))
-    }
 }
-
 impl Mind for OnnxMind {
     fn describe(&self) -> String {
-        format!("onnx {}", self.name)
+        format!("onnx {} on {}", self.name, self.provider)
     }
 
     fn complete(&self, messages: &[Message], sampling: &Sampling, on_text: &mut dyn FnMut(&str)) -> Result<Completion, MindError> {

