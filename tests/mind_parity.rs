@@ -29,6 +29,7 @@ fn parity(arch: &str, weighting: export::Weighting) {
     let mut fed: Vec<i64> = Vec::new();
     let mut step_tokens: Vec<i64> = vec![3, 17, 42, 5, 60];
     let mut worst = 0f32;
+    let mut largest = 0f32;
     for step in 0..17 {
         let seq = step_tokens.len();
         let start = fed.len();
@@ -54,6 +55,7 @@ fn parity(arch: &str, weighting: export::Weighting) {
         }
         for (a, b) in logits.iter().zip(&expected_last) {
             worst = worst.max((a - b).abs());
+            largest = largest.max(b.abs());
         }
         for i in 0..LAYERS {
             for (j, kind) in ["key", "value"].iter().enumerate() {
@@ -65,13 +67,13 @@ fn parity(arch: &str, weighting: export::Weighting) {
         // Decode greedily from here on, one token per step.
         step_tokens = vec![i64::from(batos::mind::sample::argmax(&expected_last))];
     }
-    println!("{arch} ({weighting:?}): max |onnx - reference| = {worst:e} over a 5-token prefill and 16 decode steps");
+    println!("{arch} ({weighting:?}): max |onnx - reference| = {worst:e} (largest logit {largest:.2}) over a 5-token prefill and 16 decode steps");
     // f32 weights are exact. With accuracy level 4, ONNX Runtime quantizes activations
     // to int8 per block before the dot products (as llama.cpp does with its q8
-    // activations), which moves logits by a few hundredths.
+    // activations), which moves logits by a few percent of their size.
     let tolerance = match weighting {
         export::Weighting::Float | export::Weighting::NBits { accuracy_level: 1 } => 1e-3,
-        export::Weighting::NBits { .. } => 0.1,
+        export::Weighting::NBits { .. } => 0.05 * largest,
     };
     assert!(worst < tolerance, "{arch}: logits differ by {worst}");
 }

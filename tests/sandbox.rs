@@ -354,3 +354,29 @@ fn the_drop_in_folder_installs_updates_and_removes() {
     assert_eq!(report.removed, vec!["calc".to_owned()]);
     assert!(matches!(h.send("calc:", vec![Value::Int(5)]), Err(Error::DoesNotUnderstand { .. })));
 }
+
+/// The `mind` interface: a granted capability asks `pLLM`, through the same `infer`
+/// send everyone uses. Here `pLLM`'s `infer` is a scripted test double, so the test
+/// needs no model; the real one is exercised by the mind's own tests.
+#[test]
+fn a_capability_with_the_mind_grant_asks_pllm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
+    let rt = Runtime::builder()
+        .component_runner(sandbox.clone())
+        .primitive("scriptedTestMind.infer", |_cx, call| Ok(Value::Text(format!("  scripted answer to: {}  ", call.text(0)?))))
+        .primitive("scriptedTestMind.number", |_cx, _call| Ok(Value::Int(3)))
+        .open(dir.path().join("image"))
+        .expect("image opens");
+    let pllm = rt.resolve("pLLM").expect("pLLM");
+    let genesis = rt.resolve("genesis").expect("genesis");
+    rt.set_slot(pllm, "infer", Value::Method(batos::image::Method::Native { primitive: "scriptedTestMind.infer".into() })).expect("set");
+    plugin::add(&rt, &sandbox, &repo().join("plugins").join("ponder")).expect("ponder installs with its grant");
+    let answer = rt.send(genesis, "ponder:", vec![Value::Text("why is the sky blue?".into())]).expect("ponders");
+    assert_eq!(answer, Value::Text("scripted answer to: Answer in one sentence: why is the sky blue?".into()));
+
+    // pLLM's answer must be text; anything else is the mind's failure, reported as such.
+    rt.set_slot(pllm, "infer", Value::Method(batos::image::Method::Native { primitive: "scriptedTestMind.number".into() })).expect("set");
+    let err = rt.send(genesis, "ponder:", vec![Value::Text("and now?".into())]).expect_err("a number is no answer");
+    assert!(err.to_string().contains("not text"), "{err}");
+}

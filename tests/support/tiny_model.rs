@@ -39,7 +39,7 @@ fn tokens() -> Vec<String> {
 
 /// Byte-level tokens (256), a few merges and the chat specials.
 pub const VOCAB: usize = 256 + MERGES.len() + SPECIALS.len();
-pub const HIDDEN: usize = 32;
+pub const HIDDEN: usize = 64;
 // A multiple of 256, so `ffn_down` can be a k-quant (Q4_K, Q6_K) as in real files.
 pub const FFN: usize = 256;
 pub const HEADS: usize = 4;

@@ -1,10 +1,11 @@
 //! The mind layer: the LLM that answers `pLLM`.
 //!
-//! The host asks every backend through one trait, [`Mind`]. Built so far: the
-//! OpenAI-compatible backend ([`OpenAiMind`]), and the first steps of importing a model
-//! for ONNX Runtime — reading GGUF files ([`gguf`]), decoding their tensors
-//! ([`quant`]), rebuilding their tokenizer ([`tokenizer`]) and rendering their chat
-//! template ([`template`]); and choosing tokens from logits ([`sample`]). It depends on nothing above the image layer.
+//! The host asks every backend through one trait, [`Mind`]: [`OnnxMind`] runs a GGUF
+//! model in-process (imported to ONNX by [`export`], run by ONNX Runtime through
+//! [`runtime`]), [`OpenAiMind`] asks any OpenAI-compatible server. Models come from
+//! [`pull`] (the catalogue, through the package registry) or [`import`] (a user's file).
+//! [`object`] makes the mind an object of the image: `pLLM`'s `infer`, with its weights
+//! as blobs. It depends on the runtime and image layers only.
 
 mod chat;
 pub mod export;

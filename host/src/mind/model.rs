@@ -37,6 +37,8 @@ pub struct Config {
     pub rope_theta: f32,
     /// RMS norm epsilon.
     pub rms_eps: f32,
+    /// The most positions the model attends over (the GGUF's `context_length`).
+    pub context: usize,
 }
 
 impl Config {
@@ -114,16 +116,23 @@ pub fn config(g: &Gguf) -> Result<Config, String> {
         Some(tokens) => tokens.len(),
         None => g.tensor("token_embd.weight").and_then(|t| t.dims.get(1)).map(|d| *d as usize).ok_or("the model has no vocabulary")?,
     };
+    let hidden = meta_u(g, &key("embedding_length"))?;
+    if heads == 0 || hidden % heads != 0 || (hidden / heads) % 16 != 0 {
+        return Err(format!(
+            "a head size of {hidden}/{heads} is not supported: ONNX Runtime's GroupQueryAttention, which batos runs attention with, needs a multiple of 16"
+        ));
+    }
     Ok(Config {
         architecture,
         layers: meta_u(g, &key("block_count"))?,
-        hidden: meta_u(g, &key("embedding_length"))?,
+        hidden,
         ffn: meta_u(g, &key("feed_forward_length"))?,
         heads,
         kv_heads: meta_u(g, &key("attention.head_count_kv")).unwrap_or(heads),
         vocab,
         rope_theta: g.get(&key("rope.freq_base")).and_then(MetaValue::as_f64).unwrap_or(10_000.0) as f32,
         rms_eps: g.get(&key("attention.layer_norm_rms_epsilon")).and_then(MetaValue::as_f64).unwrap_or(1e-6) as f32,
+        context: meta_u(g, &key("context_length")).unwrap_or(4096),
     })
 }
 

@@ -16,7 +16,7 @@ use super::pull::{Progress, Quiet};
 use super::{export, model, runtime, tokenizer};
 
 /// Bumped whenever the exported graph changes, so stale exports are rebuilt.
-const EXPORT_VERSION: u32 = 3;
+const EXPORT_VERSION: u32 = 4;
 
 /// Weights stay in their GGUF blocks (MatMulNBits) where that is exact, with int8
 /// activations: a quarter of the memory traffic of f32, which decoding is bound by.
@@ -132,35 +132,41 @@ impl OnnxMind {
         let d = c.head_dim();
         let mut session = self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut sampler = Sampler::new(sampling);
-        let mut past: Vec<(Vec<f32>, usize)> = vec![(Vec::new(), 0); 2 * c.layers];
+        // The cache stays in ONNX Runtime's own tensors: each step's `present` outputs
+        // become the next step's `past` inputs without a copy.
+        let ort_error = |e: ort::Error| model_error(format!("ONNX Runtime failed: {e}"));
+        let mut past: Vec<DynValue> = Vec::with_capacity(2 * c.layers);
+        for _ in 0..2 * c.layers {
+            past.push(Tensor::from_array(([1usize, c.kv_heads, 0, d], Vec::<f32>::new())).map_err(ort_error)?.into_dyn());
+        }
         let mut history: Vec<u32> = prompt.to_vec();
         let mut feed: Vec<i64> = prompt.iter().map(|&t| i64::from(t)).collect();
         let mut generated: Vec<u32> = Vec::new();
         let mut emitted = 0usize;
         let mut text = String::new();
-        let ort_error = |e: ort::Error| model_error(format!("ONNX Runtime failed: {e}"));
         let finish = loop {
+            if history.len() >= c.context.min(export::MAX_POSITIONS) {
+                break Finish::Length;
+            }
             let start = history.len() - feed.len();
             let seq = feed.len();
             let total = history.len();
             let mut inputs: Vec<(String, DynValue)> = vec![
-                ("input_ids".into(), Tensor::from_array(([1usize, seq], feed.clone())).map_err(ort_error)?.into_dyn()),
+                ("input_ids".into(), Tensor::from_array(([1usize, seq], std::mem::take(&mut feed))).map_err(ort_error)?.into_dyn()),
                 ("attention_mask".into(), Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(ort_error)?.into_dyn()),
                 ("position_ids".into(), Tensor::from_array(([1usize, seq], (start as i64..total as i64).collect::<Vec<_>>())).map_err(ort_error)?.into_dyn()),
             ];
-            for (i, (data, len)) in past.iter().enumerate() {
+            for (i, value) in past.drain(..).enumerate() {
                 let kind = if i % 2 == 0 { "key" } else { "value" };
-                let t = Tensor::from_array(([1usize, c.kv_heads, *len, d], data.clone())).map_err(ort_error)?;
-                inputs.push((format!("past_key_values.{}.{kind}", i / 2), t.into_dyn()));
+                inputs.push((format!("past_key_values.{}.{kind}", i / 2), value));
             }
-            let outputs = session.run(inputs).map_err(ort_error)?;
+            let mut outputs = session.run(inputs).map_err(ort_error)?;
             let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(ort_error)?;
-            let last = &logits[..c.vocab];
-            let token = sampler.next(last, &history);
-            for (i, slot) in past.iter_mut().enumerate() {
+            let token = sampler.next(&logits[..c.vocab], &history);
+            for i in 0..2 * c.layers {
                 let kind = if i % 2 == 0 { "key" } else { "value" };
-                let (shape, data) = outputs[format!("present.{}.{kind}", i / 2).as_str()].try_extract_tensor::<f32>().map_err(ort_error)?;
-                *slot = (data.to_vec(), shape[2] as usize);
+                let name = format!("present.{}.{kind}", i / 2);
+                past.push(outputs.remove(name.as_str()).ok_or_else(|| model_error(format!("the model gave no `{name}`")))?);
             }
             if self.stop_ids.contains(&token) {
                 break Finish::Stop;
