@@ -70,7 +70,7 @@ fn main() {
     let t = Instant::now();
     mind.generate(&prompt, &one, &mut |_| {}).expect("prefill");
     let prefill_s = t.elapsed().as_secs_f64();
-    let decode_n = 64;
+    let decode_n = 128;
     let long = Sampling { max_tokens: decode_n, stop: vec![], ..Sampling::default() };
     let t = Instant::now();
     let c = mind.generate(&prompt[..8], &long, &mut |_| {}).expect("decode");

@@ -158,7 +158,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            // Warnings, and which model and execution provider the mind runs on.
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,batos::mind=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
