@@ -31,6 +31,7 @@ pub mod image;
 pub mod runtime;
 pub mod mind;
 pub mod sandbox;
+pub mod synthesis;
 
 pub use error::{Error, Result};
 pub use image::{
