@@ -26,13 +26,13 @@ fn candidates_build_run_and_report_compile_errors() {
     let rt = Runtime::builder().component_runner(sandbox.clone()).open(dir.path().join("image")).expect("image");
     let workspace = Workspace::open(&dir.path().join("workspace"), &Workspace::default_sdk()).expect("workspace");
 
-    let factorial = Signature::infer("factorial", &[Value::Int(5)], None).expect("signature");
+    let factorial = Signature::infer("factorial", &[Value::Int(5)], None, false).expect("signature");
     let bytes = workspace.build(&factorial, "fn factorial(a: i64) -> i64 {\n    (1..=a).product()\n}").expect("builds");
     assert_eq!(install_and_send(&rt, &sandbox, &bytes, "factorial", vec![Value::Int(5)]).expect("runs"), Value::Int(120));
     let err = rt.send(rt.resolve("genesis").expect("genesis"), "factorial", vec![Value::Text("five".into())]).expect_err("typed");
     assert!(matches!(err, Error::BadArguments { .. }), "{err}");
 
-    let words = Signature::infer("sortWords:", &[Value::List(vec![Value::Text("b".into()), Value::Text("a".into())])], Some(Type::TextList)).expect("signature");
+    let words = Signature::infer("sortWords:", &[Value::List(vec![Value::Text("b".into()), Value::Text("a".into())])], Some(Type::TextList), false).expect("signature");
     assert_eq!(words.rust(), "fn sort_words(a: Vec<String>) -> Vec<String>");
     let bytes = workspace.build(&words, "fn sort_words(mut a: Vec<String>) -> Vec<String> { a.sort(); a }").expect("builds");
     let sorted = install_and_send(&rt, &sandbox, &bytes, "sortWords:", vec![Value::List(vec![Value::Text("pear".into()), Value::Text("apple".into())])]).expect("runs");

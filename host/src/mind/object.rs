@@ -94,23 +94,34 @@ fn openai_mind(model: &str, base_url: Option<&str>) -> Result<Arc<dyn Mind>> {
     })
 }
 
+/// The mind `pLLM`'s slots name (loading it on first use), for callers that think
+/// outside a send — the synthesis cycle asks it with no image transaction open.
+pub fn mind_of(rt: &crate::runtime::Runtime) -> Result<Arc<dyn Mind>> {
+    let pllm = rt.resolve(crate::runtime::PRIMORDIAL_PLLM)?;
+    Ok(rt.transact("pLLM chooses its mind", |cx| chosen_mind(cx, pllm))?.value)
+}
+
+fn chosen_mind(cx: &mut Context<'_, '_>, pllm: Oid) -> Result<Arc<dyn Mind>> {
+    let backend = text_slot(cx, pllm, "backend")?.unwrap_or_else(|| "onnx".into());
+    let model = text_slot(cx, pllm, "model")?.unwrap_or_else(|| pull::CATALOGUE[0].name.into());
+    let base_url = text_slot(cx, pllm, "baseUrl")?;
+    match backend.as_str() {
+        "onnx" => onnx_mind(cx, pllm, &model),
+        "openai" => openai_mind(&model, base_url.as_deref()),
+        other => Err(Error::Failed(format!("pLLM's backend `{other}` is unknown; use \"onnx\" or \"openai\""))),
+    }
+}
+
 /// `infer: prompt` — one user message to the mind `pLLM`'s slots describe; answers
 /// the completion's text.
 fn infer(cx: &mut Context<'_, '_>, call: &Call<'_>) -> Result<Value> {
     call.expect_arity(1)?;
     let prompt = call.text(0)?.to_owned();
-    let backend = text_slot(cx, call.receiver, "backend")?.unwrap_or_else(|| "onnx".into());
-    let model = text_slot(cx, call.receiver, "model")?.unwrap_or_else(|| pull::CATALOGUE[0].name.into());
-    let base_url = text_slot(cx, call.receiver, "baseUrl")?;
     let max_tokens = match cx.lookup(call.receiver, "maxTokens")? {
         Some((_, Value::Int(n))) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
         _ => Sampling::default().max_tokens,
     };
-    let mind = match backend.as_str() {
-        "onnx" => onnx_mind(cx, call.receiver, &model)?,
-        "openai" => openai_mind(&model, base_url.as_deref())?,
-        other => return Err(Error::Failed(format!("pLLM's backend `{other}` is unknown; use \"onnx\" or \"openai\""))),
-    };
+    let mind = chosen_mind(cx, call.receiver)?;
     let sampling = Sampling { max_tokens, ..Sampling::default() };
     let completion = mind.complete(&[Message::user(prompt)], &sampling, &mut |_| {}).map_err(|e| Error::Failed(e.to_string()))?;
     Ok(Value::Text(completion.text))

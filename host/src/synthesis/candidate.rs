@@ -99,12 +99,14 @@ pub struct Signature {
     pub params: Vec<Type>,
     /// What it answers.
     pub returns: Type,
+    /// Whether it takes its receiver as `this: &Object` first, to keep state in slots.
+    pub receiver: bool,
 }
 
 impl Signature {
     /// The signature for sending `selector` with `args`, answering `returns` (from the
     /// examples' expected results, when there are any; else the first argument's type).
-    pub fn infer(selector: &str, args: &[Value], returns: Option<Type>) -> Result<Signature> {
+    pub fn infer(selector: &str, args: &[Value], returns: Option<Type>, receiver: bool) -> Result<Signature> {
         let name = rust_name(selector).ok_or_else(|| Error::Failed(format!("`{selector}` cannot name a method: use letters, digits and colons, starting with a letter")))?;
         let params = args
             .iter()
@@ -112,21 +114,27 @@ impl Signature {
             .map(|(i, v)| Type::of(v).ok_or_else(|| Error::Failed(format!("argument {} is {}, which synthesised methods do not take yet (integers, floats, booleans, text and lists of integers or text)", i + 1, v.type_name()))))
             .collect::<Result<Vec<_>>>()?;
         let returns = returns.or_else(|| params.first().copied()).unwrap_or(Type::Text);
-        Ok(Signature { name, params, returns })
+        Ok(Signature { name, params, returns, receiver })
     }
 
     /// `fn name(a: i64, b: String) -> i64`, as the model is asked to write it.
     pub fn rust(&self) -> String {
-        let params: Vec<String> = self.params.iter().enumerate().map(|(i, t)| format!("{}: {}", param_name(i), t.rust())).collect();
+        let mut params: Vec<String> = self.params.iter().enumerate().map(|(i, t)| format!("{}: {}", param_name(i), t.rust())).collect();
+        if self.receiver {
+            params.insert(0, "this: &Object".into());
+        }
         format!("fn {}({}) -> {}", self.name, params.join(", "), self.returns.rust())
     }
 
     /// The whole crate source: the fixed code around `function`.
     pub fn wrap(&self, function: &str) -> String {
         let lifts: Vec<String> = self.params.iter().enumerate().map(|(i, t)| format!("    let {} = {};\n", param_name(i), t.lift(i))).collect();
-        let names: Vec<String> = (0..self.params.len()).map(param_name).collect();
+        let mut names: Vec<String> = (0..self.params.len()).map(param_name).collect();
+        if self.receiver {
+            names.insert(0, "&call.receiver".into());
+        }
         format!(
-            "#![allow(unused, clippy::all)]\nuse batos_guest_sdk::prelude::*;\n\n{function}\n\nfn __batos_entry(call: Call) -> Result<Value, Error> {{\n    if call.args.len() != {n} {{\n        return Err(error(ErrorKind::BadArguments, \"expects {n} argument(s)\"));\n    }}\n{lifts}    let r = {name}({names});\n    Ok({lower})\n}}\n\ncapability!(__batos_entry);\n",
+            "#![allow(unused, clippy::all)]\nuse batos_guest_sdk::prelude::*;\n{STATE_HELPERS}\n{function}\n\nfn __batos_entry(call: Call) -> Result<Value, Error> {{\n    if call.args.len() != {n} {{\n        return Err(error(ErrorKind::BadArguments, \"expects {n} argument(s)\"));\n    }}\n{lifts}    let r = {name}({names});\n    Ok({lower})\n}}\n\ncapability!(__batos_entry);\n",
             n = self.params.len(),
             lifts = lifts.concat(),
             name = self.name,
@@ -135,6 +143,14 @@ impl Signature {
         )
     }
 }
+
+/// Slot access for stateful methods, in terms a small model gets right.
+const STATE_HELPERS: &str = r#"
+fn get_int(this: &Object, name: &str) -> i64 { match this.get(name) { Ok(Value::Int(n)) => n, _ => 0 } }
+fn set_int(this: &Object, name: &str, value: i64) { let _ = this.set(name, &Value::Int(value)); }
+fn get_text(this: &Object, name: &str) -> String { match this.get(name) { Ok(Value::Text(s)) => s, _ => String::new() } }
+fn set_text(this: &Object, name: &str, value: String) { let _ = this.set(name, &Value::Text(value)); }
+"#;
 
 fn param_name(i: usize) -> String {
     ["a", "b", "c", "d", "e", "f", "g", "h"].get(i).map_or_else(|| format!("arg{i}"), |s| (*s).to_owned())
@@ -193,8 +209,11 @@ impl Workspace {
         let io = |what: &str, e| Error::io(format!("{what} {}", dir.display()), e);
         std::fs::create_dir_all(dir.join("src")).map_err(|e| io("cannot create", e))?;
         let sdk = sdk.canonicalize().map_err(|e| Error::io(format!("the guest SDK is not at {}", sdk.display()), e))?;
+        // The package name is unique to the workspace, so workspaces sharing one cargo
+        // target directory (kept warm across them) never read each other's output.
+        let tag = &blake3::hash(dir.display().to_string().as_bytes()).to_hex()[..12];
         let manifest = format!(
-            "[package]\nname = \"batos-candidate\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nbatos-guest-sdk = {{ path = {sdk:?} }}\n\n# Candidates build often and run briefly: a quick build beats a fast binary.\n[profile.release]\nopt-level = 1\ndebug = false\nstrip = true\n\n[workspace]\n",
+            "[package]\nname = \"batos-candidate-{tag}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nbatos-guest-sdk = {{ path = {sdk:?} }}\n\n# Candidates build often and run briefly: a quick build beats a fast binary.\n[profile.release]\nopt-level = 1\ndebug = false\nstrip = true\n\n[workspace]\n",
             sdk = sdk.display().to_string()
         );
         std::fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| io("cannot write Cargo.toml in", e))?;
@@ -229,11 +248,13 @@ mod tests {
 
     #[test]
     fn signatures_follow_the_arguments_and_examples() {
-        let s = Signature::infer("factorial:", &[Value::Int(5)], None).expect("signature");
+        let s = Signature::infer("factorial:", &[Value::Int(5)], None, false).expect("signature");
         assert_eq!(s.rust(), "fn factorial(a: i64) -> i64");
-        let s = Signature::infer("join:with:", &[Value::List(vec![Value::Text("a".into())]), Value::Text(",".into())], Some(Type::Text)).expect("signature");
+        let s = Signature::infer("join:with:", &[Value::List(vec![Value::Text("a".into())]), Value::Text(",".into())], Some(Type::Text), false).expect("signature");
         assert_eq!(s.rust(), "fn join_with(a: Vec<String>, b: String) -> String");
-        let err = Signature::infer("f:", &[Value::Nil], None).expect_err("nil is no parameter type");
+        let s = Signature::infer("increment", &[], Some(Type::Int), true).expect("signature");
+        assert_eq!(s.rust(), "fn increment(this: &Object) -> i64");
+        let err = Signature::infer("f:", &[Value::Nil], None, false).expect_err("nil is no parameter type");
         assert!(err.to_string().contains("argument 1 is nil"), "{err}");
     }
 

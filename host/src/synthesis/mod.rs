@@ -1,8 +1,438 @@
-//! The synthesis layer: a message nobody understands becomes a cycle in which the mind
-//! writes the missing method, the host builds, audits and proves it, and installs it.
+//! The synthesis layer: a message nobody understands becomes a [`cycle`] in which the
+//! mind writes the missing method, the host builds, audits and proves it, installs it,
+//! and sends the message again — which then succeeds, today and after every restart,
+//! without the mind.
 //!
-//! Built so far: [`candidate`] — the typed signature a message implies, the function
-//! taken out of a model's answer, the fixed code around it, and the warm workspace that
-//! builds it into a component. The cycle's state machine is the next step.
+//! [`Synthesizer::send`] is the door: it sends; when the receiver does not understand
+//! the selector, it runs a cycle *outside* any image transaction (the mind and the
+//! compiler take seconds), commits each state change on its own, installs in one
+//! short transaction, and re-sends. Only a top-level `doesNotUnderstand` starts a cycle:
+//! one raised deeper inside a method is that method's error.
+//!
+//! Policies, written down:
+//! - A candidate is installed only once it builds, passes the audit with no grants, and
+//!   passes every example in a transaction that is always rolled back, on a clone of
+//!   the receiver. Examples the caller gives must all pass. Examples the mind proposes
+//!   (when the caller gives none) steer repair rounds, but a candidate that still fails
+//!   one in the last round is installed if everything else passes; the cycle records
+//!   the unconfirmed cases.
+//! - Proving also runs the real arguments on the clone: a candidate that traps there is
+//!   not installed. If the re-send of the original message still fails afterwards
+//!   (state differs from the clone's), the method stays installed — it was verified —
+//!   and the caller gets that error.
+//! - Concurrent sends of one unknown selector to one object in this process share one
+//!   cycle: the later ones wait for it and then re-send.
 
 pub mod candidate;
+pub mod cycle;
+pub mod journal;
+pub mod prompt;
+pub mod skills;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::image::{json as vjson, Method, Oid, Value};
+use crate::mind::{Message, Mind, Sampling};
+use crate::runtime::Runtime;
+use crate::sandbox::{Grants, Sandbox};
+use candidate::{Signature, Type, Workspace};
+use cycle::State;
+use journal::Journal;
+
+/// An example case: arguments and the answer expected.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Example {
+    /// The arguments.
+    pub args: Vec<Value>,
+    /// The answer.
+    pub expected: Value,
+}
+
+impl Request {
+    /// A plain message: no brief, no examples.
+    pub fn new(receiver: Oid, selector: &str, args: Vec<Value>) -> Request {
+        Request { receiver, selector: selector.to_owned(), args, brief: None, examples: vec![], stateful: false }
+    }
+}
+
+impl Example {
+    /// Reads `ARGS => RESULT`, both as JSON (`5 => 120`, `"ab" => "ba"`, `[1,2], 3 => 6`).
+    pub fn parse(text: &str) -> std::result::Result<Example, String> {
+        let (args, result) = text.split_once("=>").ok_or_else(|| format!("`{text}` is not an example; write ARGS => RESULT, e.g. '5 => 120'"))?;
+        let mut no_objects = |_: &str| -> std::result::Result<Oid, String> { Err("examples hold plain values, not objects".into()) };
+        let args = match vjson::parse(&format!("[{}]", args.trim()), &mut no_objects) {
+            Ok(Value::List(items)) => items,
+            Ok(_) | Err(_) => return Err(format!("the arguments of `{text}` are not JSON values separated by commas")),
+        };
+        let expected = vjson::parse(result.trim(), &mut no_objects).map_err(|e| format!("the result of `{text}` is not a JSON value: {e}"))?;
+        Ok(Example { args, expected })
+    }
+}
+
+/// A message to send, with what synthesis may need if it is not understood.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The receiver.
+    pub receiver: Oid,
+    /// The selector.
+    pub selector: String,
+    /// The arguments.
+    pub args: Vec<Value>,
+    /// What the method should do, in words (the mission brief).
+    pub brief: Option<String>,
+    /// Cases the method must pass; for a stateful method, a call sequence in order.
+    pub examples: Vec<Example>,
+    /// The method keeps state in its receiver's slots (also assumed when the brief
+    /// mentions a slot).
+    pub stateful: bool,
+}
+
+/// What a cycle reports as it goes, for live views.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A cycle started.
+    Started {
+        /// Its id.
+        cycle: String,
+        /// The selector it synthesises.
+        selector: String,
+    },
+    /// This send waits for a cycle another send started.
+    Joined {
+        /// Its id.
+        cycle: String,
+    },
+    /// A state was entered.
+    State {
+        /// The cycle.
+        cycle: String,
+        /// The state.
+        state: State,
+        /// Details (the signature, the round).
+        detail: String,
+    },
+    /// A candidate was tried.
+    Attempt {
+        /// The cycle.
+        cycle: String,
+        /// Its round, from 1.
+        round: usize,
+        /// `passed`, `no_code`, `compile_error`, `audit_refused` or `failed_example`.
+        outcome: String,
+        /// What went wrong (diagnostics, the failing case).
+        detail: String,
+    },
+}
+
+/// Knobs of the cycle.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Rounds of synthesis and repair before FAILED (Voyager uses 4).
+    pub max_rounds: usize,
+    /// Tokens the mind may spend on one answer.
+    pub max_tokens: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { max_rounds: 4, max_tokens: 400 }
+    }
+}
+
+struct Flight {
+    cycle: String,
+    outcome: Mutex<Option<std::result::Result<(), String>>>,
+    done: Condvar,
+}
+
+/// Runs synthesis cycles for one image.
+pub struct Synthesizer {
+    rt: Arc<Runtime>,
+    sandbox: Arc<Sandbox>,
+    mind: Arc<dyn Mind>,
+    workspace: Workspace,
+    journal: Journal,
+    options: Options,
+    flights: Mutex<HashMap<(Oid, String), Arc<Flight>>>,
+}
+
+/// Why one candidate was not accepted: an outcome name and the feedback for the mind.
+struct Rejection {
+    outcome: &'static str,
+    detail: String,
+}
+
+impl Synthesizer {
+    /// A synthesizer thinking with `mind`, building in the workspace at `workspace`.
+    /// Cycles an earlier process left unfinished are marked FAILED first (see [`cycle`]).
+    pub fn new(rt: Arc<Runtime>, sandbox: Arc<Sandbox>, mind: Arc<dyn Mind>, workspace: &Path, options: Options) -> Result<Synthesizer> {
+        let workspace = Workspace::open(workspace, &Workspace::default_sdk())?;
+        let journal = Journal::new(rt.image().path());
+        for id in cycle::recover(&rt)? {
+            journal.append(json!({ "cycle": id, "state": "FAILED", "outcome": "interrupted" }));
+        }
+        Ok(Synthesizer { rt, sandbox, mind, workspace, journal, options, flights: Mutex::new(HashMap::new()) })
+    }
+
+    /// The metacognition journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Sends the message; when it is not understood, synthesises the method and sends
+    /// it again. `observe` sees the cycle's events as they happen.
+    pub fn send(&self, request: &Request, observe: &(dyn Fn(&Event) + Sync)) -> Result<Value> {
+        match self.rt.send(request.receiver, &request.selector, request.args.clone()) {
+            Err(Error::DoesNotUnderstand { receiver, selector }) if receiver == request.receiver && selector == request.selector => {}
+            other => return other,
+        }
+        self.synthesize(request, observe)?;
+        self.rt.send(request.receiver, &request.selector, request.args.clone())
+    }
+
+    /// Runs (or waits for) the cycle that makes `request`'s receiver understand its
+    /// selector.
+    pub fn synthesize(&self, request: &Request, observe: &(dyn Fn(&Event) + Sync)) -> Result<()> {
+        if candidate::rust_name(&request.selector).is_none() {
+            return Err(Error::Failed(format!(
+                "`{}` cannot be synthesised: a selector must start with a letter and hold only letters, digits, `_` and `:`",
+                request.selector
+            )));
+        }
+        let key = (request.receiver, request.selector.clone());
+        let (flight, leader, cycle_oid) = {
+            let mut flights = self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match flights.get(&key) {
+                Some(f) => (f.clone(), false, None),
+                None => {
+                    let (id, oid) = cycle::create(&self.rt, request.receiver, &request.selector, &request.args, request.brief.as_deref(), &self.mind.describe())?;
+                    let f = Arc::new(Flight { cycle: id, outcome: Mutex::new(None), done: Condvar::new() });
+                    flights.insert(key.clone(), f.clone());
+                    (f, true, Some(oid))
+                }
+            }
+        };
+        if !leader {
+            observe(&Event::Joined { cycle: flight.cycle.clone() });
+            let mut outcome = flight.outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            while outcome.is_none() {
+                outcome = flight.done.wait(outcome).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            return outcome.clone().unwrap_or(Ok(())).map_err(Error::Failed);
+        }
+        let oid = cycle_oid.ok_or_else(|| Error::Failed("a cycle without its object".into()))?;
+        observe(&Event::Started { cycle: flight.cycle.clone(), selector: request.selector.clone() });
+        let result = self.run(request, &flight.cycle, oid, observe);
+        if let Err(e) = &result {
+            let reason = e.to_string();
+            let _ = cycle::transition(&self.rt, oid, State::Failed, &[("reason", Value::Text(reason.clone()))]);
+            self.journal.append(json!({ "cycle": flight.cycle, "state": "FAILED", "reason": reason, "model": self.mind.describe() }));
+            observe(&Event::State { cycle: flight.cycle.clone(), state: State::Failed, detail: reason });
+        }
+        *flight.outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+        flight.done.notify_all();
+        self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+        result
+    }
+
+    fn enter(&self, id: &str, oid: Oid, state: State, detail: String, extra: &[(&str, Value)], brief: &str, observe: &(dyn Fn(&Event) + Sync)) -> Result<()> {
+        cycle::transition(&self.rt, oid, state, extra)?;
+        self.journal.append(json!({ "cycle": id, "state": state.as_str(), "detail": detail, "model": self.mind.describe(), "brief_blake3": journal::brief_hash(brief) }));
+        observe(&Event::State { cycle: id.to_owned(), state, detail });
+        Ok(())
+    }
+
+    fn run(&self, request: &Request, id: &str, oid: Oid, observe: &(dyn Fn(&Event) + Sync)) -> Result<()> {
+        let started = Instant::now();
+        let purpose = prompt::purpose(&request.selector, &request.args, request.brief.as_deref());
+
+        // DECOMPOSING: the signature the message implies, and the cases to prove.
+        let stateful = request.stateful || request.brief.as_deref().is_some_and(|b| b.contains("slot"));
+        let returns = request.examples.first().and_then(|e| Type::of(&e.expected));
+        let signature = Signature::infer(&request.selector, &request.args, returns, stateful)?;
+        let mut proposed = Vec::new();
+        if request.examples.is_empty() && !stateful {
+            let answer = self.ask(id, &prompt::propose_examples(&signature, &purpose), "examples")?;
+            proposed = prompt::parse_examples(&signature, &answer);
+        }
+        let examples_value = |examples: &[Example], source: &str| -> Vec<Value> {
+            examples
+                .iter()
+                .map(|e| Value::Map(BTreeMap::from([("args".into(), Value::List(e.args.clone())), ("expected".into(), e.expected.clone()), ("source".into(), Value::Text(source.into()))])))
+                .collect()
+        };
+        let mut all_examples = examples_value(&request.examples, "caller");
+        all_examples.extend(examples_value(&proposed, "mind"));
+        self.enter(id, oid, State::Decomposing, signature.rust(), &[("signature", Value::Text(signature.rust())), ("purpose", Value::Text(purpose.clone())), ("examples", Value::List(all_examples))], &purpose, observe)?;
+
+        // DELEGATING: similar verified skills as worked examples.
+        let similar = skills::similar(&skills::all(&self.rt)?, &format!("{} {purpose}", request.selector), 2);
+        let names: Vec<Value> = similar.iter().map(|s| Value::Text(s.selector.clone())).collect();
+        self.enter(id, oid, State::Delegating, format!("{} similar skill(s)", similar.len()), &[("context", Value::List(names))], &purpose, observe)?;
+
+        let first = prompt::synthesize(&signature, &purpose, &[request.examples.clone(), proposed.clone()].concat(), &similar);
+        let mut messages = first.clone();
+        let mut last = String::from("no round ran");
+        for round in 1..=self.options.max_rounds.max(1) {
+            // SYNTHESIZING
+            self.enter(id, oid, State::Synthesizing, format!("round {round}"), &[("round", Value::Int(round as i64))], &purpose, observe)?;
+            let answer = self.ask(id, &messages, "code")?;
+            let Some(code) = candidate::extract_function(&answer, &signature.name) else {
+                let detail = format!("The answer held no Rust code defining `fn {}`. Write `{} {{ ... }}`.", signature.name, signature.rust());
+                self.attempt(id, oid, round, "", "no_code", &detail, observe)?;
+                messages = prompt::repair(&first, answer.trim(), &detail);
+                last = detail;
+                continue;
+            };
+            // VALIDATING
+            self.enter(id, oid, State::Validating, format!("round {round}"), &[], &purpose, observe)?;
+            let last_round = round == self.options.max_rounds.max(1);
+            match self.validate(request, &signature, &code, &proposed, last_round) {
+                Ok((component, unconfirmed)) => {
+                    self.attempt(id, oid, round, &code, "passed", &unconfirmed.join("; "), observe)?;
+                    self.install(request, id, oid, &signature, &purpose, &code, &component, &unconfirmed)?;
+                    self.journal.append(json!({ "cycle": id, "state": "COMPLETE", "rounds": round, "duration_ms": started.elapsed().as_millis() as u64, "model": self.mind.describe() }));
+                    observe(&Event::State { cycle: id.to_owned(), state: State::Complete, detail: format!("installed `{}` after {round} round(s)", request.selector) });
+                    return Ok(());
+                }
+                Err(rejection) => {
+                    self.attempt(id, oid, round, &code, rejection.outcome, &rejection.detail, observe)?;
+                    messages = prompt::repair(&first, &code, &rejection.detail);
+                    last = format!("{}: {}", rejection.outcome, rejection.detail);
+                }
+            }
+        }
+        Err(Error::Failed(format!("no candidate for `{}` passed after {} round(s); the last: {}", request.selector, self.options.max_rounds.max(1), truncate(&last, 600))))
+    }
+
+    /// Asks the mind, outside any transaction, journalling time and tokens.
+    fn ask(&self, id: &str, messages: &[Message], what: &str) -> Result<String> {
+        let t = Instant::now();
+        let sampling = Sampling { max_tokens: self.options.max_tokens, ..Sampling::default() };
+        let completion = self.mind.complete(messages, &sampling, &mut |_| {}).map_err(|e| Error::Failed(format!("the mind could not answer: {e}")))?;
+        self.journal.append(json!({
+            "cycle": id, "event": "mind", "asked_for": what, "model": self.mind.describe(), "duration_ms": t.elapsed().as_millis() as u64,
+            "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
+        }));
+        Ok(completion.text)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attempt(&self, id: &str, oid: Oid, round: usize, code: &str, outcome: &str, detail: &str, observe: &(dyn Fn(&Event) + Sync)) -> Result<()> {
+        let entry = BTreeMap::from([
+            ("round".to_owned(), Value::Int(round as i64)),
+            ("code".to_owned(), Value::Text(code.to_owned())),
+            ("outcome".to_owned(), Value::Text(outcome.to_owned())),
+            ("detail".to_owned(), Value::Text(truncate(detail, 4000))),
+        ]);
+        cycle::record_attempt(&self.rt, oid, entry)?;
+        self.journal.append(json!({ "cycle": id, "state": "VALIDATING", "round": round, "outcome": outcome }));
+        observe(&Event::Attempt { cycle: id.to_owned(), round, outcome: outcome.to_owned(), detail: truncate(detail, 4000) });
+        Ok(())
+    }
+
+    /// Builds, audits and proves a candidate; answers its component bytes and the
+    /// proposed cases it does not meet (only tolerated in the last round).
+    fn validate(&self, request: &Request, signature: &Signature, code: &str, proposed: &[Example], last_round: bool) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
+        let bytes = match self.workspace.build(signature, code) {
+            Ok(bytes) => bytes,
+            Err(Error::BuildFailed { detail, .. }) => return Err(Rejection { outcome: "compile_error", detail: format!("It does not compile:\n{}", diagnostics(&detail)) }),
+            Err(e) => return Err(Rejection { outcome: "compile_error", detail: e.to_string() }),
+        };
+        if let Err(e) = self.sandbox.audit(&bytes, &Grants::default(), &format!("candidate `{}`", request.selector)) {
+            return Err(Rejection { outcome: "audit_refused", detail: format!("The audit refused it: {e}. Use only plain computation.") });
+        }
+        let failures = self.prove(request, signature, &bytes, proposed).map_err(|e| Rejection { outcome: "failed_example", detail: e.to_string() })?;
+        let (hard, soft): (Vec<_>, Vec<_>) = failures.into_iter().partition(|(caller, _)| *caller);
+        if let Some((_, detail)) = hard.first() {
+            return Err(Rejection { outcome: "failed_example", detail: detail.clone() });
+        }
+        if let Some((_, detail)) = soft.first() {
+            if !last_round {
+                return Err(Rejection { outcome: "failed_example", detail: detail.clone() });
+            }
+        }
+        Ok((bytes, soft.into_iter().map(|(_, d)| d).collect()))
+    }
+
+    /// Runs the cases, then the real arguments, on a clone of the receiver in a
+    /// transaction that is always rolled back. Answers `(from the caller, what failed)`.
+    fn prove(&self, request: &Request, signature: &Signature, bytes: &[u8], proposed: &[Example]) -> Result<Vec<(bool, String)>> {
+        self.rt.view(|cx| {
+            let clone = cx.tx().clone_object(request.receiver)?;
+            let component = cx.tx().put_blob(bytes)?;
+            cx.tx().set_slot(clone, &request.selector, &Value::Method(Method::Component { component, grants: vec![], deadline_ms: None }))?;
+            let mut failures = Vec::new();
+            let cases = request.examples.iter().map(|e| (true, e)).chain(proposed.iter().map(|e| (false, e)));
+            for (from_caller, example) in cases {
+                let shown = format!("{}({})", signature.name, example.args.iter().map(prompt::rust_literal).collect::<Vec<_>>().join(", "));
+                match cx.send(clone, &request.selector, &example.args) {
+                    Ok(got) if got == example.expected => {}
+                    Ok(got) => failures.push((from_caller, format!("{shown} returned {} but must return {}.", prompt::rust_literal(&got), prompt::rust_literal(&example.expected)))),
+                    Err(e) => failures.push((from_caller, format!("{shown} failed: {e}. It must return {}.", prompt::rust_literal(&example.expected)))),
+                }
+            }
+            match cx.send(clone, &request.selector, &request.args) {
+                Ok(got) if Type::of(&got) == Some(signature.returns) => {}
+                Ok(got) => failures.push((true, format!("it answered {} where {} was expected", got.type_name(), signature.returns.rust()))),
+                Err(e) => failures.push((true, format!("{}({}) failed: {e}", signature.name, request.args.iter().map(prompt::rust_literal).collect::<Vec<_>>().join(", ")))),
+            }
+            Ok(failures)
+        })
+    }
+
+    /// One short transaction: the method on the receiver, the skill in the library, the
+    /// cycle COMPLETE.
+    #[allow(clippy::too_many_arguments)]
+    fn install(&self, request: &Request, id: &str, oid: Oid, signature: &Signature, purpose: &str, code: &str, bytes: &[u8], unconfirmed: &[String]) -> Result<()> {
+        self.sandbox.audit(bytes, &Grants::default(), &format!("method `{}`", request.selector))?;
+        let model = self.mind.describe();
+        self.rt.transact(&format!("install synthesised {} on {}", request.selector, request.receiver), |cx| {
+            let tx = cx.tx();
+            let component = tx.put_blob(bytes)?;
+            let source = tx.put_blob(code.as_bytes())?;
+            tx.set_slot(request.receiver, &request.selector, &Value::Method(Method::Component { component: component.clone(), grants: vec![], deadline_ms: None }))?;
+            let entry = BTreeMap::from([
+                ("selector".to_owned(), Value::Text(request.selector.clone())),
+                ("description".to_owned(), Value::Text(purpose.to_owned())),
+                ("signature".to_owned(), Value::Text(signature.rust())),
+                ("source".to_owned(), Value::Text(code.to_owned())),
+                ("sourceBlob".to_owned(), Value::Blob(source)),
+                ("component".to_owned(), Value::Blob(component)),
+                ("receiver".to_owned(), Value::Object(request.receiver)),
+                ("cycle".to_owned(), Value::Text(id.to_owned())),
+                ("model".to_owned(), Value::Text(model.clone())),
+                ("promptHash".to_owned(), Value::Text(journal::brief_hash(purpose))),
+            ]);
+            skills::record(tx, request.receiver, entry)?;
+            tx.set_slot(oid, "state", &Value::Text(State::Complete.as_str().into()))?;
+            tx.set_slot(oid, "method", &Value::Text(request.selector.clone()))?;
+            tx.set_slot(oid, "unconfirmed", &Value::List(unconfirmed.iter().map(|u| Value::Text(u.clone())).collect()))?;
+            tx.set_slot(oid, "updatedMs", &Value::Int(cycle::now_ms()))
+        })?;
+        Ok(())
+    }
+}
+
+/// The compiler's errors without cargo's noise, short enough for a small model.
+fn diagnostics(stderr: &str) -> String {
+    let kept: Vec<&str> = stderr.lines().filter(|l| !l.trim_start().starts_with("Compiling") && !l.contains("warning: build failed") && !l.starts_with("cargo build failed")).collect();
+    truncate(kept.join("\n").trim(), 1500)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

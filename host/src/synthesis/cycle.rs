@@ -1,0 +1,194 @@
+//! Cycles as objects of the image. A cycle follows the seeds' Prototypal State Machine
+//! — IDLE → DECOMPOSING → DELEGATING → SYNTHESIZING → VALIDATING → COMPLETE, or FAILED —
+//! and every transition is its own committed transaction, so a cycle is inspectable at
+//! any moment, and after a crash. The root `cycles` holds them as slots `c1`, `c2`, …
+//!
+//! A cycle the process died in is not resumed: the next [`recover`] marks it FAILED,
+//! naming the state it stopped in. Resuming would re-ask the mind anyway, and the
+//! message can simply be sent again; nothing was installed, because installing is one
+//! transaction that also marks the cycle COMPLETE.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::image::{Oid, Tx, Value};
+use crate::runtime::Runtime;
+
+/// The root holding every cycle.
+pub const CYCLES_ROOT: &str = "cycles";
+
+/// Where a cycle stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Created, not yet started.
+    Idle,
+    /// Turning the message into a plan: signature and examples.
+    Decomposing,
+    /// Gathering context: the SDK summary and similar verified skills.
+    Delegating,
+    /// Asking the mind for code.
+    Synthesizing,
+    /// Building, auditing and proving a candidate.
+    Validating,
+    /// Installed; the message was sent again.
+    Complete,
+    /// Ended without installing anything.
+    Failed,
+}
+
+impl State {
+    /// Its name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Idle => "IDLE",
+            State::Decomposing => "DECOMPOSING",
+            State::Delegating => "DELEGATING",
+            State::Synthesizing => "SYNTHESIZING",
+            State::Validating => "VALIDATING",
+            State::Complete => "COMPLETE",
+            State::Failed => "FAILED",
+        }
+    }
+
+    /// The state a stored name denotes.
+    pub fn parse(name: &str) -> Option<State> {
+        [State::Idle, State::Decomposing, State::Delegating, State::Synthesizing, State::Validating, State::Complete, State::Failed].into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// COMPLETE or FAILED.
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Complete | State::Failed)
+    }
+}
+
+fn registry(tx: &mut Tx<'_>) -> Result<Oid> {
+    if let Some(oid) = tx.root(CYCLES_ROOT)? {
+        return Ok(oid);
+    }
+    let parents: Vec<Oid> = tx.root(crate::runtime::PRIMORDIAL_TRAITS)?.into_iter().collect();
+    let oid = tx.create_object(&parents)?;
+    tx.set_slot(oid, "description", &Value::Text("Every synthesis cycle, by id (c1, c2, …).".into()))?;
+    tx.set_root(CYCLES_ROOT, oid)?;
+    Ok(oid)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Creates a cycle for `selector` sent to `receiver` and returns its id and object.
+pub fn create(rt: &Runtime, receiver: Oid, selector: &str, args: &[Value], brief: Option<&str>, model: &str) -> Result<(String, Oid)> {
+    let committed = rt.transact(&format!("cycle for {receiver} {selector}"), |cx| {
+        let tx = cx.tx();
+        let reg = registry(tx)?;
+        let n = match tx.slot(reg, "next")? {
+            Some(Value::Int(n)) => n,
+            _ => 1,
+        };
+        tx.set_slot(reg, "next", &Value::Int(n + 1))?;
+        let id = format!("c{n}");
+        let parents: Vec<Oid> = tx.root(crate::runtime::PRIMORDIAL_TRAITS)?.into_iter().collect();
+        let cycle = tx.create_object(&parents)?;
+        let slots = [
+            ("id", Value::Text(id.clone())),
+            ("state", Value::Text(State::Idle.as_str().into())),
+            ("receiver", Value::Object(receiver)),
+            ("selector", Value::Text(selector.into())),
+            ("args", Value::List(args.to_vec())),
+            ("brief", brief.map_or(Value::Nil, |b| Value::Text(b.into()))),
+            ("model", Value::Text(model.into())),
+            ("attempts", Value::List(vec![])),
+            ("startedMs", Value::Int(now_ms())),
+            ("updatedMs", Value::Int(now_ms())),
+        ];
+        for (name, value) in slots {
+            tx.set_slot(cycle, name, &value)?;
+        }
+        tx.set_slot(reg, &id, &Value::Object(cycle))?;
+        Ok((id, cycle))
+    })?;
+    Ok(committed.value)
+}
+
+/// Moves a cycle to `state`, writing `extra` slots in the same transaction.
+pub fn transition(rt: &Runtime, cycle: Oid, state: State, extra: &[(&str, Value)]) -> Result<()> {
+    rt.transact(&format!("cycle {cycle} → {}", state.as_str()), |cx| {
+        let tx = cx.tx();
+        tx.set_slot(cycle, "state", &Value::Text(state.as_str().into()))?;
+        tx.set_slot(cycle, "updatedMs", &Value::Int(now_ms()))?;
+        for (name, value) in extra {
+            tx.set_slot(cycle, name, value)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Appends one attempt (a map) to the cycle's `attempts`.
+pub fn record_attempt(rt: &Runtime, cycle: Oid, attempt: BTreeMap<String, Value>) -> Result<()> {
+    rt.transact(&format!("cycle {cycle}: attempt"), |cx| {
+        let tx = cx.tx();
+        let mut attempts = match tx.slot(cycle, "attempts")? {
+            Some(Value::List(items)) => items,
+            _ => vec![],
+        };
+        attempts.push(Value::Map(attempt.clone()));
+        tx.set_slot(cycle, "attempts", &Value::List(attempts))?;
+        tx.set_slot(cycle, "updatedMs", &Value::Int(now_ms()))
+    })?;
+    Ok(())
+}
+
+/// Every cycle: `(id, object)`, in order of creation.
+pub fn list(rt: &Runtime) -> Result<Vec<(String, Oid)>> {
+    rt.view(|cx| {
+        let Some(reg) = cx.tx().root(CYCLES_ROOT)? else { return Ok(vec![]) };
+        let mut out: Vec<(u64, String, Oid)> = cx
+            .tx()
+            .slots(reg)?
+            .into_iter()
+            .filter_map(|(name, value)| match value {
+                Value::Object(oid) => Some((name.strip_prefix('c')?.parse().ok()?, name, oid)),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        Ok(out.into_iter().map(|(_, id, oid)| (id, oid)).collect())
+    })
+}
+
+/// The cycle with id `id` (`c7`, or `7`).
+pub fn find(rt: &Runtime, id: &str) -> Result<Oid> {
+    let id = if id.starts_with('c') { id.to_owned() } else { format!("c{id}") };
+    list(rt)?
+        .into_iter()
+        .find(|(cid, _)| *cid == id)
+        .map(|(_, oid)| oid)
+        .ok_or_else(|| Error::Failed(format!("no cycle `{id}`; `batos cycles` lists them")))
+}
+
+/// The state a cycle object is in.
+pub fn state_of(rt: &Runtime, cycle: Oid) -> Result<Option<State>> {
+    Ok(match rt.object(cycle)?.slots.get("state") {
+        Some(Value::Text(s)) => State::parse(s),
+        _ => None,
+    })
+}
+
+/// Marks every cycle that is not COMPLETE or FAILED as FAILED: the process that ran it
+/// ended. Returns the ids so marked. Run at start-up, before any cycle of this process.
+pub fn recover(rt: &Runtime) -> Result<Vec<String>> {
+    let mut marked = Vec::new();
+    for (id, oid) in list(rt)? {
+        match state_of(rt, oid)? {
+            Some(state) if state.is_final() => {}
+            stopped => {
+                let was = stopped.map_or("an unknown state", State::as_str);
+                let reason = format!("interrupted: the process ended during {was}; nothing was installed, send the message again to start a new cycle");
+                transition(rt, oid, State::Failed, &[("reason", Value::Text(reason))])?;
+                marked.push(id);
+            }
+        }
+    }
+    Ok(marked)
+}

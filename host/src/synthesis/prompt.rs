@@ -1,0 +1,151 @@
+//! What the synthesis cycle says to the mind, and how it reads the answers. Small
+//! models follow short, concrete prompts best: the signature to write, the examples as
+//! Rust expressions, at most two worked examples, and on a repair round the previous
+//! code with exactly what went wrong.
+
+use super::candidate::Signature;
+use super::skills::Skill;
+use super::Example;
+use crate::image::{json, Value};
+use crate::mind::Message;
+
+/// What the host offers synthesised code, beyond the standard library.
+pub const SDK_SUMMARY: &str = "Use only the Rust standard library (no crates, no files, no network, no threads). \
+Integers are i64, floats f64, text String, lists Vec<i64> or Vec<String>.";
+
+/// What a stateful method may call on its receiver `this`.
+pub const STATE_SUMMARY: &str = "The method keeps state in slots of its receiver `this`: \
+get_int(this, \"name\") -> i64 (0 when unset), set_int(this, \"name\", value), \
+get_text(this, \"name\") -> String (empty when unset), set_text(this, \"name\", value).";
+
+/// A value as a Rust expression, for prompts.
+pub fn rust_literal(value: &Value) -> String {
+    match value {
+        Value::Text(s) => format!("{s:?}.to_string()"),
+        Value::List(items) => format!("vec![{}]", items.iter().map(rust_literal).collect::<Vec<_>>().join(", ")),
+        Value::Float(f) if f.fract() == 0.0 => format!("{f:.1}"),
+        other => json::to_json(other).to_string(),
+    }
+}
+
+fn call_text(signature: &Signature, example: &Example) -> String {
+    let mut args: Vec<String> = example.args.iter().map(rust_literal).collect();
+    if signature.receiver {
+        args.insert(0, "this".into());
+    }
+    format!("{}({}) == {}", signature.name, args.join(", "), rust_literal(&example.expected))
+}
+
+/// The purpose of the method, for people and the mind.
+pub fn purpose(selector: &str, args: &[Value], brief: Option<&str>) -> String {
+    match brief {
+        Some(b) if !b.trim().is_empty() => b.trim().to_owned(),
+        _ => {
+            let shown: Vec<String> = args.iter().map(|a| json::to_json(a).to_string()).collect();
+            format!("answer the message `{selector}` (sent with {})", if shown.is_empty() { "no arguments".into() } else { shown.join(", ") })
+        }
+    }
+}
+
+/// The first request for code.
+pub fn synthesize(signature: &Signature, purpose: &str, examples: &[Example], skills: &[Skill]) -> Vec<Message> {
+    let mut user = format!("Write this Rust function:\n\n{} {{ ... }}\n\nIt should {purpose}.\n{SDK_SUMMARY}\n", signature.rust());
+    if signature.receiver {
+        user.push_str(STATE_SUMMARY);
+        user.push('\n');
+    }
+    if !examples.is_empty() {
+        user.push_str("\nIt must satisfy:\n");
+        for e in examples {
+            user.push_str(&format!("{}\n", call_text(signature, e)));
+        }
+    }
+    for s in skills.iter().filter(|s| !s.source.trim().is_empty()).take(2) {
+        user.push_str(&format!("\nA verified function of this system that {}:\n```rust\n{}\n```\n", s.description.trim_end_matches('.'), s.source.trim()));
+    }
+    user.push_str("\nAnswer with one ```rust code block holding the complete function.");
+    vec![Message::system("You are an expert Rust programmer. You answer with code only."), Message::user(user)]
+}
+
+/// A repair round: the previous code and what went wrong with it.
+pub fn repair(first: &[Message], code: &str, problem: &str) -> Vec<Message> {
+    let mut messages = first.to_vec();
+    messages.push(Message { role: crate::mind::Role::Assistant, content: format!("```rust\n{code}\n```") });
+    messages.push(Message::user(format!("{problem}\n\nFix the function. Answer with one ```rust code block holding the complete corrected function.")));
+    messages
+}
+
+/// A request for example cases of a function nobody gave examples for.
+pub fn propose_examples(signature: &Signature, purpose: &str) -> Vec<Message> {
+    let user = format!(
+        "The Rust function `{}` should {purpose}. Give three test cases, one per line, exactly in the form\n{}(ARGUMENTS) == RESULT\nusing Rust literals, and nothing else.",
+        signature.rust(),
+        signature.name
+    );
+    vec![Message::system("You are a careful tester."), Message::user(user)]
+}
+
+/// Reads proposed cases `name(args) == result` whose values have the signature's types.
+pub fn parse_examples(signature: &Signature, answer: &str) -> Vec<Example> {
+    let mut out = Vec::new();
+    for line in answer.lines() {
+        let line = line.trim().trim_start_matches("assert_eq!(").trim_end_matches(';').trim_end_matches(')');
+        let Some(rest) = line.strip_prefix(&format!("{}(", signature.name)) else { continue };
+        let Some((args, result)) = rest.rsplit_once("==").or_else(|| rest.rsplit_once(',')) else { continue };
+        let args = args.trim().trim_end_matches(')').trim_end_matches(',');
+        let (Some(args), Some(expected)) = (from_rust(&format!("[{args}]")), from_rust(result.trim())) else { continue };
+        let Value::List(args) = args else { continue };
+        let types_match = args.len() == signature.params.len()
+            && args.iter().zip(&signature.params).all(|(a, t)| super::candidate::Type::of(a) == Some(*t))
+            && super::candidate::Type::of(&expected) == Some(signature.returns);
+        if types_match {
+            out.push(Example { args, expected });
+        }
+    }
+    out.truncate(3);
+    out
+}
+
+/// A Rust literal (numbers, strings, `.to_string()`, `vec![…]`, booleans) as a value.
+fn from_rust(text: &str) -> Option<Value> {
+    let normalized = text.replace(".to_string()", "").replace(".to_owned()", "").replace("String::from(", "(").replace("vec![", "[").replace("i64", "").replace("_u64", "");
+    json::parse(normalized.trim(), &mut |_| Err("no objects in examples".into())).ok()
+}
+
+/// Asks the mind to turn a request in words into one message.
+pub fn translate(request: &str, objects: &[String]) -> Vec<Message> {
+    let user = format!(
+        "Objects: {}.\nTurn this request into one message, answering with exactly one line of the form\nOBJECT SELECTOR ARG1 ARG2 ...\nwhere SELECTOR is a camelCase name (ending in `:` when it takes arguments) and arguments are JSON values.\nExamples:\ngenesis factorial: 5\ngenesis reverseText: \"hello\"\ngenesis reportTime\n\nRequest: {request}",
+        objects.join(", ")
+    );
+    vec![Message::system("You translate requests into messages for an object system."), Message::user(user)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthesis::candidate::Type;
+
+    #[test]
+    fn proposed_examples_are_read_and_type_checked() {
+        let sig = Signature { name: "factorial".into(), params: vec![Type::Int], returns: Type::Int, receiver: false };
+        let answer = "factorial(0) == 1\nfactorial(5) == 120\nassert_eq!(factorial(3), 6);\nfactorial(\"x\") == 1\nnonsense";
+        let got = parse_examples(&sig, answer);
+        assert_eq!(got.iter().map(|e| (e.args.clone(), e.expected.clone())).collect::<Vec<_>>(), vec![
+            (vec![Value::Int(0)], Value::Int(1)),
+            (vec![Value::Int(5)], Value::Int(120)),
+            (vec![Value::Int(3)], Value::Int(6)),
+        ]);
+        let sig = Signature { name: "reverse".into(), params: vec![Type::Text], returns: Type::Text, receiver: false };
+        let got = parse_examples(&sig, "reverse(\"abc\".to_string()) == \"cba\".to_string()");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].expected, Value::Text("cba".into()));
+    }
+
+    #[test]
+    fn values_read_as_rust_literals() {
+        assert_eq!(rust_literal(&Value::Text("a\"b".into())), "\"a\\\"b\".to_string()");
+        assert_eq!(rust_literal(&Value::List(vec![Value::Int(1), Value::Int(2)])), "vec![1, 2]");
+        assert_eq!(rust_literal(&Value::Float(2.0)), "2.0");
+    }
+}

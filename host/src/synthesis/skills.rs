@@ -1,0 +1,156 @@
+//! The skill library: every verified capability — synthesised here, or a hand-written
+//! plugin — with its description, signature and source, retrievable by similarity so a
+//! new cycle gets worked examples (Voyager's and CRAFT's lesson). Synthesised skills
+//! live in the image under the root `skills` (one map per `selector@receiver`); plugins
+//! are read from the plugin registry. Similarity is a text index for now: shared words
+//! of selector, description and signature, weighted by rarity (a small BM25).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::Result;
+use crate::image::{Oid, Tx, Value};
+use crate::runtime::Runtime;
+use crate::sandbox::plugin;
+
+/// The root holding synthesised skills.
+pub const SKILLS_ROOT: &str = "skills";
+
+/// One verified capability.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Skill {
+    /// The selector it answers.
+    pub selector: String,
+    /// What it does.
+    pub description: String,
+    /// Its Rust signature, when known.
+    pub signature: String,
+    /// Its source, when kept.
+    pub source: String,
+    /// `synthesised` or `plugin`.
+    pub origin: String,
+}
+
+/// Records a synthesised skill in `tx` (the install transaction).
+pub fn record(tx: &mut Tx<'_>, receiver: Oid, entry: BTreeMap<String, Value>) -> Result<()> {
+    let reg = match tx.root(SKILLS_ROOT)? {
+        Some(oid) => oid,
+        None => {
+            let parents: Vec<Oid> = tx.root(crate::runtime::PRIMORDIAL_TRAITS)?.into_iter().collect();
+            let oid = tx.create_object(&parents)?;
+            tx.set_slot(oid, "description", &Value::Text("Verified synthesised capabilities, by selector@receiver.".into()))?;
+            tx.set_root(SKILLS_ROOT, oid)?;
+            oid
+        }
+    };
+    let selector = match entry.get("selector") {
+        Some(Value::Text(s)) => s.clone(),
+        _ => String::new(),
+    };
+    tx.set_slot(reg, &format!("{selector}@{receiver}"), &Value::Map(entry))
+}
+
+fn text(map: &BTreeMap<String, Value>, key: &str) -> String {
+    match map.get(key) {
+        Some(Value::Text(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Every skill: synthesised ones from the image, plugins from their registry.
+pub fn all(rt: &Runtime) -> Result<Vec<Skill>> {
+    let mut skills: Vec<Skill> = rt.view(|cx| {
+        let Some(reg) = cx.tx().root(SKILLS_ROOT)? else { return Ok(vec![]) };
+        Ok(cx
+            .tx()
+            .slots(reg)?
+            .into_values()
+            .filter_map(|v| match v {
+                Value::Map(m) => Some(Skill { selector: text(&m, "selector"), description: text(&m, "description"), signature: text(&m, "signature"), source: text(&m, "source"), origin: "synthesised".into() }),
+                _ => None,
+            })
+            .collect())
+    })?;
+    for p in plugin::list(rt)? {
+        let source = match &p.source {
+            Some(blob) => rt.image().blobs().read(blob).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
+            None => String::new(),
+        };
+        skills.push(Skill { selector: p.selector, description: p.description, signature: String::new(), source, origin: "plugin".into() });
+    }
+    Ok(skills)
+}
+
+fn words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    for c in text.chars() {
+        if c.is_ascii_uppercase() && !word.is_empty() {
+            out.push(std::mem::take(&mut word));
+        }
+        if c.is_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+        } else if !word.is_empty() {
+            out.push(std::mem::take(&mut word));
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out.retain(|w| w.len() > 1);
+    out
+}
+
+/// The `k` skills most similar to `query` (best first), leaving out those with nothing
+/// in common with it.
+pub fn similar(skills: &[Skill], query: &str, k: usize) -> Vec<Skill> {
+    let docs: Vec<Vec<String>> = skills.iter().map(|s| words(&format!("{} {} {}", s.selector, s.description, s.signature))).collect();
+    let mut df: HashMap<&str, usize> = HashMap::new();
+    for doc in &docs {
+        let mut seen: Vec<&str> = doc.iter().map(String::as_str).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for w in seen {
+            *df.entry(w).or_default() += 1;
+        }
+    }
+    let n = docs.len().max(1) as f64;
+    let avg = docs.iter().map(Vec::len).sum::<usize>() as f64 / n;
+    let query = words(query);
+    let mut scored: Vec<(f64, usize)> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, doc)| {
+            let score: f64 = query
+                .iter()
+                .map(|q| {
+                    let tf = doc.iter().filter(|w| *w == q).count() as f64;
+                    let d = *df.get(q.as_str()).unwrap_or(&0) as f64;
+                    let idf = ((n - d + 0.5) / (d + 0.5) + 1.0).ln();
+                    idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * doc.len() as f64 / avg.max(1.0)))
+                })
+                .sum();
+            (score, i)
+        })
+        .filter(|(s, _)| *s > 0.0)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().take(k).map(|(_, i)| skills[i].clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skill(selector: &str, description: &str) -> Skill {
+        Skill { selector: selector.into(), description: description.into(), signature: String::new(), source: String::new(), origin: "test".into() }
+    }
+
+    #[test]
+    fn similar_skills_rank_by_shared_rare_words() {
+        let skills = [skill("reverseText:", "reverses the characters of a text"), skill("factorial", "the factorial of an integer"), skill("sumList:", "adds the integers of a list")];
+        let best = similar(&skills, "reverseWords: reverses the words of a text", 2);
+        assert_eq!(best.first().map(|s| s.selector.as_str()), Some("reverseText:"));
+        assert!(similar(&skills, "zebra", 3).is_empty(), "nothing in common, nothing offered");
+        assert_eq!(similar(&skills, "fibonacci of an integer", 1)[0].selector, "factorial");
+    }
+}
