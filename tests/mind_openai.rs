@@ -1,60 +1,20 @@
 //! `OpenAiMind` against a stand-in chat-completions server that this test starts on
 //! loopback (a test double: it answers scripted chunks, it is not a model).
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "support/chat_stub.rs"]
+mod chat_stub;
+
+use chat_stub::{sse, Reply, StubChatServer};
 use std::net::TcpListener;
-use std::thread::JoinHandle;
-
 use batos::mind::{Finish, Message, Mind, MindError, OpenAiMind, Sampling};
-
-/// A one-request HTTP server that records the request and answers `response`.
-struct StubChatServer {
-    base_url: String,
-    handle: JoinHandle<(String, String)>,
-}
-
-impl StubChatServer {
-    fn start(response: String) -> StubChatServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let base_url = format!("http://{}/v1", listener.local_addr().expect("addr"));
-        let handle = std::thread::spawn(move || {
-            let (stream, _) = listener.accept().expect("a client connects");
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut head = String::new();
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).expect("header line");
-                if line == "\r\n" || line.is_empty() {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().expect("length");
-                }
-                head.push_str(&line);
-            }
-            let mut body = vec![0u8; length];
-            reader.read_exact(&mut body).expect("body");
-            let mut stream = stream;
-            stream.write_all(response.as_bytes()).expect("answer");
-            (head, String::from_utf8(body).expect("utf-8 body"))
-        });
-        StubChatServer { base_url, handle }
-    }
-}
-
-fn sse(chunks: &[&str]) -> String {
-    let body: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
-    format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-}
 
 #[test]
 fn a_streamed_completion_arrives_piece_by_piece() {
-    let server = StubChatServer::start(sse(&[
+    let server = StubChatServer::start(vec![Reply::Answer(sse(&[
         r#"{"choices":[{"delta":{"content":"fn add(a: i64, b: i64) -> i64 "}}]}"#,
         r#"{"choices":[{"delta":{"content":"{ a + b }"},"finish_reason":"stop"}]}"#,
         "[DONE]",
-    ]));
+    ]))]);
     let mut mind = OpenAiMind::new(server.base_url.clone(), "qwen2.5-coder");
     mind.api_key = Some("secret-key".into());
     let sampling = Sampling { max_tokens: 64, stop: vec!["```".into()], ..Sampling::default() };
@@ -66,7 +26,7 @@ fn a_streamed_completion_arrives_piece_by_piece() {
     assert_eq!(streamed.len(), 2, "the text arrived in two pieces");
     assert_eq!(completion.finish, Finish::Stop);
 
-    let (head, body) = server.handle.join().expect("server thread");
+    let (head, body) = server.handle.join().expect("server thread").remove(0);
     assert!(head.starts_with("POST /v1/chat/completions "), "{head}");
     assert!(head.to_ascii_lowercase().contains("authorization: bearer secret-key"), "{head}");
     let request: serde_json::Value = serde_json::from_str(&body).expect("JSON request");
@@ -81,10 +41,10 @@ fn a_streamed_completion_arrives_piece_by_piece() {
 #[test]
 fn a_refusal_carries_the_servers_words() {
     let body = r#"{"error":{"message":"model 'nope' not found"}}"#;
-    let server = StubChatServer::start(format!(
+    let server = StubChatServer::start(vec![Reply::Answer(format!(
         "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    ));
+    ))]);
     let mind = OpenAiMind::new(server.base_url.clone(), "nope");
     let err = mind.complete(&[Message::user("hi")], &Sampling::default(), &mut |_| {}).expect_err("refused");
     assert!(matches!(&err, MindError::Refused { status: 404, detail, .. } if detail.contains("not found")), "{err}");
@@ -103,7 +63,7 @@ fn an_unreachable_server_says_what_to_check() {
 
 #[test]
 fn pllm_infer_asks_the_mind_its_slots_name() {
-    let server = StubChatServer::start(sse(&[r#"{"choices":[{"delta":{"content":"42"}}]}"#, "[DONE]"]));
+    let server = StubChatServer::start(vec![Reply::Answer(sse(&[r#"{"choices":[{"delta":{"content":"42"}}]}"#, "[DONE]"]))]);
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = batos::mind::attach(batos::Runtime::builder()).open(dir.path().join("image")).expect("opens");
     let pllm = rt.resolve("pLLM").expect("pLLM");
@@ -114,7 +74,7 @@ fn pllm_infer_asks_the_mind_its_slots_name() {
     let genesis = rt.resolve("genesis").expect("genesis");
     let answer = rt.send(genesis, "infer", vec!["What is six times seven?".into()]).expect("infers");
     assert_eq!(answer, batos::Value::Text("42".into()));
-    let (_, body) = server.handle.join().expect("server thread");
+    let (_, body) = server.handle.join().expect("server thread").remove(0);
     let request: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(request["model"], "stub-model");
     assert_eq!(request["messages"][0]["content"], "What is six times seven?");

@@ -10,6 +10,11 @@ use batos::mind::{import, pull};
 use batos::sandbox::{plugin, watch, Limits, Sandbox};
 use batos::{Durability, ImageOptions, Oid, Runtime, TxId, Value};
 use clap::{Parser, Subcommand};
+
+#[path = "cli/session.rs"]
+mod session;
+#[path = "cli/synthesis.rs"]
+mod synthesis;
 use serde_json::json;
 
 /// batos keeps a living image of prototype objects and sends them messages.
@@ -44,16 +49,36 @@ enum Command {
         #[arg(long, value_name = "TX")]
         at: Option<u64>,
     },
-    /// Send a message; ARGS are JSON values.
+    /// Send a message; ARGS are JSON values. A message nothing understands starts a
+    /// synthesis cycle (shown live on stderr) that writes, proves and installs the method.
     Send {
         /// The receiver.
         obj: String,
         /// The selector, e.g. `clone` or `setSlot:value:`.
         selector: String,
         /// Arguments as JSON, e.g. '"text"' 42 '{"$object": "genesis"}'.
-        #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+        #[arg(allow_negative_numbers = true)]
         args: Vec<String>,
+        /// If synthesised: what the method should do.
+        #[arg(long, value_name = "TEXT")]
+        brief: Option<String>,
+        /// If synthesised: a case it must pass, 'ARGS => RESULT' in JSON (repeatable).
+        #[arg(long = "example", value_name = "ARGS=>RESULT")]
+        examples: Vec<String>,
+        /// If synthesised: the method keeps state in its receiver's slots.
+        #[arg(long)]
+        stateful: bool,
     },
+    /// The synthesis cycles, one line each.
+    Cycles,
+    /// One synthesis cycle in full: plan, attempts, outcome.
+    Cycle {
+        /// Its id, e.g. c3.
+        id: String,
+    },
+    /// The interactive session: an `Architect >` prompt for messages, commands and
+    /// requests in words.
+    Session,
     /// Write one slot; VALUE is JSON.
     Set {
         /// The object.
@@ -211,6 +236,16 @@ fn run(cli: Cli) -> Result<Output, Failure> {
     if matches!(cli.command, Command::Plugin(PluginCommand::Watch)) {
         return watch_forever(rt, sandbox, cli.json);
     }
+    let rt = Arc::new(rt);
+    // A cycle a killed process left mid-way is marked FAILED at the next awakening.
+    for id in batos::synthesis::cycle::recover(&rt)? {
+        tracing::warn!("cycle {id} was interrupted by the end of its process; marked FAILED");
+    }
+    if matches!(cli.command, Command::Session) {
+        session::run(rt.clone(), sandbox.clone())?;
+        let _ = sandbox.flush_stats(rt.image());
+        return Ok(Output { text: String::new(), json: json!(null) });
+    }
     let output = dispatch(cli.command, &rt, &sandbox);
     // Statistics are advisory; a failure to save them must not fail the command.
     let _ = sandbox.flush_stats(rt.image());
@@ -235,16 +270,26 @@ fn watch_forever(rt: Runtime, sandbox: Arc<Sandbox>, json_mode: bool) -> Result<
     }
 }
 
-fn dispatch(command: Command, rt: &Runtime, sandbox: &Arc<Sandbox>) -> Result<Output, Failure> {
+fn dispatch(command: Command, rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>) -> Result<Output, Failure> {
     match command {
         Command::Awaken => awaken(rt),
         Command::Inspect { obj, at } => inspect(rt, &obj, at.map(TxId)),
-        Command::Send { obj, selector, args } => {
+        Command::Send { obj, selector, args, brief, examples, stateful } => {
             let receiver = rt.resolve(&obj)?;
             let args = args.iter().map(|a| parse_value(rt, a)).collect::<Result<Vec<_>, _>>()?;
-            let sent = rt.send_committed(receiver, &selector, args)?;
-            Ok(value_output(&sent.value, sent.tx))
+            let request = synthesis::request(receiver, &selector, args, brief, &examples, stateful).map_err(bad_input)?;
+            let value = synthesis::send(rt, sandbox, &request)?;
+            Ok(value_output(&value, rt.image().last_tx()))
         }
+        Command::Cycles => {
+            let (text, json) = synthesis::list(rt)?;
+            Ok(Output { text, json })
+        }
+        Command::Cycle { id } => {
+            let (text, json) = synthesis::show(rt, &id)?;
+            Ok(Output { text, json })
+        }
+        Command::Session => Ok(Output { text: String::new(), json: json!(null) }),
         Command::Set { obj, slot, value } => {
             let oid = rt.resolve(&obj)?;
             let value = parse_value(rt, &value)?;

@@ -1,0 +1,83 @@
+//! A stand-in chat-completions server on loopback (a test double: it answers scripted
+//! replies, one per connection, and records each request; it is not a model).
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+/// What the server does with one request.
+pub enum Reply {
+    /// Answers these raw HTTP bytes.
+    Answer(String),
+    /// Tells the test (through `arrived`) and never answers: for killing a client
+    /// while it waits on its mind.
+    Hang,
+}
+
+/// The server: its base URL, the requests it saw (`(head, body)`, once it has served
+/// its script), and a signal per request as it arrives.
+pub struct StubChatServer {
+    pub base_url: String,
+    pub handle: JoinHandle<Vec<(String, String)>>,
+    pub arrived: mpsc::Receiver<()>,
+}
+
+impl StubChatServer {
+    /// Serves `replies` in order, one connection each.
+    pub fn start(replies: Vec<Reply>) -> StubChatServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let base_url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+        let (tell, arrived) = mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for reply in replies {
+                let (stream, _) = listener.accept().expect("a client connects");
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut head = String::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).expect("header line");
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().expect("length");
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).expect("body");
+                seen.push((head, String::from_utf8(body).expect("utf-8 body")));
+                let _ = tell.send(());
+                match reply {
+                    Reply::Answer(response) => {
+                        let mut stream = stream;
+                        stream.write_all(response.as_bytes()).expect("answer");
+                    }
+                    Reply::Hang => {
+                        // Hold the connection until the client goes away.
+                        let mut rest = Vec::new();
+                        let _ = reader.read_to_end(&mut rest);
+                    }
+                }
+            }
+            seen
+        });
+        StubChatServer { base_url, handle, arrived }
+    }
+}
+
+/// An SSE chat-completions response streaming `chunks` (JSON objects, then `[DONE]`).
+pub fn sse(chunks: &[&str]) -> String {
+    let body: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+}
+
+/// A streamed response whose whole content is `text`.
+pub fn answer(text: &str) -> Reply {
+    let chunk = serde_json::json!({ "choices": [{ "delta": { "content": text }, "finish_reason": "stop" }] }).to_string();
+    Reply::Answer(sse(&[&chunk, "[DONE]"]))
+}
