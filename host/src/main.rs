@@ -65,7 +65,8 @@ enum Command {
         /// If synthesised: a case it must pass, 'ARGS => RESULT' in JSON (repeatable).
         #[arg(long = "example", value_name = "ARGS=>RESULT")]
         examples: Vec<String>,
-        /// If synthesised: the method keeps state in its receiver's slots.
+        /// If synthesised: the method uses its receiver (keeps state in its slots, or
+        /// sends it messages).
         #[arg(long)]
         stateful: bool,
     },

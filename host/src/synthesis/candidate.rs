@@ -99,7 +99,8 @@ pub struct Signature {
     pub params: Vec<Type>,
     /// What it answers.
     pub returns: Type,
-    /// Whether it takes its receiver as `this: &Object` first, to keep state in slots.
+    /// Whether it takes its receiver as `this: &Object` first, to keep state in its
+    /// slots or send it messages.
     pub receiver: bool,
 }
 
@@ -126,30 +127,186 @@ impl Signature {
         format!("fn {}({}) -> {}", self.name, params.join(", "), self.returns.rust())
     }
 
-    /// The whole crate source: the fixed code around `function`.
+    /// This signature as `function` actually declares it: the model may choose other
+    /// integer widths, `&str` for `String`, slices for vectors, or another answer type
+    /// than asked; the fixed code adapts to what it wrote, and the answer type is what
+    /// it declares (when batos can carry it).
+    pub fn adapted(&self, function: &str) -> Signature {
+        let mut adapted = self.clone();
+        if let Some(t) = declared(function, &self.name).and_then(|(_, ret)| ret.as_deref().and_then(type_of_rust)) {
+            adapted.returns = t;
+        }
+        adapted
+    }
+
+    /// The whole crate source: the fixed code around `function`, converting the
+    /// arguments to the types it declares and its answer back to a value.
     pub fn wrap(&self, function: &str) -> String {
+        let (mut params, ret) = declared(function, &self.name).unwrap_or_default();
+        if self.receiver && params.first().is_some_and(|p| p.contains("Object")) {
+            params.remove(0);
+        }
         let lifts: Vec<String> = self.params.iter().enumerate().map(|(i, t)| format!("    let {} = {};\n", param_name(i), t.lift(i))).collect();
-        let mut names: Vec<String> = (0..self.params.len()).map(param_name).collect();
+        let mut names: Vec<String> = self.params.iter().enumerate().map(|(i, t)| convert_arg(&param_name(i), *t, params.get(i).map(String::as_str))).collect();
         if self.receiver {
             names.insert(0, "&call.receiver".into());
         }
+        let lower = ret.as_deref().and_then(lower_declared).unwrap_or_else(|| self.returns.lower().to_owned());
         format!(
             "#![allow(unused, clippy::all)]\nuse batos_guest_sdk::prelude::*;\n{STATE_HELPERS}\n{function}\n\nfn __batos_entry(call: Call) -> Result<Value, Error> {{\n    if call.args.len() != {n} {{\n        return Err(error(ErrorKind::BadArguments, \"expects {n} argument(s)\"));\n    }}\n{lifts}    let r = {name}({names});\n    Ok({lower})\n}}\n\ncapability!(__batos_entry);\n",
             n = self.params.len(),
             lifts = lifts.concat(),
             name = self.name,
             names = names.join(", "),
-            lower = self.returns.lower(),
         )
     }
 }
 
-/// Slot access for stateful methods, in terms a small model gets right.
+const INTEGERS: [&str; 12] = ["i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize"];
+
+/// A Rust type as written, without spaces and lifetimes (`&'a str` → `&str`).
+fn normalize(rust: &str) -> String {
+    let mut out = String::new();
+    let mut chars = rust.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            while chars.peek().is_some_and(|c| c.is_alphanumeric() || *c == '_') {
+                chars.next();
+            }
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out.replace("std::string::String", "String").replace("std::vec::Vec", "Vec")
+}
+
+/// The parameter types and answer type `function` declares for `fn name`.
+fn declared(function: &str, name: &str) -> Option<(Vec<String>, Option<String>)> {
+    let start = function.find(&format!("fn {name}"))? + 3 + name.len();
+    let rest = &function[start..];
+    let open = rest.find('(')?;
+    let (mut depth, mut close) = (0i32, None);
+    for (i, c) in rest[open..].char_indices() {
+        match c {
+            '(' | '<' | '[' => depth += 1,
+            ')' | '>' | ']' if !rest[open..][..i].ends_with('-') => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(open + i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let close = close?;
+    let mut params = Vec::new();
+    let (mut depth, mut current) = (0i32, String::new());
+    for c in rest[open + 1..close].chars() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => depth -= 1,
+            ',' if depth == 0 => {
+                params.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    if !current.trim().is_empty() {
+        params.push(current);
+    }
+    let params = params.iter().filter_map(|p| p.split_once(':').map(|(_, t)| normalize(t))).collect();
+    let after = rest[close + 1..].trim_start();
+    let ret = after.strip_prefix("->").map(|r| normalize(r.split(['{']).next().unwrap_or("").split(" where ").next().unwrap_or("")));
+    Some((params, ret))
+}
+
+/// The batos type a declared Rust answer type carries as.
+fn type_of_rust(rust: &str) -> Option<Type> {
+    let element = |t: &str| t.strip_prefix("Vec<").and_then(|t| t.strip_suffix('>')).map(str::to_owned);
+    Some(match rust {
+        t if INTEGERS.contains(&t) => Type::Int,
+        "f32" | "f64" => Type::Float,
+        "bool" => Type::Bool,
+        "String" | "&str" | "char" => Type::Text,
+        t => match element(t).as_deref() {
+            Some(e) if INTEGERS.contains(&e) => Type::IntList,
+            Some("String" | "&str" | "char") => Type::TextList,
+            _ => return None,
+        },
+    })
+}
+
+/// Guest code turning the answer `r` of declared type `rust` into a `Value`.
+fn lower_declared(rust: &str) -> Option<String> {
+    Some(match type_of_rust(rust)? {
+        Type::Int => "Value::Int(r as i64)".into(),
+        Type::Float => "Value::Float(r as f64)".into(),
+        Type::Bool => "Value::Bool(r)".into(),
+        Type::Text => "Value::Text(r.to_string())".into(),
+        Type::IntList => "Value::List(r.into_iter().map(|x| Value::Int(x as i64)).collect())".into(),
+        Type::TextList => "Value::List(r.into_iter().map(|x| Value::Text(x.to_string())).collect())".into(),
+    })
+}
+
+/// Guest code passing the lifted argument `a` (of batos type `t`) as declared type `rust`.
+fn convert_arg(a: &str, t: Type, rust: Option<&str>) -> String {
+    let Some(rust) = rust else { return a.to_owned() };
+    let element = |prefix: &str| rust.strip_prefix(prefix).and_then(|r| r.strip_suffix(if prefix.ends_with('[') { "]" } else { ">" })).map(str::to_owned);
+    let numbers = |e: &str| format!("{a}.iter().map(|x| *x as {e}).collect::<Vec<{e}>>()");
+    let texts = "{a}.iter().map(|s| s.as_str()).collect::<Vec<&str>>()".replace("{a}", a);
+    match t {
+        Type::Int | Type::Float if INTEGERS.contains(&rust) || rust == "f32" || rust == "f64" => format!("{a} as {rust}"),
+        Type::Text if rust == "&str" => format!("{a}.as_str()"),
+        Type::Text if rust == "&String" => format!("&{a}"),
+        Type::IntList => match (element("Vec<"), element("&["), element("&Vec<")) {
+            (Some(e), _, _) if INTEGERS.contains(&e.as_str()) => numbers(&e),
+            (_, Some(e), _) | (_, _, Some(e)) if INTEGERS.contains(&e.as_str()) => format!("&{}", numbers(&e)),
+            _ => a.to_owned(),
+        },
+        Type::TextList => match rust {
+            "&[String]" | "&Vec<String>" => format!("&{a}"),
+            "Vec<&str>" => texts,
+            "&[&str]" | "&Vec<&str>" => format!("&{texts}"),
+            _ => a.to_owned(),
+        },
+        _ => a.to_owned(),
+    }
+}
+
+/// Slot access and sends for methods that use their receiver, in terms a small model
+/// gets right.
 const STATE_HELPERS: &str = r#"
-fn get_int(this: &Object, name: &str) -> i64 { match this.get(name) { Ok(Value::Int(n)) => n, _ => 0 } }
-fn set_int(this: &Object, name: &str, value: i64) { let _ = this.set(name, &Value::Int(value)); }
-fn get_text(this: &Object, name: &str) -> String { match this.get(name) { Ok(Value::Text(s)) => s, _ => String::new() } }
-fn set_text(this: &Object, name: &str, value: String) { let _ = this.set(name, &Value::Text(value)); }
+trait Receiver {
+    fn get_int(&self, name: &str) -> i64;
+    fn set_int(&self, name: &str, value: i64);
+    fn get_text(&self, name: &str) -> String;
+    fn set_text(&self, name: &str, value: impl AsRef<str>);
+    fn send_int(&self, selector: &str, args: &[i64]) -> i64;
+    fn send_text(&self, selector: &str, args: &[&str]) -> String;
+}
+impl Receiver for Object {
+    fn get_int(&self, name: &str) -> i64 { match self.get(name) { Ok(Value::Int(n)) => n, _ => 0 } }
+    fn set_int(&self, name: &str, value: i64) { let _ = self.set(name, &Value::Int(value)); }
+    fn get_text(&self, name: &str) -> String { match self.get(name) { Ok(Value::Text(s)) => s, _ => String::new() } }
+    fn set_text(&self, name: &str, value: impl AsRef<str>) { let _ = self.set(name, &Value::Text(value.as_ref().to_owned())); }
+    fn send_int(&self, selector: &str, args: &[i64]) -> i64 {
+        let args: Vec<Value> = args.iter().map(|n| Value::Int(*n)).collect();
+        match self.send_message(selector, &args) { Ok(Value::Int(n)) => n, Ok(_) => panic!("{selector} did not answer an integer"), Err(e) => panic!("{selector} failed: {}", e.message) }
+    }
+    fn send_text(&self, selector: &str, args: &[&str]) -> String {
+        let args: Vec<Value> = args.iter().map(|s| Value::Text((*s).to_owned())).collect();
+        match self.send_message(selector, &args) { Ok(Value::Text(s)) => s, Ok(_) => panic!("{selector} did not answer text"), Err(e) => panic!("{selector} failed: {}", e.message) }
+    }
+}
+fn get_int(this: &Object, name: &str) -> i64 { this.get_int(name) }
+fn set_int(this: &Object, name: &str, value: i64) { this.set_int(name, value) }
+fn get_text(this: &Object, name: &str) -> String { this.get_text(name) }
+fn set_text(this: &Object, name: &str, value: impl AsRef<str>) { this.set_text(name, value) }
+fn send_int(this: &Object, selector: &str, args: &[i64]) -> i64 { this.send_int(selector, args) }
+fn send_text(this: &Object, selector: &str, args: &[&str]) -> String { this.send_text(selector, args) }
 "#;
 
 fn param_name(i: usize) -> String {
@@ -256,6 +413,22 @@ mod tests {
         assert_eq!(s.rust(), "fn increment(this: &Object) -> i64");
         let err = Signature::infer("f:", &[Value::Nil], None, false).expect_err("nil is no parameter type");
         assert!(err.to_string().contains("argument 1 is nil"), "{err}");
+    }
+
+    #[test]
+    fn the_fixed_code_adapts_to_what_the_model_declared() {
+        let sig = Signature::infer("sumList:", &[Value::List(vec![Value::Int(1)])], None, false).expect("signature");
+        let f = "fn sum_list(numbers: &[i32]) -> i32 { numbers.iter().sum() }";
+        assert_eq!(declared(f, "sum_list"), Some((vec!["&[i32]".to_owned()], Some("i32".to_owned()))));
+        assert_eq!(sig.adapted(f).returns, Type::Int);
+        let wrapped = sig.wrap(f);
+        assert!(wrapped.contains("sum_list(&a.iter().map(|x| *x as i32).collect::<Vec<i32>>())") && wrapped.contains("Value::Int(r as i64)"), "{wrapped}");
+        let f = "fn shout_times<'a>(text: &'a str, times: u32) -> String { text.repeat(times as usize) }";
+        let sig = Signature::infer("shout:times:", &[Value::Text("a".into()), Value::Int(2)], None, false).expect("signature");
+        assert!(sig.wrap(f).contains("shout_times(a.as_str(), b as u32)"), "{}", sig.wrap(f));
+        assert_eq!(sig.adapted("fn shout_times(a: String, b: i64) -> bool { true }").returns, Type::Bool);
+        let counter = Signature::infer("increment", &[], Some(Type::Int), true).expect("signature");
+        assert!(counter.wrap("fn increment(this: &Object) -> usize { 1 }").contains("increment(&call.receiver)"));
     }
 
     #[test]

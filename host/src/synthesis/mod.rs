@@ -88,8 +88,8 @@ pub struct Request {
     pub brief: Option<String>,
     /// Cases the method must pass; for a stateful method, a call sequence in order.
     pub examples: Vec<Example>,
-    /// The method keeps state in its receiver's slots (also assumed when the brief
-    /// mentions a slot).
+    /// The method uses its receiver — keeps state in its slots or sends it messages —
+    /// and gets it as `this` (also assumed when the brief mentions a slot).
     pub stateful: bool,
 }
 
@@ -252,14 +252,26 @@ impl Synthesizer {
         let started = Instant::now();
         let purpose = prompt::purpose(&request.selector, &request.args, request.brief.as_deref());
 
-        // DECOMPOSING: the signature the message implies, and the cases to prove.
+        // DECOMPOSING: the signature the message implies, and the cases to prove. The
+        // answer's type comes from the caller's examples, else the selector's form
+        // (`isPrime:` answers a boolean), else the cases the mind proposes.
         let stateful = request.stateful || request.brief.as_deref().is_some_and(|b| b.contains("slot"));
-        let returns = request.examples.first().and_then(|e| Type::of(&e.expected));
-        let signature = Signature::infer(&request.selector, &request.args, returns, stateful)?;
+        let returns = request.examples.first().and_then(|e| Type::of(&e.expected)).or_else(|| predicate(&request.selector).then_some(Type::Bool));
+        let mut signature = Signature::infer(&request.selector, &request.args, returns, stateful)?;
         let mut proposed = Vec::new();
-        if request.examples.is_empty() && !stateful {
-            let answer = self.ask(id, &prompt::propose_examples(&signature, &purpose), "examples")?;
+        if request.examples.is_empty() {
+            let answer = self.ask(id, &prompt::propose_examples(&signature, &purpose), "examples", 0)?;
             proposed = prompt::parse_examples(&signature, &answer);
+            if returns.is_none() {
+                if let Some(t) = proposed.first().and_then(|e| Type::of(&e.expected)) {
+                    signature.returns = t;
+                }
+            }
+            proposed.retain(|e| Type::of(&e.expected) == Some(signature.returns));
+        }
+        if returns.is_none() && proposed.is_empty() && signature.params.is_empty() {
+            // Nothing tells: a count is the likeliest answer of a method without arguments.
+            signature.returns = Type::Int;
         }
         let examples_value = |examples: &[Example], source: &str| -> Vec<Value> {
             examples
@@ -282,7 +294,7 @@ impl Synthesizer {
         for round in 1..=self.options.max_rounds.max(1) {
             // SYNTHESIZING
             self.enter(id, oid, State::Synthesizing, format!("round {round}"), &[("round", Value::Int(round as i64))], &purpose, observe)?;
-            let answer = self.ask(id, &messages, "code")?;
+            let answer = self.ask(id, &messages, "code", round)?;
             let Some(code) = candidate::extract_function(&answer, &signature.name) else {
                 let detail = format!("The answer held no Rust code defining `fn {}`. Write `{} {{ ... }}`.", signature.name, signature.rust());
                 self.attempt(id, oid, round, "", "no_code", &detail, observe)?;
@@ -311,10 +323,17 @@ impl Synthesizer {
         Err(Error::Failed(format!("no candidate for `{}` passed after {} round(s); the last: {}", request.selector, self.options.max_rounds.max(1), truncate(&last, 600))))
     }
 
-    /// Asks the mind, outside any transaction, journalling time and tokens.
-    fn ask(&self, id: &str, messages: &[Message], what: &str) -> Result<String> {
+    /// Asks the mind, outside any transaction, journalling time and tokens. The first
+    /// round is greedy; repair rounds sample (seeded by the round), because a greedy
+    /// small model tends to answer a repair request with the code it wrote before.
+    fn ask(&self, id: &str, messages: &[Message], what: &str, round: usize) -> Result<String> {
         let t = Instant::now();
-        let sampling = Sampling { max_tokens: self.options.max_tokens, ..Sampling::default() };
+        let mut sampling = Sampling { max_tokens: self.options.max_tokens, ..Sampling::default() };
+        if round > 1 {
+            sampling.temperature = 0.7;
+            sampling.top_p = 0.95;
+            sampling.seed = round as u64;
+        }
         let completion = self.mind.complete(messages, &sampling, &mut |_| {}).map_err(|e| Error::Failed(format!("the mind could not answer: {e}")))?;
         self.journal.append(json!({
             "cycle": id, "event": "mind", "asked_for": what, "model": self.mind.describe(), "duration_ms": t.elapsed().as_millis() as u64,
@@ -340,9 +359,13 @@ impl Synthesizer {
     /// Builds, audits and proves a candidate; answers its component bytes and the
     /// proposed cases it does not meet (only tolerated in the last round).
     fn validate(&self, request: &Request, signature: &Signature, code: &str, proposed: &[Example], last_round: bool) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
+        let signature = &signature.adapted(code);
         let bytes = match self.workspace.build(signature, code) {
             Ok(bytes) => bytes,
-            Err(Error::BuildFailed { detail, .. }) => return Err(Rejection { outcome: "compile_error", detail: format!("It does not compile:\n{}", diagnostics(&detail)) }),
+            Err(Error::BuildFailed { detail, .. }) if detail.starts_with("cargo build failed") => {
+                return Err(Rejection { outcome: "compile_error", detail: format!("It does not compile:\n{}", diagnostics(&detail)) })
+            }
+            Err(Error::BuildFailed { detail, .. }) => return Err(Rejection { outcome: "compile_error", detail: format!("It cannot become a capability: {}", truncate(&detail, 1500)) }),
             Err(e) => return Err(Rejection { outcome: "compile_error", detail: e.to_string() }),
         };
         if let Err(e) = self.sandbox.audit(&bytes, &Grants::default(), &format!("candidate `{}`", request.selector)) {
@@ -420,9 +443,30 @@ impl Synthesizer {
     }
 }
 
-/// The compiler's errors without cargo's noise, short enough for a small model.
+/// Whether a selector names a yes/no question (`isPrime:`, `hasKey:`, `canVote:`).
+fn predicate(selector: &str) -> bool {
+    ["is", "has", "can", "contains", "starts", "ends"].iter().any(|p| selector.strip_prefix(p).is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase() || c == ':') || rest.is_empty()))
+}
+
+/// The compiler's errors without cargo's noise: each error's headline, its location and
+/// the lines pointing into the code, at most three errors — enough for a small model.
 fn diagnostics(stderr: &str) -> String {
-    let kept: Vec<&str> = stderr.lines().filter(|l| !l.trim_start().starts_with("Compiling") && !l.contains("warning: build failed") && !l.starts_with("cargo build failed")).collect();
+    let mut kept = Vec::new();
+    let mut errors = 0;
+    let mut in_error = false;
+    for line in stderr.lines() {
+        if line.starts_with("error[") || (line.starts_with("error:") && !line.contains("could not compile")) {
+            errors += 1;
+            in_error = errors <= 3;
+        } else if line.starts_with("warning") || line.starts_with("For more information") || line.contains("could not compile") {
+            in_error = false;
+        }
+        // The long lists of other types implementing a trait help no one here.
+        let listing = line.trim_start().starts_with('`') || line.trim_start().starts_with("and ") && line.trim_end().ends_with("others");
+        if in_error && !listing {
+            kept.push(line);
+        }
+    }
     truncate(kept.join("\n").trim(), 1500)
 }
 
@@ -435,4 +479,22 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn yes_no_selectors_are_predicates() {
+        for (selector, yes) in [("isPrime:", true), ("hasKey:", true), ("isEmpty", true), ("island:", false), ("hash:", false), ("factorial", false), ("contains:", true)] {
+            assert_eq!(super::predicate(selector), yes, "{selector}");
+        }
+    }
+
+    #[test]
+    fn diagnostics_keep_the_errors_and_drop_the_noise() {
+        let stderr = "   Compiling batos-candidate v0.0.0\nerror[E0277]: a value of type `Vec<i64>` cannot be made by summing\n  --> src/lib.rs:18:26\n   |\n18 |     a.iter().sum()\n   = help: the following other types implement trait `Sum<A>`:\n             `Duration` implements `Sum`\n           and 88 others\n\nFor more information about this error, try `rustc --explain E0277`.\nerror: could not compile `batos-candidate` (lib) due to 1 previous error";
+        let kept = super::diagnostics(stderr);
+        assert!(kept.starts_with("error[E0277]") && kept.contains("src/lib.rs:18:26") && kept.contains("a.iter().sum()"), "{kept}");
+        assert!(!kept.contains("Duration") && !kept.contains("88 others") && !kept.contains("Compiling") && !kept.contains("could not compile"), "{kept}");
+    }
 }

@@ -14,9 +14,10 @@ pub const SDK_SUMMARY: &str = "Use only the Rust standard library (no crates, no
 Integers are i64, floats f64, text String, lists Vec<i64> or Vec<String>.";
 
 /// What a stateful method may call on its receiver `this`.
-pub const STATE_SUMMARY: &str = "The method keeps state in slots of its receiver `this`: \
-get_int(this, \"name\") -> i64 (0 when unset), set_int(this, \"name\", value), \
-get_text(this, \"name\") -> String (empty when unset), set_text(this, \"name\", value).";
+pub const STATE_SUMMARY: &str = "`this` is the object receiving the message. \
+Read and write its slots with this.get_int(\"count\") -> i64 (0 when unset), this.set_int(\"count\", n), \
+this.get_text(\"name\") -> String (empty when unset), this.set_text(\"name\", text). \
+Send it a message with this.send_int(\"double:\", &[n]) -> i64 or this.send_text(\"greet:\", &[\"Ada\"]) -> String.";
 
 /// A value as a Rust expression, for prompts.
 pub fn rust_literal(value: &Value) -> String {
@@ -75,35 +76,91 @@ pub fn repair(first: &[Message], code: &str, problem: &str) -> Vec<Message> {
     messages
 }
 
-/// A request for example cases of a function nobody gave examples for.
+/// A request for example cases of a function nobody gave examples for. The answer's
+/// type is left open: the cases tell it.
 pub fn propose_examples(signature: &Signature, purpose: &str) -> Vec<Message> {
+    let mut params: Vec<String> = signature.params.iter().enumerate().map(|(i, t)| format!("{}: {}", (b'a' + i as u8) as char, t.rust())).collect();
+    if signature.receiver {
+        params.insert(0, "this: &Object".into());
+    }
     let user = format!(
-        "The Rust function `{}` should {purpose}. Give three test cases, one per line, exactly in the form\n{}(ARGUMENTS) == RESULT\nusing Rust literals, and nothing else.",
-        signature.rust(),
+        "The Rust function `{}({})` should {purpose}. Give three test cases, one per line, exactly in the form\n{}(ARGUMENTS) == RESULT\nusing Rust literals (true/false for yes/no answers), and nothing else. Cases on `this` run in order, one after the other.",
+        signature.name,
+        params.join(", "),
         signature.name
     );
     vec![Message::system("You are a careful tester."), Message::user(user)]
 }
 
-/// Reads proposed cases `name(args) == result` whose values have the signature's types.
+/// Reads proposed cases `name(args) == result` whose arguments have the signature's
+/// types and whose results all have one type (the most common among them).
 pub fn parse_examples(signature: &Signature, answer: &str) -> Vec<Example> {
+    let all = parse_cases(signature, answer);
+    let mut counts: Vec<(super::candidate::Type, usize)> = Vec::new();
+    for e in &all {
+        if let Some(t) = super::candidate::Type::of(&e.expected) {
+            match counts.iter_mut().find(|(c, _)| *c == t) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((t, 1)),
+            }
+        }
+    }
+    let Some((common, _)) = counts.iter().max_by_key(|(_, n)| *n).copied() else { return vec![] };
+    all.into_iter().filter(|e| super::candidate::Type::of(&e.expected) == Some(common)).take(3).collect()
+}
+
+fn parse_cases(signature: &Signature, answer: &str) -> Vec<Example> {
     let mut out = Vec::new();
     for line in answer.lines() {
-        let line = line.trim().trim_start_matches("assert_eq!(").trim_end_matches(';').trim_end_matches(')');
+        let line = line.trim().trim_end_matches(';');
+        let (line, asserted) = match line.strip_prefix("assert_eq!(") {
+            Some(inner) => (inner.strip_suffix(')').unwrap_or(inner), true),
+            None => (line, false),
+        };
         let Some(rest) = line.strip_prefix(&format!("{}(", signature.name)) else { continue };
-        let Some((args, result)) = rest.rsplit_once("==").or_else(|| rest.rsplit_once(',')) else { continue };
-        let args = args.trim().trim_end_matches(')').trim_end_matches(',');
-        let (Some(args), Some(expected)) = (from_rust(&format!("[{args}]")), from_rust(result.trim())) else { continue };
-        let Value::List(args) = args else { continue };
-        let types_match = args.len() == signature.params.len()
-            && args.iter().zip(&signature.params).all(|(a, t)| super::candidate::Type::of(a) == Some(*t))
-            && super::candidate::Type::of(&expected) == Some(signature.returns);
-        if types_match {
+        let Some(end) = closing_paren(rest) else { continue };
+        let after = rest[end + 1..].trim_start();
+        let result = if asserted { after.strip_prefix(',') } else { after.strip_prefix("==") };
+        let Some(result) = result else { continue };
+        let mut inside = rest[..end].trim();
+        if signature.receiver {
+            inside = inside.strip_prefix("&this").or_else(|| inside.strip_prefix("this")).map_or(inside, |r| r.trim_start().trim_start_matches(',').trim());
+        }
+        let (Some(Value::List(args)), Some(expected)) = (from_rust(&format!("[{inside}]")), from_rust(result.trim())) else { continue };
+        let types_match = args.len() == signature.params.len() && args.iter().zip(&signature.params).all(|(a, t)| super::candidate::Type::of(a) == Some(*t));
+        if types_match && super::candidate::Type::of(&expected).is_some() {
             out.push(Example { args, expected });
         }
     }
-    out.truncate(3);
     out
+}
+
+/// Where the parenthesis opened just before `text` closes (strings and brackets skipped).
+fn closing_paren(text: &str) -> Option<usize> {
+    let (mut depth, mut in_text, mut escaped) = (1usize, false, false);
+    for (i, c) in text.char_indices() {
+        if in_text {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_text = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_text = true,
+            '(' | '[' => depth += 1,
+            ')' | ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// A Rust literal (numbers, strings, `.to_string()`, `vec![…]`, booleans) as a value.
@@ -129,13 +186,13 @@ mod tests {
     #[test]
     fn proposed_examples_are_read_and_type_checked() {
         let sig = Signature { name: "factorial".into(), params: vec![Type::Int], returns: Type::Int, receiver: false };
-        let answer = "factorial(0) == 1\nfactorial(5) == 120\nassert_eq!(factorial(3), 6);\nfactorial(\"x\") == 1\nnonsense";
+        let answer = "factorial(0) == 1\nfactorial(5) == 120\nassert_eq!(factorial(3), 6);\nfactorial(\"x\") == 1\nfactorial(2) == \"two\"\nnonsense";
         let got = parse_examples(&sig, answer);
         assert_eq!(got.iter().map(|e| (e.args.clone(), e.expected.clone())).collect::<Vec<_>>(), vec![
             (vec![Value::Int(0)], Value::Int(1)),
             (vec![Value::Int(5)], Value::Int(120)),
             (vec![Value::Int(3)], Value::Int(6)),
-        ]);
+        ], "the odd one out (text) loses to the common type");
         let sig = Signature { name: "reverse".into(), params: vec![Type::Text], returns: Type::Text, receiver: false };
         let got = parse_examples(&sig, "reverse(\"abc\".to_string()) == \"cba\".to_string()");
         assert_eq!(got.len(), 1);
