@@ -82,7 +82,7 @@ pub fn show(rt: &Runtime, id: &str) -> Result<(String, serde_json::Value), Error
     let oid = cycle::find(rt, id)?;
     let slots = rt.object(oid)?.slots;
     let mut text = String::new();
-    for key in ["id", "state", "selector", "receiver", "args", "brief", "purpose", "signature", "examples", "context", "model", "method", "reason", "unconfirmed"] {
+    for key in ["id", "state", "selector", "receiver", "args", "brief", "purpose", "signature", "examples", "proposedCases", "context", "model", "method", "reason", "unconfirmed"] {
         if let Some(v) = slots.get(key) {
             if *v != Value::Nil {
                 text.push_str(&format!("{key:<11} {}\n", json::to_json(v)));

@@ -102,6 +102,9 @@ pub struct Signature {
     /// Whether it takes its receiver as `this: &Object` first, to keep state in its
     /// slots or send it messages.
     pub receiver: bool,
+    /// Whether the answer type is known (from examples, or the selector's form); if
+    /// not, the model chooses it and `returns` is only the fallback.
+    pub returns_known: bool,
 }
 
 impl Signature {
@@ -114,8 +117,9 @@ impl Signature {
             .enumerate()
             .map(|(i, v)| Type::of(v).ok_or_else(|| Error::Failed(format!("argument {} is {}, which synthesised methods do not take yet (integers, floats, booleans, text and lists of integers or text)", i + 1, v.type_name()))))
             .collect::<Result<Vec<_>>>()?;
-        let returns = returns.or_else(|| params.first().copied()).unwrap_or(Type::Text);
-        Ok(Signature { name, params, returns, receiver })
+        let returns_known = returns.is_some();
+        let returns = returns.or_else(|| params.first().copied()).unwrap_or(Type::Int);
+        Ok(Signature { name, params, returns, receiver, returns_known })
     }
 
     /// `fn name(a: i64, b: String) -> i64`, as the model is asked to write it.
@@ -124,7 +128,8 @@ impl Signature {
         if self.receiver {
             params.insert(0, "this: &Object".into());
         }
-        format!("fn {}({}) -> {}", self.name, params.join(", "), self.returns.rust())
+        let returns = if self.returns_known { self.returns.rust() } else { "RETURN" };
+        format!("fn {}({}) -> {returns}", self.name, params.join(", "))
     }
 
     /// This signature as `function` actually declares it: the model may choose other
@@ -135,6 +140,7 @@ impl Signature {
         let mut adapted = self.clone();
         if let Some(t) = declared(function, &self.name).and_then(|(_, ret)| ret.as_deref().and_then(type_of_rust)) {
             adapted.returns = t;
+            adapted.returns_known = true;
         }
         adapted
     }
@@ -146,7 +152,7 @@ impl Signature {
         if self.receiver && params.first().is_some_and(|p| p.contains("Object")) {
             params.remove(0);
         }
-        let lifts: Vec<String> = self.params.iter().enumerate().map(|(i, t)| format!("    let {} = {};\n", param_name(i), t.lift(i))).collect();
+        let lifts: Vec<String> = self.params.iter().enumerate().map(|(i, t)| format!("    let {}: {} = {};\n", param_name(i), t.rust(), t.lift(i))).collect();
         let mut names: Vec<String> = self.params.iter().enumerate().map(|(i, t)| convert_arg(&param_name(i), *t, params.get(i).map(String::as_str))).collect();
         if self.receiver {
             names.insert(0, "&call.receiver".into());
@@ -406,7 +412,8 @@ mod tests {
     #[test]
     fn signatures_follow_the_arguments_and_examples() {
         let s = Signature::infer("factorial:", &[Value::Int(5)], None, false).expect("signature");
-        assert_eq!(s.rust(), "fn factorial(a: i64) -> i64");
+        assert_eq!(s.rust(), "fn factorial(a: i64) -> RETURN", "the answer type is the model's to choose");
+        assert_eq!(s.adapted("fn factorial(a: i64) -> u64 { 1 }").rust(), "fn factorial(a: i64) -> i64");
         let s = Signature::infer("join:with:", &[Value::List(vec![Value::Text("a".into())]), Value::Text(",".into())], Some(Type::Text), false).expect("signature");
         assert_eq!(s.rust(), "fn join_with(a: Vec<String>, b: String) -> String");
         let s = Signature::infer("increment", &[], Some(Type::Int), true).expect("signature");

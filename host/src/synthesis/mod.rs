@@ -254,24 +254,19 @@ impl Synthesizer {
 
         // DECOMPOSING: the signature the message implies, and the cases to prove. The
         // answer's type comes from the caller's examples, else the selector's form
-        // (`isPrime:` answers a boolean), else the cases the mind proposes.
+        // (`isPrime:` answers a boolean), else the model chooses it as it writes.
         let stateful = request.stateful || request.brief.as_deref().is_some_and(|b| b.contains("slot"));
         let returns = request.examples.first().and_then(|e| Type::of(&e.expected)).or_else(|| predicate(&request.selector).then_some(Type::Bool));
-        let mut signature = Signature::infer(&request.selector, &request.args, returns, stateful)?;
+        let signature = Signature::infer(&request.selector, &request.args, returns, stateful)?;
         let mut proposed = Vec::new();
+        let mut proposal_text = Value::Nil;
         if request.examples.is_empty() {
             let answer = self.ask(id, &prompt::propose_examples(&signature, &purpose), "examples", 0)?;
             proposed = prompt::parse_examples(&signature, &answer);
-            if returns.is_none() {
-                if let Some(t) = proposed.first().and_then(|e| Type::of(&e.expected)) {
-                    signature.returns = t;
-                }
+            proposal_text = Value::Text(answer);
+            if returns.is_some() {
+                proposed.retain(|e| Type::of(&e.expected) == returns);
             }
-            proposed.retain(|e| Type::of(&e.expected) == Some(signature.returns));
-        }
-        if returns.is_none() && proposed.is_empty() && signature.params.is_empty() {
-            // Nothing tells: a count is the likeliest answer of a method without arguments.
-            signature.returns = Type::Int;
         }
         let examples_value = |examples: &[Example], source: &str| -> Vec<Value> {
             examples
@@ -281,14 +276,17 @@ impl Synthesizer {
         };
         let mut all_examples = examples_value(&request.examples, "caller");
         all_examples.extend(examples_value(&proposed, "mind"));
-        self.enter(id, oid, State::Decomposing, signature.rust(), &[("signature", Value::Text(signature.rust())), ("purpose", Value::Text(purpose.clone())), ("examples", Value::List(all_examples))], &purpose, observe)?;
+        self.enter(id, oid, State::Decomposing, signature.rust(), &[("signature", Value::Text(signature.rust())), ("purpose", Value::Text(purpose.clone())), ("examples", Value::List(all_examples)), ("proposedCases", proposal_text)], &purpose, observe)?;
 
         // DELEGATING: similar verified skills as worked examples.
         let similar = skills::similar(&skills::all(&self.rt)?, &format!("{} {purpose}", request.selector), 2);
         let names: Vec<Value> = similar.iter().map(|s| Value::Text(s.selector.clone())).collect();
         self.enter(id, oid, State::Delegating, format!("{} similar skill(s)", similar.len()), &[("context", Value::List(names))], &purpose, observe)?;
 
-        let first = prompt::synthesize(&signature, &purpose, &[request.examples.clone(), proposed.clone()].concat(), &similar);
+        // Proposed cases guide the model only when the answer type is settled: a small
+        // model's cases can be of the wrong type altogether.
+        let shown = if signature.returns_known { [request.examples.clone(), proposed.clone()].concat() } else { request.examples.clone() };
+        let first = prompt::synthesize(&signature, &purpose, &shown, &similar);
         let mut messages = first.clone();
         let mut last = String::from("no round ran");
         for round in 1..=self.options.max_rounds.max(1) {
@@ -308,7 +306,7 @@ impl Synthesizer {
             match self.validate(request, &signature, &code, &proposed, last_round) {
                 Ok((component, unconfirmed)) => {
                     self.attempt(id, oid, round, &code, "passed", &unconfirmed.join("; "), observe)?;
-                    self.install(request, id, oid, &signature, &purpose, &code, &component, &unconfirmed)?;
+                    self.install(request, id, oid, &signature.adapted(&code), &purpose, &code, &component, &unconfirmed)?;
                     self.journal.append(json!({ "cycle": id, "state": "COMPLETE", "rounds": round, "duration_ms": started.elapsed().as_millis() as u64, "model": self.mind.describe() }));
                     observe(&Event::State { cycle: id.to_owned(), state: State::Complete, detail: format!("installed `{}` after {round} round(s)", request.selector) });
                     return Ok(());
@@ -371,7 +369,9 @@ impl Synthesizer {
         if let Err(e) = self.sandbox.audit(&bytes, &Grants::default(), &format!("candidate `{}`", request.selector)) {
             return Err(Rejection { outcome: "audit_refused", detail: format!("The audit refused it: {e}. Use only plain computation.") });
         }
-        let failures = self.prove(request, signature, &bytes, proposed).map_err(|e| Rejection { outcome: "failed_example", detail: e.to_string() })?;
+        // Proposed cases of another answer type than the candidate's say nothing about it.
+        let proposed: Vec<Example> = proposed.iter().filter(|e| Type::of(&e.expected) == Some(signature.returns)).cloned().collect();
+        let failures = self.prove(request, signature, &bytes, &proposed).map_err(|e| Rejection { outcome: "failed_example", detail: e.to_string() })?;
         let (hard, soft): (Vec<_>, Vec<_>) = failures.into_iter().partition(|(caller, _)| *caller);
         if let Some((_, detail)) = hard.first() {
             return Err(Rejection { outcome: "failed_example", detail: detail.clone() });

@@ -37,20 +37,38 @@ fn call_text(signature: &Signature, example: &Example) -> String {
     format!("{}({}) == {}", signature.name, args.join(", "), rust_literal(&example.expected))
 }
 
-/// The purpose of the method, for people and the mind.
+/// The purpose of the method, for people and the mind: the brief, else the selector's
+/// words (`sumList:` → "sum list") with the arguments it was sent.
 pub fn purpose(selector: &str, args: &[Value], brief: Option<&str>) -> String {
-    match brief {
-        Some(b) if !b.trim().is_empty() => b.trim().to_owned(),
-        _ => {
-            let shown: Vec<String> = args.iter().map(|a| json::to_json(a).to_string()).collect();
-            format!("answer the message `{selector}` (sent with {})", if shown.is_empty() { "no arguments".into() } else { shown.join(", ") })
+    if let Some(b) = brief.filter(|b| !b.trim().is_empty()) {
+        return b.trim().to_owned();
+    }
+    let mut words = String::new();
+    for c in selector.chars() {
+        if c == ':' || c == '_' {
+            words.push(' ');
+        } else if c.is_ascii_uppercase() {
+            words.push(' ');
+            words.push(c.to_ascii_lowercase());
+        } else {
+            words.push(c);
         }
+    }
+    let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
+    let shown: Vec<String> = args.iter().map(rust_literal).collect();
+    if shown.is_empty() {
+        format!("do what its name says: {words}")
+    } else {
+        format!("do what its name says: {words} (for example for {})", shown.join(", "))
     }
 }
 
 /// The first request for code.
 pub fn synthesize(signature: &Signature, purpose: &str, examples: &[Example], skills: &[Skill]) -> Vec<Message> {
     let mut user = format!("Write this Rust function:\n\n{} {{ ... }}\n\nIt should {purpose}.\n{SDK_SUMMARY}\n", signature.rust());
+    if !signature.returns_known {
+        user.push_str("Replace RETURN with the fitting type: i64, f64, bool, String, Vec<i64> or Vec<String>.\n");
+    }
     if signature.receiver {
         user.push_str(STATE_SUMMARY);
         user.push('\n');
@@ -89,7 +107,7 @@ pub fn propose_examples(signature: &Signature, purpose: &str) -> Vec<Message> {
         params.join(", "),
         signature.name
     );
-    vec![Message::system("You are a careful tester."), Message::user(user)]
+    vec![Message::user(user)]
 }
 
 /// Reads proposed cases `name(args) == result` whose arguments have the signature's
@@ -185,7 +203,7 @@ mod tests {
 
     #[test]
     fn proposed_examples_are_read_and_type_checked() {
-        let sig = Signature { name: "factorial".into(), params: vec![Type::Int], returns: Type::Int, receiver: false };
+        let sig = Signature { name: "factorial".into(), params: vec![Type::Int], returns: Type::Int, receiver: false, returns_known: true };
         let answer = "factorial(0) == 1\nfactorial(5) == 120\nassert_eq!(factorial(3), 6);\nfactorial(\"x\") == 1\nfactorial(2) == \"two\"\nnonsense";
         let got = parse_examples(&sig, answer);
         assert_eq!(got.iter().map(|e| (e.args.clone(), e.expected.clone())).collect::<Vec<_>>(), vec![
@@ -193,7 +211,7 @@ mod tests {
             (vec![Value::Int(5)], Value::Int(120)),
             (vec![Value::Int(3)], Value::Int(6)),
         ], "the odd one out (text) loses to the common type");
-        let sig = Signature { name: "reverse".into(), params: vec![Type::Text], returns: Type::Text, receiver: false };
+        let sig = Signature { name: "reverse".into(), params: vec![Type::Text], returns: Type::Text, receiver: false, returns_known: true };
         let got = parse_examples(&sig, "reverse(\"abc\".to_string()) == \"cba\".to_string()");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].expected, Value::Text("cba".into()));
