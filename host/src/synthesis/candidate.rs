@@ -229,6 +229,30 @@ fn declared(function: &str, name: &str) -> Option<(Vec<String>, Option<String>)>
     Some((params, ret))
 }
 
+/// `function` with its declared answer type replaced by the one its body produces, when
+/// the compiler's `stderr` says exactly that (E0308 "expected `X` because of return
+/// type … found `Y`") and `Y` is a type batos carries. `None` otherwise.
+pub fn retype(function: &str, name: &str, stderr: &str) -> Option<String> {
+    let at = stderr.find("because of return type")?;
+    let after = &stderr[at..];
+    let found = after.split("found `").nth(1)?.split('`').next()?;
+    let found = normalize(found);
+    // Owned types only: a borrowed answer needs more than a new declaration.
+    if found.starts_with('&') {
+        return None;
+    }
+    type_of_rust(&found)?;
+    let (_, declared_ret) = declared(function, name)?;
+    let declared_ret = declared_ret?;
+    let start = function.find(&format!("fn {name}"))?;
+    let arrow = start + function[start..].find("->")?;
+    let body = arrow + function[arrow..].find('{')?;
+    if normalize(&function[arrow + 2..body]) != declared_ret || found == declared_ret {
+        return None;
+    }
+    Some(format!("{}-> {found} {}", &function[..arrow], &function[body..]))
+}
+
 /// The batos type a declared Rust answer type carries as.
 fn type_of_rust(rust: &str) -> Option<Type> {
     let element = |t: &str| t.strip_prefix("Vec<").and_then(|t| t.strip_suffix('>')).map(str::to_owned);
@@ -286,17 +310,17 @@ fn convert_arg(a: &str, t: Type, rust: Option<&str>) -> String {
 /// gets right.
 const STATE_HELPERS: &str = r#"
 trait Receiver {
-    fn get_int(&self, name: &str) -> i64;
+    fn get_int(&self, name: &str) -> Option<i64>;
     fn set_int(&self, name: &str, value: i64);
-    fn get_text(&self, name: &str) -> String;
+    fn get_text(&self, name: &str) -> Option<String>;
     fn set_text(&self, name: &str, value: impl AsRef<str>);
     fn send_int(&self, selector: &str, args: &[i64]) -> i64;
     fn send_text(&self, selector: &str, args: &[&str]) -> String;
 }
 impl Receiver for Object {
-    fn get_int(&self, name: &str) -> i64 { match self.get(name) { Ok(Value::Int(n)) => n, _ => 0 } }
+    fn get_int(&self, name: &str) -> Option<i64> { match self.get(name) { Ok(Value::Int(n)) => Some(n), _ => None } }
     fn set_int(&self, name: &str, value: i64) { let _ = self.set(name, &Value::Int(value)); }
-    fn get_text(&self, name: &str) -> String { match self.get(name) { Ok(Value::Text(s)) => s, _ => String::new() } }
+    fn get_text(&self, name: &str) -> Option<String> { match self.get(name) { Ok(Value::Text(s)) => Some(s), _ => None } }
     fn set_text(&self, name: &str, value: impl AsRef<str>) { let _ = self.set(name, &Value::Text(value.as_ref().to_owned())); }
     fn send_int(&self, selector: &str, args: &[i64]) -> i64 {
         let args: Vec<Value> = args.iter().map(|n| Value::Int(*n)).collect();
@@ -307,9 +331,9 @@ impl Receiver for Object {
         match self.send_message(selector, &args) { Ok(Value::Text(s)) => s, Ok(_) => panic!("{selector} did not answer text"), Err(e) => panic!("{selector} failed: {}", e.message) }
     }
 }
-fn get_int(this: &Object, name: &str) -> i64 { this.get_int(name) }
+fn get_int(this: &Object, name: &str) -> i64 { this.get_int(name).unwrap_or(0) }
 fn set_int(this: &Object, name: &str, value: i64) { this.set_int(name, value) }
-fn get_text(this: &Object, name: &str) -> String { this.get_text(name) }
+fn get_text(this: &Object, name: &str) -> String { this.get_text(name).unwrap_or_default() }
 fn set_text(this: &Object, name: &str, value: impl AsRef<str>) { this.set_text(name, value) }
 fn send_int(this: &Object, selector: &str, args: &[i64]) -> i64 { this.send_int(selector, args) }
 fn send_text(this: &Object, selector: &str, args: &[&str]) -> String { this.send_text(selector, args) }
@@ -436,6 +460,16 @@ mod tests {
         assert_eq!(sig.adapted("fn shout_times(a: String, b: i64) -> bool { true }").returns, Type::Bool);
         let counter = Signature::infer("increment", &[], Some(Type::Int), true).expect("signature");
         assert!(counter.wrap("fn increment(this: &Object) -> usize { 1 }").contains("increment(&call.receiver)"));
+    }
+
+    #[test]
+    fn a_body_of_another_type_than_declared_is_retyped() {
+        let f = "fn reverse_text(a: String) -> i64 {\n    a.chars().rev().collect::<String>()\n}";
+        let stderr = "error[E0308]: mismatched types\n  --> src/lib.rs:34:5\n   |\n33 | fn reverse_text(a: String) -> i64 {\n   |                               --- expected `i64` because of return type\n34 |     a.chars().rev().collect::<String>()\n   |     ^^^ expected `i64`, found `String`";
+        assert_eq!(retype(f, "reverse_text", stderr).as_deref(), Some("fn reverse_text(a: String) -> String {\n    a.chars().rev().collect::<String>()\n}"));
+        assert_eq!(retype(f, "reverse_text", "error[E0425]: cannot find value `b`"), None, "only that one error is fixed");
+        let weird = stderr.replace("found `String`", "found `HashMap<String, i64>`");
+        assert_eq!(retype(f, "reverse_text", &weird), None, "only to a type batos carries");
     }
 
     #[test]

@@ -303,7 +303,8 @@ impl Synthesizer {
             // VALIDATING
             self.enter(id, oid, State::Validating, format!("round {round}"), &[], &purpose, observe)?;
             let last_round = round == self.options.max_rounds.max(1);
-            match self.validate(request, &signature, &code, &proposed, last_round) {
+            let mut code = code;
+            match self.validate(request, &signature, &mut code, &proposed, last_round) {
                 Ok((component, unconfirmed)) => {
                     self.attempt(id, oid, round, &code, "passed", &unconfirmed.join("; "), observe)?;
                     self.install(request, id, oid, &signature.adapted(&code), &purpose, &code, &component, &unconfirmed)?;
@@ -328,7 +329,7 @@ impl Synthesizer {
         let t = Instant::now();
         let mut sampling = Sampling { max_tokens: self.options.max_tokens, ..Sampling::default() };
         if round > 1 {
-            sampling.temperature = 0.7;
+            sampling.temperature = 0.9;
             sampling.top_p = 0.95;
             sampling.seed = round as u64;
         }
@@ -356,9 +357,19 @@ impl Synthesizer {
 
     /// Builds, audits and proves a candidate; answers its component bytes and the
     /// proposed cases it does not meet (only tolerated in the last round).
-    fn validate(&self, request: &Request, signature: &Signature, code: &str, proposed: &[Example], last_round: bool) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
+    fn validate(&self, request: &Request, signature: &Signature, code: &mut String, proposed: &[Example], last_round: bool) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
+        let mut built = self.workspace.build(&signature.adapted(code), code);
+        // A function whose body answers another type than it declares is the commonest
+        // slip of a small model; the compiler names both types, so the host fixes the
+        // declaration itself instead of spending a round of the mind on it.
+        if let Err(Error::BuildFailed { detail, .. }) = &built {
+            if let Some(fixed) = candidate::retype(code, &signature.name, detail) {
+                *code = fixed;
+                built = self.workspace.build(&signature.adapted(code), code);
+            }
+        }
         let signature = &signature.adapted(code);
-        let bytes = match self.workspace.build(signature, code) {
+        let bytes = match built {
             Ok(bytes) => bytes,
             Err(Error::BuildFailed { detail, .. }) if detail.starts_with("cargo build failed") => {
                 return Err(Rejection { outcome: "compile_error", detail: format!("It does not compile:\n{}", diagnostics(&detail)) })

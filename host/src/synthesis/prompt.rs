@@ -15,8 +15,8 @@ Integers are i64, floats f64, text String, lists Vec<i64> or Vec<String>.";
 
 /// What a stateful method may call on its receiver `this`.
 pub const STATE_SUMMARY: &str = "`this` is the object receiving the message. \
-Read and write its slots with this.get_int(\"count\") -> i64 (0 when unset), this.set_int(\"count\", n), \
-this.get_text(\"name\") -> String (empty when unset), this.set_text(\"name\", text). \
+Read and write its slots with this.get_int(\"total\") -> Option<i64> (None when unset), this.set_int(\"total\", n), \
+this.get_text(\"label\") -> Option<String>, this.set_text(\"label\", text). \
 Send it a message with this.send_int(\"double:\", &[n]) -> i64 or this.send_text(\"greet:\", &[\"Ada\"]) -> String.";
 
 /// A value as a Rust expression, for prompts.
@@ -86,11 +86,18 @@ pub fn synthesize(signature: &Signature, purpose: &str, examples: &[Example], sk
     vec![Message::system("You are an expert Rust programmer. You answer with code only."), Message::user(user)]
 }
 
-/// A repair round: the previous code and what went wrong with it.
+/// A repair round: the first request again, with the previous code and what went
+/// wrong with it. One fresh request, not a continued chat: a small model asked to fix
+/// its own answer in a conversation tends to repeat it.
 pub fn repair(first: &[Message], code: &str, problem: &str) -> Vec<Message> {
     let mut messages = first.to_vec();
-    messages.push(Message { role: crate::mind::Role::Assistant, content: format!("```rust\n{code}\n```") });
-    messages.push(Message::user(format!("{problem}\n\nFix the function. Answer with one ```rust code block holding the complete corrected function.")));
+    if let Some(last) = messages.last_mut() {
+        last.content = format!(
+            "{}\n\nThis attempt is wrong:\n```rust\n{code}\n```\n{problem}\nWrite a corrected version of the whole function.",
+            last.content.trim_end_matches("Answer with one ```rust code block holding the complete function.").trim_end()
+        );
+        last.content.push_str("\nAnswer with one ```rust code block holding the complete function.");
+    }
     messages
 }
 
