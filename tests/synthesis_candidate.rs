@@ -41,4 +41,12 @@ fn candidates_build_run_and_report_compile_errors() {
     let err = workspace.build(&factorial, "fn factorial(a: i64) -> i64 {\n    \"not a number\"\n}").expect_err("a type error");
     let Error::BuildFailed { detail, .. } = &err else { panic!("a build failure: {err}") };
     assert!(detail.contains("mismatched types"), "the compiler's diagnostics come back: {detail}");
+
+    // A slip rustc knows the fix for is fixed by its own suggestion, not a round of the mind.
+    let max = Signature::infer("maxOfList:", &[Value::List(vec![Value::Int(3)])], Some(Type::Int), false).expect("signature");
+    let slip = "fn max_of_list(a: Vec<i64>) -> i64 {\n    a.iter().max().unwrap_or(-1)\n}";
+    assert!(workspace.build(&max, slip).is_err(), "as written it does not compile");
+    let (bytes, fixed) = workspace.build_fixing(&max, slip, 3).expect("the compiler's suggestions fix it");
+    assert_ne!(fixed, slip, "{fixed}");
+    assert_eq!(install_and_send(&rt, &sandbox, &bytes, "maxOfList:", vec![Value::List(vec![Value::Int(3), Value::Int(9)])]).expect("runs"), Value::Int(9));
 }

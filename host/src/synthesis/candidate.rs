@@ -159,7 +159,7 @@ impl Signature {
         }
         let lower = ret.as_deref().and_then(lower_declared).unwrap_or_else(|| self.returns.lower().to_owned());
         format!(
-            "#![allow(unused, clippy::all)]\nuse batos_guest_sdk::prelude::*;\n{STATE_HELPERS}\n{function}\n\nfn __batos_entry(call: Call) -> Result<Value, Error> {{\n    if call.args.len() != {n} {{\n        return Err(error(ErrorKind::BadArguments, \"expects {n} argument(s)\"));\n    }}\n{lifts}    let r = {name}({names});\n    Ok({lower})\n}}\n\ncapability!(__batos_entry);\n",
+            "#![allow(unused, clippy::all)]\nuse batos_guest_sdk::prelude::*;\n{STATE_HELPERS}\n{BEGIN}\n{function}\n{END}\n\nfn __batos_entry(call: Call) -> Result<Value, Error> {{\n    if call.args.len() != {n} {{\n        return Err(error(ErrorKind::BadArguments, \"expects {n} argument(s)\"));\n    }}\n{lifts}    let r = {name}({names});\n    Ok({lower})\n}}\n\ncapability!(__batos_entry);\n",
             n = self.params.len(),
             lifts = lifts.concat(),
             name = self.name,
@@ -167,6 +167,11 @@ impl Signature {
         )
     }
 }
+
+/// The lines around the model's function in the crate source, so that a fixed source
+/// gives the fixed function back.
+const BEGIN: &str = "// ---- the candidate ----";
+const END: &str = "// ---- end of the candidate ----";
 
 const INTEGERS: [&str; 12] = ["i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize"];
 
@@ -385,6 +390,7 @@ pub fn extract_function(answer: &str, name: &str) -> Option<String> {
 /// A build workspace for candidates, kept warm between builds.
 pub struct Workspace {
     dir: PathBuf,
+    package: String,
     // One candidate at a time: they share `src/lib.rs` and the target directory.
     building: Mutex<()>,
 }
@@ -398,13 +404,14 @@ impl Workspace {
         let sdk = sdk.canonicalize().map_err(|e| Error::io(format!("the guest SDK is not at {}", sdk.display()), e))?;
         // The package name is unique to the workspace, so workspaces sharing one cargo
         // target directory (kept warm across them) never read each other's output.
-        let tag = &blake3::hash(dir.display().to_string().as_bytes()).to_hex()[..12];
+        let tag = blake3::hash(dir.display().to_string().as_bytes()).to_hex()[..12].to_owned();
+        let package = format!("batos-candidate-{tag}");
         let manifest = format!(
             "[package]\nname = \"batos-candidate-{tag}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nbatos-guest-sdk = {{ path = {sdk:?} }}\n\n# Candidates build often and run briefly: a quick build beats a fast binary.\n[profile.release]\nopt-level = 1\ndebug = false\nstrip = true\n\n[workspace]\n",
             sdk = sdk.display().to_string()
         );
         std::fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| io("cannot write Cargo.toml in", e))?;
-        Ok(Workspace { dir: dir.to_owned(), building: Mutex::new(()) })
+        Ok(Workspace { dir: dir.to_owned(), package, building: Mutex::new(()) })
     }
 
     /// The guest SDK of the source tree this host was built from.
@@ -415,11 +422,94 @@ impl Workspace {
     /// Builds `function` wrapped for `signature` into component bytes. A compile error
     /// comes back as [`Error::BuildFailed`] carrying the compiler's diagnostics.
     pub fn build(&self, signature: &Signature, function: &str) -> Result<Vec<u8>> {
-        let _one_at_a_time = self.building.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let lib = self.dir.join("src").join("lib.rs");
-        std::fs::write(&lib, signature.wrap(function)).map_err(|e| Error::io(format!("cannot write {}", lib.display()), e))?;
-        crate::sandbox::audit::component_from_crate(&self.dir, &format!("candidate `{}`", signature.name))
+        self.build_fixing(signature, function, 0).map(|(bytes, _)| bytes)
     }
+
+    /// Like [`Workspace::build`], but first lets the compiler fix the candidate: up to
+    /// `passes` times, the suggestions rustc attaches to its errors (“consider
+    /// borrowing here”, “try using a conversion method”) are applied with `rustfix` and
+    /// the candidate rebuilt. Answers the bytes and the function as it finally built.
+    /// Whatever a suggestion changes, the result still has to pass the audit and every
+    /// example before it is installed.
+    pub fn build_fixing(&self, signature: &Signature, function: &str, passes: usize) -> Result<(Vec<u8>, String)> {
+        let _one_at_a_time = self.building.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let what = format!("candidate `{}`", signature.name);
+        let mut function = function.to_owned();
+        let mut pass = 0;
+        loop {
+            let source = signature.wrap(&function);
+            let lib = self.dir.join("src").join("lib.rs");
+            std::fs::write(&lib, &source).map_err(|e| Error::io(format!("cannot write {}", lib.display()), e))?;
+            let (module, messages) = self.cargo_build()?;
+            if let Some(module) = module {
+                return Ok((crate::sandbox::audit::componentize(&module, &what, false)?, function));
+            }
+            let rendered: String = messages.iter().filter_map(|m| m.get("rendered").and_then(|r| r.as_str())).collect();
+            let failed = || Error::BuildFailed { what: what.clone(), detail: format!("cargo build failed:\n{rendered}") };
+            if pass >= passes {
+                return Err(failed());
+            }
+            pass += 1;
+            let fixed = suggested_fix(&source, &messages).and_then(|fixed| {
+                let begin = fixed.find(BEGIN)? + BEGIN.len();
+                let end = fixed.find(END)?;
+                Some(fixed[begin..end].trim().to_owned())
+            });
+            match fixed {
+                Some(f) if f != function && !f.is_empty() => function = f,
+                _ => return Err(failed()),
+            }
+        }
+    }
+
+    /// Runs cargo; answers the core module on success, and the compiler's messages.
+    fn cargo_build(&self) -> Result<(Option<Vec<u8>>, Vec<serde_json::Value>)> {
+        let manifest = self.dir.join("Cargo.toml");
+        let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.dir.join("target"), PathBuf::from);
+        let output = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["build", "--release", "--quiet", "--message-format=json", "--target", "wasm32-unknown-unknown", "--manifest-path"])
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .output()
+            .map_err(|e| Error::io("cannot run cargo to build a candidate (is a Rust toolchain installed?)", e))?;
+        let messages: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m.get("reason").and_then(|r| r.as_str()) == Some("compiler-message"))
+            .filter_map(|m| m.get("message").cloned())
+            .collect();
+        if !output.status.success() {
+            if messages.is_empty() {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let hint = if stderr.contains("wasm32-unknown-unknown") { "\nhint: run `rustup target add wasm32-unknown-unknown`" } else { "" };
+                return Err(Error::BuildFailed { what: "a candidate".into(), detail: format!("cargo could not build: {stderr}{hint}") });
+            }
+            return Ok((None, messages));
+        }
+        let name = format!("{}.wasm", self.package.replace('-', "_"));
+        let wasm = target_dir.join("wasm32-unknown-unknown").join("release").join(name);
+        let module = std::fs::read(&wasm).map_err(|e| Error::io(format!("cannot read the build output {}", wasm.display()), e))?;
+        Ok((Some(module), messages))
+    }
+}
+
+/// `source` with the compiler's suggestions for its errors applied, if it has any.
+fn suggested_fix(source: &str, messages: &[serde_json::Value]) -> Option<String> {
+    let errors: Vec<String> = messages.iter().filter(|m| m.get("level").and_then(|l| l.as_str()) == Some("error")).map(|m| m.to_string()).collect();
+    let json = errors.join("\n");
+    let only = std::collections::HashSet::new();
+    for filter in [rustfix::Filter::MachineApplicableOnly, rustfix::Filter::Everything] {
+        let suggestions = rustfix::get_suggestions_from_json(&json, &only, filter).ok()?;
+        if suggestions.is_empty() {
+            continue;
+        }
+        if let Ok(fixed) = rustfix::apply_suggestions(source, &suggestions) {
+            if fixed != source {
+                return Some(fixed);
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -145,6 +145,11 @@ impl Default for Options {
     }
 }
 
+/// Passes of the compiler's own suggestions applied to a candidate before its errors go
+/// back to the mind: most of a small model's slips are type errors rustc knows the fix
+/// for, and a pass costs about a second where a round of the mind costs several.
+const COMPILER_FIXES: usize = 3;
+
 struct Flight {
     cycle: String,
     outcome: Mutex<Option<std::result::Result<(), String>>>,
@@ -358,19 +363,22 @@ impl Synthesizer {
     /// Builds, audits and proves a candidate; answers its component bytes and the
     /// proposed cases it does not meet (only tolerated in the last round).
     fn validate(&self, request: &Request, signature: &Signature, code: &mut String, proposed: &[Example], last_round: bool) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
-        let mut built = self.workspace.build(&signature.adapted(code), code);
+        let mut built = self.workspace.build_fixing(&signature.adapted(code), code, COMPILER_FIXES);
         // A function whose body answers another type than it declares is the commonest
         // slip of a small model; the compiler names both types, so the host fixes the
         // declaration itself instead of spending a round of the mind on it.
         if let Err(Error::BuildFailed { detail, .. }) = &built {
             if let Some(fixed) = candidate::retype(code, &signature.name, detail) {
                 *code = fixed;
-                built = self.workspace.build(&signature.adapted(code), code);
+                built = self.workspace.build_fixing(&signature.adapted(code), code, COMPILER_FIXES);
             }
+        }
+        if let Ok((_, fixed)) = &built {
+            code.clone_from(fixed);
         }
         let signature = &signature.adapted(code);
         let bytes = match built {
-            Ok(bytes) => bytes,
+            Ok((bytes, _)) => bytes,
             Err(Error::BuildFailed { detail, .. }) if detail.starts_with("cargo build failed") => {
                 return Err(Rejection { outcome: "compile_error", detail: format!("It does not compile:\n{}", diagnostics(&detail)) })
             }
