@@ -236,3 +236,18 @@ fn a_stateful_method_keeps_its_count_across_restart() {
     assert_eq!(w.rt.send(w.genesis, "increment", vec![]).expect("after restart"), Value::Int(3));
     assert_eq!(w.rt.object(w.genesis).expect("genesis").slots.get("count"), Some(&Value::Int(3)));
 }
+
+#[test]
+fn a_method_can_be_synthesised_in_wat_by_request() {
+    let w = world();
+    let wat = "```wat\n(func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)\n  (call $ok_int (i64.mul (call $arg_int (local.get $args) (local.get $nargs) (i32.const 0)) (i64.const 2))))\n```";
+    let broken = "```wat\n(func $invoke (param $receiver i32) (result i32) (call $no_such_helper))\n```";
+    let mind = ScriptedTestMind::new(&[broken, wat]);
+    let mut request = double_request(&w);
+    request.language = batos::synthesis::Language::Wat;
+    assert_eq!(w.synthesizer(mind.clone()).send(&request, &quiet).expect("synthesised"), Value::Int(42));
+    assert_eq!(w.outcomes("c1"), ["compile_error", "passed"]);
+    let first = mind.prompts.lock().expect("prompts")[0].iter().map(|m| m.content.clone()).collect::<String>();
+    assert!(first.contains("$arg_int") && first.contains("(func $invoke"), "the WAT contract and helpers are given: {first}");
+    assert!(mind.last_prompt().contains("It does not assemble"), "{}", mind.last_prompt());
+}

@@ -69,6 +69,9 @@ enum Command {
         /// sends it messages).
         #[arg(long)]
         stateful: bool,
+        /// If synthesised: ask the mind for WAT instead of Rust (for stronger minds).
+        #[arg(long)]
+        wat: bool,
     },
     /// The synthesis cycles, one line each.
     Cycles,
@@ -275,10 +278,10 @@ fn dispatch(command: Command, rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>) -> Resu
     match command {
         Command::Awaken => awaken(rt),
         Command::Inspect { obj, at } => inspect(rt, &obj, at.map(TxId)),
-        Command::Send { obj, selector, args, brief, examples, stateful } => {
+        Command::Send { obj, selector, args, brief, examples, stateful, wat } => {
             let receiver = rt.resolve(&obj)?;
             let args = args.iter().map(|a| parse_value(rt, a)).collect::<Result<Vec<_>, _>>()?;
-            let request = synthesis::request(receiver, &selector, args, brief, &examples, stateful).map_err(bad_input)?;
+            let request = synthesis::request(receiver, &selector, args, brief, &examples, stateful, wat).map_err(bad_input)?;
             let value = synthesis::send(rt, sandbox, &request)?;
             Ok(value_output(&value, rt.image().last_tx()))
         }

@@ -14,7 +14,7 @@ use batos::{Runtime, Value};
 
 use super::synthesis as synth;
 
-const HELP: &str = "Send a message:   OBJECT SELECTOR [ARGS…] [--brief \"what it should do\"] [--example \"ARGS => RESULT\"]… [--stateful]
+const HELP: &str = "Send a message:   OBJECT SELECTOR [ARGS…] [--brief \"what it should do\"] [--example \"ARGS => RESULT\"]… [--stateful] [--wat]
                   e.g.  genesis factorial: 5
 Or say it:        create a method to report the current system time
 Commands:         inspect OBJECT · cycles · cycle ID · help · quit
@@ -140,17 +140,18 @@ fn handle(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, line: &str, confirm: &mut d
 fn message(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, words: &[String], brief_from_words: Option<String>) -> Result<String, String> {
     let receiver = rt.resolve(&words[0]).map_err(|e| e.to_string())?;
     let selector = words[1].clone();
-    let (mut args, mut brief, mut examples, mut stateful) = (Vec::new(), brief_from_words, Vec::new(), false);
+    let (mut args, mut brief, mut examples, mut stateful, mut wat) = (Vec::new(), brief_from_words, Vec::new(), false, false);
     let mut rest = words[2..].iter();
     while let Some(word) = rest.next() {
         match word.as_str() {
             "--brief" => brief = Some(unquote(rest.next().ok_or("--brief needs a text")?)),
             "--example" => examples.push(unquote(rest.next().ok_or("--example needs ARGS => RESULT")?)),
             "--stateful" => stateful = true,
+            "--wat" => wat = true,
             arg => args.push(json::parse(arg, &mut |name| rt.resolve(name).map_err(|e| e.to_string()))?),
         }
     }
-    let request = synth::request(receiver, &selector, args, brief, &examples, stateful)?;
+    let request = synth::request(receiver, &selector, args, brief, &examples, stateful, wat)?;
     let value: Value = synth::send(rt, sandbox, &request).map_err(|e| e.to_string())?;
     Ok(json::to_json(&value).to_string())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use batos::image::json;
 use batos::sandbox::Sandbox;
-use batos::synthesis::{cycle, Event, Example, Options, Request, Synthesizer};
+use batos::synthesis::{cycle, Event, Example, Language, Options, Request, Synthesizer};
 use batos::{Error, Runtime, Value};
 use serde_json::json;
 
@@ -36,9 +36,10 @@ pub fn describe(event: &Event) -> String {
 }
 
 /// Builds the request for a send from the command line's parts.
-pub fn request(receiver: batos::Oid, selector: &str, args: Vec<Value>, brief: Option<String>, examples: &[String], stateful: bool) -> Result<Request, String> {
+pub fn request(receiver: batos::Oid, selector: &str, args: Vec<Value>, brief: Option<String>, examples: &[String], stateful: bool, wat: bool) -> Result<Request, String> {
     let examples = examples.iter().map(|e| Example::parse(e)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Request { receiver, selector: selector.to_owned(), args, brief, examples, stateful })
+    let language = if wat { Language::Wat } else { Language::Rust };
+    Ok(Request { receiver, selector: selector.to_owned(), args, brief, examples, stateful, language })
 }
 
 /// Sends; a message nobody understands starts a cycle, its events on stderr. The

@@ -57,7 +57,7 @@ pub struct Example {
 impl Request {
     /// A plain message: no brief, no examples.
     pub fn new(receiver: Oid, selector: &str, args: Vec<Value>) -> Request {
-        Request { receiver, selector: selector.to_owned(), args, brief: None, examples: vec![], stateful: false }
+        Request { receiver, selector: selector.to_owned(), args, brief: None, examples: vec![], stateful: false, language: Language::Rust }
     }
 }
 
@@ -73,6 +73,17 @@ impl Example {
         let expected = vjson::parse(result.trim(), &mut no_objects).map_err(|e| format!("the result of `{text}` is not a JSON value: {e}"))?;
         Ok(Example { args, expected })
     }
+}
+
+/// The language a synthesised method is written in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Language {
+    /// One Rust function; the host adds the rest. The default: the embedded 0.5B model
+    /// writes usable Rust, not usable WAT.
+    #[default]
+    Rust,
+    /// The WAT `$invoke` function against the WAT prelude, for stronger minds.
+    Wat,
 }
 
 /// A message to send, with what synthesis may need if it is not understood.
@@ -91,6 +102,8 @@ pub struct Request {
     /// The method uses its receiver — keeps state in its slots or sends it messages —
     /// and gets it as `this` (also assumed when the brief mentions a slot).
     pub stateful: bool,
+    /// What the mind writes the method in.
+    pub language: Language,
 }
 
 /// What a cycle reports as it goes, for live views.
@@ -291,15 +304,25 @@ impl Synthesizer {
         // Proposed cases guide the model only when the answer type is settled: a small
         // model's cases can be of the wrong type altogether.
         let shown = if signature.returns_known { [request.examples.clone(), proposed.clone()].concat() } else { request.examples.clone() };
-        let first = prompt::synthesize(&signature, &purpose, &shown, &similar);
+        let first = match request.language {
+            Language::Rust => prompt::synthesize(&signature, &purpose, &shown, &similar),
+            Language::Wat => prompt::synthesize_wat(&request.selector, &purpose, &shown),
+        };
         let mut messages = first.clone();
         let mut last = String::from("no round ran");
         for round in 1..=self.options.max_rounds.max(1) {
             // SYNTHESIZING
             self.enter(id, oid, State::Synthesizing, format!("round {round}"), &[("round", Value::Int(round as i64))], &purpose, observe)?;
             let answer = self.ask(id, &messages, "code", round)?;
-            let Some(code) = candidate::extract_function(&answer, &signature.name) else {
-                let detail = format!("The answer held no Rust code defining `fn {}`. Write `{} {{ ... }}`.", signature.name, signature.rust());
+            let extracted = match request.language {
+                Language::Rust => candidate::extract_function(&answer, &signature.name),
+                Language::Wat => prompt::extract_wat(&answer),
+            };
+            let Some(code) = extracted else {
+                let detail = match request.language {
+                    Language::Rust => format!("The answer held no Rust code defining `fn {}`. Write `{} {{ ... }}`.", signature.name, signature.rust()),
+                    Language::Wat => "The answer held no WAT `(func $invoke ...)`.".to_owned(),
+                };
                 self.attempt(id, oid, round, "", "no_code", &detail, observe)?;
                 messages = prompt::repair(&first, answer.trim(), &detail);
                 last = detail;
@@ -363,6 +386,11 @@ impl Synthesizer {
     /// Builds, audits and proves a candidate; answers its component bytes and the
     /// proposed cases it does not meet (only tolerated in the last round).
     fn validate(&self, request: &Request, signature: &Signature, code: &mut String, proposed: &[Example], last_round: bool) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
+        if request.language == Language::Wat {
+            let bytes = crate::sandbox::audit::component_from_wat(code, &format!("candidate `{}`", request.selector))
+                .map_err(|e| Rejection { outcome: "compile_error", detail: format!("It does not assemble: {}", truncate(&e.to_string(), 1500)) })?;
+            return self.check(request, signature, bytes, proposed, last_round, false);
+        }
         let mut built = self.workspace.build_fixing(&signature.adapted(code), code, COMPILER_FIXES);
         // A function whose body answers another type than it declares is the commonest
         // slip of a small model; the compiler names both types, so the host fixes the
@@ -385,12 +413,18 @@ impl Synthesizer {
             Err(Error::BuildFailed { detail, .. }) => return Err(Rejection { outcome: "compile_error", detail: format!("It cannot become a capability: {}", truncate(&detail, 1500)) }),
             Err(e) => return Err(Rejection { outcome: "compile_error", detail: e.to_string() }),
         };
+        self.check(request, signature, bytes, proposed, last_round, true)
+    }
+
+    /// Audits and proves built candidate bytes. `typed`: the signature's answer type is
+    /// the candidate's own (a Rust candidate), so the real arguments' answer must have it.
+    fn check(&self, request: &Request, signature: &Signature, bytes: Vec<u8>, proposed: &[Example], last_round: bool, typed: bool) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
         if let Err(e) = self.sandbox.audit(&bytes, &Grants::default(), &format!("candidate `{}`", request.selector)) {
             return Err(Rejection { outcome: "audit_refused", detail: format!("The audit refused it: {e}. Use only plain computation.") });
         }
         // Proposed cases of another answer type than the candidate's say nothing about it.
         let proposed: Vec<Example> = proposed.iter().filter(|e| Type::of(&e.expected) == Some(signature.returns)).cloned().collect();
-        let failures = self.prove(request, signature, &bytes, &proposed).map_err(|e| Rejection { outcome: "failed_example", detail: e.to_string() })?;
+        let failures = self.prove(request, signature, &bytes, &proposed, typed).map_err(|e| Rejection { outcome: "failed_example", detail: e.to_string() })?;
         let (hard, soft): (Vec<_>, Vec<_>) = failures.into_iter().partition(|(caller, _)| *caller);
         if let Some((_, detail)) = hard.first() {
             return Err(Rejection { outcome: "failed_example", detail: detail.clone() });
@@ -405,7 +439,7 @@ impl Synthesizer {
 
     /// Runs the cases, then the real arguments, on a clone of the receiver in a
     /// transaction that is always rolled back. Answers `(from the caller, what failed)`.
-    fn prove(&self, request: &Request, signature: &Signature, bytes: &[u8], proposed: &[Example]) -> Result<Vec<(bool, String)>> {
+    fn prove(&self, request: &Request, signature: &Signature, bytes: &[u8], proposed: &[Example], typed: bool) -> Result<Vec<(bool, String)>> {
         self.rt.view(|cx| {
             let clone = cx.tx().clone_object(request.receiver)?;
             let component = cx.tx().put_blob(bytes)?;
@@ -421,7 +455,7 @@ impl Synthesizer {
                 }
             }
             match cx.send(clone, &request.selector, &request.args) {
-                Ok(got) if Type::of(&got) == Some(signature.returns) => {}
+                Ok(got) if !typed || Type::of(&got) == Some(signature.returns) => {}
                 Ok(got) => failures.push((true, format!("it answered {} where {} was expected", got.type_name(), signature.returns.rust()))),
                 Err(e) => failures.push((true, format!("{}({}) failed: {e}", signature.name, request.args.iter().map(prompt::rust_literal).collect::<Vec<_>>().join(", ")))),
             }

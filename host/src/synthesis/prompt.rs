@@ -86,6 +86,34 @@ pub fn synthesize(signature: &Signature, purpose: &str, examples: &[Example], sk
     vec![Message::system("You are an expert Rust programmer. You answer with code only."), Message::user(user)]
 }
 
+/// The first request for a method in WAT: the `$invoke` function against the WAT
+/// prelude's contract and helpers (for minds strong enough to write it).
+pub fn synthesize_wat(selector: &str, purpose: &str, examples: &[Example]) -> Vec<Message> {
+    let contract: String = crate::sandbox::audit::WAT_PRELUDE.lines().take_while(|l| l.starts_with(";;")).map(|l| format!("{l}\n")).collect();
+    let helpers: String = crate::sandbox::audit::WAT_PRELUDE
+        .lines()
+        .filter(|l| l.trim_start().starts_with(";;") || l.trim_start().starts_with("(func $"))
+        .skip_while(|l| l.starts_with(";;"))
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    let mut user = format!("Write the WebAssembly text function `$invoke` that answers the message `{selector}`: it should {purpose}.\n\nThe contract:\n{contract}\nThe helpers you may call:\n{helpers}");
+    if !examples.is_empty() {
+        user.push_str("\nIt must satisfy (arguments => answer, as JSON):\n");
+        for e in examples {
+            let args: Vec<String> = e.args.iter().map(|a| json::to_json(a).to_string()).collect();
+            user.push_str(&format!("{} => {}\n", args.join(", "), json::to_json(&e.expected)));
+        }
+    }
+    user.push_str("\nAnswer with one ```wat code block holding `(func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32) ...)` and any helper functions of your own.");
+    vec![Message::system("You are an expert in WebAssembly text format. You answer with code only."), Message::user(user)]
+}
+
+/// The `$invoke` function (and its helpers) out of an answer in WAT.
+pub fn extract_wat(answer: &str) -> Option<String> {
+    let blocks = answer.split("```").skip(1).step_by(2).map(|b| b.trim_start_matches(|c: char| c.is_ascii_alphanumeric()).trim());
+    blocks.chain(std::iter::once(answer.trim())).find(|c| c.contains("(func $invoke")).map(str::to_owned)
+}
+
 /// A repair round: the first request again, with the previous code and what went
 /// wrong with it. One fresh request, not a continued chat: a small model asked to fix
 /// its own answer in a conversation tends to repeat it.
