@@ -80,8 +80,9 @@ fn failures_exit_non_zero_with_a_typed_error_and_change_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = dir.path().join("image");
     ok_json(&image, &["awaken"]);
-    let cases: [(&[&str], &str); 6] = [
-        (&["send", "genesis", "frobnicate"], "does_not_understand"),
+    let cases: [(&[&str], &str); 7] = [
+        (&["send", "--no-synthesis", "genesis", "frobnicate"], "does_not_understand"),
+        (&["send", "genesis", "9lives"], "does_not_understand"),
         (&["send", "nobody", "clone"], "unknown_root"),
         (&["send", "#99", "clone"], "unknown_object"),
         (&["send", "genesis", "setSlot:value:", "not json", "1"], "bad_input"),
@@ -96,7 +97,7 @@ fn failures_exit_non_zero_with_a_typed_error_and_change_nothing() {
     let history = ok_json(&image, &["history"]);
     assert_eq!(history.as_array().map(Vec::len), Some(1), "only the awakening: {history}");
 
-    let out = batos(&image, &["send", "genesis", "frobnicate"]);
+    let out = batos(&image, &["send", "--no-synthesis", "genesis", "frobnicate"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("error: #3 does not understand `frobnicate`"), "{stderr}");
@@ -162,7 +163,7 @@ fn plugins_from_the_command_line() {
     assert_eq!(double["failures"]["trapped"], 1);
 
     ok_json(&image, &["plugin", "remove", "double"]);
-    assert_eq!(err_json(&image, &["send", "genesis", "double:", "2"])["error"]["kind"], "does_not_understand");
+    assert_eq!(err_json(&image, &["send", "--no-synthesis", "genesis", "double:", "2"])["error"]["kind"], "does_not_understand");
     let err = err_json(&image, &["plugin", "add", &repo_path("plugins/Cargo.toml")]);
     assert_eq!(err["error"]["kind"], "bad_manifest", "{err}");
 }

@@ -251,3 +251,16 @@ fn a_method_can_be_synthesised_in_wat_by_request() {
     assert!(first.contains("$arg_int") && first.contains("(func $invoke"), "the WAT contract and helpers are given: {first}");
     assert!(mind.last_prompt().contains("It does not assemble"), "{}", mind.last_prompt());
 }
+
+/// A candidate that passes the examples but traps on the real arguments is not
+/// installed: proving runs the real arguments on the clone too.
+#[test]
+fn a_candidate_that_traps_on_the_real_arguments_is_not_installed() {
+    let w = world();
+    let fragile = code("fn double(a: i64) -> i64 {\n    if a == 21 { panic!(\"not twenty-one\") }\n    a * 2\n}");
+    let mind = ScriptedTestMind::new(&[&fragile, &fragile, &fragile, &fragile]);
+    let err = w.synthesizer(mind).send(&double_request(&w), &quiet).expect_err("not installed");
+    assert!(err.to_string().contains("double(21) failed"), "{err}");
+    assert_eq!(w.outcomes("c1"), ["failed_example"; 4]);
+    assert!(w.rt.view(|cx| cx.lookup(w.genesis, "double:")).expect("lookup").is_none(), "nothing installed");
+}

@@ -72,6 +72,10 @@ enum Command {
         /// If synthesised: ask the mind for WAT instead of Rust (for stronger minds).
         #[arg(long)]
         wat: bool,
+        /// Never synthesise: a message nothing understands fails with
+        /// `does_not_understand` (for scripts that must not wait on a mind).
+        #[arg(long)]
+        no_synthesis: bool,
     },
     /// The synthesis cycles, one line each.
     Cycles,
@@ -187,8 +191,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            // Warnings, and which model and execution provider the mind runs on.
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,batos::mind=info".into()),
+            // Warnings, and (for people, not scripts reading JSON) which model and
+            // execution provider the mind runs on.
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| if cli.json { "warn".into() } else { "warn,batos::mind=info".into() }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -250,7 +255,7 @@ fn run(cli: Cli) -> Result<Output, Failure> {
         let _ = sandbox.flush_stats(rt.image());
         return Ok(Output { text: String::new(), json: json!(null) });
     }
-    let output = dispatch(cli.command, &rt, &sandbox);
+    let output = dispatch(cli.command, &rt, &sandbox, cli.json);
     // Statistics are advisory; a failure to save them must not fail the command.
     let _ = sandbox.flush_stats(rt.image());
     output
@@ -274,15 +279,15 @@ fn watch_forever(rt: Runtime, sandbox: Arc<Sandbox>, json_mode: bool) -> Result<
     }
 }
 
-fn dispatch(command: Command, rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>) -> Result<Output, Failure> {
+fn dispatch(command: Command, rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, json_mode: bool) -> Result<Output, Failure> {
     match command {
         Command::Awaken => awaken(rt),
         Command::Inspect { obj, at } => inspect(rt, &obj, at.map(TxId)),
-        Command::Send { obj, selector, args, brief, examples, stateful, wat } => {
+        Command::Send { obj, selector, args, brief, examples, stateful, wat, no_synthesis } => {
             let receiver = rt.resolve(&obj)?;
             let args = args.iter().map(|a| parse_value(rt, a)).collect::<Result<Vec<_>, _>>()?;
             let request = synthesis::request(receiver, &selector, args, brief, &examples, stateful, wat).map_err(bad_input)?;
-            let value = synthesis::send(rt, sandbox, &request)?;
+            let value = synthesis::send(rt, sandbox, &request, !no_synthesis, !json_mode)?;
             Ok(value_output(&value, rt.image().last_tx()))
         }
         Command::Cycles => {

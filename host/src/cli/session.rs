@@ -152,7 +152,7 @@ fn message(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, words: &[String], brief_fr
         }
     }
     let request = synth::request(receiver, &selector, args, brief, &examples, stateful, wat)?;
-    let value: Value = synth::send(rt, sandbox, &request).map_err(|e| e.to_string())?;
+    let value: Value = synth::send(rt, sandbox, &request, true, true).map_err(|e| e.to_string())?;
     Ok(json::to_json(&value).to_string())
 }
 

@@ -42,15 +42,21 @@ pub fn request(receiver: batos::Oid, selector: &str, args: Vec<Value>, brief: Op
     Ok(Request { receiver, selector: selector.to_owned(), args, brief, examples, stateful, language })
 }
 
-/// Sends; a message nobody understands starts a cycle, its events on stderr. The
-/// mind is loaded only when a cycle starts.
-pub fn send(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, request: &Request) -> Result<Value, Error> {
+/// Sends; a message nobody understands starts a cycle (unless `synthesise` is false),
+/// its events on stderr when `live`. The mind is loaded only when a cycle starts, and
+/// not for a selector no method could have.
+pub fn send(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, request: &Request, synthesise: bool, live: bool) -> Result<Value, Error> {
     match rt.send(request.receiver, &request.selector, request.args.clone()) {
-        Err(Error::DoesNotUnderstand { receiver, selector }) if receiver == request.receiver && selector == request.selector => {}
+        Err(Error::DoesNotUnderstand { receiver, selector })
+            if synthesise && receiver == request.receiver && selector == request.selector && batos::synthesis::candidate::rust_name(&selector).is_some() => {}
         other => return other,
     }
     let synthesizer = synthesizer(rt, sandbox)?;
-    synthesizer.send(request, &|e| eprintln!("{}", describe(e)))
+    synthesizer.send(request, &|e| {
+        if live {
+            eprintln!("{}", describe(e));
+        }
+    })
 }
 
 /// `batos cycles`: one line per cycle.
