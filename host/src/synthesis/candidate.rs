@@ -383,8 +383,47 @@ pub fn rust_name(selector: &str) -> Option<String> {
 pub fn extract_function(answer: &str, name: &str) -> Option<String> {
     let defines = |code: &str| code.contains(&format!("fn {name}(")) || code.contains(&format!("fn {name}<"));
     let blocks = answer.split("```").skip(1).step_by(2).map(|b| b.trim_start_matches(|c: char| c.is_ascii_alphanumeric()).trim());
-    // A `fn main` the model adds is harmless: the crate is a library that allows unused code.
-    blocks.chain(std::iter::once(answer.trim())).find(|c| defines(c)).map(str::to_owned)
+    let code = blocks.chain(std::iter::once(answer.trim())).find(|c| defines(c))?;
+    Some(without_scaffolding(code))
+}
+
+/// `code` without the `fn main`, `fn test_…` and `mod tests` a model adds to show its
+/// function off: they are not part of the method, and often do not compile here.
+fn without_scaffolding(code: &str) -> String {
+    let mut out = String::new();
+    let mut rest = code;
+    while !rest.is_empty() {
+        let line_end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        let line = &rest[..line_end];
+        let trimmed = line.trim_start();
+        let scaffolding = line == trimmed
+            && (trimmed.starts_with("fn main(") || trimmed.starts_with("fn test") || trimmed.starts_with("#[cfg(test)]") || trimmed.starts_with("#[test]") || trimmed.starts_with("mod tests"));
+        if !scaffolding {
+            out.push_str(line);
+            rest = &rest[line_end..];
+            continue;
+        }
+        // Skip to the end of the item: the brace that closes its first opening brace.
+        let (mut depth, mut opened, mut end) = (0i32, false, rest.len());
+        for (i, c) in rest.char_indices() {
+            match c {
+                '{' => {
+                    depth += 1;
+                    opened = true;
+                }
+                '}' => {
+                    depth -= 1;
+                    if opened && depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &rest[end..];
+    }
+    out.trim().to_owned()
 }
 
 /// A build workspace for candidates, kept warm between builds.
@@ -567,6 +606,11 @@ mod tests {
         let answer = "Here you go:\n```rust\nfn factorial(a: i64) -> i64 {\n    (1..=a).product()\n}\n\nfn main() {\n    println!(\"{}\", factorial(5));\n}\n```\nIt multiplies.";
         let f = extract_function(answer, "factorial").expect("found");
         assert!(f.starts_with("fn factorial") && f.ends_with('}') && !f.contains("It multiplies"), "{f}");
+        assert!(!f.contains("fn main") && !f.contains("println"), "the model's demo is left out: {f}");
+        let with_tests = "fn double(a: i64) -> i64 { a * 2 }\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() { assert_eq!(super::double(2), 4); }\n}\nfn test_double() {\n    let x = Object::new();\n}\nfn helper(x: i64) -> i64 { x }";
+        let kept = extract_function(with_tests, "double").expect("found");
+        assert!(kept.starts_with("fn double(a: i64) -> i64 { a * 2 }") && kept.ends_with("fn helper(x: i64) -> i64 { x }"), "helpers stay: {kept}");
+        assert!(!kept.contains("mod tests") && !kept.contains("test_double") && !kept.contains("Object::new"), "tests go: {kept}");
         assert_eq!(extract_function("fn double(a: i64) -> i64 { a * 2 }", "double").as_deref(), Some("fn double(a: i64) -> i64 { a * 2 }"));
         assert_eq!(extract_function("I cannot help with that.", "double"), None);
         assert_eq!(extract_function("```rust\nfn triple(a: i64) -> i64 { a * 3 }\n```", "double"), None, "a function of another name is not the one asked for");

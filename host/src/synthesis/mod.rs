@@ -342,7 +342,10 @@ impl Synthesizer {
                 }
                 Err(rejection) => {
                     self.attempt(id, oid, round, &code, rejection.outcome, &rejection.detail, observe)?;
-                    messages = prompt::repair(&first, &code, &rejection.detail);
+                    // Wrong answers go back without the code: shown its own code, a small
+                    // model copies it. Compiler errors need the code they point into.
+                    let shown = if rejection.outcome == "failed_example" { "" } else { code.as_str() };
+                    messages = prompt::repair(&first, shown, &rejection.detail);
                     last = format!("{}: {}", rejection.outcome, rejection.detail);
                 }
             }
@@ -357,7 +360,7 @@ impl Synthesizer {
         let t = Instant::now();
         let mut sampling = Sampling { max_tokens: self.options.max_tokens, ..Sampling::default() };
         if round > 1 {
-            sampling.temperature = 0.9;
+            sampling.temperature = 1.0;
             sampling.top_p = 0.95;
             sampling.seed = round as u64;
         }

@@ -120,8 +120,9 @@ pub fn extract_wat(answer: &str) -> Option<String> {
 pub fn repair(first: &[Message], code: &str, problem: &str) -> Vec<Message> {
     let mut messages = first.to_vec();
     if let Some(last) = messages.last_mut() {
+        let attempt = if code.is_empty() { "An earlier attempt was wrong:".to_owned() } else { format!("This attempt is wrong:\n```rust\n{code}\n```") };
         last.content = format!(
-            "{}\n\nThis attempt is wrong:\n```rust\n{code}\n```\n{problem}\nWrite a corrected version of the whole function.",
+            "{}\n\n{attempt}\n{problem}\nWrite a corrected version of the whole function.",
             last.content.trim_end_matches("Answer with one ```rust code block holding the complete function.").trim_end()
         );
         last.content.push_str("\nAnswer with one ```rust code block holding the complete function.");
