@@ -2,7 +2,8 @@
 //! text, lists, stateful slots, sends to an existing method), each on a fresh image
 //! with the embedded model: solved / total, median and p90 wall time per synthesis,
 //! median rounds. Run: `cargo bench -p batos-host --bench synthesis`
-//! (`BATOS_TASKS=factorial,isPrime:` runs a subset).
+//! (`BATOS_TASKS=factorial,isPrime:` runs a subset; `BATOS_ROUNDS=6` changes the
+//! rounds per cycle from the default 4).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,7 +74,11 @@ fn main() {
         }
         let genesis = rt.resolve("genesis").expect("genesis");
         let mind = batos::mind::object::mind_of(&rt).expect("mind");
-        let synthesizer = Synthesizer::new(rt.clone(), sandbox.clone(), mind, workspace.path(), Options::default()).expect("synthesizer");
+        let mut options = Options::default();
+        if let Some(rounds) = std::env::var("BATOS_ROUNDS").ok().and_then(|r| r.parse().ok()) {
+            options.max_rounds = rounds;
+        }
+        let synthesizer = Synthesizer::new(rt.clone(), sandbox.clone(), mind, workspace.path(), options).expect("synthesizer");
         let mut request = Request::new(genesis, &task.selector, values(&task.args));
         request.brief = task.brief.clone();
         request.stateful = task.stateful;
