@@ -1,28 +1,13 @@
 //! A byte-level BPE tokenizer written into a GGUF by this test, rebuilt by batos, must
 //! turn text into ids and back without loss: unicode, code, whitespace, special tokens.
 
+#[path = "support/tiny_model.rs"]
+mod tiny_model;
+
 use batos::mind::gguf::{Gguf, GgufWriter, MetaValue};
 use batos::mind::quant::GgmlType;
 use batos::mind::tokenizer;
-
-/// GPT-2's byte-to-character table, which byte-level vocabularies are written in.
-fn byte_chars() -> Vec<char> {
-    let mut bytes: Vec<u32> = (u32::from(b'!')..=u32::from(b'~')).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
-    let mut chars = bytes.clone();
-    let mut next = 0;
-    for b in 0..256u32 {
-        if !bytes.contains(&b) {
-            bytes.push(b);
-            chars.push(256 + next);
-            next += 1;
-        }
-    }
-    let mut table = vec!['\0'; 256];
-    for (b, c) in bytes.iter().zip(chars) {
-        table[*b as usize] = char::from_u32(c).expect("a valid char");
-    }
-    table
-}
+use tiny_model::byte_chars;
 
 fn model(path: &std::path::Path, pre: &str) {
     let table = byte_chars();

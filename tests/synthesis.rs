@@ -120,6 +120,7 @@ fn a_synthesised_method_is_installed_and_survives_restart_without_the_mind() {
     assert_eq!(slots.get("state"), Some(&Value::Text("COMPLETE".into())));
     assert_eq!(slots.get("signature"), Some(&Value::Text("fn double(a: i64) -> i64".into())));
     assert_eq!(w.outcomes("c1"), ["passed"]);
+    assert!(cycle::recover(&w.rt).expect("recover").is_empty(), "a completed cycle is no longer unfinished");
     let library = skills::all(&w.rt).expect("skills");
     assert!(library.iter().any(|s| s.selector == "double:" && s.source.contains("a * 2")), "{library:?}");
     let journal = std::fs::read_to_string(w.dir.path().join("image").join("metacognition.jsonl")).expect("journal");

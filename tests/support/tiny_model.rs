@@ -12,7 +12,7 @@ const SPECIALS: [&str; 3] = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"];
 const CHAT_TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
 /// GPT-2's byte-to-character table, which byte-level vocabularies are written in.
-fn byte_chars() -> Vec<char> {
+pub fn byte_chars() -> Vec<char> {
     let mut bytes: Vec<u32> = (u32::from(b'!')..=u32::from(b'~')).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
     let mut chars = bytes.clone();
     let mut next = 0;

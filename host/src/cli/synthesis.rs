@@ -47,8 +47,7 @@ pub fn request(receiver: batos::Oid, selector: &str, args: Vec<Value>, brief: Op
 /// not for a selector no method could have.
 pub fn send(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, request: &Request, synthesise: bool, live: bool) -> Result<Value, Error> {
     match rt.send(request.receiver, &request.selector, request.args.clone()) {
-        Err(Error::DoesNotUnderstand { receiver, selector })
-            if synthesise && receiver == request.receiver && selector == request.selector && batos::synthesis::candidate::rust_name(&selector).is_some() => {}
+        Err(e) if synthesise && batos::synthesis::starts_cycle(request, &e) && batos::synthesis::candidate::rust_name(&request.selector).is_some() => {}
         other => return other,
     }
     let synthesizer = synthesizer(rt, sandbox)?;

@@ -50,6 +50,7 @@ pub use history::{HistoryEntry, ObjectAsOf};
 pub use pack::PackReport;
 pub use record::{validate_name, Space, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 pub use tx::{Object, Savepoint, Tx};
+pub(crate) use tx::now_ms;
 pub use value::{BlobHash, BlobRef, Method, Oid, Ref, Value};
 
 use crate::error::{Error, Result};

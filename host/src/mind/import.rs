@@ -126,11 +126,14 @@ pub fn content_key(gguf: &Path, progress: &mut dyn Progress) -> Result<String, I
 }
 
 /// Exports a model already in the models folder (a pulled one) if that was not done.
+/// An exported model is not read again: `pull` of a present model stays a no-op.
 pub fn prepare(name: &str, models: &Path, progress: &mut dyn Progress) -> Result<Imported, ImportError> {
     let gguf = models.join(format!("{name}.gguf"));
-    check(&gguf)?;
     let key = content_key(&gguf, progress)?;
     let dir = export_dir(models, &key);
+    if !dir.join("model.onnx").is_file() {
+        check(&gguf)?;
+    }
     let onnx = ensure_export(&gguf, &dir, progress).map_err(|e| ImportError::Unusable { path: gguf.clone(), reason: e.to_string() })?;
     Ok(Imported { name: name.to_owned(), gguf, key, onnx })
 }

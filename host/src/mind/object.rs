@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::chat::{Message, Mind, Sampling};
 use super::onnx_mind::{export_dir, Device};
-use super::{import, pull, OnnxMind, OpenAiMind};
+use super::{pull, OnnxMind, OpenAiMind};
 use crate::error::{Error, Result};
 use crate::image::{Oid, Value};
 use crate::runtime::{Call, Context, RuntimeBuilder};
@@ -67,7 +67,6 @@ fn onnx_mind(cx: &mut Context<'_, '_>, pllm: Oid, model: &str) -> Result<Arc<dyn
                     Err(_) => format!("no model named `{model}`; `batos model list` shows them, `batos model import FILE.gguf` adds one"),
                 }));
             }
-            import::check(&gguf).map_err(|e| Error::Failed(e.to_string()))?;
             let blob = cx.tx().adopt_blob_file(&gguf)?;
             weights.insert(model.to_owned(), Value::Blob(blob.clone()));
             // Beside the `model` slot that chose it (pLLM itself for its descendants).

@@ -217,6 +217,20 @@ impl Runtime {
     }
 }
 
+/// The object the root `name` names, created (a child of `traits`, described by
+/// `description`) the first time: the shape of every registry the layers above keep in
+/// the image (plugins, cycles, skills).
+pub fn registry_root(tx: &mut Tx<'_>, name: &str, description: &str) -> Result<Oid> {
+    if let Some(oid) = tx.root(name)? {
+        return Ok(oid);
+    }
+    let parents: Vec<Oid> = tx.root(PRIMORDIAL_TRAITS)?.into_iter().collect();
+    let oid = tx.create_object(&parents)?;
+    tx.set_slot(oid, "description", &Value::Text(description.into()))?;
+    tx.set_root(name, oid)?;
+    Ok(oid)
+}
+
 /// Resolves `genesis` or `#42` within a transaction.
 pub fn resolve_in(tx: &Tx<'_>, reference: &str) -> Result<Oid> {
     if reference.starts_with('#') {

@@ -79,6 +79,30 @@ pub fn componentize(module: &[u8], what: &str, embed: bool) -> Result<Vec<u8>> {
 /// Builds a guest-SDK crate for `wasm32-unknown-unknown` with cargo and componentizes
 /// the result. Compiler diagnostics come back in the error.
 pub fn component_from_crate(dir: &Path, what: &str) -> Result<Vec<u8>> {
+    match build_crate(dir, what)? {
+        CrateBuild::Built(module) => componentize(&module, what, false),
+        CrateBuild::Failed(messages) => Err(build_failed(what, format!("cargo build failed:\n{}", rendered(&messages)))),
+    }
+}
+
+/// The outcome of compiling a guest crate.
+pub enum CrateBuild {
+    /// The core wasm module.
+    Built(Vec<u8>),
+    /// The compiler's messages (rustc's JSON diagnostics), errors among them.
+    Failed(Vec<serde_json::Value>),
+}
+
+/// The compiler's messages as people read them.
+pub fn rendered(messages: &[serde_json::Value]) -> String {
+    messages.iter().filter_map(|m| m.get("rendered").and_then(|r| r.as_str())).collect()
+}
+
+/// Compiles the guest crate in `dir` for `wasm32-unknown-unknown` (release, into
+/// `$CARGO_TARGET_DIR` or `dir/target`). Compile errors come back as
+/// [`CrateBuild::Failed`] with rustc's JSON diagnostics, which a caller can show or
+/// apply fixes from; failures before compiling (no cargo, no target) are errors.
+pub fn build_crate(dir: &Path, what: &str) -> Result<CrateBuild> {
     let manifest = dir.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).map_err(|e| Error::io(format!("cannot read {}", manifest.display()), e))?;
     let table: toml::Table = text.parse().map_err(|e| build_failed(what, format!("{}: {e}", manifest.display())))?;
@@ -92,12 +116,21 @@ pub fn component_from_crate(dir: &Path, what: &str) -> Result<Vec<u8>> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| dir.join("target"));
     let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--quiet", "--target", "wasm32-unknown-unknown", "--manifest-path"])
+        .args(["build", "--release", "--quiet", "--message-format=json", "--target", "wasm32-unknown-unknown", "--manifest-path"])
         .arg(&manifest)
         .env("CARGO_TARGET_DIR", &target_dir)
         .output()
-        .map_err(|e| Error::io("cannot run cargo to build the plugin (is a Rust toolchain installed?)", e))?;
+        .map_err(|e| Error::io(format!("cannot run cargo to build {what} (is a Rust toolchain installed?)"), e))?;
     if !output.status.success() {
+        let messages: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m.get("reason").and_then(|r| r.as_str()) == Some("compiler-message"))
+            .filter_map(|m| m.get("message").cloned())
+            .collect();
+        if messages.iter().any(|m| m.get("level").and_then(|l| l.as_str()) == Some("error")) {
+            return Ok(CrateBuild::Failed(messages));
+        }
         let stderr = String::from_utf8_lossy(&output.stderr);
         let hint = if stderr.contains("wasm32-unknown-unknown") && stderr.contains("target may not be installed") {
             "\nhint: run `rustup target add wasm32-unknown-unknown`"
@@ -108,7 +141,7 @@ pub fn component_from_crate(dir: &Path, what: &str) -> Result<Vec<u8>> {
     }
     let wasm = target_dir.join("wasm32-unknown-unknown").join("release").join(format!("{name}.wasm"));
     let module = std::fs::read(&wasm).map_err(|e| Error::io(format!("cannot read the build output {}", wasm.display()), e))?;
-    componentize(&module, what, false)
+    Ok(CrateBuild::Built(module))
 }
 
 /// Audits component bytes for a capability holding `grants`; what passes comes back

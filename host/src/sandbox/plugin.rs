@@ -240,14 +240,7 @@ fn no_such_plugin(name: &str) -> Error {
 }
 
 fn registry(tx: &mut crate::image::Tx<'_>) -> Result<Oid> {
-    if let Some(oid) = tx.root(REGISTRY_ROOT)? {
-        return Ok(oid);
-    }
-    let parents = tx.root("traits")?.map(|t| vec![t]).unwrap_or_default();
-    let oid = tx.create_object(&parents)?;
-    tx.set_slot(oid, "description", &Value::Text("Installed plugins, one slot each.".into()))?;
-    tx.set_root(REGISTRY_ROOT, oid)?;
-    Ok(oid)
+    crate::runtime::registry_root(tx, REGISTRY_ROOT, "Installed plugins, one slot each.")
 }
 
 fn entry(tx: &crate::image::Tx<'_>, registry: Oid, name: &str) -> Result<Option<Installed>> {

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::image::Value;
+use crate::sandbox::audit;
 
 /// The value types a synthesised function can take and answer, with their Rust
 /// spelling.
@@ -429,7 +430,6 @@ fn without_scaffolding(code: &str) -> String {
 /// A build workspace for candidates, kept warm between builds.
 pub struct Workspace {
     dir: PathBuf,
-    package: String,
     // One candidate at a time: they share `src/lib.rs` and the target directory.
     building: Mutex<()>,
 }
@@ -443,14 +443,13 @@ impl Workspace {
         let sdk = sdk.canonicalize().map_err(|e| Error::io(format!("the guest SDK is not at {}", sdk.display()), e))?;
         // The package name is unique to the workspace, so workspaces sharing one cargo
         // target directory (kept warm across them) never read each other's output.
-        let tag = blake3::hash(dir.display().to_string().as_bytes()).to_hex()[..12].to_owned();
-        let package = format!("batos-candidate-{tag}");
+        let tag = &blake3::hash(dir.display().to_string().as_bytes()).to_hex()[..12];
         let manifest = format!(
             "[package]\nname = \"batos-candidate-{tag}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nbatos-guest-sdk = {{ path = {sdk:?} }}\n\n# Candidates build often and run briefly: a quick build beats a fast binary.\n[profile.release]\nopt-level = 1\ndebug = false\nstrip = true\n\n[workspace]\n",
             sdk = sdk.display().to_string()
         );
         std::fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| io("cannot write Cargo.toml in", e))?;
-        Ok(Workspace { dir: dir.to_owned(), package, building: Mutex::new(()) })
+        Ok(Workspace { dir: dir.to_owned(), building: Mutex::new(()) })
     }
 
     /// The guest SDK of the source tree this host was built from.
@@ -479,12 +478,11 @@ impl Workspace {
             let source = signature.wrap(&function);
             let lib = self.dir.join("src").join("lib.rs");
             std::fs::write(&lib, &source).map_err(|e| Error::io(format!("cannot write {}", lib.display()), e))?;
-            let (module, messages) = self.cargo_build()?;
-            if let Some(module) = module {
-                return Ok((crate::sandbox::audit::componentize(&module, &what, false)?, function));
-            }
-            let rendered: String = messages.iter().filter_map(|m| m.get("rendered").and_then(|r| r.as_str())).collect();
-            let failed = || Error::BuildFailed { what: what.clone(), detail: format!("cargo build failed:\n{rendered}") };
+            let messages = match audit::build_crate(&self.dir, &what)? {
+                audit::CrateBuild::Built(module) => return Ok((audit::componentize(&module, &what, false)?, function)),
+                audit::CrateBuild::Failed(messages) => messages,
+            };
+            let failed = || Error::BuildFailed { what: what.clone(), detail: format!("cargo build failed:\n{}", audit::rendered(&messages)) };
             if pass >= passes {
                 return Err(failed());
             }
@@ -501,35 +499,6 @@ impl Workspace {
         }
     }
 
-    /// Runs cargo; answers the core module on success, and the compiler's messages.
-    fn cargo_build(&self) -> Result<(Option<Vec<u8>>, Vec<serde_json::Value>)> {
-        let manifest = self.dir.join("Cargo.toml");
-        let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.dir.join("target"), PathBuf::from);
-        let output = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(["build", "--release", "--quiet", "--message-format=json", "--target", "wasm32-unknown-unknown", "--manifest-path"])
-            .arg(&manifest)
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .output()
-            .map_err(|e| Error::io("cannot run cargo to build a candidate (is a Rust toolchain installed?)", e))?;
-        let messages: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m.get("reason").and_then(|r| r.as_str()) == Some("compiler-message"))
-            .filter_map(|m| m.get("message").cloned())
-            .collect();
-        if !output.status.success() {
-            if messages.is_empty() {
-                let stderr = String::from_utf8_lossy(&output.stderr);
-                let hint = if stderr.contains("wasm32-unknown-unknown") { "\nhint: run `rustup target add wasm32-unknown-unknown`" } else { "" };
-                return Err(Error::BuildFailed { what: "a candidate".into(), detail: format!("cargo could not build: {stderr}{hint}") });
-            }
-            return Ok((None, messages));
-        }
-        let name = format!("{}.wasm", self.package.replace('-', "_"));
-        let wasm = target_dir.join("wasm32-unknown-unknown").join("release").join(name);
-        let module = std::fs::read(&wasm).map_err(|e| Error::io(format!("cannot read the build output {}", wasm.display()), e))?;
-        Ok((Some(module), messages))
-    }
 }
 
 /// `source` with the compiler's suggestions for its errors applied, if it has any.

@@ -62,18 +62,34 @@ impl State {
 }
 
 fn registry(tx: &mut Tx<'_>) -> Result<Oid> {
-    if let Some(oid) = tx.root(CYCLES_ROOT)? {
-        return Ok(oid);
-    }
-    let parents: Vec<Oid> = tx.root(crate::runtime::PRIMORDIAL_TRAITS)?.into_iter().collect();
-    let oid = tx.create_object(&parents)?;
-    tx.set_slot(oid, "description", &Value::Text("Every synthesis cycle, by id (c1, c2, …).".into()))?;
-    tx.set_root(CYCLES_ROOT, oid)?;
-    Ok(oid)
+    crate::runtime::registry_root(tx, CYCLES_ROOT, "Every synthesis cycle, by id (c1, c2, …); `unfinished` lists those not yet COMPLETE or FAILED.")
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    i64::try_from(crate::image::now_ms()).unwrap_or(i64::MAX)
+}
+
+/// The ids of cycles not yet final, kept in the registry so that start-up recovery
+/// reads one slot instead of every cycle.
+fn unfinished(tx: &Tx<'_>, reg: Oid) -> Result<Vec<Value>> {
+    Ok(match tx.slot(reg, "unfinished")? {
+        Some(Value::List(ids)) => ids,
+        _ => vec![],
+    })
+}
+
+/// Sets a cycle's state (and `updatedMs`) in `tx`, keeping the `unfinished` list true.
+pub fn set_state(tx: &mut Tx<'_>, cycle: Oid, state: State) -> Result<()> {
+    tx.set_slot(cycle, "state", &Value::Text(state.as_str().into()))?;
+    tx.set_slot(cycle, "updatedMs", &Value::Int(now_ms()))?;
+    if state.is_final() {
+        let reg = registry(tx)?;
+        let id = tx.slot(cycle, "id")?.unwrap_or_default();
+        let mut ids = unfinished(tx, reg)?;
+        ids.retain(|i| *i != id);
+        tx.set_slot(reg, "unfinished", &Value::List(ids))?;
+    }
+    Ok(())
 }
 
 /// Creates a cycle for `selector` sent to `receiver` and returns its id and object.
@@ -105,6 +121,9 @@ pub fn create(rt: &Runtime, receiver: Oid, selector: &str, args: &[Value], brief
             tx.set_slot(cycle, name, &value)?;
         }
         tx.set_slot(reg, &id, &Value::Object(cycle))?;
+        let mut ids = unfinished(tx, reg)?;
+        ids.push(Value::Text(id.clone()));
+        tx.set_slot(reg, "unfinished", &Value::List(ids))?;
         Ok((id, cycle))
     })?;
     Ok(committed.value)
@@ -114,8 +133,7 @@ pub fn create(rt: &Runtime, receiver: Oid, selector: &str, args: &[Value], brief
 pub fn transition(rt: &Runtime, cycle: Oid, state: State, extra: &[(&str, Value)]) -> Result<()> {
     rt.transact(&format!("cycle {cycle} → {}", state.as_str()), |cx| {
         let tx = cx.tx();
-        tx.set_slot(cycle, "state", &Value::Text(state.as_str().into()))?;
-        tx.set_slot(cycle, "updatedMs", &Value::Int(now_ms()))?;
+        set_state(tx, cycle, state)?;
         for (name, value) in extra {
             tx.set_slot(cycle, name, value)?;
         }
@@ -176,19 +194,20 @@ pub fn state_of(rt: &Runtime, cycle: Oid) -> Result<Option<State>> {
 }
 
 /// Marks every cycle that is not COMPLETE or FAILED as FAILED: the process that ran it
-/// ended. Returns the ids so marked. Run at start-up, before any cycle of this process.
+/// ended. Returns the ids so marked. Run at start-up, before any cycle of this process;
+/// it reads one slot when nothing is unfinished.
 pub fn recover(rt: &Runtime) -> Result<Vec<String>> {
+    let ids: Vec<String> = rt.view(|cx| {
+        let Some(reg) = cx.tx().root(CYCLES_ROOT)? else { return Ok(vec![]) };
+        Ok(unfinished(cx.tx(), reg)?.into_iter().filter_map(|v| if let Value::Text(id) = v { Some(id) } else { None }).collect())
+    })?;
     let mut marked = Vec::new();
-    for (id, oid) in list(rt)? {
-        match state_of(rt, oid)? {
-            Some(state) if state.is_final() => {}
-            stopped => {
-                let was = stopped.map_or("an unknown state", State::as_str);
-                let reason = format!("interrupted: the process ended during {was}; nothing was installed, send the message again to start a new cycle");
-                transition(rt, oid, State::Failed, &[("reason", Value::Text(reason))])?;
-                marked.push(id);
-            }
-        }
+    for id in ids {
+        let oid = find(rt, &id)?;
+        let was = state_of(rt, oid)?.map_or("an unknown state", State::as_str);
+        let reason = format!("interrupted: the process ended during {was}; nothing was installed, send the message again to start a new cycle");
+        transition(rt, oid, State::Failed, &[("reason", Value::Text(reason))])?;
+        marked.push(id);
     }
     Ok(marked)
 }

@@ -11,13 +11,14 @@ use std::sync::Mutex;
 /// An append-only JSON-lines log.
 pub struct Journal {
     path: PathBuf,
-    file: Mutex<()>,
+    // One appender at a time, so lines never interleave.
+    writing: Mutex<()>,
 }
 
 impl Journal {
     /// The journal of the image at `image_dir`.
     pub fn new(image_dir: &std::path::Path) -> Journal {
-        Journal { path: image_dir.join("metacognition.jsonl"), file: Mutex::new(()) }
+        Journal { path: image_dir.join("metacognition.jsonl"), writing: Mutex::new(()) }
     }
 
     /// Where it is.
@@ -31,7 +32,7 @@ impl Journal {
         if let Some(map) = event.as_object_mut() {
             map.insert("time_ms".into(), serde_json::json!(super::cycle::now_ms()));
         }
-        let _one_writer = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one_writer = self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let written = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).and_then(|mut f| writeln!(f, "{event}"));
         if let Err(e) = written {
             tracing::warn!("cannot append to {}: {e}", self.path.display());

@@ -158,6 +158,12 @@ impl Default for Options {
     }
 }
 
+/// Whether a send's failure is the one a cycle answers: the receiver itself did not
+/// understand the selector (not some method deeper down).
+pub fn starts_cycle(request: &Request, error: &Error) -> bool {
+    matches!(error, Error::DoesNotUnderstand { receiver, selector } if *receiver == request.receiver && *selector == request.selector)
+}
+
 /// Passes of the compiler's own suggestions applied to a candidate before its errors go
 /// back to the mind: most of a small model's slips are type errors rustc knows the fix
 /// for, and a pass costs about a second where a round of the mind costs several.
@@ -207,7 +213,7 @@ impl Synthesizer {
     /// it again. `observe` sees the cycle's events as they happen.
     pub fn send(&self, request: &Request, observe: &(dyn Fn(&Event) + Sync)) -> Result<Value> {
         match self.rt.send(request.receiver, &request.selector, request.args.clone()) {
-            Err(Error::DoesNotUnderstand { receiver, selector }) if receiver == request.receiver && selector == request.selector => {}
+            Err(e) if starts_cycle(request, &e) => {}
             other => return other,
         }
         self.synthesize(request, observe)?;
@@ -490,10 +496,9 @@ impl Synthesizer {
                 ("promptHash".to_owned(), Value::Text(journal::brief_hash(purpose))),
             ]);
             skills::record(tx, request.receiver, entry)?;
-            tx.set_slot(oid, "state", &Value::Text(State::Complete.as_str().into()))?;
             tx.set_slot(oid, "method", &Value::Text(request.selector.clone()))?;
             tx.set_slot(oid, "unconfirmed", &Value::List(unconfirmed.iter().map(|u| Value::Text(u.clone())).collect()))?;
-            tx.set_slot(oid, "updatedMs", &Value::Int(cycle::now_ms()))
+            cycle::set_state(tx, oid, State::Complete)
         })?;
         Ok(())
     }

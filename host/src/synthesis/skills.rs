@@ -32,16 +32,7 @@ pub struct Skill {
 
 /// Records a synthesised skill in `tx` (the install transaction).
 pub fn record(tx: &mut Tx<'_>, receiver: Oid, entry: BTreeMap<String, Value>) -> Result<()> {
-    let reg = match tx.root(SKILLS_ROOT)? {
-        Some(oid) => oid,
-        None => {
-            let parents: Vec<Oid> = tx.root(crate::runtime::PRIMORDIAL_TRAITS)?.into_iter().collect();
-            let oid = tx.create_object(&parents)?;
-            tx.set_slot(oid, "description", &Value::Text("Verified synthesised capabilities, by selector@receiver.".into()))?;
-            tx.set_root(SKILLS_ROOT, oid)?;
-            oid
-        }
-    };
+    let reg = crate::runtime::registry_root(tx, SKILLS_ROOT, "Verified synthesised capabilities, by selector@receiver.")?;
     let selector = match entry.get("selector") {
         Some(Value::Text(s)) => s.clone(),
         _ => String::new(),
