@@ -129,7 +129,11 @@ impl Graph<'_> {
     }
 
     fn nbits_node(&mut self, x: &str, q: &super::quant::NBits, bias: &[f32], out: usize, inp: usize) -> String {
-        let Weighting::NBits { accuracy_level } = self.weighting else { unreachable!("repacked only under NBits") };
+        // Only reached through `repacked`, which answers blocks under `NBits` alone.
+        let accuracy_level = match self.weighting {
+            Weighting::NBits { accuracy_level } => accuracy_level,
+            Weighting::Float => 1,
+        };
         let blocks = (inp / q.block_size) as i64;
         let blob = (q.block_size * q.bits as usize / 8) as i64;
         let b = self.fresh("qweight");
