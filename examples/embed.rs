@@ -11,7 +11,7 @@ fn increment(cx: &mut Context<'_, '_>, call: &Call<'_>) -> batos::Result<Value> 
         Ok(Value::Int(n)) => n,
         _ => 0,
     };
-    cx.tx().set_slot(call.receiver, "count", &Value::Int(count + 1))?;
+    cx.set_slot(call.receiver, "count", &Value::Int(count + 1))?;
     Ok(Value::Int(count + 1))
 }
 

@@ -83,11 +83,11 @@ fn failures_exit_non_zero_with_a_typed_error_and_change_nothing() {
     let cases: [(&[&str], &str); 7] = [
         (&["send", "--no-synthesis", "genesis", "frobnicate"], "does_not_understand"),
         (&["send", "genesis", "9lives"], "does_not_understand"),
-        (&["send", "nobody", "clone"], "unknown_root"),
-        (&["send", "#99", "clone"], "unknown_object"),
+        (&["send", "nobody", "clone"], "not_found"),
+        (&["send", "#99", "clone"], "not_found"),
         (&["send", "genesis", "setSlot:value:", "not json", "1"], "bad_input"),
-        (&["set", "genesis", "", "1"], "invalid_name"),
-        (&["undo", "77"], "unknown_transaction"),
+        (&["set", "genesis", "", "1"], "bad_input"),
+        (&["undo", "77"], "not_found"),
     ];
     for (args, kind) in cases {
         let err = err_json(&image, args);
@@ -166,4 +166,79 @@ fn plugins_from_the_command_line() {
     assert_eq!(err_json(&image, &["send", "--no-synthesis", "genesis", "double:", "2"])["error"]["kind"], "does_not_understand");
     let err = err_json(&image, &["plugin", "add", &repo_path("plugins/Cargo.toml")]);
     assert_eq!(err["error"]["kind"], "bad_manifest", "{err}");
+}
+
+/// Every error kind a script can meet, with `what` for `not_found`: stable names,
+/// pinned here.
+#[test]
+fn error_kinds_name_what_happened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image");
+    let models = dir.path().join("no-models");
+    ok_json(&image, &["awaken"]);
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).expect("mkdir");
+    let plugin = |name: &str, manifest: &str, wat: &str| -> String {
+        std::fs::write(files.join(format!("{name}.toml")), format!("selector = \"{name}\"\ntarget = \"genesis\"\ndescription = \"fixture\"\n{manifest}")).expect("toml");
+        let path = files.join(format!("{name}.wat"));
+        std::fs::write(&path, wat).expect("wat");
+        path.display().to_string()
+    };
+    // Writes slot `x` of the object it is handed, answering the host's verdict.
+    let steal = plugin("steal:", "", r#"
+      (data (i32.const 512) "x")
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        (local $node i32) (local $value i32) (local $r i32)
+        (local.set $node (call $arg_node (local.get $args) (local.get $nargs) (i32.const 0)))
+        (local.set $value (call $new_node (i32.const 2)))
+        (local.set $r (call $alloc (i32.const 16) (i32.const 4)))
+        (call $object.set-slot (i32.load offset=8 (local.get $node)) (i32.const 512) (i32.const 1) (local.get $value) (i32.const 1) (local.get $r))
+        (if (i32.ne (i32.load8_u (local.get $r)) (i32.const 0)) (then (return (local.get $r))))
+        (call $ok_nil))
+    "#);
+    let spin = plugin("spin", "deadline_ms = 50\n", "(func $invoke (param i32 i32 i32) (result i32) (loop $l (br $l)) unreachable)");
+    let broken = plugin("broken", "", "(func $invoke (param");
+    ok_json(&image, &["plugin", "add", &steal]);
+    ok_json(&image, &["plugin", "add", &spin]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+
+    let kind_of = |args: &[&str]| -> (String, Option<String>) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = Command::new(env!("CARGO_BIN_EXE_batos"))
+            .arg("--image")
+            .arg(&image)
+            .args(&all)
+            .env("BATOS_MODELS", &models)
+            .output()
+            .expect("batos runs");
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err: Json = serde_json::from_slice(&out.stderr).unwrap_or_else(|_| panic!("{args:?}: stderr is JSON: {}", String::from_utf8_lossy(&out.stderr)));
+        (err["error"]["kind"].as_str().expect("kind").to_owned(), err["error"]["what"].as_str().map(str::to_owned))
+    };
+    let cases: Vec<(Vec<String>, &str, Option<&str>)> = vec![
+        (vec!["send".into(), "#99".into(), "clone".into()], "not_found", Some("object")),
+        (vec!["inspect".into(), "nobody".into()], "not_found", Some("root")),
+        (vec!["undo".into(), "77".into()], "not_found", Some("transaction")),
+        (vec!["plugin".into(), "remove".into(), "nope".into()], "not_found", Some("plugin")),
+        (vec!["cycle".into(), "c99".into()], "not_found", Some("cycle")),
+        (vec!["model".into(), "pull".into(), "no-such-model".into()], "not_found", Some("model")),
+        (vec!["send".into(), "#x1".into(), "clone".into()], "bad_input", None),
+        (vec!["set".into(), "genesis".into(), "".into(), "1".into()], "bad_input", None),
+        (vec!["send".into(), "genesis".into(), "steal:".into(), r#"{"$object": "traits"}"#.into()], "not_permitted", None),
+        (vec!["send".into(), "genesis".into(), "spin".into()], "limit", None),
+        (vec!["send".into(), "--no-synthesis".into(), "genesis".into(), "frobnicate".into()], "does_not_understand", None),
+        (vec!["plugin".into(), "add".into(), broken.clone()], "build_failed", None),
+    ];
+    for (args, kind, what) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(kind_of(&args), ((*kind).to_owned(), what.map(str::to_owned)), "{args:?}");
+    }
+    // The mind: a model that is not pulled, then a server that is not there.
+    ok_json(&image, &["set", "pLLM", "model", "\"absent-model\""]);
+    assert_eq!(kind_of(&["send", "pLLM", "infer", "\"hi\""]), ("not_found".to_owned(), Some("model".to_owned())));
+    ok_json(&image, &["set", "pLLM", "backend", "\"openai\""]);
+    ok_json(&image, &["set", "pLLM", "baseUrl", &format!("\"http://127.0.0.1:{closed}/v1\"")]);
+    assert_eq!(kind_of(&["send", "pLLM", "infer", "\"hi\""]), ("mind_unavailable".to_owned(), None));
+    assert_eq!(ok_json(&image, &["inspect", "traits"])["slots"].get("x"), None, "the refused write left traits alone");
 }

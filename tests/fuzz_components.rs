@@ -61,9 +61,9 @@ fn mutated_components_never_crash_the_host() {
                 passed += 1;
                 let selector = format!("fuzz{case}");
                 let installed = rt.transact("fuzz install", |cx| {
-                    let component: BlobRef = cx.tx().put_blob(&bytes)?;
+                    let component: BlobRef = cx.tx_mut("store a blob")?.put_blob(&bytes)?;
                     let method = Method::Component { component, grants: Vec::new(), deadline_ms: None };
-                    cx.tx().set_slot(genesis, &selector, &Value::Method(method))
+                    cx.set_slot(genesis, &selector, &Value::Method(method))
                 });
                 installed.expect("installing an audited component");
                 // Any answer or typed error will do; a panic or a hang would not.

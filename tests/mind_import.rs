@@ -127,3 +127,21 @@ fn an_imported_model_thinks_from_the_cli_with_its_weights_in_the_image() {
     let (ok, _, err) = batos(&["send", "pLLM", "infer", "\"hello\""]);
     assert!(!ok && err.contains("use auto, cpu or cuda"), "{err}");
 }
+
+/// Threads importing one model into an empty folder at once all succeed, and leave one
+/// GGUF and one complete export: the folder's lock makes them take turns.
+#[test]
+fn threads_importing_one_model_at_once_all_succeed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    let source = tiny(dir.path(), "shared", "qwen2", 5);
+    let imported: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| import::import(&source, &models, &mut Quiet))).collect();
+        handles.into_iter().map(|h| h.join().expect("thread").expect("every import succeeds")).collect()
+    });
+    assert!(imported.windows(2).all(|w| w[0] == w[1]), "{imported:?}");
+    assert!(imported[0].onnx.is_file());
+    let exports = listing(&models.join("onnx"));
+    assert_eq!(exports.len(), 1, "one export: {exports:?}");
+    assert!(!listing(&models).iter().any(|n| n.contains("partial")), "{:?}", listing(&models));
+}

@@ -83,3 +83,45 @@ fn pllm_infer_asks_the_mind_its_slots_name() {
     let err = rt.send(pllm, "infer", vec!["hi".into()]).expect_err("unknown backend");
     assert!(err.to_string().contains("telepathy"), "{err}");
 }
+
+/// The mind is asked outside the transaction, once per send: a send whose transaction
+/// conflicts and runs again finds the answer it already has. The stand-in server can
+/// answer twice; it must be asked once.
+#[test]
+fn a_retried_transaction_asks_the_mind_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = StubChatServer::start(vec![
+        Reply::Answer(sse(&[r#"{"choices":[{"delta":{"content":"first answer"}}]}"#, "[DONE]"])),
+        Reply::Answer(sse(&[r#"{"choices":[{"delta":{"content":"second answer"}}]}"#, "[DONE]"])),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    // A method that thinks, then makes its own transaction conflict once: between its
+    // read of `genesis.note` and its commit, another transaction writes that slot.
+    let rt = batos::mind::attach(batos::Runtime::builder())
+        .primitive("conflictingTestMethod", move |cx, call| {
+            let pllm = cx.tx().root("pLLM")?.ok_or_else(|| batos::Error::UnknownRoot("pLLM".into()))?;
+            let answer = cx.send(pllm, "infer", &[call.arg(0)?.clone()])?;
+            let _seen = cx.tx().slot(call.receiver, "note")?;
+            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                cx.runtime().set_slot(call.receiver, "note", "written meanwhile".into())?;
+            }
+            cx.set_slot(call.receiver, "note", &answer)?;
+            Ok(answer)
+        })
+        .open(dir.path().join("image"))
+        .expect("opens");
+    let pllm = rt.resolve("pLLM").expect("pLLM");
+    rt.set_slot(pllm, "backend", "openai".into()).expect("set");
+    rt.set_slot(pllm, "baseUrl", server.base_url.clone().into()).expect("set");
+    let genesis = rt.resolve("genesis").expect("genesis");
+    rt.set_slot(genesis, "note", "initial".into()).expect("set");
+    rt.set_slot(genesis, "think:", batos::Value::Method(batos::Method::Native { primitive: "conflictingTestMethod".into() })).expect("set");
+
+    let answer = rt.send(genesis, "think:", vec!["hello".into()]).expect("answers");
+    assert_eq!(answer, batos::Value::Text("first answer".into()));
+    assert!(runs.load(Ordering::SeqCst) >= 2, "the method's transaction ran again after its conflict");
+    assert_eq!(server.arrived.try_iter().count(), 1, "the mind was asked once");
+    assert_eq!(rt.object(genesis).expect("genesis").slots.get("note"), Some(&batos::Value::Text("first answer".into())));
+}

@@ -141,3 +141,38 @@ fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
     }
     out
 }
+
+/// THE REAL EMBEDDED MODEL, pulled by three processes at once into an empty models
+/// folder, as the test suite and a person's first `run.sh` do on a fresh machine: the
+/// models folder's lock makes them take turns, so all three succeed and leave one
+/// verified GGUF and one complete export.
+#[test]
+fn three_processes_pulling_one_model_at_once_all_succeed() {
+    let models = tempfile::tempdir().expect("tempdir");
+    let pulls: Vec<_> = (0..3)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_batos"))
+                .args(["--json", "model", "pull"])
+                .env("BATOS_MODELS", models.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("batos runs")
+        })
+        .collect();
+    let mut exports = BTreeSet::new();
+    for pull in pulls {
+        let out = pull.wait_with_output().expect("batos ends");
+        assert!(out.status.success(), "every pull succeeds: {}", String::from_utf8_lossy(&out.stderr));
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        exports.insert(answer["result"]["onnx"].as_str().map(str::to_owned).or_else(|| answer["onnx"].as_str().map(str::to_owned)).expect("the export's path"));
+    }
+    assert_eq!(exports.len(), 1, "one export for all three: {exports:?}");
+    let ggufs: Vec<_> = walk(models.path()).into_iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "gguf")).collect();
+    assert_eq!(ggufs.len(), 1, "one GGUF: {ggufs:?}");
+    assert_eq!(ggufs[0].1, pull::CATALOGUE[0].size);
+    let leftovers: Vec<_> = walk(models.path()).into_iter().filter(|(p, _)| p.to_string_lossy().contains("partial")).collect();
+    assert!(leftovers.is_empty(), "nothing half-written is left: {leftovers:?}");
+    let model = pull::pull(pull::CATALOGUE[0].name, models.path(), &mut pull::Quiet).expect("a fourth pull finds it ready");
+    assert!(model.onnx.is_file());
+}

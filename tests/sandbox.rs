@@ -22,7 +22,7 @@ struct Host {
 fn host() -> Host {
     let dir = tempfile::tempdir().expect("tempdir");
     let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
-    let rt = Runtime::builder()
+    let rt = batos::mind::attach(Runtime::builder())
         .component_runner(sandbox.clone())
         .open(dir.path().join("image"))
         .expect("image opens");
@@ -121,7 +121,7 @@ fn the_rust_example_plugins_run_through_the_host_api() {
     let greet = plugin::list(&h.rt).expect("list").into_iter().find(|p| p.name == "greet").expect("greet");
     let s = &stats[&greet.component.hash];
     assert_eq!(s.calls, 3, "two direct calls and one through shout");
-    assert_eq!(s.failures.get("bad_arguments"), Some(&1));
+    assert_eq!(s.failures.get("bad_input"), Some(&1));
     assert!(s.fuel_used > 0);
 }
 
@@ -379,4 +379,156 @@ fn a_capability_with_the_mind_grant_asks_pllm() {
     rt.set_slot(pllm, "infer", Value::Method(batos::image::Method::Native { primitive: "scriptedTestMind.number".into() })).expect("set");
     let err = rt.send(genesis, "ponder:", vec![Value::Text("and now?".into())]).expect_err("a number is no answer");
     assert!(err.to_string().contains("not text"), "{err}");
+}
+
+/// WAT helpers for fixtures that send messages: `$send` sends a selector with a list of
+/// value-params and answers the host's result area (the same layout `$invoke`
+/// answers, so a fixture can hand the host's answer back as its own).
+const SENDS: &str = r#"
+  (data (i32.const 1024) "setSlot:value:")
+  (data (i32.const 1100) "parents")
+  (data (i32.const 1200) "infer")
+  (data (i32.const 1300) "hello")
+  (data (i32.const 1400) "clone")
+  (data (i32.const 1500) "pwned")
+  (func $param (param $list i32) (param $i i32) (param $node i32)
+    (local $at i32)
+    (local.set $at (i32.add (local.get $list) (i32.mul (local.get $i) (i32.const 8))))
+    (i32.store (local.get $at) (local.get $node))
+    (i32.store offset=4 (local.get $at) (i32.const 1)))
+  (func $text_node (param $ptr i32) (param $len i32) (result i32)
+    (local $n i32)
+    (local.set $n (call $new_node (i32.const 4)))
+    (i32.store offset=8 (local.get $n) (local.get $ptr))
+    (i32.store offset=12 (local.get $n) (local.get $len))
+    (local.get $n))
+  (func $int_node (param $v i64) (result i32)
+    (local $n i32)
+    (local.set $n (call $new_node (i32.const 2)))
+    (i64.store offset=8 (local.get $n) (local.get $v))
+    (local.get $n))
+  (func $send (param $handle i32) (param $sel i32) (param $sel_len i32) (param $list i32) (param $n i32) (result i32)
+    (local $r i32)
+    (local.set $r (call $alloc (i32.const 16) (i32.const 4)))
+    (call $object.send (local.get $handle) (local.get $sel) (local.get $sel_len) (local.get $list) (local.get $n) (local.get $r))
+    (local.get $r))
+  ;; `setSlot:value:` with the slot name `pwned` and the integer $v, sent to $handle.
+  (func $send_set (param $handle i32) (param $v i64) (result i32)
+    (local $list i32)
+    (local.set $list (call $alloc (i32.const 16) (i32.const 4)))
+    (call $param (local.get $list) (i32.const 0) (call $text_node (i32.const 1500) (i32.const 5)))
+    (call $param (local.get $list) (i32.const 1) (call $int_node (local.get $v)))
+    (call $send (local.get $handle) (i32.const 1024) (i32.const 14) (local.get $list) (i32.const 2)))
+  ;; The handle of the first object in the list a send answered at $r.
+  (func $first_object (param $r i32) (result i32)
+    (local $nodes i32) (local $children i32)
+    (if (i32.ne (i32.load8_u (local.get $r)) (i32.const 0)) (then unreachable))
+    (local.set $nodes (i32.load offset=4 (local.get $r)))
+    (if (i32.ne (i32.load8_u (local.get $nodes)) (i32.const 6)) (then unreachable))
+    (local.set $children (i32.load offset=8 (local.get $nodes)))
+    (i32.load offset=8 (i32.add (local.get $nodes) (i32.mul (i32.load (local.get $children)) (i32.const 32)))))
+"#;
+
+fn with_sends(invoke: &str) -> String {
+    format!("{SENDS}\n{invoke}")
+}
+
+/// A refused effect reaches the top as `not_permitted`, commits nothing, and the host
+/// serves the next call.
+fn assert_refused(h: &Host, selector: &str, args: Vec<Value>, untouched: Oid) {
+    let before = h.rt.image().last_tx();
+    let slots_before = h.rt.object(untouched).expect("object").slots;
+    let err = h.send(selector, args).expect_err("the gate refuses");
+    assert_eq!(err.kind(), "not_permitted", "{selector}: {err}");
+    assert_eq!(h.rt.image().last_tx(), before, "{selector}: nothing was committed");
+    assert_eq!(h.rt.object(untouched).expect("object").slots, slots_before, "{selector}: the object is unchanged");
+    h.still_serves();
+}
+
+#[test]
+fn a_capability_cannot_write_a_handed_in_object_by_message() {
+    let h = host();
+    h.wat("byMessage", "byMessage:", "", &with_sends(r#"
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        (local $node i32)
+        (local.set $node (call $arg_node (local.get $args) (local.get $nargs) (i32.const 0)))
+        (if (i32.ne (i32.load8_u (local.get $node)) (i32.const 8)) (then unreachable))
+        (call $send_set (i32.load offset=8 (local.get $node)) (i64.const 1)))
+    "#))
+    .expect("installs");
+    let victim = h.rt.clone_object(h.genesis, Some("victim")).expect("clone");
+    assert_refused(&h, "byMessage:", vec![Value::Object(victim)], victim);
+    assert_eq!(h.rt.object(victim).expect("victim").slots.get("pwned"), None);
+}
+
+#[test]
+fn a_capability_cannot_reach_traits_through_parents_and_write_it() {
+    let h = host();
+    h.wat("climb", "climb", "", &with_sends(r#"
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        (local $parents i32)
+        ;; genesis's first parent is traits: overwrite a slot every object inherits.
+        (local.set $parents (call $send (local.get $receiver) (i32.const 1100) (i32.const 7) (i32.const 0) (i32.const 0)))
+        (call $send_set (call $first_object (local.get $parents)) (i64.const 1)))
+    "#))
+    .expect("installs");
+    let traits = h.rt.resolve("traits").expect("traits");
+    assert_refused(&h, "climb", vec![], traits);
+    assert!(matches!(h.rt.object(traits).expect("traits").slots.get("clone"), Some(Value::Method(_))));
+}
+
+#[test]
+fn a_capability_without_the_mind_grant_cannot_think_by_delegation() {
+    let h = host();
+    // genesis delegates to pLLM, whose `infer` asks the mind: without the `mind` grant
+    // the gate refuses before any model is chosen or loaded.
+    h.wat("think", "think", "", &with_sends(r#"
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        (local $list i32)
+        (local.set $list (call $alloc (i32.const 8) (i32.const 4)))
+        (call $param (local.get $list) (i32.const 0) (call $text_node (i32.const 1300) (i32.const 5)))
+        (call $send (local.get $receiver) (i32.const 1200) (i32.const 5) (local.get $list) (i32.const 1)))
+    "#))
+    .expect("installs");
+    let pllm = h.rt.resolve("pLLM").expect("pLLM");
+    assert_refused(&h, "think", vec![], pllm);
+}
+
+#[test]
+fn a_capability_writes_its_receiver_and_its_clones_by_message() {
+    let h = host();
+    h.wat("own", "own", "", &with_sends(r#"
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        (local $r i32) (local $clone i32)
+        (local.set $r (call $send_set (local.get $receiver) (i64.const 7)))
+        (if (i32.ne (i32.load8_u (local.get $r)) (i32.const 0)) (then (return (local.get $r))))
+        ;; A clone made by sending `clone` is writable for the rest of the call.
+        (local.set $r (call $send (local.get $receiver) (i32.const 1400) (i32.const 5) (i32.const 0) (i32.const 0)))
+        (if (i32.ne (i32.load8_u (local.get $r)) (i32.const 0)) (then (return (local.get $r))))
+        (local.set $clone (i32.load offset=8 (i32.load offset=4 (local.get $r))))
+        (local.set $r (call $send_set (local.get $clone) (i64.const 8)))
+        (if (i32.ne (i32.load8_u (local.get $r)) (i32.const 0)) (then (return (local.get $r))))
+        (call $ok_int (i64.const 1)))
+    "#))
+    .expect("installs");
+    assert_eq!(h.send("own", vec![]).expect("its own writes are permitted"), Value::Int(1));
+    assert_eq!(h.rt.object(h.genesis).expect("genesis").slots.get("pwned"), Some(&Value::Int(7)));
+}
+
+#[test]
+fn the_drop_in_folder_never_builds_a_crate() {
+    let h = host();
+    let folder = h.rt.image().path().join("plugins");
+    let greet = folder.join("greet");
+    std::fs::create_dir_all(&greet).expect("mkdir");
+    for file in ["Cargo.toml", "plugin.toml"] {
+        std::fs::copy(repo().join("plugins/greet").join(file), greet.join(file)).expect("copy");
+    }
+    // A build script that would run natively, if anything built this crate.
+    let marker = h.files.join("build-ran");
+    std::fs::write(greet.join("build.rs"), format!("fn main() {{ std::fs::write({:?}, b\"ran\").unwrap(); }}", marker)).expect("build.rs");
+    let report = batos::sandbox::watch::sync(&h.rt, &h.sandbox, &folder).expect("sync");
+    assert_eq!(report, SyncReport::default(), "a crate directory is not a drop-in plugin");
+    assert!(!marker.exists(), "no build script ran");
+    assert!(plugin::list(&h.rt).expect("list").is_empty());
 }

@@ -169,18 +169,119 @@ fn exhausted_rounds_fail_with_nothing_installed() {
     assert!(matches!(err, Error::DoesNotUnderstand { .. }), "{err}");
 }
 
+/// Every construct that reads the host at compile time or reaches past the component
+/// boundary is refused by sealing, before cargo runs: the cycle fails with the reason
+/// (in the error and in the attempt), and nothing is installed.
 #[test]
-fn code_reaching_for_the_host_is_refused_and_nothing_installed() {
+fn code_reaching_for_the_host_is_refused_before_it_is_built() {
     let w = world();
-    let sneaky = code(
-        "#[link(wasm_import_module = \"wasi_snapshot_preview1\")]\nextern \"C\" { fn fd_write(fd: i32, iovs: i32, len: i32, out: i32) -> i32; }\nfn double(a: i64) -> i64 { unsafe { fd_write(1, 0, 0, 0) as i64 } }",
-    );
-    let mind = ScriptedTestMind::new(&[&sneaky, &sneaky, &sneaky, &sneaky]);
-    let mut request = double_request(&w);
-    request.brief = Some("read /etc/passwd and send it over the network".into());
-    let err = w.synthesizer(mind).send(&request, &quiet).expect_err("refused");
-    assert!(err.to_string().contains("wasi_snapshot_preview1"), "the refusal names the import: {err}");
-    assert!(w.outcomes("c1").iter().all(|o| o == "compile_error" || o == "audit_refused"), "{:?}", w.outcomes("c1"));
+    let cases: [(&str, &str); 14] = [
+        ("include_str!(\"/etc/passwd\").len() as i64 + a", "include_str"),
+        ("include_bytes!(\"/etc/passwd\").len() as i64 + a", "include_bytes"),
+        ("include!(\"/etc/hostname\")", "include"),
+        ("env!(\"HOME\").len() as i64 + a", "env"),
+        ("option_env!(\"PATH\").map_or(a, |p| p.len() as i64)", "option_env"),
+        ("unsafe { core::arch::asm!(\"nop\") }; a", "asm"),
+        ("m!(include_str).len() as i64 + a } macro_rules! m { ($x:ident) => { $x!(\"/etc/passwd\") }", "macro"),
+        ("a } #[path = \"/etc/passwd\"] mod stolen; fn unused() {", "path"),
+        ("a } #[no_mangle] pub extern \"C\" fn invoke() {", "no_mangle"),
+        ("a } #[export_name = \"cabi_realloc\"] pub fn f() {", "export_name"),
+        ("a } extern crate alloc as stolen; fn unused() {", "extern crate"),
+        ("a } #[link(wasm_import_module = \"wasi_snapshot_preview1\")] extern \"C\" { fn fd_write(fd: i32) -> i32; } fn unused() {", "link"),
+        ("a } core::arch::global_asm!(\"nop\"); fn unused() {", "global_asm"),
+        ("#![allow(unused)] a", "inner attribute"),
+    ];
+    let once = Options { max_rounds: 1, ..Options::default() };
+    for (i, (body, named)) in cases.iter().enumerate() {
+        let selector = format!("leak{i}:");
+        let answer = code(&format!("fn leak{i}(a: i64) -> i64 {{ {body} }}"));
+        let mind = ScriptedTestMind::new(&[&answer]);
+        let synthesizer = Synthesizer::new(w.rt.clone(), w.sandbox.clone(), mind, &w.dir.path().join("workspace"), once.clone()).expect("synthesizer");
+        let mut request = Request::new(w.genesis, &selector, vec![Value::Int(1)]);
+        request.examples = vec![Example::parse("1 => 1").expect("example")];
+        let err = synthesizer.send(&request, &quiet).expect_err("refused");
+        assert!(err.to_string().contains(named), "{selector} ({named}): {err}");
+        let id = format!("c{}", i + 1);
+        assert_eq!(w.outcomes(&id), ["refused"], "{selector}: refused before building");
+        let Some(Value::List(attempts)) = w.cycle_slots(&id).get("attempts").cloned() else { panic!("attempts") };
+        assert!(format!("{attempts:?}").contains(named), "{selector}: the reason is kept in the cycle");
+        assert!(w.rt.view(|cx| cx.lookup(w.genesis, &selector)).expect("lookup").is_none(), "{selector}: nothing installed");
+    }
+    assert!(skills::all(&w.rt).expect("skills").is_empty());
+}
+
+/// Recovery of interrupted cycles runs once per awakening: a second synthesizer in the
+/// same process must not take the first one's live cycle for a dead process's.
+#[test]
+fn two_synthesizers_in_one_process_do_not_fail_each_others_cycles() {
+    let w = world();
+    let mind = ScriptedTestMind::new(&[&code("fn double(a: i64) -> i64 { a * 2 }")]);
+    let (release, gate) = mpsc::channel();
+    *mind.gate.lock().expect("gate") = Some(gate);
+    let first = w.synthesizer(mind.clone());
+    let (started_tx, started) = mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let observe = |e: &Event| {
+        if matches!(e, Event::State { state: State::Synthesizing, .. }) {
+            let _ = started_tx.lock().expect("events").send(());
+        }
+    };
+    let request = double_request(&w);
+    std::thread::scope(|s| {
+        let running = s.spawn(|| first.send(&request, &observe));
+        started.recv().expect("the first cycle is synthesising");
+        // A second synthesizer starts while the first cycle waits on its mind.
+        let _second = w.synthesizer(ScriptedTestMind::new(&[]));
+        assert_eq!(cycle::state_of(&w.rt, cycle::find(&w.rt, "c1").expect("c1")).expect("state"), Some(State::Synthesizing), "still live");
+        release.send(()).expect("release the mind");
+        assert_eq!(running.join().expect("first").expect("answer"), Value::Int(42));
+    });
+    assert_eq!(w.cycle_slots("c1").get("state"), Some(&Value::Text("COMPLETE".into())));
+}
+
+/// A test double that waits until the test lets it go, then panics.
+struct PanickingTestMind {
+    gate: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+impl Mind for PanickingTestMind {
+    fn describe(&self) -> String {
+        "panicking test double".into()
+    }
+    fn complete(&self, _: &[Message], _: &Sampling, _: &mut dyn FnMut(&str)) -> Result<Completion, MindError> {
+        if let Some(gate) = self.gate.lock().expect("gate").take() {
+            let _ = gate.recv();
+        }
+        panic!("the test double's deliberate panic")
+    }
+}
+
+#[test]
+fn a_panicking_leader_releases_every_waiter_with_its_error() {
+    let w = world();
+    let (release, gate) = mpsc::channel();
+    let mind = Arc::new(PanickingTestMind { gate: Mutex::new(Some(gate)) });
+    let synthesizer = Synthesizer::new(w.rt.clone(), w.sandbox.clone(), mind, &w.dir.path().join("workspace"), Options::default()).expect("synthesizer");
+    let (events_tx, events) = mpsc::channel::<Event>();
+    let events_tx = Mutex::new(events_tx);
+    let observe = |e: &Event| {
+        let _ = events_tx.lock().expect("events").send(e.clone());
+    };
+    let request = double_request(&w);
+    let mut other = request.clone();
+    other.args = vec![Value::Int(4)];
+    std::thread::scope(|s| {
+        let leader = s.spawn(|| synthesizer.send(&request, &observe));
+        assert!(events.iter().any(|e| matches!(e, Event::Started { .. })));
+        let waiter = s.spawn(|| synthesizer.send(&other, &observe));
+        assert!(events.iter().any(|e| matches!(e, Event::Joined { .. })), "the second send waits on the first's cycle");
+        release.send(()).expect("let the mind panic");
+        let led = leader.join().expect("the leader's thread returns").expect_err("the cycle failed");
+        let waited = waiter.join().expect("the waiter's thread returns").expect_err("released with the failure");
+        assert!(led.to_string().contains("deliberate panic"), "{led}");
+        assert_eq!((waited.kind(), waited.to_string()), (led.kind(), led.to_string()), "the same error");
+    });
+    assert_eq!(w.cycle_slots("c1").get("state"), Some(&Value::Text("FAILED".into())));
     assert!(w.rt.view(|cx| cx.lookup(w.genesis, "double:")).expect("lookup").is_none(), "nothing installed");
 }
 

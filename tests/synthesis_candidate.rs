@@ -13,8 +13,8 @@ fn install_and_send(rt: &Runtime, sandbox: &Sandbox, bytes: &[u8], selector: &st
     sandbox.audit(bytes, &Grants::default(), selector)?;
     let genesis = rt.resolve("genesis")?;
     rt.transact("install candidate", |cx| {
-        let component = cx.tx().put_blob(bytes)?;
-        cx.tx().set_slot(genesis, selector, &Value::Method(Method::Component { component, grants: vec![], deadline_ms: None }))
+        let component = cx.tx_mut("store a blob")?.put_blob(bytes)?;
+        cx.set_slot(genesis, selector, &Value::Method(Method::Component { component, grants: vec![], deadline_ms: None }))
     })?;
     rt.send(genesis, selector, args)
 }
@@ -49,4 +49,52 @@ fn candidates_build_run_and_report_compile_errors() {
     let (bytes, fixed) = workspace.build_fixing(&max, slip, 3).expect("the compiler's suggestions fix it");
     assert_ne!(fixed, slip, "{fixed}");
     assert_eq!(install_and_send(&rt, &sandbox, &bytes, "maxOfList:", vec![Value::List(vec![Value::Int(3), Value::Int(9)])]).expect("runs"), Value::Int(9));
+}
+
+/// A sealed build is stopped at its time limit, with everything cargo started.
+#[test]
+fn a_build_past_its_time_is_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seal = batos::sandbox::audit::Seal { timeout: std::time::Duration::from_millis(20), ..Default::default() };
+    let workspace = Workspace::open(&dir.path().join("workspace"), &Workspace::default_sdk()).expect("workspace").with_seal(seal);
+    let double = Signature::infer("double:", &[Value::Int(2)], Some(Type::Int), false).expect("signature");
+    let err = workspace.build(&double, "fn double(a: i64) -> i64 { a * 2 }").expect_err("no build finishes in 20 ms");
+    assert!(matches!(&err, Error::Limit { limit: "build time", .. }), "{err}");
+}
+
+/// A sealed build sees none of the host's environment but what cargo needs, and fetches
+/// nothing. The probe is a crate whose build script records the environment it sees
+/// (candidates have no build script; this one shows what any code run by the build
+/// would see).
+#[test]
+fn a_sealed_build_sees_a_scrubbed_environment() {
+    use batos::sandbox::audit::{self, Seal};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let probe = dir.path().join("probe");
+    std::fs::create_dir_all(probe.join("src")).expect("mkdir");
+    std::fs::write(probe.join("Cargo.toml"), "[package]\nname = \"batos-seal-probe\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[workspace]\n").expect("manifest");
+    std::fs::write(probe.join("src/lib.rs"), "").expect("lib");
+    std::fs::write(
+        probe.join("build.rs"),
+        "fn main() { let names: Vec<String> = std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()).collect(); std::fs::write(std::path::Path::new(&std::env::var(\"CARGO_MANIFEST_DIR\").unwrap()).join(\"seen.txt\"), names.join(\"\\n\")).unwrap(); }",
+    )
+    .expect("build.rs");
+    audit::lock_workspace(&probe, "the probe").expect("locks");
+    // A variable of the host's that no sealed build may see. Set through std, whose
+    // environment lock also guards the environment a `Command` copies, so the other
+    // tests of this binary spawning processes meanwhile read it consistently.
+    std::env::set_var("BATOS_SEAL_PROBE_SECRET", "the host's secret");
+    let seen = |sealed: bool| -> Vec<String> {
+        let _ = std::fs::remove_file(probe.join("seen.txt"));
+        let seal = Seal::default();
+        audit::build_crate(&probe, "the probe", sealed.then_some(&seal)).map(|_| ()).expect("builds");
+        std::fs::read_to_string(probe.join("seen.txt")).expect("the build script ran").lines().map(str::to_owned).collect()
+    };
+    let open = seen(false);
+    assert!(open.iter().any(|n| n == "BATOS_SEAL_PROBE_SECRET"), "the probe sees an open build's environment");
+    // Touch the source so the sealed build runs the build script again.
+    std::fs::write(probe.join("build.rs"), std::fs::read_to_string(probe.join("build.rs")).expect("read") + "\n").expect("touch");
+    let sealed = seen(true);
+    assert!(!sealed.iter().any(|n| n == "BATOS_SEAL_PROBE_SECRET"), "the host's variable reached the sealed build: {sealed:?}");
+    assert!(sealed.iter().any(|n| n == "PATH"), "what cargo needs is kept: {sealed:?}");
 }

@@ -45,8 +45,8 @@ fn a_failing_nested_send_rolls_back_only_its_own_writes() {
     // must vanish while the caller's earlier and later writes stay.
     let rt = Runtime::builder()
         .primitive("test.writeThenFail", |cx, call| {
-            cx.tx().set_slot(call.receiver, "inner", &Value::Text("written by the failing send".into()))?;
-            cx.tx().set_slot(call.receiver, "outer", &Value::Text("overwritten by the failing send".into()))?;
+            cx.set_slot(call.receiver, "inner", &Value::Text("written by the failing send".into()))?;
+            cx.set_slot(call.receiver, "outer", &Value::Text("overwritten by the failing send".into()))?;
             Err(Error::Failed("deliberate failure".into()))
         })
         .open(dir.path().join("image"))
@@ -55,10 +55,10 @@ fn a_failing_nested_send_rolls_back_only_its_own_writes() {
     set(&rt, genesis, "writeThenFail", Value::Method(Method::Native { primitive: "test.writeThenFail".into() }));
 
     rt.transact("outer", |cx| {
-        cx.tx().set_slot(genesis, "outer", &text("before"))?;
+        cx.set_slot(genesis, "outer", &text("before"))?;
         let nested = cx.send(genesis, "writeThenFail", &[]);
         assert!(matches!(nested, Err(Error::Failed(_))));
-        cx.tx().set_slot(genesis, "after", &text("after"))?;
+        cx.set_slot(genesis, "after", &text("after"))?;
         Ok(())
     })
     .expect("the outer transaction recovers and commits");

@@ -93,8 +93,8 @@ fn install(rt: &Runtime, sandbox: &Sandbox, selector: &str, component: &[u8]) {
     sandbox.audit(component, &Grants::new(), selector).expect("audit");
     let genesis = rt.resolve("genesis").expect("genesis");
     rt.transact("bench install", |cx| {
-        let blob = cx.tx().put_blob(component)?;
-        cx.tx().set_slot(genesis, selector, &Value::Method(Method::Component { component: blob, grants: vec![], deadline_ms: None }))
+        let blob = cx.tx_mut("store a blob")?.put_blob(component)?;
+        cx.set_slot(genesis, selector, &Value::Method(Method::Component { component: blob, grants: vec![], deadline_ms: None }))
     })
     .expect("installed");
 }

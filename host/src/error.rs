@@ -93,6 +93,42 @@ pub enum Error {
     #[error("{0}")]
     Failed(String),
 
+    /// Something named does not exist: a plugin, a cycle, a model, a primitive.
+    #[error("there is no {what} `{name}`; {hint}")]
+    NotFound {
+        /// What kind of thing (`plugin`, `cycle`, `model`, …).
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+        /// What to do instead.
+        hint: String,
+    },
+
+    /// Input that cannot be used as given (a command's argument, an example, a selector).
+    #[error("{0}")]
+    BadInput(String),
+
+    /// The mind could not be reached or could not answer.
+    #[error("the mind is unavailable: {0}")]
+    MindUnavailable(String),
+
+    /// Work that must run outside any transaction (asking the mind, loading a model)
+    /// before the send can go on. Never reaches a caller of [`crate::Runtime`]: its
+    /// transaction loop runs the work, remembers the answer for this send, and runs the
+    /// send again (see [`crate::runtime::OutsideWork`]).
+    #[error("internal: work outside the transaction was not run ({0:?})")]
+    Outside(crate::runtime::OutsideWork),
+
+    /// An error relayed from another thread's operation (a shared synthesis cycle):
+    /// the same kind and words as the original.
+    #[error("{message}")]
+    Relayed {
+        /// The original error's kind.
+        kind: &'static str,
+        /// The original error's text.
+        message: String,
+    },
+
     /// The directory exists but is not a batos image.
     #[error("{path} is not a batos image: {reason}")]
     NotAnImage {
@@ -244,35 +280,62 @@ impl Error {
     /// A stable, machine-readable name for the error's kind (the `kind` of `--json` output).
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::UnknownObject(_) => "unknown_object",
-            Error::UnknownRoot(_) => "unknown_root",
+            Error::UnknownObject(_)
+            | Error::UnknownRoot(_)
+            | Error::UnknownTransaction(_)
+            | Error::BlobMissing(_)
+            | Error::UnknownPrimitive { .. }
+            | Error::NotFound { .. } => "not_found",
+            Error::InvalidName { .. } | Error::ValueTooLarge { .. } | Error::BadArguments { .. } | Error::BadInput(_) => {
+                "bad_input"
+            }
             Error::DoesNotUnderstand { .. } => "does_not_understand",
-            Error::InvalidName { .. } => "invalid_name",
-            Error::ValueTooLarge { .. } => "value_too_large",
-            Error::BadArguments { .. } => "bad_arguments",
-            Error::UnknownPrimitive { .. } => "unknown_primitive",
             Error::NoRunner { .. } => "no_runner",
-            Error::SendTooDeep { .. } => "send_too_deep",
+            Error::SendTooDeep { .. } | Error::Limit { .. } => "limit",
             Error::Failed(_) => "failed",
+            Error::MindUnavailable(_) => "mind_unavailable",
             Error::NotAnImage { .. } => "not_an_image",
             Error::ImageTooNew { .. } => "image_too_new",
             Error::ImageLocked { .. } => "image_locked",
-            Error::Corrupt(_) => "corrupt",
-            Error::BlobCorrupt { .. } => "blob_corrupt",
-            Error::BlobMissing(_) => "blob_missing",
+            Error::Corrupt(_) | Error::BlobCorrupt { .. } => "corrupt",
             Error::Conflict { .. } => "conflict",
-            Error::UnknownTransaction(_) => "unknown_transaction",
             Error::HistoryPacked { .. } => "history_packed",
             Error::UndoRefused { .. } => "undo_refused",
             Error::NotPermitted { .. } => "not_permitted",
-            Error::Limit { .. } => "limit",
             Error::Trapped { .. } => "trapped",
             Error::AuditRefused { .. } => "audit_refused",
             Error::BuildFailed { .. } => "build_failed",
             Error::BadManifest { .. } => "bad_manifest",
             Error::Storage(_) => "storage",
             Error::Io { .. } => "io",
+            Error::Outside(_) => "internal",
+            Error::Relayed { kind, .. } => kind,
         }
+    }
+
+    /// For a `not_found` error, what was not found (`object`, `root`, `transaction`,
+    /// `blob`, `primitive`, `plugin`, `cycle`, `model`); `None` for other kinds. The
+    /// `what` of `--json` output.
+    pub fn subject(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::UnknownObject(_) => "object",
+            Error::UnknownRoot(_) => "root",
+            Error::UnknownTransaction(_) => "transaction",
+            Error::BlobMissing(_) => "blob",
+            Error::UnknownPrimitive { .. } => "primitive",
+            Error::NotFound { what, .. } => what,
+            _ => return None,
+        })
+    }
+
+    /// A copy with the same kind and words, for handing one failure to several waiters.
+    pub fn relay(&self) -> Error {
+        Error::Relayed { kind: self.kind(), message: self.to_string() }
+    }
+
+    /// Shorthand for a [`Error::NotFound`].
+    pub fn not_found(what: &'static str, name: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::NotFound { what, name: name.into(), hint: hint.into() }
     }
 
     /// Wraps an I/O error with what we were doing.

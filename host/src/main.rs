@@ -152,6 +152,9 @@ enum ModelCommand {
 enum PluginCommand {
     /// Audit and install a plugin: a .wasm component, a .wat file, or a plugin crate
     /// directory. Its manifest is NAME.toml beside the file, or plugin.toml in the crate.
+    /// A crate is built with your cargo, as you would build it: its build script and
+    /// proc macros run natively with your privileges, so add only crates you trust.
+    /// (The drop-in folder never builds crates; it installs .wasm and .wat files.)
     Add {
         /// The plugin's file or directory.
         path: PathBuf,
@@ -174,17 +177,19 @@ enum PluginCommand {
 /// An error with the kind that `--json` reports.
 struct Failure {
     kind: &'static str,
+    /// For `not_found`: what was not found (`object`, `plugin`, `cycle`, `model`, …).
+    what: Option<&'static str>,
     message: String,
 }
 
 impl From<batos::Error> for Failure {
     fn from(e: batos::Error) -> Self {
-        Failure { kind: e.kind(), message: e.to_string() }
+        Failure { kind: e.kind(), what: e.subject(), message: e.to_string() }
     }
 }
 
 fn bad_input(message: String) -> Failure {
-    Failure { kind: "bad_input", message }
+    Failure { kind: "bad_input", what: None, message }
 }
 
 fn main() -> ExitCode {
@@ -209,7 +214,11 @@ fn main() -> ExitCode {
         }
         Err(f) => {
             if json_mode {
-                eprintln!("{}", json!({ "error": { "kind": f.kind, "message": f.message } }));
+                let mut error = json!({ "kind": f.kind, "message": f.message });
+                if let Some(what) = f.what {
+                    error["what"] = json!(what);
+                }
+                eprintln!("{}", json!({ "error": error }));
             } else {
                 eprintln!("error: {}", f.message);
             }
@@ -363,7 +372,10 @@ impl pull::Progress for Bars {
 
 fn model_command(command: ModelCommand) -> Result<Output, Failure> {
     let dir = pull::models_dir();
-    let pull_failure = |e: pull::PullError| Failure { kind: "model_pull", message: e.to_string() };
+    let pull_failure = |e: pull::PullError| {
+        let what = matches!(e, pull::PullError::UnknownModel(_)).then_some("model");
+        Failure { kind: e.kind(), what, message: e.to_string() }
+    };
     match command {
         ModelCommand::Pull { name } => {
             let name = name.unwrap_or_else(|| pull::CATALOGUE[0].name.to_owned());
@@ -371,7 +383,7 @@ fn model_command(command: ModelCommand) -> Result<Output, Failure> {
             Ok(imported_output(&model))
         }
         ModelCommand::Import { file } => {
-            let model = import::import(&file, &dir, &mut Bars(None)).map_err(|e| Failure { kind: "model_import", message: e.to_string() })?;
+            let model = import::import(&file, &dir, &mut Bars(None)).map_err(|e| Failure { kind: e.kind(), what: None, message: e.to_string() })?;
             Ok(imported_output(&model))
         }
         ModelCommand::List => {

@@ -78,14 +78,14 @@ fn transfer(cx: &mut batos::Context<'_, '_>, call: &batos::Call<'_>) -> batos::R
     };
     let (from, to, amount) = (pick(0)?, pick(1)?, call.int(2)?);
     let from_balance = balance(cx, from)?;
-    cx.tx().set_slot(from, "balance", &Value::Int(from_balance - amount))?;
+    cx.set_slot(from, "balance", &Value::Int(from_balance - amount))?;
     let to_balance = balance(cx, to)?;
-    cx.tx().set_slot(to, "balance", &Value::Int(to_balance + amount))?;
+    cx.set_slot(to, "balance", &Value::Int(to_balance + amount))?;
     let ops = match cx.tx().slot(bank, "ops")? {
         Some(Value::Int(n)) => n,
         _ => 0,
     };
-    cx.tx().set_slot(bank, "ops", &Value::Int(ops + 1))?;
+    cx.set_slot(bank, "ops", &Value::Int(ops + 1))?;
     Ok(Value::Int(ops + 1))
 }
 
@@ -95,17 +95,17 @@ fn open_bank(rt: &Runtime) -> Result<Oid> {
     }
     let committed = rt.transact("stress setup", |cx| {
         let traits = cx.tx().root("traits")?.ok_or_else(|| Error::UnknownRoot("traits".into()))?;
-        let bank = cx.tx().create_object(&[traits])?;
+        let bank = cx.tx_mut("create an object")?.create_object(&[traits])?;
         let mut list = Vec::new();
         for _ in 0..ACCOUNTS {
-            let account = cx.tx().create_object(&[traits])?;
-            cx.tx().set_slot(account, "balance", &Value::Int(OPENING_BALANCE))?;
+            let account = cx.tx_mut("create an object")?.create_object(&[traits])?;
+            cx.set_slot(account, "balance", &Value::Int(OPENING_BALANCE))?;
             list.push(Value::Object(account));
         }
-        cx.tx().set_slot(bank, "accounts", &Value::List(list))?;
-        cx.tx().set_slot(bank, "ops", &Value::Int(0))?;
-        cx.tx().set_slot(bank, "transfer:to:amount:", &Value::Method(Method::Native { primitive: "stress.transfer".into() }))?;
-        cx.tx().set_root("bank", bank)?;
+        cx.set_slot(bank, "accounts", &Value::List(list))?;
+        cx.set_slot(bank, "ops", &Value::Int(0))?;
+        cx.set_slot(bank, "transfer:to:amount:", &Value::Method(Method::Native { primitive: "stress.transfer".into() }))?;
+        cx.tx_mut("name a root")?.set_root("bank", bank)?;
         Ok(bank)
     })?;
     Ok(committed.value)
@@ -142,8 +142,8 @@ fn main() -> Result<()> {
             let size = rng.random_range(1..4096);
             let bytes: Vec<u8> = (0..size).map(|_| rng.random()).collect();
             rt.transact("transfer with blob", |cx| {
-                let blob = cx.tx().put_blob(&bytes)?;
-                cx.tx().set_slot(bank, "lastBlob", &Value::Blob(blob))?;
+                let blob = cx.tx_mut("store a blob")?.put_blob(&bytes)?;
+                cx.set_slot(bank, "lastBlob", &Value::Blob(blob))?;
                 cx.send(bank, "transfer:to:amount:", &transfer_args)
             })?
         } else {

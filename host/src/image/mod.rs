@@ -122,7 +122,7 @@ pub struct Image {
     history: OptimisticTxKeyspace,
     meta: OptimisticTxKeyspace,
     aux: OptimisticTxKeyspace,
-    blobs: BlobStore,
+    blobs: std::sync::Arc<BlobStore>,
     options: ImageOptions,
     next_oid: AtomicU64,
     last_tx: AtomicU64,
@@ -171,7 +171,7 @@ impl Image {
             history: ks("history")?,
             meta: ks("meta")?,
             aux: ks("aux")?,
-            blobs: BlobStore::open(path.join("blobs"))?,
+            blobs: std::sync::Arc::new(BlobStore::open(path.join("blobs"))?),
             db,
             options,
             next_oid: AtomicU64::new(1),
@@ -207,6 +207,12 @@ impl Image {
     /// The blob store.
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
+    }
+
+    /// The blob store as a shared handle, for work that outlives a borrow of the image
+    /// (a model adopted outside any transaction).
+    pub fn blob_store(&self) -> std::sync::Arc<BlobStore> {
+        self.blobs.clone()
     }
 
     /// The format version recorded in the image, or `None` for a new, empty image.

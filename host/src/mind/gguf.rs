@@ -157,7 +157,9 @@ pub struct TensorInfo {
 impl TensorInfo {
     /// The number of elements.
     pub fn elements(&self) -> u64 {
-        self.dims.iter().product()
+        // Saturating: a file's dimensions are checked for overflow when it is read, so
+        // for a parsed file this is exact, and no hand-made info can panic here.
+        self.dims.iter().fold(1u64, |n, &d| n.saturating_mul(d))
     }
 
     /// Its size in bytes in the file.
@@ -297,6 +299,9 @@ impl Gguf {
             for _ in 0..n_dims {
                 dims.push(r.u64("a tensor dimension")?);
             }
+            if dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d)).is_none() {
+                return Err(r.invalid(format!("tensor `{name}` has dimensions {dims:?}, whose product overflows")));
+            }
             let type_id = r.u32("a tensor type")?;
             let ggml_type = GgmlType::from_id(type_id)
                 .ok_or_else(|| r.invalid(format!("tensor `{name}` has unknown ggml type {type_id}")))?;
@@ -307,7 +312,11 @@ impl Gguf {
             Some(v) => v.as_u64().filter(|a| a.is_power_of_two()).ok_or_else(|| r.invalid("general.alignment is not a power of two"))?,
             None => DEFAULT_ALIGNMENT,
         };
-        let data_offset = r.position.div_ceil(alignment) * alignment;
+        let data_offset = r
+            .position
+            .div_ceil(alignment)
+            .checked_mul(alignment)
+            .ok_or_else(|| r.invalid(format!("general.alignment {alignment} puts the data past any file")))?;
         let gguf = Gguf { path, version, metadata, tensors, data_offset };
         for t in &gguf.tensors {
             let size = t.byte_len().ok_or_else(|| gguf.invalid(format!("tensor `{}` has {} elements, not whole blocks of {:?}", t.name, t.elements(), t.ggml_type)))?;
@@ -343,7 +352,8 @@ impl Gguf {
         let io = |source| GgufError::Io { path: self.path.clone(), source };
         let size = info.byte_len().ok_or_else(|| self.invalid(format!("tensor `{}` has a ragged size", info.name)))?;
         let mut file = File::open(&self.path).map_err(io)?;
-        file.seek(SeekFrom::Start(self.data_offset + info.offset)).map_err(io)?;
+        let start = self.data_offset.checked_add(info.offset).ok_or_else(|| self.invalid(format!("tensor `{}` starts past any file", info.name)))?;
+        file.seek(SeekFrom::Start(start)).map_err(io)?;
         let mut buf = vec![0u8; usize::try_from(size).map_err(|_| self.invalid("a tensor is too large for memory"))?];
         file.read_exact(&mut buf).map_err(io)?;
         Ok(buf)

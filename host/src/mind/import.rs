@@ -59,6 +59,17 @@ pub enum ImportError {
     },
 }
 
+impl ImportError {
+    /// The error's stable kind: `bad_input` for a file that cannot be imported or a
+    /// name already taken, `io` for the file system.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ImportError::Unusable { .. } | ImportError::NameTaken { .. } => "bad_input",
+            ImportError::Io { .. } => "io",
+        }
+    }
+}
+
 fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> ImportError {
     let context = context.into();
     move |source| ImportError::Io { context, source }
@@ -126,7 +137,8 @@ pub fn content_key(gguf: &Path, progress: &mut dyn Progress) -> Result<String, I
 }
 
 /// Exports a model already in the models folder (a pulled one) if that was not done.
-/// An exported model is not read again: `pull` of a present model stays a no-op.
+/// An exported model is not read again: `pull` of a present model stays a no-op. The
+/// caller holds the folder's [`super::pull::ModelsLock`].
 pub fn prepare(name: &str, models: &Path, progress: &mut dyn Progress) -> Result<Imported, ImportError> {
     let gguf = models.join(format!("{name}.gguf"));
     let key = content_key(&gguf, progress)?;
@@ -147,7 +159,7 @@ pub fn import(source: &Path, models: &Path, progress: &mut dyn Progress) -> Resu
         reason: "its file name gives no model name; rename it to something like my-model.gguf".into(),
     })?;
     check(source)?;
-    fs::create_dir_all(models).map_err(io_error(format!("cannot create {}", models.display())))?;
+    let _held = super::pull::ModelsLock::acquire(models).map_err(io_error(format!("cannot lock the models folder {}", models.display())))?;
     let key = hash_file(source, progress)?;
     let target = models.join(format!("{name}.gguf"));
     if target.is_file() && content_key(&target, progress)? != key {

@@ -122,7 +122,7 @@ pub fn config(g: &Gguf) -> Result<Config, String> {
             "a head size of {hidden}/{heads} is not supported: ONNX Runtime's GroupQueryAttention, which batos runs attention with, needs a multiple of 16"
         ));
     }
-    Ok(Config {
+    let config = Config {
         architecture,
         layers: meta_u(g, &key("block_count"))?,
         hidden,
@@ -133,7 +133,46 @@ pub fn config(g: &Gguf) -> Result<Config, String> {
         rope_theta: g.get(&key("rope.freq_base")).and_then(MetaValue::as_f64).unwrap_or(10_000.0) as f32,
         rms_eps: g.get(&key("attention.layer_norm_rms_epsilon")).and_then(MetaValue::as_f64).unwrap_or(1e-6) as f32,
         context: meta_u(g, &key("context_length")).unwrap_or(4096),
-    })
+    };
+    config.check()?;
+    Ok(config)
+}
+
+/// The largest size of any one dimension batos accepts from a file: far beyond any
+/// model it can run, small enough that the products below cannot overflow.
+const MAX_DIMENSION: usize = 1 << 24;
+
+/// The most decoder blocks a model may claim.
+const MAX_LAYERS: usize = 1024;
+
+impl Config {
+    /// Refuses hyper-parameters that no real model has and that would overflow the
+    /// sizes computed from them (every weight's length is a product of two of them).
+    fn check(&self) -> Result<(), String> {
+        let sizes = [
+            ("embedding_length", self.hidden),
+            ("feed_forward_length", self.ffn),
+            ("head_count_kv", self.kv_heads),
+            ("the vocabulary", self.vocab),
+            ("context_length", self.context),
+        ];
+        for (name, size) in sizes {
+            if size == 0 || size > MAX_DIMENSION {
+                return Err(format!("{name} is {size}, outside 1..={MAX_DIMENSION}"));
+            }
+        }
+        if self.layers == 0 || self.layers > MAX_LAYERS {
+            return Err(format!("block_count is {}, outside 1..={MAX_LAYERS}", self.layers));
+        }
+        if self.kv_heads > self.heads || self.heads % self.kv_heads != 0 {
+            return Err(format!("{} attention heads cannot share {} key/value heads", self.heads, self.kv_heads));
+        }
+        let products = [self.hidden.checked_mul(self.hidden), self.ffn.checked_mul(self.hidden), self.vocab.checked_mul(self.hidden)];
+        if products.iter().any(Option::is_none) {
+            return Err("the model's weight sizes overflow this machine's address space".into());
+        }
+        Ok(())
+    }
 }
 
 /// Reads every weight, dequantized to `f32`.

@@ -70,6 +70,9 @@ pub fn export_dir(models: &Path, key: &str) -> PathBuf {
 
 /// Makes sure `dir` holds the ONNX export of `gguf_path`, building it if not: the
 /// import step of `batos model pull` and `batos model import`, and of a first use.
+/// The caller holds the models folder's [`super::pull::ModelsLock`]; the export is
+/// written to a staging folder renamed into place, `model.onnx` last, so an export
+/// with `model.onnx` is whole.
 /// Exports of older graph versions next to it are removed. Returns `model.onnx`.
 pub fn ensure_export(gguf_path: &Path, dir: &Path, progress: &mut dyn Progress) -> Result<PathBuf, MindError> {
     let onnx = dir.join("model.onnx");
@@ -106,7 +109,17 @@ impl OnnxMind {
         let config = model::config(&g).map_err(model_error)?;
         let tokenizer = tokenizer::tokenizer(&g).map_err(model_error)?;
         let template = ChatTemplate::from_gguf(&g).map_err(model_error)?;
-        let onnx = ensure_export(gguf_path, dir, &mut Quiet)?;
+        let onnx = match dir.join("model.onnx") {
+            onnx if onnx.is_file() => onnx,
+            _ => {
+                // `dir` is `<models>/onnx/<key>-vN`: the export is written under the models
+                // folder's lock, like every other writer of it.
+                let models = dir.parent().and_then(Path::parent).unwrap_or(dir);
+                let _held = super::pull::ModelsLock::acquire(models)
+                    .map_err(|e| model_error(format!("cannot lock the models folder {}: {e}", models.display())))?;
+                ensure_export(gguf_path, dir, &mut Quiet)?
+            }
+        };
         let (session, provider) = runtime::session(&onnx, device)?;
         tracing::info!(model = name, provider, "the mind is loaded");
         let mut stop_ids = Vec::new();

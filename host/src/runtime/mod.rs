@@ -13,6 +13,8 @@
 
 mod awaken;
 mod call;
+pub mod gate;
+mod outside;
 mod primitives;
 
 use std::collections::HashMap;
@@ -22,6 +24,8 @@ use std::sync::Arc;
 
 pub use awaken::{PRIMORDIAL_GENESIS, PRIMORDIAL_PLLM, PRIMORDIAL_TRAITS};
 pub use call::Call;
+pub use gate::{Authority, Decision, Effect, Gate, Grant, Grants};
+pub use outside::{OutsideWork, MAX_OUTSIDE_WORK};
 
 use crate::error::{Error, Result};
 use crate::image::{Committed, Image, ImageOptions, Method, Object, Oid, Tx, Value};
@@ -36,8 +40,10 @@ pub const DEFAULT_MAX_SEND_DEPTH: usize = 256;
 
 /// A native primitive: a Rust function that a method slot names.
 ///
-/// It runs inside the sender's transaction and may run again if that transaction is
-/// retried after a conflict, so it must have no effects outside the image.
+/// It runs inside the sender's transaction, with the sender's authority, and may run
+/// again if that transaction is retried after a conflict, so it must have no effects
+/// outside the image: work outside it goes through [`Context::outside`], and writes
+/// through [`Context`]'s gated methods.
 pub type Primitive = Arc<dyn Fn(&mut Context<'_, '_>, &Call<'_>) -> Result<Value> + Send + Sync>;
 
 /// Runs [`Method::Component`] methods. The sandbox layer provides one; the runtime
@@ -98,6 +104,7 @@ impl RuntimeBuilder {
             component_runner: self.component_runner,
             max_send_depth: self.max_send_depth.unwrap_or(DEFAULT_MAX_SEND_DEPTH),
             created: false,
+            done_once: std::sync::Mutex::new(std::collections::HashSet::new()),
         };
         awaken::awaken(runtime)
     }
@@ -119,6 +126,7 @@ pub struct Runtime {
     component_runner: Option<Arc<dyn ComponentRunner>>,
     max_send_depth: usize,
     created: bool,
+    done_once: std::sync::Mutex<std::collections::HashSet<&'static str>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -149,6 +157,14 @@ impl Runtime {
         self.created
     }
 
+    /// True the first time it is asked about `task` for this opening of the image, false
+    /// after: work a layer above must do once per awakening (recovering what a dead
+    /// process left), however many of its parts start. One process holds an image, so
+    /// this is once per process.
+    pub fn first_time(&self, task: &'static str) -> bool {
+        self.done_once.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(task)
+    }
+
     /// Resolves an object reference as a user writes it: a root name (`genesis`) or an
     /// oid (`#42`). The object must be live.
     pub fn resolve(&self, reference: &str) -> Result<Oid> {
@@ -168,13 +184,25 @@ impl Runtime {
 
     /// Runs `work` in one transaction with a [`Context`] for sends and slot access.
     /// Retried on conflict, like [`Image::transact`].
+    /// The work acts with a person's full authority. When it needs work outside the
+    /// transaction (see [`Context::outside`]), the transaction is rolled back, the work
+    /// runs, and `work` runs again.
     pub fn transact<R>(&self, description: &str, mut work: impl FnMut(&mut Context<'_, '_>) -> Result<R>) -> Result<Committed<R>> {
-        self.image.transact(description, |tx| work(&mut Context { runtime: self, tx, depth: 0 }))
+        let authority = Authority::person();
+        outside::Memo::default().drive(|memo| {
+            self.image.transact(description, |tx| {
+                work(&mut Context { runtime: self, tx, depth: 0, authority: authority.clone(), memo })
+            })
+        })
     }
 
-    /// Runs `work` against a snapshot and discards its writes.
-    pub fn view<R>(&self, work: impl FnOnce(&mut Context<'_, '_>) -> Result<R>) -> Result<R> {
-        self.image.view(|tx| work(&mut Context { runtime: self, tx, depth: 0 }))
+    /// Runs `work` against a snapshot and discards its writes, with a person's
+    /// authority (and outside work as in [`Runtime::transact`]).
+    pub fn view<R>(&self, mut work: impl FnMut(&mut Context<'_, '_>) -> Result<R>) -> Result<R> {
+        let authority = Authority::person();
+        outside::Memo::default().drive(|memo| {
+            self.image.view(|tx| work(&mut Context { runtime: self, tx, depth: 0, authority: authority.clone(), memo }))
+        })
     }
 
     /// An object's parents and own slots.
@@ -203,9 +231,9 @@ impl Runtime {
             };
             if let Some(name) = name {
                 if cx.tx().root(name)?.is_some() {
-                    return Err(Error::Failed(format!("a root named `{name}` already exists; choose another name")));
+                    return Err(Error::BadInput(format!("a root named `{name}` already exists; choose another name")));
                 }
-                cx.tx().set_root(name, clone)?;
+                cx.tx_mut("name a root")?.set_root(name, clone)?;
             }
             Ok(clone)
         })?;
@@ -234,7 +262,7 @@ pub fn registry_root(tx: &mut Tx<'_>, name: &str, description: &str) -> Result<O
 /// Resolves `genesis` or `#42` within a transaction.
 pub fn resolve_in(tx: &Tx<'_>, reference: &str) -> Result<Oid> {
     if reference.starts_with('#') {
-        let oid: Oid = reference.parse().map_err(Error::Failed)?;
+        let oid: Oid = reference.parse().map_err(Error::BadInput)?;
         if !tx.exists(oid)? {
             return Err(Error::UnknownObject(oid));
         }
@@ -243,18 +271,84 @@ pub fn resolve_in(tx: &Tx<'_>, reference: &str) -> Result<Oid> {
     tx.root(reference)?.ok_or_else(|| Error::UnknownRoot(reference.to_owned()))
 }
 
-/// What a method runs with: the transaction, the runtime, and its place in the send
-/// nesting.
+/// What a method runs with: the transaction, the runtime, its place in the send
+/// nesting, and the [`Authority`] it acts for.
+///
+/// Reads are free ([`Context::tx`]); every write asks the [`Gate`]: slots and parents
+/// through [`Context::set_slot`], [`Context::remove_slot`], [`Context::set_parents`],
+/// new objects through [`Context::clone_object`], anything else through
+/// [`Context::tx_mut`], which only a person's authority opens.
 pub struct Context<'a, 'img> {
     runtime: &'a Runtime,
     tx: &'a mut Tx<'img>,
     depth: usize,
+    authority: Authority,
+    memo: &'a outside::Memo,
 }
 
 impl<'img> Context<'_, 'img> {
-    /// The transaction, for reading and writing slots directly.
-    pub fn tx(&mut self) -> &mut Tx<'img> {
+    /// The transaction, for reading.
+    pub fn tx(&self) -> &Tx<'img> {
         self.tx
+    }
+
+    /// The transaction for any write, if the authority is a person's: `what` names the
+    /// work for the refusal.
+    pub fn tx_mut(&mut self, what: &str) -> Result<&mut Tx<'img>> {
+        Gate::check(&self.authority, &Effect::Unrestricted(what))?;
+        Ok(self.tx)
+    }
+
+    /// The authority this work acts for.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// Asks the gate whether this context may cause `effect`.
+    pub fn permit(&self, effect: Effect<'_>) -> Result<()> {
+        Gate::check(&self.authority, &effect)
+    }
+
+    /// Writes a slot of `oid`, if the gate allows this authority to write it.
+    pub fn set_slot(&mut self, oid: Oid, name: &str, value: &Value) -> Result<()> {
+        self.permit(Effect::Write(oid))?;
+        self.tx.set_slot(oid, name, value)
+    }
+
+    /// Removes a slot of `oid`, if the gate allows; answers whether it existed.
+    pub fn remove_slot(&mut self, oid: Oid, name: &str) -> Result<bool> {
+        self.permit(Effect::Write(oid))?;
+        self.tx.remove_slot(oid, name)
+    }
+
+    /// Replaces the `parent*` list of `oid`, if the gate allows.
+    pub fn set_parents(&mut self, oid: Oid, parents: &[Oid]) -> Result<()> {
+        self.permit(Effect::Write(oid))?;
+        self.tx.set_parents(oid, parents)
+    }
+
+    /// Clones `original` (its slots, the same parents); the clone is writable for the
+    /// rest of this authority's work.
+    pub fn clone_object(&mut self, original: Oid) -> Result<Oid> {
+        let clone = self.tx.clone_object(original)?;
+        self.authority.made(clone);
+        Ok(clone)
+    }
+
+    /// The answer of `work`, run outside any transaction once per top-level send and
+    /// remembered under `key` (see [`OutsideWork`]). The first call stops the send with
+    /// [`Error::Outside`]; the runtime runs the work and the send again.
+    pub fn outside(&self, key: String, work: impl FnOnce() -> Result<Value> + Send + 'static) -> Result<Value> {
+        match self.memo.get(&key) {
+            Some(answer) => Ok(answer),
+            None => Err(Error::Outside(OutsideWork::new(key, work))),
+        }
+    }
+
+    /// Runs `work` with `authority` in place of this context's, in the same transaction
+    /// and at the same depth: how a component method gets its own authority.
+    pub fn with_authority<R>(&mut self, authority: Authority, work: impl FnOnce(&mut Context<'_, 'img>) -> R) -> R {
+        work(&mut Context { runtime: self.runtime, tx: &mut *self.tx, depth: self.depth, authority, memo: self.memo })
     }
 
     /// The runtime.
@@ -267,12 +361,19 @@ impl<'img> Context<'_, 'img> {
         self.depth
     }
 
-    /// Sends a message from within a method. Its writes are kept if it succeeds and
-    /// undone if it fails; either way the caller's transaction goes on.
+    /// Sends a message from within a method, with this context's authority. Its writes
+    /// are kept if it succeeds and undone if it fails; either way the caller's
+    /// transaction goes on.
     pub fn send(&mut self, receiver: Oid, selector: &str, args: &[Value]) -> Result<Value> {
         let savepoint = self.tx.savepoint();
-        let result = Context { runtime: self.runtime, tx: &mut *self.tx, depth: self.depth + 1 }
-            .send_here(receiver, selector, args);
+        let result = Context {
+            runtime: self.runtime,
+            tx: &mut *self.tx,
+            depth: self.depth + 1,
+            authority: self.authority.clone(),
+            memo: self.memo,
+        }
+        .send_here(receiver, selector, args);
         match result {
             Ok(value) => {
                 self.tx.release(savepoint);
@@ -322,7 +423,10 @@ impl<'img> Context<'_, 'img> {
             Some(traits) => vec![traits],
             None => Vec::new(),
         };
+        // The runtime's own bookkeeping: the message object is made for this send, and
+        // belongs to whoever sent it.
         let message = self.tx.create_object(&parents)?;
+        self.authority.made(message);
         self.tx.set_slot(message, "selector", &Value::Text(selector.to_owned()))?;
         self.tx.set_slot(message, "arguments", &Value::List(args.to_vec()))?;
         self.tx.set_slot(message, "receiver", &Value::Object(receiver))?;
@@ -340,12 +444,17 @@ impl<'img> Context<'_, 'img> {
                 })?;
                 f(self, call)
             }
-            Method::Component { .. } => {
+            Method::Component { grants, .. } => {
                 let runtime = self.runtime;
-                match &runtime.component_runner {
-                    Some(runner) => runner.run(self, method, call),
-                    None => Err(Error::NoRunner { selector: call.selector.to_owned(), kind: "component" }),
-                }
+                let Some(runner) = &runtime.component_runner else {
+                    return Err(Error::NoRunner { selector: call.selector.to_owned(), kind: "component" });
+                };
+                // A component method runs with its own authority (see `gate`): the grants
+                // it was installed with, and its receiver.
+                let grants = gate::parse_grants(grants)
+                    .map_err(|reason| Error::AuditRefused { what: call.selector.to_owned(), reason })?;
+                let own = Authority::capability(call.selector, grants, [call.receiver]);
+                self.with_authority(own, |cx| runner.run(cx, method, call))
             }
         }
     }

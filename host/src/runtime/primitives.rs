@@ -12,6 +12,11 @@
 //! | `setParents:`      | the receiver, after replacing its `parent*` list     |
 //! | `respondsTo:`      | whether lookup finds the selector                    |
 //! | `doesNotUnderstand`| an error naming the message (the synthesis issue replaces it) |
+//!
+//! A primitive has no authority of its own: each write goes through [`Context`]'s gated
+//! methods with the caller's authority (see [`super::gate`]), so a capability that
+//! sends `setSlot:value:` to an object it may not write is refused as if it had written
+//! the slot itself.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,12 +27,12 @@ use crate::image::Value;
 
 fn clone(cx: &mut Context<'_, '_>, call: &Call<'_>) -> Result<Value> {
     call.expect_arity(0)?;
-    Ok(Value::Object(cx.tx().clone_object(call.receiver)?))
+    Ok(Value::Object(cx.clone_object(call.receiver)?))
 }
 
 fn set_slot(cx: &mut Context<'_, '_>, call: &Call<'_>) -> Result<Value> {
     call.expect_arity(2)?;
-    cx.tx().set_slot(call.receiver, call.text(0)?, call.arg(1)?)?;
+    cx.set_slot(call.receiver, call.text(0)?, call.arg(1)?)?;
     Ok(Value::Object(call.receiver))
 }
 
@@ -38,7 +43,7 @@ fn slot(cx: &mut Context<'_, '_>, call: &Call<'_>) -> Result<Value> {
 
 fn remove_slot(cx: &mut Context<'_, '_>, call: &Call<'_>) -> Result<Value> {
     call.expect_arity(1)?;
-    Ok(Value::Bool(cx.tx().remove_slot(call.receiver, call.text(0)?)?))
+    Ok(Value::Bool(cx.remove_slot(call.receiver, call.text(0)?)?))
 }
 
 fn slot_names(cx: &mut Context<'_, '_>, call: &Call<'_>) -> Result<Value> {
@@ -53,7 +58,7 @@ fn parents(cx: &mut Context<'_, '_>, call: &Call<'_>) -> Result<Value> {
 
 fn set_parents(cx: &mut Context<'_, '_>, call: &Call<'_>) -> Result<Value> {
     call.expect_arity(1)?;
-    cx.tx().set_parents(call.receiver, &call.objects(0)?)?;
+    cx.set_parents(call.receiver, &call.objects(0)?)?;
     Ok(Value::Object(call.receiver))
 }
 

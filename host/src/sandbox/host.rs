@@ -2,13 +2,12 @@
 //!
 //! Every call gets a fresh [`CallState`] in a fresh store. Object handles are entries in
 //! its resource table, created only for objects the capability was given or reached
-//! (see the WIT); writes are allowed on the receiver and on clones made during the call.
-
-use std::collections::HashSet;
+//! (see the WIT). Every effect goes through the caller's [`Context`], which carries the
+//! capability's own authority and asks the one gate: a slot written here, by a message
+//! sent from here, or by a primitive that message reaches, is decided alike.
 
 use wasmtime::component::{Resource, ResourceTable};
 
-use super::gate::{Decision, Gate};
 use super::limits::MemoryCap;
 use crate::error::Error;
 use crate::image::{BlobHash, BlobRef, Method, Oid, Value};
@@ -40,7 +39,6 @@ pub(crate) struct CallState {
     /// `&mut Context` this points to (see the SAFETY note there).
     cx: *mut Context<'static, 'static>,
     pub(crate) table: ResourceTable,
-    pub(crate) writable: HashSet<Oid>,
     pub(crate) memory: MemoryCap,
     pub(crate) name: String,
     pub(crate) max_result_bytes: usize,
@@ -50,12 +48,11 @@ pub(crate) struct CallState {
 impl CallState {
     /// # Safety
     /// `cx` must outlive the returned state; see [`CallState::cx`].
-    pub(crate) unsafe fn new(cx: &mut Context<'_, '_>, receiver: Oid, memory: MemoryCap, name: String, max_result_bytes: usize) -> Self {
+    pub(crate) unsafe fn new(cx: &mut Context<'_, '_>, memory: MemoryCap, name: String, max_result_bytes: usize) -> Self {
         let cx = std::ptr::from_mut(cx).cast::<Context<'static, 'static>>();
         CallState {
             cx,
             table: ResourceTable::new(),
-            writable: HashSet::from([receiver]),
             memory,
             name,
             max_result_bytes,
@@ -253,10 +250,10 @@ fn method_from_wit(m: &wit::MethodRef) -> Result<Method, Error> {
 /// A host error as the WIT error a guest sees.
 pub(crate) fn error_to_wit(e: &Error) -> wit::Error {
     let kind = match e {
-        Error::BadArguments { .. } | Error::InvalidName { .. } | Error::ValueTooLarge { .. } => wit::ErrorKind::BadArguments,
+        Error::BadArguments { .. } | Error::InvalidName { .. } | Error::ValueTooLarge { .. } | Error::BadInput(_) => wit::ErrorKind::BadArguments,
         Error::DoesNotUnderstand { .. } => wit::ErrorKind::DoesNotUnderstand,
         Error::NotPermitted { .. } => wit::ErrorKind::NotPermitted,
-        Error::UnknownObject(_) | Error::UnknownRoot(_) | Error::BlobMissing(_) => wit::ErrorKind::NotFound,
+        Error::UnknownObject(_) | Error::UnknownRoot(_) | Error::BlobMissing(_) | Error::NotFound { .. } => wit::ErrorKind::NotFound,
         _ => wit::ErrorKind::Failed,
     };
     wit::Error { kind, message: e.to_string() }
@@ -275,7 +272,9 @@ pub(crate) fn error_from_wit(capability: &str, e: wit::Error) -> Error {
 /// Errors that must stop the call (not just answer the guest): conflicts and storage
 /// failures belong to the transaction, not to the capability.
 fn fatal(e: &Error) -> bool {
-    matches!(e, Error::Storage(_) | Error::Io { .. } | Error::Conflict { .. } | Error::Corrupt(_) | Error::SendTooDeep { .. } | Error::Limit { .. })
+    // `Outside`: the send stops here and runs again once the work is done (see
+    // `runtime::OutsideWork`); the guest must not see it as an answer.
+    matches!(e, Error::Storage(_) | Error::Io { .. } | Error::Conflict { .. } | Error::Corrupt(_) | Error::SendTooDeep { .. } | Error::Limit { .. } | Error::Outside(_))
 }
 
 fn answer<T>(result: Result<T, Error>) -> wasmtime::Result<Result<T, wit::Error>> {
@@ -301,15 +300,11 @@ impl wit::HostObject for CallState {
 
     fn set_slot(&mut self, this: Resource<ObjectHandle>, name: String, value: wit::ValueParam) -> wasmtime::Result<Result<(), wit::Error>> {
         let oid = self.oid_of(&this)?;
-        if let Decision::Denied(why) = Gate::decide_write(&self.writable, oid) {
-            let e = Error::NotPermitted { capability: self.name.clone(), action: format!("{why} (slot `{name}`)") };
-            return Ok(Err(error_to_wit(&e)));
-        }
         let value = match self.lift_param(value) {
             Ok(v) => v,
             Err(e) => return answer(Err(e)),
         };
-        let result = self.cx().tx().set_slot(oid, &name, &value);
+        let result = self.cx().set_slot(oid, &name, &value);
         answer(result)
     }
 
@@ -336,11 +331,8 @@ impl wit::HostObject for CallState {
 
     fn clone(&mut self, this: Resource<ObjectHandle>) -> wasmtime::Result<Result<Resource<ObjectHandle>, wit::Error>> {
         let oid = self.oid_of(&this)?;
-        match self.cx().tx().clone_object(oid) {
-            Ok(clone) => {
-                self.writable.insert(clone);
-                Ok(Ok(self.handle(clone)?))
-            }
+        match self.cx().clone_object(oid) {
+            Ok(clone) => Ok(Ok(self.handle(clone)?)),
             Err(e) => answer(Err(e)),
         }
     }

@@ -35,7 +35,7 @@ use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-pub use gate::{Decision, Gate, Grant, Grants};
+pub use gate::{parse_grants, Authority, Decision, Effect, Gate, Grant, Grants};
 pub use limits::Limits;
 pub use stats::CapabilityStats;
 
@@ -234,7 +234,7 @@ impl Sandbox {
         let name = call.selector.to_owned();
         // SAFETY: `store` (and the state holding the pointer to `cx`) is dropped at the
         // end of this function, while `cx` is still mutably borrowed by it.
-        let state = unsafe { CallState::new(cx, call.receiver, limits::MemoryCap::new(self.limits.memory_bytes), name.clone(), self.limits.max_value_bytes) };
+        let state = unsafe { CallState::new(cx, limits::MemoryCap::new(self.limits.memory_bytes), name.clone(), self.limits.max_value_bytes) };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
         store.set_fuel(self.limits.fuel).map_err(|e| Error::Failed(format!("{e:#}")))?;

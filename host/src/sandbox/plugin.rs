@@ -173,17 +173,18 @@ pub fn install(rt: &Runtime, sandbox: &Sandbox, built: &Built) -> Result<Install
     let origin = built.origin.display().to_string();
     let committed = rt.transact(&format!("plugin add {}", built.name), |cx| {
         let target = resolve_in(cx.tx(), &built.manifest.target)?;
-        let component = cx.tx().put_blob(&built.component)?;
+        let component = cx.tx_mut("store a blob")?.put_blob(&built.component)?;
         let source = match &built.source {
-            Some(s) => Some(cx.tx().put_blob(s)?),
+            Some(s) => Some(cx.tx_mut("store a blob")?.put_blob(s)?),
             None => None,
         };
-        let registry = registry(cx.tx())?;
-        if let Some(previous) = entry(cx.tx(), registry, &built.name)? {
-            unhook(cx.tx(), &previous)?;
+        let tx = cx.tx_mut("install a plugin")?;
+        let registry = registry(tx)?;
+        if let Some(previous) = entry(tx, registry, &built.name)? {
+            unhook(tx, &previous)?;
         }
         let method = Method::Component { component, grants: built.manifest.grants.clone(), deadline_ms: built.manifest.deadline_ms };
-        cx.tx().set_slot(target, &built.manifest.selector, &Value::Method(method))?;
+        cx.set_slot(target, &built.manifest.selector, &Value::Method(method))?;
         let installed = Installed {
             name: built.name.clone(),
             selector: built.manifest.selector.clone(),
@@ -195,7 +196,7 @@ pub fn install(rt: &Runtime, sandbox: &Sandbox, built: &Built) -> Result<Install
             deadline_ms: built.manifest.deadline_ms,
             origin: origin.clone(),
         };
-        cx.tx().set_slot(registry, &built.name, &to_value(&installed, target))?;
+        cx.set_slot(registry, &built.name, &to_value(&installed, target))?;
         Ok(installed)
     })?;
     sandbox.save_artifact(rt.image(), &committed.value.component, &grants);
@@ -228,15 +229,15 @@ pub fn remove(rt: &Runtime, name: &str) -> Result<Installed> {
     let committed = rt.transact(&format!("plugin remove {name}"), |cx| {
         let registry = cx.tx().root(REGISTRY_ROOT)?.ok_or_else(|| no_such_plugin(name))?;
         let installed = entry(cx.tx(), registry, name)?.ok_or_else(|| no_such_plugin(name))?;
-        unhook(cx.tx(), &installed)?;
-        cx.tx().remove_slot(registry, name)?;
+        unhook(cx.tx_mut("remove a plugin")?, &installed)?;
+        cx.remove_slot(registry, name)?;
         Ok(installed)
     })?;
     Ok(committed.value)
 }
 
 fn no_such_plugin(name: &str) -> Error {
-    Error::Failed(format!("no plugin named `{name}` is installed; `batos plugin list` shows them"))
+    Error::not_found("plugin", name, "`batos plugin list` shows the installed plugins")
 }
 
 fn registry(tx: &mut crate::image::Tx<'_>) -> Result<Oid> {

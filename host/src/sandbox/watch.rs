@@ -29,8 +29,9 @@ pub struct SyncReport {
     pub refused: Vec<(PathBuf, String)>,
 }
 
-/// The plugin sources in `dir`: `.wasm` and `.wat` files, and crate directories with a
-/// `plugin.toml`.
+/// The plugin sources in `dir`: `.wasm` and `.wat` files only. A crate directory is
+/// never built from here: building a crate runs its `build.rs` and proc macros natively,
+/// which only an explicit `batos plugin add` may ask for.
 fn candidates(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut out: Vec<PathBuf> = entries
@@ -38,7 +39,7 @@ fn candidates(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
-            (p.is_file() && (ext == "wasm" || ext == "wat")) || (p.is_dir() && p.join("plugin.toml").is_file())
+            p.is_file() && (ext == "wasm" || ext == "wat")
         })
         .collect();
     out.sort();

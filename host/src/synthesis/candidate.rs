@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::image::Value;
+use super::seal;
 use crate::sandbox::audit;
 
 /// The value types a synthesised function can take and answer, with their Rust
@@ -112,11 +113,11 @@ impl Signature {
     /// The signature for sending `selector` with `args`, answering `returns` (from the
     /// examples' expected results, when there are any; else the first argument's type).
     pub fn infer(selector: &str, args: &[Value], returns: Option<Type>, receiver: bool) -> Result<Signature> {
-        let name = rust_name(selector).ok_or_else(|| Error::Failed(format!("`{selector}` cannot name a method: use letters, digits and colons, starting with a letter")))?;
+        let name = rust_name(selector).ok_or_else(|| Error::BadInput(format!("`{selector}` cannot name a method: use letters, digits and colons, starting with a letter")))?;
         let params = args
             .iter()
             .enumerate()
-            .map(|(i, v)| Type::of(v).ok_or_else(|| Error::Failed(format!("argument {} is {}, which synthesised methods do not take yet (integers, floats, booleans, text and lists of integers or text)", i + 1, v.type_name()))))
+            .map(|(i, v)| Type::of(v).ok_or_else(|| Error::BadInput(format!("argument {} is {}, which synthesised methods do not take yet (integers, floats, booleans, text and lists of integers or text)", i + 1, v.type_name()))))
             .collect::<Result<Vec<_>>>()?;
         let returns_known = returns.is_some();
         let returns = returns.or_else(|| params.first().copied()).unwrap_or(Type::Int);
@@ -432,11 +433,14 @@ pub struct Workspace {
     dir: PathBuf,
     // One candidate at a time: they share `src/lib.rs` and the target directory.
     building: Mutex<()>,
+    seal: audit::Seal,
 }
 
 impl Workspace {
     /// Opens (creating when needed) a workspace in `dir`, building against the guest
-    /// SDK at `sdk`.
+    /// SDK at `sdk`. The manifest and its lock file are written here, by the host, and
+    /// the SDK's dependencies fetched; candidates then build sealed (see
+    /// [`audit::build_crate`]) and can change neither.
     pub fn open(dir: &Path, sdk: &Path) -> Result<Workspace> {
         let io = |what: &str, e| Error::io(format!("{what} {}", dir.display()), e);
         std::fs::create_dir_all(dir.join("src")).map_err(|e| io("cannot create", e))?;
@@ -449,7 +453,19 @@ impl Workspace {
             sdk = sdk.display().to_string()
         );
         std::fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| io("cannot write Cargo.toml in", e))?;
-        Ok(Workspace { dir: dir.to_owned(), building: Mutex::new(()) })
+        // The lock step compiles nothing, but cargo wants a target to exist.
+        let lib = dir.join("src").join("lib.rs");
+        if !lib.is_file() {
+            std::fs::write(&lib, "").map_err(|e| io("cannot write src/lib.rs in", e))?;
+        }
+        audit::lock_workspace(dir, "the candidate workspace")?;
+        Ok(Workspace { dir: dir.to_owned(), building: Mutex::new(()), seal: audit::Seal::default() })
+    }
+
+    /// Replaces the default [`audit::Seal`] (time and memory limits of a build).
+    pub fn with_seal(mut self, seal: audit::Seal) -> Workspace {
+        self.seal = seal;
+        self
     }
 
     /// The guest SDK of the source tree this host was built from.
@@ -475,10 +491,13 @@ impl Workspace {
         let mut function = function.to_owned();
         let mut pass = 0;
         loop {
+            // Sealed before every build: the mind's code, and whatever the compiler's
+            // suggestions made of it, never reaches cargo holding a forbidden construct.
+            seal::check(&function).map_err(|refusal| Error::AuditRefused { what: what.clone(), reason: refusal.0 })?;
             let source = signature.wrap(&function);
             let lib = self.dir.join("src").join("lib.rs");
             std::fs::write(&lib, &source).map_err(|e| Error::io(format!("cannot write {}", lib.display()), e))?;
-            let messages = match audit::build_crate(&self.dir, &what)? {
+            let messages = match audit::build_crate(&self.dir, &what, Some(&self.seal))? {
                 audit::CrateBuild::Built(module) => return Ok((audit::componentize(&module, &what, false)?, function)),
                 audit::CrateBuild::Failed(messages) => messages,
             };

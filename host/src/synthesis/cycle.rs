@@ -95,7 +95,7 @@ pub fn set_state(tx: &mut Tx<'_>, cycle: Oid, state: State) -> Result<()> {
 /// Creates a cycle for `selector` sent to `receiver` and returns its id and object.
 pub fn create(rt: &Runtime, receiver: Oid, selector: &str, args: &[Value], brief: Option<&str>, model: &str) -> Result<(String, Oid)> {
     let committed = rt.transact(&format!("cycle for {receiver} {selector}"), |cx| {
-        let tx = cx.tx();
+        let tx = cx.tx_mut("record synthesis")?;
         let reg = registry(tx)?;
         let n = match tx.slot(reg, "next")? {
             Some(Value::Int(n)) => n,
@@ -132,7 +132,7 @@ pub fn create(rt: &Runtime, receiver: Oid, selector: &str, args: &[Value], brief
 /// Moves a cycle to `state`, writing `extra` slots in the same transaction.
 pub fn transition(rt: &Runtime, cycle: Oid, state: State, extra: &[(&str, Value)]) -> Result<()> {
     rt.transact(&format!("cycle {cycle} → {}", state.as_str()), |cx| {
-        let tx = cx.tx();
+        let tx = cx.tx_mut("record synthesis")?;
         set_state(tx, cycle, state)?;
         for (name, value) in extra {
             tx.set_slot(cycle, name, value)?;
@@ -145,7 +145,7 @@ pub fn transition(rt: &Runtime, cycle: Oid, state: State, extra: &[(&str, Value)
 /// Appends one attempt (a map) to the cycle's `attempts`.
 pub fn record_attempt(rt: &Runtime, cycle: Oid, attempt: BTreeMap<String, Value>) -> Result<()> {
     rt.transact(&format!("cycle {cycle}: attempt"), |cx| {
-        let tx = cx.tx();
+        let tx = cx.tx_mut("record synthesis")?;
         let mut attempts = match tx.slot(cycle, "attempts")? {
             Some(Value::List(items)) => items,
             _ => vec![],
@@ -182,7 +182,7 @@ pub fn find(rt: &Runtime, id: &str) -> Result<Oid> {
         .into_iter()
         .find(|(cid, _)| *cid == id)
         .map(|(_, oid)| oid)
-        .ok_or_else(|| Error::Failed(format!("no cycle `{id}`; `batos cycles` lists them")))
+        .ok_or_else(|| Error::not_found("cycle", id, "`batos cycles` lists them"))
 }
 
 /// The state a cycle object is in.
@@ -194,9 +194,16 @@ pub fn state_of(rt: &Runtime, cycle: Oid) -> Result<Option<State>> {
 }
 
 /// Marks every cycle that is not COMPLETE or FAILED as FAILED: the process that ran it
-/// ended. Returns the ids so marked. Run at start-up, before any cycle of this process;
-/// it reads one slot when nothing is unfinished.
+/// ended. Returns the ids so marked. It does its work once per awakening of the image
+/// (see [`Runtime::first_time`]) — the CLI and every [`super::Synthesizer`] call it, and
+/// only the first call marks anything — before any cycle of this process; it reads one
+/// slot when nothing is unfinished.
 pub fn recover(rt: &Runtime) -> Result<Vec<String>> {
+    // Once per awakening: a second synthesizer in this process must not take the
+    // first one's live cycles for a dead process's.
+    if !rt.first_time("synthesis: recover interrupted cycles") {
+        return Ok(Vec::new());
+    }
     let ids: Vec<String> = rt.view(|cx| {
         let Some(reg) = cx.tx().root(CYCLES_ROOT)? else { return Ok(vec![]) };
         Ok(unfinished(cx.tx(), reg)?.into_iter().filter_map(|v| if let Value::Text(id) = v { Some(id) } else { None }).collect())

@@ -27,6 +27,7 @@ pub mod candidate;
 pub mod cycle;
 pub mod journal;
 pub mod prompt;
+pub mod seal;
 pub mod skills;
 
 use std::collections::{BTreeMap, HashMap};
@@ -136,7 +137,8 @@ pub enum Event {
         cycle: String,
         /// Its round, from 1.
         round: usize,
-        /// `passed`, `no_code`, `compile_error`, `audit_refused` or `failed_example`.
+        /// `passed`, `no_code`, `refused` (sealing), `compile_error`, `audit_refused` or
+        /// `failed_example`.
         outcome: String,
         /// What went wrong (diagnostics, the failing case).
         detail: String,
@@ -171,8 +173,46 @@ const COMPILER_FIXES: usize = 3;
 
 struct Flight {
     cycle: String,
-    outcome: Mutex<Option<std::result::Result<(), String>>>,
+    outcome: Mutex<Option<std::result::Result<(), Error>>>,
     done: Condvar,
+}
+
+impl Flight {
+    /// Records the outcome once and wakes every waiter.
+    fn land(&self, outcome: std::result::Result<(), Error>) {
+        let mut slot = self.outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(outcome);
+        }
+        self.done.notify_all();
+    }
+
+    /// Waits for the outcome; a failure comes back with the leader's kind and words.
+    fn wait(&self) -> Result<()> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            match &*outcome {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(e)) => return Err(e.relay()),
+                None => outcome = self.done.wait(outcome).unwrap_or_else(std::sync::PoisonError::into_inner),
+            }
+        }
+    }
+}
+
+/// Lands a flight that its leader left without an outcome (an unwinding panic), and
+/// takes it out of the registry, so no waiter blocks forever.
+struct FlightGuard<'a> {
+    flights: &'a Mutex<HashMap<(Oid, String), Arc<Flight>>>,
+    key: (Oid, String),
+    flight: Arc<Flight>,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        self.flight.land(Err(Error::Failed(format!("cycle {} stopped without an outcome (its leader panicked)", self.flight.cycle))));
+        self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
+    }
 }
 
 /// Runs synthesis cycles for one image.
@@ -224,7 +264,7 @@ impl Synthesizer {
     /// selector.
     pub fn synthesize(&self, request: &Request, observe: &(dyn Fn(&Event) + Sync)) -> Result<()> {
         if candidate::rust_name(&request.selector).is_none() {
-            return Err(Error::Failed(format!(
+            return Err(Error::BadInput(format!(
                 "`{}` cannot be synthesised: a selector must start with a letter and hold only letters, digits, `_` and `:`",
                 request.selector
             )));
@@ -244,24 +284,30 @@ impl Synthesizer {
         };
         if !leader {
             observe(&Event::Joined { cycle: flight.cycle.clone() });
-            let mut outcome = flight.outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            while outcome.is_none() {
-                outcome = flight.done.wait(outcome).unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
-            return outcome.clone().unwrap_or(Ok(())).map_err(Error::Failed);
+            return flight.wait();
         }
+        let guard = FlightGuard { flights: &self.flights, key, flight: flight.clone() };
         let oid = cycle_oid.ok_or_else(|| Error::Failed("a cycle without its object".into()))?;
         observe(&Event::Started { cycle: flight.cycle.clone(), selector: request.selector.clone() });
-        let result = self.run(request, &flight.cycle, oid, observe);
+        // A panic anywhere in the cycle (the mind, the compiler's output, a bug) is this
+        // cycle's failure, recorded like any other, and every waiter hears of it.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(request, &flight.cycle, oid, observe)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                Err(Error::Failed(format!("cycle {} panicked: {what}", flight.cycle)))
+            });
         if let Err(e) = &result {
             let reason = e.to_string();
             let _ = cycle::transition(&self.rt, oid, State::Failed, &[("reason", Value::Text(reason.clone()))]);
             self.journal.append(json!({ "cycle": flight.cycle, "state": "FAILED", "reason": reason, "model": self.mind.describe() }));
             observe(&Event::State { cycle: flight.cycle.clone(), state: State::Failed, detail: reason });
         }
-        *flight.outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
-        flight.done.notify_all();
-        self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+        flight.land(result.as_ref().map(|_| ()).map_err(Error::relay));
+        drop(guard);
         result
     }
 
@@ -370,7 +416,7 @@ impl Synthesizer {
             sampling.top_p = 0.95;
             sampling.seed = round as u64;
         }
-        let completion = self.mind.complete(messages, &sampling, &mut |_| {}).map_err(|e| Error::Failed(format!("the mind could not answer: {e}")))?;
+        let completion = self.mind.complete(messages, &sampling, &mut |_| {}).map_err(|e| Error::MindUnavailable(e.to_string()))?;
         self.journal.append(json!({
             "cycle": id, "event": "mind", "asked_for": what, "model": self.mind.describe(), "duration_ms": t.elapsed().as_millis() as u64,
             "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
@@ -420,6 +466,8 @@ impl Synthesizer {
                 return Err(Rejection { outcome: "compile_error", detail: format!("It does not compile:\n{}", diagnostics(&detail)) })
             }
             Err(Error::BuildFailed { detail, .. }) => return Err(Rejection { outcome: "compile_error", detail: format!("It cannot become a capability: {}", truncate(&detail, 1500)) }),
+            // Sealing refused it before cargo ran (see `seal`).
+            Err(Error::AuditRefused { reason, .. }) => return Err(Rejection { outcome: "refused", detail: reason }),
             Err(e) => return Err(Rejection { outcome: "compile_error", detail: e.to_string() }),
         };
         self.check(request, signature, bytes, proposed, last_round, true)
@@ -450,9 +498,9 @@ impl Synthesizer {
     /// transaction that is always rolled back. Answers `(from the caller, what failed)`.
     fn prove(&self, request: &Request, signature: &Signature, bytes: &[u8], proposed: &[Example], typed: bool) -> Result<Vec<(bool, String)>> {
         self.rt.view(|cx| {
-            let clone = cx.tx().clone_object(request.receiver)?;
-            let component = cx.tx().put_blob(bytes)?;
-            cx.tx().set_slot(clone, &request.selector, &Value::Method(Method::Component { component, grants: vec![], deadline_ms: None }))?;
+            let clone = cx.clone_object(request.receiver)?;
+            let component = cx.tx_mut("store a blob")?.put_blob(bytes)?;
+            cx.set_slot(clone, &request.selector, &Value::Method(Method::Component { component, grants: vec![], deadline_ms: None }))?;
             let mut failures = Vec::new();
             let cases = request.examples.iter().map(|e| (true, e)).chain(proposed.iter().map(|e| (false, e)));
             for (from_caller, example) in cases {
@@ -479,7 +527,7 @@ impl Synthesizer {
         self.sandbox.audit(bytes, &Grants::default(), &format!("method `{}`", request.selector))?;
         let model = self.mind.describe();
         self.rt.transact(&format!("install synthesised {} on {}", request.selector, request.receiver), |cx| {
-            let tx = cx.tx();
+            let tx = cx.tx_mut("record synthesis")?;
             let component = tx.put_blob(bytes)?;
             let source = tx.put_blob(code.as_bytes())?;
             tx.set_slot(request.receiver, &request.selector, &Value::Method(Method::Component { component: component.clone(), grants: vec![], deadline_ms: None }))?;
