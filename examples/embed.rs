@@ -1,6 +1,6 @@
 //! Embedding the living image in your own program: open, resolve, clone, send, and a
 //! native primitive of your own. Run it twice to see the image remember:
-//! `cargo run -p batos-host --example embed -- /tmp/embed-image`
+//! `cargo run -p batos --example embed -- /tmp/embed-image`
 
 use batos::{Call, Context, Method, Runtime, Value};
 

@@ -1,6 +1,6 @@
 //! Running a capability in the sandbox from your own program: attach a `Sandbox`, install
 //! a WAT plugin (audit, blobs, method slot in one transaction) and send it a message.
-//! `cargo run -p batos-host --example plugin -- /tmp/plugin-image`
+//! `cargo run -p batos --example plugin -- /tmp/plugin-image`
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-cargo build --release -p batos-host --bin batos
+cargo build --release -p batos-cli --bin batos
 batos="$CARGO_TARGET_DIR/release/batos"
 "$batos" model pull
 if [ "$#" -eq 0 ]; then

@@ -1,5 +1,5 @@
 //! Image benchmarks, each side by side with raw fjall on the same machine in the same
-//! run, reported as ratios. Run: `cargo bench -p batos-host --bench image`
+//! run, reported as ratios. Run: `cargo bench -p batos --bench image`
 //!
 //! * committed sends/s, one writer, buffered and durable, vs raw fjall optimistic
 //!   transactions writing one key with the same persist mode;

@@ -1,7 +1,7 @@
 //! The synthesis task set (`benches/synthesis_tasks.toml`, 22 small methods: numbers,
 //! text, lists, stateful slots, sends to an existing method), each on a fresh image
 //! with the embedded model: solved / total, median and p90 wall time per synthesis,
-//! median rounds. Run: `cargo bench -p batos-host --bench synthesis`
+//! median rounds. Run: `cargo bench -p batos --bench synthesis`
 //! (`BATOS_TASKS=factorial,isPrime:` runs a subset; `BATOS_ROUNDS=6` changes the
 //! rounds per cycle from the default 4).
 
@@ -60,7 +60,7 @@ fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let set: TaskSet = toml::from_str(&std::fs::read_to_string(root.join("benches").join("synthesis_tasks.toml")).expect("task file")).expect("task TOML");
     let only: Option<Vec<String>> = std::env::var("BATOS_TASKS").ok().map(|s| s.split(',').map(str::to_owned).collect());
-    batos::mind::pull::pull(batos::mind::pull::CATALOGUE[0].name, &batos::mind::pull::models_dir(), &mut batos::mind::pull::Quiet).expect("model");
+    batos::model::pull::pull(batos::model::pull::CATALOGUE[0].name, &batos::model::pull::models_dir(), &mut batos::model::pull::Quiet).expect("model");
     let workspace = tempfile::tempdir().expect("workspace");
     let (mut solved, mut total) = (0, 0);
     let (mut times, mut rounds) = (Vec::new(), Vec::new());
@@ -68,12 +68,13 @@ fn main() {
         total += 1;
         let dir = tempfile::tempdir().expect("image dir");
         let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
-        let rt = Arc::new(batos::mind::attach(Runtime::builder()).component_runner(sandbox.clone()).open(dir.path().join("image")).expect("image"));
+        let minds = batos::minds();
+        let rt = Arc::new(minds.attach(Runtime::builder()).component_runner(sandbox.clone()).open(dir.path().join("image")).expect("image"));
         for p in &task.plugins {
             plugin::add(&rt, &sandbox, &root.join("..").join("plugins").join(p)).expect("plugin");
         }
         let genesis = rt.resolve("genesis").expect("genesis");
-        let mind = batos::mind::object::mind_of(&rt).expect("mind");
+        let mind = minds.mind_of(&rt).expect("mind");
         let mut options = Options::default();
         if let Some(rounds) = std::env::var("BATOS_ROUNDS").ok().and_then(|r| r.parse().ok()) {
             options.max_rounds = rounds;

@@ -1,14 +1,23 @@
-//! # batos-host
+//! # batos
 //!
-//! The host of batos: a **living image** of prototype objects (slots plus `parent*`
-//! delegation, cloned, never classed), kept transactionally in fjall, and the runtime
-//! that sends messages to them.
+//! batos embedded in your program: one door to the whole system. A **living image** of
+//! prototype objects (slots plus `parent*` delegation, cloned, never classed), kept
+//! transactionally in fjall; the runtime that sends messages to them through one
+//! permission gate; WebAssembly capabilities in a wasmtime sandbox; the mind; and
+//! synthesis of the methods nobody has written yet.
 //!
-//! The crate is layered; each layer only looks down:
+//! This crate only re-exports; each layer is its own crate, and each only looks down:
 //!
-//! * [`image`]: the store — objects, slots, roots, blobs, transactions, history, pack.
-//! * [`runtime`]: message sends, delegation, native primitives, the primordial objects.
-//! * the `batos` binary: the command-line face over both.
+//! * [`image`] (`batos-image`): objects, slots, roots, blobs, transactions, history,
+//!   pack, and the one [`Error`] type.
+//! * [`runtime`] (`batos-runtime`): sends, delegation, primitives, the primordial
+//!   objects, the gate.
+//! * [`sandbox`] (`batos-sandbox`): components of the `batos:uvm` world, audited and
+//!   limited.
+//! * [`mind`] (`batos-mind`): the `Mind` trait, `pLLM`'s `infer`, OpenAI-compatible
+//!   servers; [`model`] (`batos-model`): the in-process model on ONNX Runtime.
+//! * [`synthesis`] (`batos-synthesis`): cycles that write, seal, build, prove and
+//!   install missing methods.
 //!
 //! Start with [`Runtime::open`]:
 //!
@@ -22,19 +31,25 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A runtime with the mind — `pLLM` awakened with the embedded model, `infer`
+//! registered — comes from [`minds`]: `batos::minds().attach(batos::Runtime::builder())`.
 //! Durability and error semantics are documented on [`image`].
 
-#![warn(missing_docs)]
+pub use batos_image as image;
+pub use batos_mind as mind;
+pub use batos_model as model;
+pub use batos_runtime as runtime;
+pub use batos_sandbox as sandbox;
+pub use batos_synthesis as synthesis;
 
-pub mod error;
-pub mod image;
-pub mod runtime;
-pub mod mind;
-pub mod sandbox;
-pub mod synthesis;
-
-pub use error::{Error, Result};
-pub use image::{
-    BlobHash, BlobRef, Committed, Durability, Image, ImageOptions, Method, Object, Oid, Tx, TxId, Value,
+pub use batos_image::{
+    BlobHash, BlobRef, Committed, Durability, Error, Image, ImageOptions, Method, Object, Oid, Result, Tx, TxId, Value,
 };
-pub use runtime::{Call, Context, Runtime, RuntimeBuilder};
+pub use batos_runtime::{Call, Context, Runtime, RuntimeBuilder};
+
+/// The minds of a whole batos: the `openai` backend and the in-process `onnx` model,
+/// with new images' `pLLM` awakened on the embedded model. Attach them to a runtime
+/// being built with [`mind::Minds::attach`]; keep them to ask [`mind::Minds::mind_of`].
+pub fn minds() -> mind::Minds {
+    model::attach(mind::Minds::new())
+}

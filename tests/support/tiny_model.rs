@@ -3,8 +3,8 @@
 //! tokenizer and a ChatML template, for qwen2 or llama.
 #![allow(dead_code)] // each test binary uses its own part
 
-use batos::mind::gguf::{GgufWriter, MetaValue};
-use batos::mind::quant::{quantize_q8_0, GgmlType};
+use batos_model::gguf::{GgufWriter, MetaValue};
+use batos_model::quant::{quantize_q8_0, GgmlType};
 use rand::{Rng, SeedableRng};
 
 const MERGES: [(&str, &str); 4] = [("h", "e"), ("l", "l"), ("he", "ll"), ("f", "n")];

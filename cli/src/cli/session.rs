@@ -1,0 +1,167 @@
+//! `batos session`: the interactive face — an `Architect >` prompt, like the seeds'
+//! chat client. A line is a message (`genesis factorial: 5`, with optional
+//! `--brief "…"`, `--example "5 => 120"`, `--stateful`), a command (`inspect OBJ`,
+//! `cycles`, `cycle ID`, `help`, `quit`), or words: the mind translates words into a
+//! message, shows it, and runs it when the user agrees.
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+
+use batos::image::json;
+use batos::sandbox::Sandbox;
+use batos::synthesis::prompt;
+use batos::{Runtime, Value};
+
+use super::synthesis as synth;
+
+const HELP: &str = "Send a message:   OBJECT SELECTOR [ARGS…] [--brief \"what it should do\"] [--example \"ARGS => RESULT\"]… [--stateful] [--wat]
+                  e.g.  genesis factorial: 5
+Or say it:        create a method to report the current system time
+Commands:         inspect OBJECT · cycles · cycle ID · help · quit
+A message nothing understands starts a synthesis cycle, shown as it runs.";
+
+/// Splits a line into words, keeping "double quoted" stretches (with \" inside) whole.
+pub fn words(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+                word.push('"');
+            }
+            '\\' if quoted => {
+                word.push('\\');
+                if let Some(next) = chars.next() {
+                    word.push(next);
+                }
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    out.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quoted {
+        return Err("a quote is not closed".into());
+    }
+    if in_word {
+        out.push(word);
+    }
+    Ok(out)
+}
+
+/// A flag's value: the quoted text without its quotes.
+fn unquote(word: &str) -> String {
+    match serde_json::from_str::<String>(word) {
+        Ok(s) => s,
+        Err(_) => word.to_owned(),
+    }
+}
+
+/// Runs the session on stdin/stdout until `quit` or end of input.
+pub fn run(rt: Arc<Runtime>, sandbox: Arc<Sandbox>) -> Result<(), batos::Error> {
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    println!("batos — the image at {}. Type `help` for what you can say.", rt.image().path().display());
+    loop {
+        print!("Architect > ");
+        let _ = std::io::stdout().flush();
+        let Some(Ok(line)) = lines.next() else { break };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match handle(&rt, &sandbox, line, &mut || {
+            print!("run it? [Y/n] ");
+            let _ = std::io::stdout().flush();
+            matches!(lines.next(), Some(Ok(answer)) if !answer.trim().to_lowercase().starts_with('n'))
+        }) {
+            Ok(Some(text)) => println!("{text}"),
+            Ok(None) => break,
+            Err(message) => println!("error: {message}"),
+        }
+    }
+    Ok(())
+}
+
+/// One line; `Ok(None)` ends the session.
+fn handle(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, line: &str, confirm: &mut dyn FnMut() -> bool) -> Result<Option<String>, String> {
+    let words = words(line)?;
+    let first = words.first().map(String::as_str).unwrap_or_default();
+    match (first, words.len()) {
+        ("quit" | "exit", 1) => return Ok(None),
+        ("help", 1) => return Ok(Some(HELP.into())),
+        ("cycles", 1) => return synth::list(rt).map(|(t, _)| Some(t)).map_err(|e| e.to_string()),
+        ("cycle", 2) => return synth::show(rt, &words[1]).map(|(t, _)| Some(t)).map_err(|e| e.to_string()),
+        ("inspect", 2) => {
+            let oid = rt.resolve(&words[1]).map_err(|e| e.to_string())?;
+            let object = rt.object(oid).map_err(|e| e.to_string())?;
+            let mut text = format!("{oid} parents {:?}", object.parents.iter().map(ToString::to_string).collect::<Vec<_>>());
+            for (name, value) in &object.slots {
+                text.push_str(&format!("\n  {name:<20} {}", json::to_json(value)));
+            }
+            return Ok(Some(text));
+        }
+        _ => {}
+    }
+    if rt.resolve(first).is_ok() && words.len() >= 2 {
+        return message(rt, sandbox, &words, None).map(Some);
+    }
+    // Words, not a message: the mind proposes one, the user decides.
+    let mind = crate::minds().mind_of(rt).map_err(|e| e.to_string())?;
+    let objects: Vec<String> = rt.view(|cx| cx.tx().roots()).map_err(|e| e.to_string())?.into_keys().collect();
+    let sampling = batos::mind::Sampling { max_tokens: 48, ..Default::default() };
+    let answer = mind.complete(&prompt::translate(line, &objects), &sampling, &mut |_| {}).map_err(|e| e.to_string())?.text;
+    let proposal = answer
+        .lines()
+        .map(|l| l.trim().trim_matches('`').trim())
+        .find(|l| l.split_whitespace().next().is_some_and(|w| rt.resolve(w).is_ok()) && l.split_whitespace().count() >= 2)
+        .ok_or_else(|| format!("the mind did not turn that into a message (it said: {}); write it as OBJECT SELECTOR ARGS", answer.trim()))?
+        .to_owned();
+    println!("→ {proposal}");
+    if !confirm() {
+        return Ok(Some("not run".into()));
+    }
+    message(rt, sandbox, &self::words(&proposal)?, Some(line.to_owned())).map(Some)
+}
+
+/// `OBJECT SELECTOR ARGS… [--brief T] [--example E]… [--stateful]`, sent.
+fn message(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, words: &[String], brief_from_words: Option<String>) -> Result<String, String> {
+    let receiver = rt.resolve(&words[0]).map_err(|e| e.to_string())?;
+    let selector = words[1].clone();
+    let (mut args, mut brief, mut examples, mut stateful, mut wat) = (Vec::new(), brief_from_words, Vec::new(), false, false);
+    let mut rest = words[2..].iter();
+    while let Some(word) = rest.next() {
+        match word.as_str() {
+            "--brief" => brief = Some(unquote(rest.next().ok_or("--brief needs a text")?)),
+            "--example" => examples.push(unquote(rest.next().ok_or("--example needs ARGS => RESULT")?)),
+            "--stateful" => stateful = true,
+            "--wat" => wat = true,
+            arg => args.push(json::parse(arg, &mut |name| rt.resolve(name).map_err(|e| e.to_string()))?),
+        }
+    }
+    let request = synth::request(receiver, &selector, args, brief, &examples, stateful, wat)?;
+    let value: Value = synth::send(rt, sandbox, &request, true, true).map_err(|e| e.to_string())?;
+    Ok(json::to_json(&value).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lines_split_into_words_keeping_quotes() {
+        assert_eq!(super::words(r#"genesis greet: "Ada Lovelace" --example "\"a\" => \"b\"""#).expect("splits"), ["genesis", "greet:", "\"Ada Lovelace\"", "--example", "\"\\\"a\\\" => \\\"b\\\"\""]);
+        assert!(super::words("say \"unclosed").is_err());
+        assert_eq!(super::unquote("\"5 => 120\""), "5 => 120");
+    }
+}

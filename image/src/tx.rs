@@ -1,0 +1,450 @@
+//! [`Tx`]: one ACID transaction over the image, with savepoints.
+//!
+//! fjall's optimistic transaction gives us snapshot reads, per-key conflict tracking and
+//! an atomic commit. It has no savepoints, so a `Tx` keeps its writes in its own overlay
+//! (key → record body after the transaction) and hands fjall only the net result at
+//! commit. A savepoint is a mark in an undo log of overlay changes; rolling back to it
+//! restores the overlay entries, so a failed nested send leaves no trace, not even a
+//! spurious write that could make a concurrent transaction conflict.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLockReadGuard;
+
+use fjall::{OptimisticWriteTx, Readable};
+
+use super::record::{self, Space, Write};
+use super::{BlobRef, Image, Oid, Ref, TxId, Value};
+use crate::error::{Error, Result};
+
+type Key = (Space, Vec<u8>);
+
+/// A mark to roll a transaction back to; see [`Tx::savepoint`].
+#[derive(Debug)]
+#[must_use = "a savepoint must be released or rolled back"]
+pub struct Savepoint(usize);
+
+/// One transaction over the image.
+///
+/// Every read sees one consistent snapshot plus this transaction's own writes. Nothing
+/// is visible to others until the whole transaction commits, and a transaction that
+/// fails is rolled back entirely. Get one from [`Image::transact`] (or through the
+/// runtime's sends); do not hold it across slow work, since a long transaction is more
+/// likely to conflict and keeps old versions alive.
+pub struct Tx<'img> {
+    image: &'img Image,
+    inner: OptimisticWriteTx,
+    overlay: BTreeMap<Key, Option<Vec<u8>>>,
+    meta: BTreeMap<&'static str, Vec<u8>>,
+    undo: Vec<(Key, Option<Option<Vec<u8>>>)>,
+    open_savepoints: usize,
+    raw_writes: bool,
+    // Committed object headers read so far. Reads of the committed state are stable for
+    // the whole transaction (one snapshot), and every send reads the receiver's header
+    // at least twice (lookup, then the write's existence check).
+    headers: RefCell<HashMap<Oid, Option<Vec<u8>>>>,
+    blob_guard: Option<RwLockReadGuard<'img, ()>>,
+}
+
+/// A live object as read in a transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Object {
+    /// Its identity.
+    pub oid: Oid,
+    /// Its `parent*` list, in lookup order.
+    pub parents: Vec<Oid>,
+    /// Its own slots (not inherited ones).
+    pub slots: BTreeMap<String, Value>,
+}
+
+impl<'img> Tx<'img> {
+    pub(crate) fn new(image: &'img Image, inner: OptimisticWriteTx) -> Self {
+        Tx {
+            image,
+            inner,
+            overlay: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            undo: Vec::new(),
+            open_savepoints: 0,
+            raw_writes: false,
+            headers: RefCell::new(HashMap::new()),
+            blob_guard: None,
+        }
+    }
+
+    /// The image this transaction runs against.
+    pub fn image(&self) -> &'img Image {
+        self.image
+    }
+
+    // ---- raw records -------------------------------------------------------------
+
+    /// The committed stamped record of a key, bypassing the overlay.
+    pub(crate) fn committed(&self, space: Space, key: &[u8]) -> Result<Option<fjall::Slice>> {
+        Ok(self.inner.get(self.image.keyspace(space), key)?)
+    }
+
+    fn header(&self, oid: Oid) -> Result<Option<Vec<u8>>> {
+        let key = record::oid_key(oid);
+        if !self.overlay.is_empty() {
+            if let Some(entry) = self.overlay.get(&(Space::Objects, key.to_vec())) {
+                return Ok(entry.clone());
+            }
+        }
+        if let Some(cached) = self.headers.borrow().get(&oid) {
+            return Ok(cached.clone());
+        }
+        let body = match self.committed(Space::Objects, &key)? {
+            None => None,
+            Some(raw) => record::decode_stamped(&raw)?.body.map(<[u8]>::to_vec),
+        };
+        self.headers.borrow_mut().insert(oid, body.clone());
+        Ok(body)
+    }
+
+    fn body(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        // Most reads (lookups) happen before a transaction has written anything; skip
+        // building an owned key for the overlay then.
+        if !self.overlay.is_empty() {
+            if let Some(entry) = self.overlay.get(&(space, key.to_vec())) {
+                return Ok(entry.clone());
+            }
+        }
+        match self.committed(space, key)? {
+            None => Ok(None),
+            Some(raw) => Ok(record::decode_stamped(&raw)?.body.map(<[u8]>::to_vec)),
+        }
+    }
+
+    pub(crate) fn write_body(&mut self, space: Space, key: Vec<u8>, body: Option<Vec<u8>>) {
+        let k = (space, key);
+        if self.open_savepoints > 0 {
+            let previous = self.overlay.get(&k).cloned();
+            self.overlay.insert(k.clone(), body);
+            self.undo.push((k, previous));
+        } else {
+            self.overlay.insert(k, body);
+        }
+    }
+
+    /// Live (key, body) pairs under `prefix`, committed merged with the overlay.
+    fn scan(&self, space: Space, prefix: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        for guard in self.inner.prefix(self.image.keyspace(space), prefix) {
+            let (key, raw) = guard.into_inner()?;
+            if let Some(body) = record::decode_stamped(&raw)?.body {
+                out.insert(key.to_vec(), body.to_vec());
+            }
+        }
+        let start = (space, prefix.to_vec());
+        for ((s, key), body) in self.overlay.range(start..) {
+            if *s != space || !key.starts_with(prefix) {
+                break;
+            }
+            match body {
+                Some(b) => out.insert(key.clone(), b.clone()),
+                None => out.remove(key),
+            };
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn inner(&self) -> &OptimisticWriteTx {
+        &self.inner
+    }
+
+    pub(crate) fn inner_mut(&mut self) -> &mut OptimisticWriteTx {
+        &mut self.inner
+    }
+
+    /// Removes a key outright, outside the overlay and the history (pack only).
+    pub(crate) fn raw_remove(&mut self, space: Space, key: Vec<u8>) {
+        self.inner.remove(self.image.keyspace(space), key);
+        self.raw_writes = true;
+    }
+
+    pub(crate) fn set_meta(&mut self, key: &'static str, value: Vec<u8>) {
+        self.meta.insert(key, value);
+    }
+
+    // ---- savepoints --------------------------------------------------------------
+
+    /// Marks the current state so that [`Tx::rollback_to`] can return to it. Savepoints
+    /// nest; each must be ended by `release` or `rollback_to`, innermost first.
+    pub fn savepoint(&mut self) -> Savepoint {
+        self.open_savepoints += 1;
+        Savepoint(self.undo.len())
+    }
+
+    /// Keeps the writes made since the savepoint.
+    pub fn release(&mut self, savepoint: Savepoint) {
+        self.open_savepoints = self.open_savepoints.saturating_sub(1);
+        if self.open_savepoints == 0 {
+            self.undo.clear();
+        }
+        drop(savepoint);
+    }
+
+    /// Discards every write made since the savepoint.
+    pub fn rollback_to(&mut self, savepoint: Savepoint) {
+        while self.undo.len() > savepoint.0 {
+            let Some((key, previous)) = self.undo.pop() else { break };
+            match previous {
+                Some(entry) => self.overlay.insert(key, entry),
+                None => self.overlay.remove(&key),
+            };
+        }
+        self.open_savepoints = self.open_savepoints.saturating_sub(1);
+    }
+
+    // ---- objects -----------------------------------------------------------------
+
+    /// Whether a live object has this oid.
+    pub fn exists(&self, oid: Oid) -> Result<bool> {
+        Ok(self.header(oid)?.is_some())
+    }
+
+    /// The object's `parent*` list.
+    pub fn parents(&self, oid: Oid) -> Result<Vec<Oid>> {
+        match self.header(oid)? {
+            Some(body) => record::decode_parents(&body),
+            None => Err(Error::UnknownObject(oid)),
+        }
+    }
+
+    /// Replaces the object's `parent*` list. Every parent must exist; cycles are
+    /// allowed (lookup detects them), as in Self.
+    pub fn set_parents(&mut self, oid: Oid, parents: &[Oid]) -> Result<()> {
+        self.parents(oid)?;
+        for p in parents {
+            if !self.exists(*p)? {
+                return Err(Error::UnknownObject(*p));
+            }
+        }
+        self.write_body(Space::Objects, record::oid_key(oid).to_vec(), Some(record::encode_parents(parents)));
+        Ok(())
+    }
+
+    /// Creates an empty object with these parents.
+    pub fn create_object(&mut self, parents: &[Oid]) -> Result<Oid> {
+        for p in parents {
+            if !self.exists(*p)? {
+                return Err(Error::UnknownObject(*p));
+            }
+        }
+        let oid = self.image.allocate_oid();
+        self.write_body(Space::Objects, record::oid_key(oid).to_vec(), Some(record::encode_parents(parents)));
+        Ok(oid)
+    }
+
+    /// Clones an object, Self-style: the clone gets a copy of the original's slots and
+    /// the *same parents* as the original (not the original itself as parent).
+    pub fn clone_object(&mut self, original: Oid) -> Result<Oid> {
+        let parents = self.parents(original)?;
+        let slots = self.scan(Space::Slots, &record::oid_key(original))?;
+        let oid = self.image.allocate_oid();
+        self.write_body(Space::Objects, record::oid_key(oid).to_vec(), Some(record::encode_parents(&parents)));
+        for (key, body) in slots {
+            let (_, name) = record::split_slot_key(&key)?;
+            self.write_body(Space::Slots, record::slot_key(oid, &name), Some(body));
+        }
+        Ok(oid)
+    }
+
+    /// The whole object: parents and own slots.
+    pub fn object(&self, oid: Oid) -> Result<Object> {
+        let parents = self.parents(oid)?;
+        Ok(Object { oid, parents, slots: self.slots(oid)? })
+    }
+
+    // ---- slots -------------------------------------------------------------------
+
+    /// One own slot of the object (no delegation; see the runtime's lookup for that).
+    /// Does not check that the object exists.
+    pub fn slot(&self, oid: Oid, name: &str) -> Result<Option<Value>> {
+        match self.body(Space::Slots, &record::slot_key(oid, name))? {
+            Some(body) => Ok(Some(record::decode_value(&body)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All own slots of the object, sorted by name.
+    pub fn slots(&self, oid: Oid) -> Result<BTreeMap<String, Value>> {
+        let mut out = BTreeMap::new();
+        for (key, body) in self.scan(Space::Slots, &record::oid_key(oid))? {
+            let (_, name) = record::split_slot_key(&key)?;
+            out.insert(name, record::decode_value(&body)?);
+        }
+        Ok(out)
+    }
+
+    /// Writes a slot on a live object. The name is validated, the value's encoded size
+    /// is bounded by [`super::MAX_VALUE_BYTES`], and every object or blob it refers to
+    /// must exist (so no slot ever holds a dangling reference).
+    pub fn set_slot(&mut self, oid: Oid, name: &str, value: &Value) -> Result<()> {
+        record::validate_name(name)?;
+        if !self.exists(oid)? {
+            return Err(Error::UnknownObject(oid));
+        }
+        let body = record::encode_value(value)?;
+        self.check_refs(value)?;
+        self.write_body(Space::Slots, record::slot_key(oid, name), Some(body));
+        Ok(())
+    }
+
+    /// Removes an own slot; returns whether it existed.
+    pub fn remove_slot(&mut self, oid: Oid, name: &str) -> Result<bool> {
+        if !self.exists(oid)? {
+            return Err(Error::UnknownObject(oid));
+        }
+        let key = record::slot_key(oid, name);
+        let existed = self.body(Space::Slots, &key)?.is_some();
+        if existed {
+            self.write_body(Space::Slots, key, None);
+        }
+        Ok(existed)
+    }
+
+    fn check_refs(&mut self, value: &Value) -> Result<()> {
+        let mut refs = Vec::new();
+        value.visit_refs(&mut |r| refs.push(r));
+        for r in refs {
+            match r {
+                Ref::Object(oid) => {
+                    if !self.exists(oid)? {
+                        return Err(Error::UnknownObject(oid));
+                    }
+                }
+                Ref::Blob(blob) => {
+                    self.hold_blob_gate();
+                    if !self.image.blobs().contains(&blob.hash) {
+                        return Err(Error::BlobMissing(blob.hash));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps `pack` from sweeping blobs until this transaction ends: a blob written (or
+    /// re-referenced) here is not yet reachable in the committed image.
+    fn hold_blob_gate(&mut self) {
+        if self.blob_guard.is_none() {
+            self.blob_guard = Some(self.image.blob_gate_read());
+        }
+    }
+
+    // ---- roots -------------------------------------------------------------------
+
+    /// The object a named root refers to.
+    pub fn root(&self, name: &str) -> Result<Option<Oid>> {
+        match self.body(Space::Roots, name.as_bytes())? {
+            Some(body) => Ok(Some(Oid(record::decode_u64(&body, "a root")?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Names (or renames the target of) a root.
+    pub fn set_root(&mut self, name: &str, oid: Oid) -> Result<()> {
+        record::validate_name(name)?;
+        if !self.exists(oid)? {
+            return Err(Error::UnknownObject(oid));
+        }
+        self.write_body(Space::Roots, name.as_bytes().to_vec(), Some(oid.0.to_be_bytes().to_vec()));
+        Ok(())
+    }
+
+    /// Removes a named root; returns whether it existed.
+    pub fn remove_root(&mut self, name: &str) -> Result<bool> {
+        let existed = self.root(name)?.is_some();
+        if existed {
+            self.write_body(Space::Roots, name.as_bytes().to_vec(), None);
+        }
+        Ok(existed)
+    }
+
+    /// All named roots.
+    pub fn roots(&self) -> Result<BTreeMap<String, Oid>> {
+        let mut out = BTreeMap::new();
+        for (key, body) in self.scan(Space::Roots, &[])? {
+            let name = String::from_utf8(key).map_err(|_| Error::Corrupt("a root name is not UTF-8".into()))?;
+            out.insert(name, Oid(record::decode_u64(&body, "a root")?));
+        }
+        Ok(out)
+    }
+
+    // ---- blobs -------------------------------------------------------------------
+
+    /// Stores bytes as a blob (durably, before this transaction commits) and returns the
+    /// reference to keep in a slot.
+    pub fn put_blob(&mut self, bytes: &[u8]) -> Result<BlobRef> {
+        self.hold_blob_gate();
+        self.image.blobs().put(bytes)
+    }
+
+    /// Streams a file into the blob store; see [`Tx::put_blob`].
+    pub fn put_blob_file(&mut self, path: &std::path::Path) -> Result<BlobRef> {
+        self.hold_blob_gate();
+        self.image.blobs().put_file(path)
+    }
+
+    /// Adds a large, never-rewritten file (model weights) to the blob store, hard-linked
+    /// where the filesystem allows; see [`crate::BlobStore::adopt_file`].
+    pub fn adopt_blob_file(&mut self, path: &std::path::Path) -> Result<BlobRef> {
+        self.hold_blob_gate();
+        self.image.blobs().adopt_file(path)
+    }
+
+    // ---- commit ------------------------------------------------------------------
+
+    /// Commits the net writes with a history entry. `Ok(Err(()))` is a conflict.
+    pub(crate) fn commit(mut self, description: &str) -> Result<Result<Option<TxId>, ()>> {
+        let overlay = std::mem::take(&mut self.overlay);
+        let mut writes = Vec::with_capacity(overlay.len());
+        for ((space, key), after) in overlay {
+            let before = match self.committed(space, &key)? {
+                Some(raw) => record::decode_stamped(&raw)?.body.map(<[u8]>::to_vec),
+                None => None,
+            };
+            if before != after {
+                writes.push(Write { space, key, before, after });
+            }
+        }
+        if writes.is_empty() && self.meta.is_empty() && !self.raw_writes {
+            self.inner.rollback();
+            return Ok(Ok(None));
+        }
+        let image = self.image;
+        let _serial = image.commit_serial();
+        let tx = image.next_tx_id();
+        for w in &writes {
+            let stamped = record::encode_stamped(tx, w.after.as_deref());
+            self.inner.insert(image.keyspace(w.space), w.key.as_slice(), stamped);
+        }
+        let pinned = self.raw_writes || self.meta.contains_key(super::META_FORMAT);
+        for (key, value) in std::mem::take(&mut self.meta) {
+            self.inner.insert(image.meta_keyspace(), key, value);
+        }
+        let mut description: String = description.chars().take(record::MAX_DESCRIPTION).collect();
+        if description.is_empty() {
+            description.push_str("(no description)");
+        }
+        let entry = record::TxRecord { time_ms: now_ms(), description, writes, pinned };
+        self.inner.insert(image.history_keyspace(), record::tx_key(tx), record::encode_tx_record(&entry)?);
+        match self.inner.commit()? {
+            Ok(()) => {
+                image.committed(tx);
+                image.nudge_snapshot_gc();
+                Ok(Ok(Some(tx)))
+            }
+            Err(fjall::Conflict) => Ok(Err(())),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, by the system clock (0 if it is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

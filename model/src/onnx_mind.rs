@@ -1,0 +1,201 @@
+//! [`OnnxMind`]: a GGUF model imported to ONNX and run in-process by ONNX Runtime, with
+//! prefill, incremental decoding over the KV cache, sampling and stop strings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ort::session::Session;
+use ort::value::{DynValue, Tensor};
+
+use batos_mind::{Completion, Finish, Message, Mind, MindError, Sampling};
+use super::gguf::{Gguf, MetaValue};
+use super::model::Config;
+use super::sample::{stop_at, Sampler};
+use super::template::ChatTemplate;
+use super::progress::{Progress, Quiet};
+use super::onnxruntime::{self as runtime, Device};
+use super::{export, model, tokenizer};
+
+/// Bumped whenever the exported graph changes, so stale exports are rebuilt.
+const EXPORT_VERSION: u32 = 4;
+
+/// Weights stay in their GGUF blocks (MatMulNBits) where that is exact, with int8
+/// activations: a quarter of the memory traffic of f32, which decoding is bound by.
+const WEIGHTING: export::Weighting = export::Weighting::NBits { accuracy_level: 4 };
+
+/// A local model in ONNX Runtime.
+pub struct OnnxMind {
+    name: String,
+    provider: &'static str,
+    config: Config,
+    session: Mutex<Session>,
+    tokenizer: tokenizers::Tokenizer,
+    template: ChatTemplate,
+    stop_ids: Vec<u32>,
+}
+
+fn model_error(detail: impl Into<String>) -> MindError {
+    MindError::Model(detail.into())
+}
+
+/// The folder holding the ONNX export of the GGUF whose content key (a hash) is `key`.
+/// Keyed by content, not file name, so a model reached through the image's blob store
+/// and the same model in the models folder share one export.
+pub fn export_dir(models: &Path, key: &str) -> PathBuf {
+    models.join("onnx").join(format!("{key}-v{EXPORT_VERSION}"))
+}
+
+/// Makes sure `dir` holds the ONNX export of `gguf_path`, building it if not: the
+/// import step of `batos model pull` and `batos model import`, and of a first use.
+/// The caller holds the models folder's [`super::folder::ModelsLock`]; the export is
+/// written to a staging folder renamed into place, `model.onnx` last, so an export
+/// with `model.onnx` is whole.
+/// Exports of older graph versions next to it are removed. Returns `model.onnx`.
+pub fn ensure_export(gguf_path: &Path, dir: &Path, progress: &mut dyn Progress) -> Result<PathBuf, MindError> {
+    let onnx = dir.join("model.onnx");
+    if onnx.is_file() {
+        return Ok(onnx);
+    }
+    let g = Gguf::read(gguf_path).map_err(|e| model_error(e.to_string()))?;
+    progress.start("import: read and repack weights", None);
+    let weights = model::load(&g).map_err(model_error);
+    progress.finish();
+    let weights = weights?;
+    progress.start("import: build and write the ONNX graph", None);
+    let written = export::write_with_external_data(export::export_with(&weights, WEIGHTING), dir)
+        .map_err(|e| model_error(format!("cannot write the ONNX export to {}: {e}", dir.display())));
+    progress.finish();
+    written?;
+    if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) {
+        let stem = name.rsplit_once("-v").map_or(name, |(stem, _)| stem);
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            let other = entry.file_name().to_string_lossy().into_owned();
+            if other != name && other.rsplit_once("-v").is_some_and(|(s, _)| s == stem) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    Ok(onnx)
+}
+
+impl OnnxMind {
+    /// Opens a GGUF model named `name`, exporting it to ONNX into `dir` (see
+    /// [`export_dir`]) the first time, on `device`.
+    pub fn open(gguf_path: &Path, dir: &Path, name: &str, device: Device) -> Result<OnnxMind, MindError> {
+        let g = Gguf::read(gguf_path).map_err(|e| model_error(e.to_string()))?;
+        let config = model::config(&g).map_err(model_error)?;
+        let tokenizer = tokenizer::tokenizer(&g).map_err(model_error)?;
+        let template = ChatTemplate::from_gguf(&g).map_err(model_error)?;
+        let onnx = match dir.join("model.onnx") {
+            onnx if onnx.is_file() => onnx,
+            _ => {
+                // `dir` is `<models>/onnx/<key>-vN`: the export is written under the models
+                // folder's lock, like every other writer of it.
+                let models = dir.parent().and_then(Path::parent).unwrap_or(dir);
+                let _held = super::folder::ModelsLock::acquire(models)
+                    .map_err(|e| model_error(format!("cannot lock the models folder {}: {e}", models.display())))?;
+                ensure_export(gguf_path, dir, &mut Quiet)?
+            }
+        };
+        let (session, provider) = runtime::session(&onnx, device)?;
+        tracing::info!(model = name, provider, "the mind is loaded");
+        let mut stop_ids = Vec::new();
+        if let Some(id) = g.get("tokenizer.ggml.eos_token_id").and_then(MetaValue::as_u64) {
+            stop_ids.push(id as u32);
+        }
+        for special in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"] {
+            if let Some(id) = tokenizer.token_to_id(special) {
+                stop_ids.push(id);
+            }
+        }
+        Ok(OnnxMind { name: name.to_owned(), provider, config, session: Mutex::new(session), tokenizer, template, stop_ids })
+    }
+
+    /// The execution provider that actually runs the model.
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// Generates after `prompt` (token ids), streaming text to `on_text`.
+    pub fn generate(&self, prompt: &[u32], sampling: &Sampling, on_text: &mut dyn FnMut(&str)) -> Result<Completion, MindError> {
+        let c = &self.config;
+        let d = c.head_dim();
+        let mut session = self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sampler = Sampler::new(sampling);
+        // The cache stays in ONNX Runtime's own tensors: each step's `present` outputs
+        // become the next step's `past` inputs without a copy.
+        let ort_error = |e: ort::Error| model_error(format!("ONNX Runtime failed: {e}"));
+        let mut past: Vec<DynValue> = Vec::with_capacity(2 * c.layers);
+        for _ in 0..2 * c.layers {
+            past.push(Tensor::from_array(([1usize, c.kv_heads, 0, d], Vec::<f32>::new())).map_err(ort_error)?.into_dyn());
+        }
+        let mut history: Vec<u32> = prompt.to_vec();
+        let mut feed: Vec<i64> = prompt.iter().map(|&t| i64::from(t)).collect();
+        let mut generated: Vec<u32> = Vec::new();
+        let mut emitted = 0usize;
+        let mut text = String::new();
+        let finish = loop {
+            if history.len() >= c.context.min(export::MAX_POSITIONS) {
+                break Finish::Length;
+            }
+            let start = history.len() - feed.len();
+            let seq = feed.len();
+            let total = history.len();
+            let mut inputs: Vec<(String, DynValue)> = vec![
+                ("input_ids".into(), Tensor::from_array(([1usize, seq], std::mem::take(&mut feed))).map_err(ort_error)?.into_dyn()),
+                ("attention_mask".into(), Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(ort_error)?.into_dyn()),
+                ("position_ids".into(), Tensor::from_array(([1usize, seq], (start as i64..total as i64).collect::<Vec<_>>())).map_err(ort_error)?.into_dyn()),
+            ];
+            for (i, value) in past.drain(..).enumerate() {
+                let kind = if i % 2 == 0 { "key" } else { "value" };
+                inputs.push((format!("past_key_values.{}.{kind}", i / 2), value));
+            }
+            let mut outputs = session.run(inputs).map_err(ort_error)?;
+            let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(ort_error)?;
+            let token = sampler.next(&logits[..c.vocab], &history);
+            for i in 0..2 * c.layers {
+                let kind = if i % 2 == 0 { "key" } else { "value" };
+                let name = format!("present.{}.{kind}", i / 2);
+                past.push(outputs.remove(name.as_str()).ok_or_else(|| model_error(format!("the model gave no `{name}`")))?);
+            }
+            if self.stop_ids.contains(&token) {
+                break Finish::Stop;
+            }
+            generated.push(token);
+            history.push(token);
+            feed = vec![i64::from(token)];
+            text = self.tokenizer.decode(&generated, true).map_err(|e| model_error(format!("cannot decode tokens: {e}")))?;
+            if let Some(at) = stop_at(&text, &sampling.stop) {
+                text.truncate(at);
+                if text.len() > emitted {
+                    on_text(&text[emitted..]);
+                }
+                break Finish::Stop;
+            }
+            // Hold back a piece that ends inside a multi-byte character.
+            if !text.ends_with('\u{FFFD}') && text.len() > emitted && text.is_char_boundary(emitted) {
+                on_text(&text[emitted..]);
+                emitted = text.len();
+            }
+            if generated.len() >= sampling.max_tokens {
+                break Finish::Length;
+            }
+        };
+        if finish == Finish::Stop && text.len() > emitted && text.is_char_boundary(emitted) {
+            on_text(&text[emitted..]);
+        }
+        Ok(Completion { text, prompt_tokens: Some(prompt.len()), completion_tokens: Some(generated.len()), finish })
+    }
+
+}
+impl Mind for OnnxMind {
+    fn describe(&self) -> String {
+        format!("onnx {} on {}", self.name, self.provider)
+    }
+
+    fn complete(&self, messages: &[Message], sampling: &Sampling, on_text: &mut dyn FnMut(&str)) -> Result<Completion, MindError> {
+        let prompt = self.template.render(messages, true).map_err(model_error)?;
+        let encoding = self.tokenizer.encode(prompt, false).map_err(|e| model_error(format!("cannot tokenize the prompt: {e}")))?;
+        self.generate(encoding.get_ids(), sampling, on_text)
+    }
+}

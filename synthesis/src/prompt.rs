@@ -1,0 +1,262 @@
+//! What the synthesis cycle says to the mind, and how it reads the answers. Small
+//! models follow short, concrete prompts best: the signature to write, the examples as
+//! Rust expressions, at most two worked examples, and on a repair round the previous
+//! code with exactly what went wrong.
+
+use super::candidate::Signature;
+use super::skills::Skill;
+use super::Example;
+use crate::image::{json, Value};
+use crate::mind::Message;
+
+/// What the host offers synthesised code, beyond the standard library.
+pub const SDK_SUMMARY: &str = "Use only the Rust standard library (no crates, no files, no network, no threads). \
+Integers are i64, floats f64, text String, lists Vec<i64> or Vec<String>.";
+
+/// What a stateful method may call on its receiver `this`.
+pub const STATE_SUMMARY: &str = "`this` is the object receiving the message. \
+Read and write its slots with this.get_int(\"total\") -> Option<i64> (None when unset), this.set_int(\"total\", n), \
+this.get_text(\"label\") -> Option<String>, this.set_text(\"label\", text). \
+Send it a message with this.send_int(\"double:\", &[n]) -> i64 or this.send_text(\"greet:\", &[\"Ada\"]) -> String.";
+
+/// A value as a Rust expression, for prompts.
+pub fn rust_literal(value: &Value) -> String {
+    match value {
+        Value::Text(s) => format!("{s:?}.to_string()"),
+        Value::List(items) => format!("vec![{}]", items.iter().map(rust_literal).collect::<Vec<_>>().join(", ")),
+        Value::Float(f) if f.fract() == 0.0 => format!("{f:.1}"),
+        other => json::to_json(other).to_string(),
+    }
+}
+
+fn call_text(signature: &Signature, example: &Example) -> String {
+    let mut args: Vec<String> = example.args.iter().map(rust_literal).collect();
+    if signature.receiver {
+        args.insert(0, "this".into());
+    }
+    format!("{}({}) == {}", signature.name, args.join(", "), rust_literal(&example.expected))
+}
+
+/// The purpose of the method, for people and the mind: the brief, else the selector's
+/// words (`sumList:` → "sum list") with the arguments it was sent.
+pub fn purpose(selector: &str, args: &[Value], brief: Option<&str>) -> String {
+    if let Some(b) = brief.filter(|b| !b.trim().is_empty()) {
+        return b.trim().to_owned();
+    }
+    let mut words = String::new();
+    for c in selector.chars() {
+        if c == ':' || c == '_' {
+            words.push(' ');
+        } else if c.is_ascii_uppercase() {
+            words.push(' ');
+            words.push(c.to_ascii_lowercase());
+        } else {
+            words.push(c);
+        }
+    }
+    let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
+    let shown: Vec<String> = args.iter().map(rust_literal).collect();
+    if shown.is_empty() {
+        format!("do what its name says: {words}")
+    } else {
+        format!("do what its name says: {words} (for example for {})", shown.join(", "))
+    }
+}
+
+/// The first request for code.
+pub fn synthesize(signature: &Signature, purpose: &str, examples: &[Example], skills: &[Skill]) -> Vec<Message> {
+    let mut user = format!("Write this Rust function:\n\n{} {{ ... }}\n\nIt should {purpose}.\n{SDK_SUMMARY}\n", signature.rust());
+    if !signature.returns_known {
+        user.push_str("Replace RETURN with the fitting type: i64, f64, bool, String, Vec<i64> or Vec<String>.\n");
+    }
+    if signature.receiver {
+        user.push_str(STATE_SUMMARY);
+        user.push('\n');
+    }
+    if !examples.is_empty() {
+        user.push_str("\nIt must satisfy:\n");
+        for e in examples {
+            user.push_str(&format!("{}\n", call_text(signature, e)));
+        }
+    }
+    for s in skills.iter().filter(|s| !s.source.trim().is_empty()).take(2) {
+        user.push_str(&format!("\nA verified function of this system that {}:\n```rust\n{}\n```\n", s.description.trim_end_matches('.'), s.source.trim()));
+    }
+    user.push_str("\nAnswer with one ```rust code block holding the complete function.");
+    vec![Message::system("You are an expert Rust programmer. You answer with code only."), Message::user(user)]
+}
+
+/// The first request for a method in WAT: the `$invoke` function against the WAT
+/// prelude's contract and helpers (for minds strong enough to write it).
+pub fn synthesize_wat(selector: &str, purpose: &str, examples: &[Example]) -> Vec<Message> {
+    let contract: String = crate::sandbox::audit::WAT_PRELUDE.lines().take_while(|l| l.starts_with(";;")).map(|l| format!("{l}\n")).collect();
+    let helpers: String = crate::sandbox::audit::WAT_PRELUDE
+        .lines()
+        .filter(|l| l.trim_start().starts_with(";;") || l.trim_start().starts_with("(func $"))
+        .skip_while(|l| l.starts_with(";;"))
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    let mut user = format!("Write the WebAssembly text function `$invoke` that answers the message `{selector}`: it should {purpose}.\n\nThe contract:\n{contract}\nThe helpers you may call:\n{helpers}");
+    if !examples.is_empty() {
+        user.push_str("\nIt must satisfy (arguments => answer, as JSON):\n");
+        for e in examples {
+            let args: Vec<String> = e.args.iter().map(|a| json::to_json(a).to_string()).collect();
+            user.push_str(&format!("{} => {}\n", args.join(", "), json::to_json(&e.expected)));
+        }
+    }
+    user.push_str("\nAnswer with one ```wat code block holding `(func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32) ...)` and any helper functions of your own.");
+    vec![Message::system("You are an expert in WebAssembly text format. You answer with code only."), Message::user(user)]
+}
+
+/// The `$invoke` function (and its helpers) out of an answer in WAT.
+pub fn extract_wat(answer: &str) -> Option<String> {
+    let blocks = answer.split("```").skip(1).step_by(2).map(|b| b.trim_start_matches(|c: char| c.is_ascii_alphanumeric()).trim());
+    blocks.chain(std::iter::once(answer.trim())).find(|c| c.contains("(func $invoke")).map(str::to_owned)
+}
+
+/// A repair round: the first request again, with the previous code and what went
+/// wrong with it. One fresh request, not a continued chat: a small model asked to fix
+/// its own answer in a conversation tends to repeat it.
+pub fn repair(first: &[Message], code: &str, problem: &str) -> Vec<Message> {
+    let mut messages = first.to_vec();
+    if let Some(last) = messages.last_mut() {
+        let attempt = if code.is_empty() { "An earlier attempt was wrong:".to_owned() } else { format!("This attempt is wrong:\n```rust\n{code}\n```") };
+        last.content = format!(
+            "{}\n\n{attempt}\n{problem}\nWrite a corrected version of the whole function.",
+            last.content.trim_end_matches("Answer with one ```rust code block holding the complete function.").trim_end()
+        );
+        last.content.push_str("\nAnswer with one ```rust code block holding the complete function.");
+    }
+    messages
+}
+
+/// A request for example cases of a function nobody gave examples for. The answer's
+/// type is left open: the cases tell it.
+pub fn propose_examples(signature: &Signature, purpose: &str) -> Vec<Message> {
+    let mut params: Vec<String> = signature.params.iter().enumerate().map(|(i, t)| format!("{}: {}", (b'a' + i as u8) as char, t.rust())).collect();
+    if signature.receiver {
+        params.insert(0, "this: &Object".into());
+    }
+    let user = format!(
+        "The Rust function `{}({})` should {purpose}. Give three test cases, one per line, exactly in the form\n{}(ARGUMENTS) == RESULT\nusing Rust literals (true/false for yes/no answers), and nothing else. Cases on `this` run in order, one after the other.",
+        signature.name,
+        params.join(", "),
+        signature.name
+    );
+    vec![Message::user(user)]
+}
+
+/// Reads proposed cases `name(args) == result` whose arguments have the signature's
+/// types and whose results all have one type (the most common among them).
+pub fn parse_examples(signature: &Signature, answer: &str) -> Vec<Example> {
+    let all = parse_cases(signature, answer);
+    let mut counts: Vec<(super::candidate::Type, usize)> = Vec::new();
+    for e in &all {
+        if let Some(t) = super::candidate::Type::of(&e.expected) {
+            match counts.iter_mut().find(|(c, _)| *c == t) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((t, 1)),
+            }
+        }
+    }
+    let Some((common, _)) = counts.iter().max_by_key(|(_, n)| *n).copied() else { return vec![] };
+    all.into_iter().filter(|e| super::candidate::Type::of(&e.expected) == Some(common)).take(3).collect()
+}
+
+fn parse_cases(signature: &Signature, answer: &str) -> Vec<Example> {
+    let mut out = Vec::new();
+    for line in answer.lines() {
+        let line = line.trim().trim_end_matches(';');
+        let (line, asserted) = match line.strip_prefix("assert_eq!(") {
+            Some(inner) => (inner.strip_suffix(')').unwrap_or(inner), true),
+            None => (line, false),
+        };
+        let Some(rest) = line.strip_prefix(&format!("{}(", signature.name)) else { continue };
+        let Some(end) = closing_paren(rest) else { continue };
+        let after = rest[end + 1..].trim_start();
+        let result = if asserted { after.strip_prefix(',') } else { after.strip_prefix("==") };
+        let Some(result) = result else { continue };
+        let mut inside = rest[..end].trim();
+        if signature.receiver {
+            inside = inside.strip_prefix("&this").or_else(|| inside.strip_prefix("this")).map_or(inside, |r| r.trim_start().trim_start_matches(',').trim());
+        }
+        let (Some(Value::List(args)), Some(expected)) = (from_rust(&format!("[{inside}]")), from_rust(result.trim())) else { continue };
+        let types_match = args.len() == signature.params.len() && args.iter().zip(&signature.params).all(|(a, t)| super::candidate::Type::of(a) == Some(*t));
+        if types_match && super::candidate::Type::of(&expected).is_some() {
+            out.push(Example { args, expected });
+        }
+    }
+    out
+}
+
+/// Where the parenthesis opened just before `text` closes (strings and brackets skipped).
+fn closing_paren(text: &str) -> Option<usize> {
+    let (mut depth, mut in_text, mut escaped) = (1usize, false, false);
+    for (i, c) in text.char_indices() {
+        if in_text {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_text = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_text = true,
+            '(' | '[' => depth += 1,
+            ')' | ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A Rust literal (numbers, strings, `.to_string()`, `vec![…]`, booleans) as a value.
+fn from_rust(text: &str) -> Option<Value> {
+    let normalized = text.replace(".to_string()", "").replace(".to_owned()", "").replace("String::from(", "(").replace("vec![", "[").replace("i64", "").replace("_u64", "");
+    json::parse(normalized.trim(), &mut |_| Err("no objects in examples".into())).ok()
+}
+
+/// Asks the mind to turn a request in words into one message.
+pub fn translate(request: &str, objects: &[String]) -> Vec<Message> {
+    let user = format!(
+        "Objects: {}.\nTurn this request into one message, answering with exactly one line of the form\nOBJECT SELECTOR ARG1 ARG2 ...\nwhere SELECTOR is a camelCase name (ending in `:` when it takes arguments) and arguments are JSON values.\nExamples:\ngenesis factorial: 5\ngenesis reverseText: \"hello\"\ngenesis reportTime\n\nRequest: {request}",
+        objects.join(", ")
+    );
+    vec![Message::system("You translate requests into messages for an object system."), Message::user(user)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::candidate::Type;
+
+    #[test]
+    fn proposed_examples_are_read_and_type_checked() {
+        let sig = Signature { name: "factorial".into(), params: vec![Type::Int], returns: Type::Int, receiver: false, returns_known: true };
+        let answer = "factorial(0) == 1\nfactorial(5) == 120\nassert_eq!(factorial(3), 6);\nfactorial(\"x\") == 1\nfactorial(2) == \"two\"\nnonsense";
+        let got = parse_examples(&sig, answer);
+        assert_eq!(got.iter().map(|e| (e.args.clone(), e.expected.clone())).collect::<Vec<_>>(), vec![
+            (vec![Value::Int(0)], Value::Int(1)),
+            (vec![Value::Int(5)], Value::Int(120)),
+            (vec![Value::Int(3)], Value::Int(6)),
+        ], "the odd one out (text) loses to the common type");
+        let sig = Signature { name: "reverse".into(), params: vec![Type::Text], returns: Type::Text, receiver: false, returns_known: true };
+        let got = parse_examples(&sig, "reverse(\"abc\".to_string()) == \"cba\".to_string()");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].expected, Value::Text("cba".into()));
+    }
+
+    #[test]
+    fn values_read_as_rust_literals() {
+        assert_eq!(rust_literal(&Value::Text("a\"b".into())), "\"a\\\"b\".to_string()");
+        assert_eq!(rust_literal(&Value::List(vec![Value::Int(1), Value::Int(2)])), "vec![1, 2]");
+        assert_eq!(rust_literal(&Value::Float(2.0)), "2.0");
+    }
+}

@@ -1,0 +1,15 @@
+//! The command line's integration tests, run as a user would run `batos`: the
+//! commands and their error kinds, plugins, synthesis against a stand-in chat server,
+//! the kill -9 crash harness, model import, and THE REAL EMBEDDED MODEL end to end.
+
+#[path = "../support/chat_stub.rs"]
+mod chat_stub;
+#[path = "../support/tiny_model.rs"]
+mod tiny_model;
+
+mod commands;
+mod crash;
+mod import;
+mod real_model;
+mod real_model_synthesis;
+mod synthesis;

@@ -1,0 +1,87 @@
+//! THE REAL EMBEDDED MODEL from the command line: `send pLLM infer` across processes,
+//! with the weights in the image, and three processes pulling one model at once.
+
+use std::collections::BTreeSet;
+
+use batos::model::pull;
+
+/// THE REAL EMBEDDED MODEL from the command line: `batos send pLLM infer "…"`. The
+/// first use adopts the weights into the image as a blob that `pLLM` refers to; a
+/// second process thinks with that blob.
+#[test]
+fn send_pllm_infer_works_from_the_cli() {
+    pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let batos = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_batos"))
+            .arg("--image")
+            .arg(dir.path().join("image"))
+            .args(args)
+            .output()
+            .expect("batos runs")
+    };
+    assert!(batos(&["set", "pLLM", "maxTokens", "16"]).status.success());
+    let out = batos(&["--json", "send", "pLLM", "infer", "\"What is 2 + 3? Answer with the number only.\""]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(answer["result"].as_str().is_some_and(|t| t.contains('5')), "{answer}");
+
+    let out = batos(&["--json", "inspect", "pLLM"]);
+    let pllm = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(pllm.contains("weights") && pllm.contains(&pull::CATALOGUE[0].size.to_string()), "pLLM refers to its weights blob: {pllm}");
+    let blobs: Vec<_> = walk(&dir.path().join("image").join("blobs"));
+    assert!(blobs.iter().any(|(_, len)| *len == pull::CATALOGUE[0].size), "the GGUF is in the image's blob store");
+
+    let out = batos(&["--json", "send", "pLLM", "infer", "\"What is 4 + 4? Answer with the number only.\""]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(answer["result"].as_str().is_some_and(|t| t.contains('8')), "{answer}");
+}
+
+/// THE REAL EMBEDDED MODEL, pulled by three processes at once into an empty models
+/// folder, as the test suite and a person's first `run.sh` do on a fresh machine: the
+/// models folder's lock makes them take turns, so all three succeed and leave one
+/// verified GGUF and one complete export.
+#[test]
+fn three_processes_pulling_one_model_at_once_all_succeed() {
+    let models = tempfile::tempdir().expect("tempdir");
+    let pulls: Vec<_> = (0..3)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_batos"))
+                .args(["--json", "model", "pull"])
+                .env("BATOS_MODELS", models.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("batos runs")
+        })
+        .collect();
+    let mut exports = BTreeSet::new();
+    for pull in pulls {
+        let out = pull.wait_with_output().expect("batos ends");
+        assert!(out.status.success(), "every pull succeeds: {}", String::from_utf8_lossy(&out.stderr));
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        exports.insert(answer["result"]["onnx"].as_str().map(str::to_owned).or_else(|| answer["onnx"].as_str().map(str::to_owned)).expect("the export's path"));
+    }
+    assert_eq!(exports.len(), 1, "one export for all three: {exports:?}");
+    let ggufs: Vec<_> = walk(models.path()).into_iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "gguf")).collect();
+    assert_eq!(ggufs.len(), 1, "one GGUF: {ggufs:?}");
+    assert_eq!(ggufs[0].1, pull::CATALOGUE[0].size);
+    let leftovers: Vec<_> = walk(models.path()).into_iter().filter(|(p, _)| p.to_string_lossy().contains("partial")).collect();
+    assert!(leftovers.is_empty(), "nothing half-written is left: {leftovers:?}");
+    let model = pull::pull(pull::CATALOGUE[0].name, models.path(), &mut pull::Quiet).expect("a fourth pull finds it ready");
+    assert!(model.onnx.is_file());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if let Ok(meta) = entry.metadata() {
+            out.push((path, meta.len()));
+        }
+    }
+    out
+}

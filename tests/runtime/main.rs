@@ -1,0 +1,8 @@
+//! The runtime crate's integration tests, on real images in temporary folders: sends
+//! and delegation, transactions and savepoints, persistence, history, undo and pack.
+
+mod common;
+mod delegation;
+mod history;
+mod persistence;
+mod transactions;

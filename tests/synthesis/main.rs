@@ -1,0 +1,5 @@
+//! The synthesis crate's integration tests: cycles with a scripted test-double mind,
+//! sealing, and candidates built, audited and run.
+
+mod candidate;
+mod cycles;
