@@ -33,6 +33,9 @@ fn main() -> anyhow::Result<()> {
 
     // Each send is one transaction: it commits whole, or not at all.
     let count = rt.send(counter, "increment", vec![])?;
-    println!("counter {counter} has been incremented {} times in {path}", batos::image::json::to_json(&count));
+    println!(
+        "counter {counter} has been incremented {} times in {path}",
+        batos::image::json::to_json(&count)
+    );
     Ok(())
 }

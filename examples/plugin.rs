@@ -15,7 +15,10 @@ fn main() -> anyhow::Result<()> {
     // plugins/double.wat and its manifest plugins/double.toml, beside this crate.
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/double.wat");
     let installed = plugin::add(&rt, &sandbox, &source)?;
-    println!("installed `{}` on {} (component {})", installed.selector, installed.target, installed.component.hash);
+    println!(
+        "installed `{}` on {} (component {})",
+        installed.selector, installed.target, installed.component.hash
+    );
 
     let genesis = rt.resolve("genesis")?;
     let answer = rt.send(genesis, "double:", vec![Value::Int(21)])?;

@@ -205,7 +205,13 @@ fn main() -> ExitCode {
         .with_env_filter(
             // Warnings, and (for people, not scripts reading JSON) which model and
             // execution provider the mind runs on.
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| if cli.json { "warn".into() } else { "warn,batos::mind=info".into() }),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                if cli.json {
+                    "warn".into()
+                } else {
+                    "warn,batos::mind=info".into()
+                }
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -257,7 +263,11 @@ fn run(cli: Cli) -> Result<Output, Failure> {
         return model_command(command);
     }
     let sandbox = Arc::new(Sandbox::new(Limits::default())?);
-    let rt = minds().attach(Runtime::builder()).image_options(options).component_runner(sandbox.clone()).open(&dir)?;
+    let rt = minds()
+        .attach(Runtime::builder())
+        .image_options(options)
+        .component_runner(sandbox.clone())
+        .open(&dir)?;
     if matches!(cli.command, Command::Plugin(PluginCommand::Watch)) {
         return watch_forever(rt, sandbox, cli.json);
     }
@@ -281,28 +291,34 @@ fn watch_forever(rt: Runtime, sandbox: Arc<Sandbox>, json_mode: bool) -> Result<
     let rt = Arc::new(rt);
     let dir = rt.image().path().join("plugins");
     eprintln!("watching {} for plugins (Ctrl-C to stop)", dir.display());
-    let _folder = watch::DropFolder::watch(rt.clone(), sandbox.clone(), &dir, move |report| {
-        match report {
+    let _folder =
+        watch::DropFolder::watch(rt.clone(), sandbox.clone(), &dir, move |report| match report {
             Ok(r) if json_mode => println!("{}", sync_output(&r).json),
             Ok(r) if r != watch::SyncReport::default() => println!("{}", sync_output(&r).text),
             Ok(_) => {}
             Err(e) => eprintln!("error: {e}"),
-        }
-    })?;
+        })?;
     loop {
         std::thread::park();
         let _ = sandbox.flush_stats(rt.image());
     }
 }
 
-fn dispatch(command: Command, rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, json_mode: bool) -> Result<Output, Failure> {
+fn dispatch(
+    command: Command,
+    rt: &Arc<Runtime>,
+    sandbox: &Arc<Sandbox>,
+    json_mode: bool,
+) -> Result<Output, Failure> {
     match command {
         Command::Awaken => awaken(rt),
         Command::Inspect { obj, at } => inspect(rt, &obj, at.map(TxId)),
         Command::Send { obj, selector, args, brief, examples, stateful, wat, no_synthesis } => {
             let receiver = rt.resolve(&obj)?;
             let args = args.iter().map(|a| parse_value(rt, a)).collect::<Result<Vec<_>, _>>()?;
-            let request = synthesis::request(receiver, &selector, args, brief, &examples, stateful, wat).map_err(bad_input)?;
+            let request =
+                synthesis::request(receiver, &selector, args, brief, &examples, stateful, wat)
+                    .map_err(bad_input)?;
             let value = synthesis::send(rt, sandbox, &request, !no_synthesis, !json_mode)?;
             Ok(value_output(&value, rt.image().last_tx()))
         }
@@ -329,7 +345,10 @@ fn dispatch(command: Command, rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, json_mo
         Command::History { limit } => history(rt, limit),
         Command::Undo { tx } => {
             let undo = rt.image().undo(TxId(tx))?;
-            Ok(Output { text: format!("undid {tx} with transaction {undo}"), json: json!({ "undone": tx, "tx": undo.0 }) })
+            Ok(Output {
+                text: format!("undid {tx} with transaction {undo}"),
+                json: json!({ "undone": tx, "tx": undo.0 }),
+            })
         }
         Command::Pack { drop_history_before } => {
             let report = rt.image().pack(drop_history_before.map(TxId))?;
@@ -356,8 +375,10 @@ impl pull::Progress for Bars {
     fn start(&mut self, step: &str, total: Option<u64>) {
         let bar = match total {
             Some(n) => indicatif::ProgressBar::new(n).with_style(
-                indicatif::ProgressStyle::with_template("{msg:>20} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "{msg:>20} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             ),
             None => indicatif::ProgressBar::new_spinner(),
         };
@@ -390,7 +411,11 @@ fn model_command(command: ModelCommand) -> Result<Output, Failure> {
             Ok(imported_output(&model))
         }
         ModelCommand::Import { file } => {
-            let model = import::import(&file, &dir, &mut Bars(None)).map_err(|e| Failure { kind: e.kind(), what: None, message: e.to_string() })?;
+            let model = import::import(&file, &dir, &mut Bars(None)).map_err(|e| Failure {
+                kind: e.kind(),
+                what: None,
+                message: e.to_string(),
+            })?;
             Ok(imported_output(&model))
         }
         ModelCommand::List => {
@@ -399,12 +424,20 @@ fn model_command(command: ModelCommand) -> Result<Output, Failure> {
             let installed = import::installed(&dir);
             for e in pull::CATALOGUE {
                 let present = installed.iter().any(|(n, _)| n == e.name);
-                text.push_str(&format!("{:<40} {:>5} MB  {:<10}  {}\n", e.name, e.size >> 20, if present { "pulled" } else { "not pulled" }, e.description));
+                text.push_str(&format!(
+                    "{:<40} {:>5} MB  {:<10}  {}\n",
+                    e.name,
+                    e.size >> 20,
+                    if present { "pulled" } else { "not pulled" },
+                    e.description
+                ));
                 out.push(json!({ "name": e.name, "size": e.size, "sha256": e.sha256, "present": present, "catalogue": true, "description": e.description }));
             }
             for (name, size) in installed.iter().filter(|(n, _)| pull::entry(n).is_err()) {
                 text.push_str(&format!("{name:<40} {:>5} MB  imported\n", size >> 20));
-                out.push(json!({ "name": name, "size": size, "present": true, "catalogue": false }));
+                out.push(
+                    json!({ "name": name, "size": size, "present": true, "catalogue": false }),
+                );
             }
             Ok(Output { text: text.trim_end().to_owned(), json: json!(out) })
         }
@@ -413,7 +446,12 @@ fn model_command(command: ModelCommand) -> Result<Output, Failure> {
 
 fn imported_output(model: &import::Imported) -> Output {
     Output {
-        text: format!("{} is ready ({}; ONNX export {})", model.name, model.gguf.display(), model.onnx.display()),
+        text: format!(
+            "{} is ready ({}; ONNX export {})",
+            model.name,
+            model.gguf.display(),
+            model.onnx.display()
+        ),
         json: json!({ "name": model.name, "path": model.gguf.display().to_string(), "onnx": model.onnx.display().to_string(), "blake3": model.key }),
     }
 }
@@ -439,21 +477,36 @@ fn sync_output(report: &batos::sandbox::watch::SyncReport) -> Output {
     if text.is_empty() {
         text.push_str("the drop-in folder and the installed plugins already agree");
     }
-    let refused: Vec<_> = report.refused.iter().map(|(p, w)| json!({ "path": p.display().to_string(), "reason": w })).collect();
+    let refused: Vec<_> = report
+        .refused
+        .iter()
+        .map(|(p, w)| json!({ "path": p.display().to_string(), "reason": w }))
+        .collect();
     Output {
         text: text.trim_end().to_owned(),
         json: json!({ "installed": report.installed, "removed": report.removed, "refused": refused }),
     }
 }
 
-fn plugin_command(rt: &Runtime, sandbox: &Arc<Sandbox>, command: PluginCommand) -> Result<Output, Failure> {
+fn plugin_command(
+    rt: &Runtime,
+    sandbox: &Arc<Sandbox>,
+    command: PluginCommand,
+) -> Result<Output, Failure> {
     let drop_in = rt.image().path().join("plugins");
     match command {
         PluginCommand::Add { path } => {
             let p = plugin::add(rt, sandbox, &path)?;
-            let grants = if p.grants.is_empty() { String::new() } else { format!(" with {}", p.grants.join(", ")) };
+            let grants = if p.grants.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", p.grants.join(", "))
+            };
             Ok(Output {
-                text: format!("installed {} as `{}` on {}{grants} (component {})", p.name, p.selector, p.target, p.component.hash),
+                text: format!(
+                    "installed {} as `{}` on {}{grants} (component {})",
+                    p.name, p.selector, p.target, p.component.hash
+                ),
                 json: installed_json(&p),
             })
         }
@@ -463,7 +516,12 @@ fn plugin_command(rt: &Runtime, sandbox: &Arc<Sandbox>, command: PluginCommand) 
                 "no plugins installed".to_owned()
             } else {
                 all.iter()
-                    .map(|p| format!("{:<14} {:<16} on {:<10} {}", p.name, p.selector, p.target, p.description))
+                    .map(|p| {
+                        format!(
+                            "{:<14} {:<16} on {:<10} {}",
+                            p.name, p.selector, p.target, p.description
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             };
@@ -471,7 +529,10 @@ fn plugin_command(rt: &Runtime, sandbox: &Arc<Sandbox>, command: PluginCommand) 
         }
         PluginCommand::Remove { name } => {
             let p = plugin::remove(rt, &name)?;
-            Ok(Output { text: format!("removed {} (`{}` on {})", p.name, p.selector, p.target), json: installed_json(&p) })
+            Ok(Output {
+                text: format!("removed {} (`{}` on {})", p.name, p.selector, p.target),
+                json: installed_json(&p),
+            })
         }
         PluginCommand::Stats => {
             let stats = sandbox.stats(rt.image())?;
@@ -480,7 +541,10 @@ fn plugin_command(rt: &Runtime, sandbox: &Arc<Sandbox>, command: PluginCommand) 
             for p in plugin::list(rt)? {
                 let s = stats.get(&p.component.hash).cloned().unwrap_or_default();
                 let failures: u64 = s.failures.values().sum();
-                text.push_str(&format!("{:<14} calls {:<6} failures {:<4} fuel {:<10}", p.name, s.calls, failures, s.fuel_used));
+                text.push_str(&format!(
+                    "{:<14} calls {:<6} failures {:<4} fuel {:<10}",
+                    p.name, s.calls, failures, s.fuel_used
+                ));
                 if let Some(e) = &s.last_error {
                     text.push_str(&format!(" last error: {e}"));
                 }
@@ -492,7 +556,9 @@ fn plugin_command(rt: &Runtime, sandbox: &Arc<Sandbox>, command: PluginCommand) 
             Ok(Output { text: text.trim_end().to_owned(), json: json!(out) })
         }
         PluginCommand::Sync => Ok(sync_output(&watch::sync(rt, sandbox, &drop_in)?)),
-        PluginCommand::Watch => Err(bad_input("`plugin watch` runs only as the top-level command".into())),
+        PluginCommand::Watch => {
+            Err(bad_input("`plugin watch` runs only as the top-level command".into()))
+        }
     }
 }
 
@@ -517,7 +583,8 @@ fn awaken(rt: &Runtime) -> Result<Output, Failure> {
     for (name, oid) in &roots {
         text.push_str(&format!("\n  {name:<10} {oid}"));
     }
-    let roots_json: serde_json::Map<_, _> = roots.iter().map(|(k, v)| (k.clone(), json!(v.0))).collect();
+    let roots_json: serde_json::Map<_, _> =
+        roots.iter().map(|(k, v)| (k.clone(), json!(v.0))).collect();
     Ok(Output {
         text,
         json: json!({
@@ -559,12 +626,16 @@ fn inspect(rt: &Runtime, obj: &str, at: Option<TxId>) -> Result<Output, Failure>
             None => p.to_string(),
         })
         .collect();
-    text.push_str(&format!("\nparents: {}", if shown.is_empty() { "none".into() } else { shown.join(", ") }));
+    text.push_str(&format!(
+        "\nparents: {}",
+        if shown.is_empty() { "none".into() } else { shown.join(", ") }
+    ));
     text.push_str("\nslots:");
     for (name, value) in &slots {
         text.push_str(&format!("\n  {name} = {}", json::to_json(value)));
     }
-    let slots_json: serde_json::Map<_, _> = slots.iter().map(|(k, v)| (k.clone(), json::to_json(v))).collect();
+    let slots_json: serde_json::Map<_, _> =
+        slots.iter().map(|(k, v)| (k.clone(), json::to_json(v))).collect();
     Ok(Output {
         text,
         json: json!({

@@ -144,7 +144,9 @@ impl Value {
 const MAX_DEPTH: usize = 256;
 
 fn take_node(nodes: &mut [Option<wit::Node>], index: u32, depth: usize) -> Value {
-    let Some(node) = nodes.get_mut(index as usize).and_then(Option::take) else { return Value::Nil };
+    let Some(node) = nodes.get_mut(index as usize).and_then(Option::take) else {
+        return Value::Nil;
+    };
     if depth > MAX_DEPTH {
         return Value::Nil;
     }
@@ -155,10 +157,12 @@ fn take_node(nodes: &mut [Option<wit::Node>], index: u32, depth: usize) -> Value
         wit::Node::Float(f) => Value::Float(f),
         wit::Node::Text(s) => Value::Text(s),
         wit::Node::Bytes(b) => Value::Bytes(b),
-        wit::Node::List(items) => Value::List(items.into_iter().map(|i| take_node(nodes, i, depth + 1)).collect()),
-        wit::Node::Map(entries) => {
-            Value::Map(entries.into_iter().map(|(k, i)| (k, take_node(nodes, i, depth + 1))).collect())
+        wit::Node::List(items) => {
+            Value::List(items.into_iter().map(|i| take_node(nodes, i, depth + 1)).collect())
         }
+        wit::Node::Map(entries) => Value::Map(
+            entries.into_iter().map(|(k, i)| (k, take_node(nodes, i, depth + 1))).collect(),
+        ),
         wit::Node::Object(o) => Value::Object(o),
         wit::Node::Blob(b) => Value::Blob(b),
         wit::Node::Method(m) => Value::Method(m),
@@ -175,8 +179,12 @@ fn push_node(nodes: &mut Vec<wit::Node>, value: Value) -> u32 {
         Value::Float(f) => wit::Node::Float(f),
         Value::Text(s) => wit::Node::Text(s),
         Value::Bytes(b) => wit::Node::Bytes(b),
-        Value::List(items) => wit::Node::List(items.into_iter().map(|v| push_node(nodes, v)).collect()),
-        Value::Map(map) => wit::Node::Map(map.into_iter().map(|(k, v)| (k, push_node(nodes, v))).collect()),
+        Value::List(items) => {
+            wit::Node::List(items.into_iter().map(|v| push_node(nodes, v)).collect())
+        }
+        Value::Map(map) => {
+            wit::Node::Map(map.into_iter().map(|(k, v)| (k, push_node(nodes, v))).collect())
+        }
         Value::Object(o) => wit::Node::Object(o),
         Value::Blob(b) => wit::Node::Blob(b),
         Value::Method(m) => wit::Node::Method(m),
@@ -195,8 +203,12 @@ fn push_param<'a>(nodes: &mut Vec<wit::NodeParam<'a>>, value: &'a Value) -> u32 
         Value::Float(f) => wit::NodeParam::Float(*f),
         Value::Text(s) => wit::NodeParam::Text(s.clone()),
         Value::Bytes(b) => wit::NodeParam::Bytes(b.clone()),
-        Value::List(items) => wit::NodeParam::List(items.iter().map(|v| push_param(nodes, v)).collect()),
-        Value::Map(map) => wit::NodeParam::Map(map.iter().map(|(k, v)| (k.clone(), push_param(nodes, v))).collect()),
+        Value::List(items) => {
+            wit::NodeParam::List(items.iter().map(|v| push_param(nodes, v)).collect())
+        }
+        Value::Map(map) => wit::NodeParam::Map(
+            map.iter().map(|(k, v)| (k.clone(), push_param(nodes, v))).collect(),
+        ),
         Value::Object(o) => wit::NodeParam::Object(o),
         Value::Blob(b) => wit::NodeParam::Blob(b.clone()),
         Value::Method(m) => wit::NodeParam::Method(m.clone()),
@@ -247,7 +259,10 @@ impl Call {
     /// Argument `i` (0-based).
     pub fn arg(&self, i: usize) -> Result<&Value, Error> {
         self.args.get(i).ok_or_else(|| {
-            error(ErrorKind::BadArguments, format!("argument {} is missing ({} given)", i + 1, self.args.len()))
+            error(
+                ErrorKind::BadArguments,
+                format!("argument {} is missing ({} given)", i + 1, self.args.len()),
+            )
         })
     }
 

@@ -58,7 +58,8 @@ fn commits(n: u32, durability: Durability) -> (Timing, Timing) {
     let (rt, counter) = runtime(&dir.path().join("batos"), durability);
     let name = Value::Text("n".into());
     let batos = time(n, |i| {
-        rt.send(counter, "setSlot:value:", vec![name.clone(), Value::Int(i64::from(i))]).expect("send");
+        rt.send(counter, "setSlot:value:", vec![name.clone(), Value::Int(i64::from(i))])
+            .expect("send");
     });
     drop(rt);
     let (db, ks) = raw_fjall(&dir.path().join("fjall"));
@@ -120,14 +121,21 @@ fn main() {
     // quick mode keeps `cargo test --all-targets` from running the full benchmark.
     let quick = std::env::args().all(|a| a != "--bench");
     let scale = if quick { 50 } else { 1 };
-    println!("batos image benchmarks ({} cores){}", std::thread::available_parallelism().map_or(0, |n| n.get()), if quick { " — quick mode" } else { "" });
+    println!(
+        "batos image benchmarks ({} cores){}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if quick { " — quick mode" } else { "" }
+    );
     println!();
 
     let (b, r) = commits(40_000 / scale, Durability::Buffered);
     println!("committed sends, buffered (flush to OS per commit), one writer");
     println!("  batos send setSlot:value:   {:>10.0} /s   {:>7.2} µs", b.ops_per_sec(), b.micros());
     println!("  raw fjall tx, one key       {:>10.0} /s   {:>7.2} µs", r.ops_per_sec(), r.micros());
-    println!("  ratio batos / raw fjall     {:>10.2}x throughput", b.ops_per_sec() / r.ops_per_sec());
+    println!(
+        "  ratio batos / raw fjall     {:>10.2}x throughput",
+        b.ops_per_sec() / r.ops_per_sec()
+    );
     println!();
 
     let (b, r) = commits(400 / scale.min(40), Durability::Durable);
@@ -151,6 +159,9 @@ fn main() {
     for depth in [1usize, 4, 16, 64] {
         let t = lookup_depth(depth, 50_000 / scale);
         let per_level = (t.micros() - base.micros()) / depth as f64;
-        println!("  depth {depth:>2}                    {:>10.2} µs   (+{per_level:.2} µs per level)", t.micros());
+        println!(
+            "  depth {depth:>2}                    {:>10.2} µs   (+{per_level:.2} µs per level)",
+            t.micros()
+        );
     }
 }

@@ -42,7 +42,8 @@ fn values(text: &str) -> Vec<Value> {
 }
 
 fn value(text: &str) -> Value {
-    json::parse(text, &mut |_| Err("no objects".into())).unwrap_or_else(|e| panic!("bad task value {text}: {e}"))
+    json::parse(text, &mut |_| Err("no objects".into()))
+        .unwrap_or_else(|e| panic!("bad task value {text}: {e}"))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -58,9 +59,19 @@ fn main() {
         return;
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let set: TaskSet = toml::from_str(&std::fs::read_to_string(root.join("benches").join("synthesis_tasks.toml")).expect("task file")).expect("task TOML");
-    let only: Option<Vec<String>> = std::env::var("BATOS_TASKS").ok().map(|s| s.split(',').map(str::to_owned).collect());
-    batos::model::pull::pull(batos::model::pull::CATALOGUE[0].name, &batos::model::pull::models_dir(), &mut batos::model::pull::Quiet).expect("model");
+    let set: TaskSet = toml::from_str(
+        &std::fs::read_to_string(root.join("benches").join("synthesis_tasks.toml"))
+            .expect("task file"),
+    )
+    .expect("task TOML");
+    let only: Option<Vec<String>> =
+        std::env::var("BATOS_TASKS").ok().map(|s| s.split(',').map(str::to_owned).collect());
+    batos::model::pull::pull(
+        batos::model::pull::CATALOGUE[0].name,
+        &batos::model::pull::models_dir(),
+        &mut batos::model::pull::Quiet,
+    )
+    .expect("model");
     let workspace = tempfile::tempdir().expect("workspace");
     let (mut solved, mut total) = (0, 0);
     let (mut times, mut rounds) = (Vec::new(), Vec::new());
@@ -69,7 +80,13 @@ fn main() {
         let dir = tempfile::tempdir().expect("image dir");
         let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
         let minds = batos::minds();
-        let rt = Arc::new(minds.attach(Runtime::builder()).component_runner(sandbox.clone()).open(dir.path().join("image")).expect("image"));
+        let rt = Arc::new(
+            minds
+                .attach(Runtime::builder())
+                .component_runner(sandbox.clone())
+                .open(dir.path().join("image"))
+                .expect("image"),
+        );
         for p in &task.plugins {
             plugin::add(&rt, &sandbox, &root.join("..").join("plugins").join(p)).expect("plugin");
         }
@@ -79,11 +96,17 @@ fn main() {
         if let Some(rounds) = std::env::var("BATOS_ROUNDS").ok().and_then(|r| r.parse().ok()) {
             options.max_rounds = rounds;
         }
-        let synthesizer = Synthesizer::new(rt.clone(), sandbox.clone(), mind, workspace.path(), options).expect("synthesizer");
+        let synthesizer =
+            Synthesizer::new(rt.clone(), sandbox.clone(), mind, workspace.path(), options)
+                .expect("synthesizer");
         let mut request = Request::new(genesis, &task.selector, values(&task.args));
         request.brief = task.brief.clone();
         request.stateful = task.stateful;
-        request.examples = task.examples.iter().map(|e| batos::synthesis::Example::parse(e).expect("example")).collect();
+        request.examples = task
+            .examples
+            .iter()
+            .map(|e| batos::synthesis::Example::parse(e).expect("example"))
+            .collect();
         let started = Instant::now();
         let first = synthesizer.send(&request, &|_| {});
         let seconds = started.elapsed().as_secs_f64();
@@ -104,7 +127,11 @@ fn main() {
             Ok(v) => json::to_json(v).to_string(),
             Err(e) => e.to_string().chars().take(100).collect(),
         };
-        println!("{:<4} {:<22} {seconds:>6.1} s  {attempts} round(s)  → {shown}", if ok { "ok" } else { "FAIL" }, task.selector);
+        println!(
+            "{:<4} {:<22} {seconds:>6.1} s  {attempts} round(s)  → {shown}",
+            if ok { "ok" } else { "FAIL" },
+            task.selector
+        );
         if ok {
             solved += 1;
         }
@@ -114,6 +141,10 @@ fn main() {
     times.sort_by(f64::total_cmp);
     rounds.sort_by(f64::total_cmp);
     println!("solved {solved}/{total} ({:.0}%)", 100.0 * solved as f64 / total.max(1) as f64);
-    println!("wall time per synthesis: median {:.1} s, p90 {:.1} s", percentile(&times, 0.5), percentile(&times, 0.9));
+    println!(
+        "wall time per synthesis: median {:.1} s, p90 {:.1} s",
+        percentile(&times, 0.5),
+        percentile(&times, 0.9)
+    );
     println!("repair rounds: median {}", percentile(&rounds, 0.5));
 }

@@ -25,7 +25,8 @@ pub struct BlobStore {
 impl BlobStore {
     pub(crate) fn open(dir: PathBuf) -> Result<Self> {
         let tmp = dir.join("tmp");
-        fs::create_dir_all(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
+        fs::create_dir_all(&tmp)
+            .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
         // Leftovers of writes cut short by a crash: never referenced, safe to drop.
         if let Ok(entries) = fs::read_dir(&tmp) {
             for entry in entries.flatten() {
@@ -53,7 +54,8 @@ impl BlobStore {
 
     /// Streams a file into the store (for model weights and other large inputs).
     pub fn put_file(&self, source: &Path) -> Result<BlobRef> {
-        let file = File::open(source).map_err(|e| Error::io(format!("cannot read {}", source.display()), e))?;
+        let file = File::open(source)
+            .map_err(|e| Error::io(format!("cannot read {}", source.display()), e))?;
         self.put_reader(std::io::BufReader::new(file))
     }
 
@@ -63,10 +65,12 @@ impl BlobStore {
     /// one inode, so whoever writes the source later must replace it by rename, never
     /// rewrite it.
     pub fn adopt_file(&self, source: &Path) -> Result<BlobRef> {
-        let file = File::open(source).map_err(|e| Error::io(format!("cannot read {}", source.display()), e))?;
+        let file = File::open(source)
+            .map_err(|e| Error::io(format!("cannot read {}", source.display()), e))?;
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
         let mut hasher = blake3::Hasher::new();
-        let size = std::io::copy(&mut reader, &mut hasher).map_err(|e| Error::io(format!("cannot read {}", source.display()), e))?;
+        let size = std::io::copy(&mut reader, &mut hasher)
+            .map_err(|e| Error::io(format!("cannot read {}", source.display()), e))?;
         let hash = BlobHash(*hasher.finalize().as_bytes());
         let dest = self.path(&hash);
         if dest.is_file() {
@@ -78,8 +82,10 @@ impl BlobStore {
             return self.put_file(source);
         }
         let shard = dest.parent().unwrap_or(&self.dir);
-        fs::create_dir_all(shard).map_err(|e| Error::io(format!("cannot create {}", shard.display()), e))?;
-        fs::rename(&tmp_path, &dest).map_err(|e| Error::io(format!("cannot move {} into place", tmp_path.display()), e))?;
+        fs::create_dir_all(shard)
+            .map_err(|e| Error::io(format!("cannot create {}", shard.display()), e))?;
+        fs::rename(&tmp_path, &dest)
+            .map_err(|e| Error::io(format!("cannot move {} into place", tmp_path.display()), e))?;
         sync_dir(shard)?;
         sync_dir(&self.dir)?;
         Ok(BlobRef { hash, size })
@@ -114,7 +120,8 @@ impl BlobStore {
         file.sync_all().map_err(|e| io("cannot fsync", e))?;
         drop(file);
         let shard = dest.parent().unwrap_or(&self.dir);
-        fs::create_dir_all(shard).map_err(|e| Error::io(format!("cannot create {}", shard.display()), e))?;
+        fs::create_dir_all(shard)
+            .map_err(|e| Error::io(format!("cannot create {}", shard.display()), e))?;
         fs::rename(&tmp_path, &dest).map_err(|e| io("cannot move into place", e))?;
         sync_dir(shard)?;
         sync_dir(&self.dir)?;
@@ -126,7 +133,9 @@ impl BlobStore {
         let path = self.path(&blob.hash);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::BlobMissing(blob.hash)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::BlobMissing(blob.hash))
+            }
             Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
         };
         let actual = BlobHash::of(&bytes);
@@ -139,12 +148,14 @@ impl BlobStore {
     /// Every blob hash on disk.
     pub(crate) fn list(&self) -> Result<Vec<BlobHash>> {
         let mut out = Vec::new();
-        let entries = fs::read_dir(&self.dir).map_err(|e| Error::io(format!("cannot list {}", self.dir.display()), e))?;
+        let entries = fs::read_dir(&self.dir)
+            .map_err(|e| Error::io(format!("cannot list {}", self.dir.display()), e))?;
         for shard in entries.flatten() {
             if shard.file_name() == "tmp" || !shard.path().is_dir() {
                 continue;
             }
-            let files = fs::read_dir(shard.path()).map_err(|e| Error::io("cannot list a blob shard", e))?;
+            let files =
+                fs::read_dir(shard.path()).map_err(|e| Error::io("cannot list a blob shard", e))?;
             for f in files.flatten() {
                 if let Some(hash) = f.file_name().to_str().and_then(|n| n.parse().ok()) {
                     out.push(hash);
@@ -156,7 +167,8 @@ impl BlobStore {
 
     pub(crate) fn remove(&self, hash: &BlobHash) -> Result<()> {
         let path = self.path(hash);
-        fs::remove_file(&path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))
+        fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))
     }
 }
 

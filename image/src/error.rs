@@ -8,8 +8,8 @@
 
 use std::path::PathBuf;
 
-use crate::{BlobHash, Oid, TxId};
 pub use crate::outside::OutsideWork;
+use crate::{BlobHash, Oid, TxId};
 
 /// Result alias used throughout the host.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -28,7 +28,9 @@ pub enum Error {
 
     /// The object, its parents and `traits` all lack the selector, and nothing handled
     /// `doesNotUnderstand`.
-    #[error("{receiver} does not understand `{selector}`: no slot of that name on it or its parents")]
+    #[error(
+        "{receiver} does not understand `{selector}`: no slot of that name on it or its parents"
+    )]
     DoesNotUnderstand {
         /// Who received the message.
         receiver: Oid,
@@ -73,7 +75,9 @@ pub enum Error {
     },
 
     /// A method kind that needs a layer this runtime was not given.
-    #[error("method `{selector}` is a {kind} method, but no {kind} runner is attached to this runtime")]
+    #[error(
+        "method `{selector}` is a {kind} method, but no {kind} runner is attached to this runtime"
+    )]
     NoRunner {
         /// The selector whose slot holds the method.
         selector: String,
@@ -191,7 +195,9 @@ pub enum Error {
     UnknownTransaction(TxId),
 
     /// The history before this transaction was removed by `pack`.
-    #[error("the history before transaction {floor} was packed away; {wanted} is no longer available")]
+    #[error(
+        "the history before transaction {floor} was packed away; {wanted} is no longer available"
+    )]
     HistoryPacked {
         /// The oldest transaction still kept.
         floor: TxId,
@@ -288,9 +294,10 @@ impl Error {
             | Error::BlobMissing(_)
             | Error::UnknownPrimitive { .. }
             | Error::NotFound { .. } => "not_found",
-            Error::InvalidName { .. } | Error::ValueTooLarge { .. } | Error::BadArguments { .. } | Error::BadInput(_) => {
-                "bad_input"
-            }
+            Error::InvalidName { .. }
+            | Error::ValueTooLarge { .. }
+            | Error::BadArguments { .. }
+            | Error::BadInput(_) => "bad_input",
             Error::DoesNotUnderstand { .. } => "does_not_understand",
             Error::NoRunner { .. } => "no_runner",
             Error::SendTooDeep { .. } | Error::Limit { .. } => "limit",

@@ -115,7 +115,10 @@ impl Image {
                 });
             }
             if entry.writes.is_empty() {
-                return Err(Error::UndoRefused { tx: target, reason: "it changed nothing that can be undone".into() });
+                return Err(Error::UndoRefused {
+                    tx: target,
+                    reason: "it changed nothing that can be undone".into(),
+                });
             }
             for w in &entry.writes {
                 let stamp = match tx.committed(w.space, &w.key)? {
@@ -124,7 +127,9 @@ impl Image {
                 };
                 if stamp != Some(target) {
                     let by = match stamp {
-                        Some(later) => format!("transaction {later} changed it since; undo {later} first"),
+                        Some(later) => {
+                            format!("transaction {later} changed it since; undo {later} first")
+                        }
                         None => "it was packed away since".into(),
                     };
                     return Err(Error::UndoRefused {
@@ -136,7 +141,9 @@ impl Image {
             }
             Ok(())
         })?;
-        committed.tx.ok_or_else(|| Error::UndoRefused { tx: target, reason: "it changed nothing".into() })
+        committed
+            .tx
+            .ok_or_else(|| Error::UndoRefused { tx: target, reason: "it changed nothing".into() })
     }
 
     /// The object as it was right after transaction `at` committed.

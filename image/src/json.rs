@@ -28,14 +28,18 @@ pub fn to_json(value: &Value) -> Json {
         Value::Bool(b) => Json::Bool(*b),
         Value::Int(n) => json!(n),
         Value::Float(f) if f.is_finite() => json!(f),
-        Value::Float(f) => json!({ "$float": if f.is_nan() { "NaN" } else if *f > 0.0 { "inf" } else { "-inf" } }),
+        Value::Float(f) => {
+            json!({ "$float": if f.is_nan() { "NaN" } else if *f > 0.0 { "inf" } else { "-inf" } })
+        }
         Value::Text(s) => Json::String(s.clone()),
         Value::Bytes(b) => json!({ "$bytes": hex::encode(b) }),
         Value::List(items) => Json::Array(items.iter().map(to_json).collect()),
         Value::Map(map) => Json::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
         Value::Object(oid) => json!({ "$object": oid.0 }),
         Value::Blob(blob) => json!({ "$blob": blob_json(blob) }),
-        Value::Method(Method::Native { primitive }) => json!({ "$method": { "native": primitive } }),
+        Value::Method(Method::Native { primitive }) => {
+            json!({ "$method": { "native": primitive } })
+        }
         Value::Method(Method::Component { component, grants, deadline_ms }) => {
             json!({ "$method": { "component": blob_json(component), "grants": grants, "deadline_ms": deadline_ms } })
         }
@@ -48,24 +52,33 @@ fn blob_json(blob: &BlobRef) -> Json {
 
 /// Converts JSON to a value. `resolve` turns a root name in `{"$object": "name"}` into
 /// an oid; it is given the name and answers an error message when there is none.
-pub fn from_json(json: &Json, resolve: &mut dyn FnMut(&str) -> Result<Oid, String>) -> Result<Value, String> {
+pub fn from_json(
+    json: &Json,
+    resolve: &mut dyn FnMut(&str) -> Result<Oid, String>,
+) -> Result<Value, String> {
     Ok(match json {
         Json::Null => Value::Nil,
         Json::Bool(b) => Value::Bool(*b),
         Json::Number(n) => match n.as_i64() {
             Some(i) if !n.to_string().contains(['.', 'e', 'E']) => Value::Int(i),
-            _ => Value::Float(n.as_f64().ok_or_else(|| format!("the number {n} does not fit a float"))?),
-        },
-        Json::String(s) => Value::Text(s.clone()),
-        Json::Array(items) => Value::List(items.iter().map(|j| from_json(j, resolve)).collect::<Result<_, _>>()?),
-        Json::Object(map) => match tagged(map) {
-            Some((tag, inner)) => from_tagged(tag, inner, resolve)?,
-            None => Value::Map(
-                map.iter()
-                    .map(|(k, v)| Ok((k.clone(), from_json(v, resolve)?)))
-                    .collect::<Result<_, String>>()?,
+            _ => Value::Float(
+                n.as_f64().ok_or_else(|| format!("the number {n} does not fit a float"))?,
             ),
         },
+        Json::String(s) => Value::Text(s.clone()),
+        Json::Array(items) => {
+            Value::List(items.iter().map(|j| from_json(j, resolve)).collect::<Result<_, _>>()?)
+        }
+        Json::Object(map) => {
+            match tagged(map) {
+                Some((tag, inner)) => from_tagged(tag, inner, resolve)?,
+                None => Value::Map(
+                    map.iter()
+                        .map(|(k, v)| Ok((k.clone(), from_json(v, resolve)?)))
+                        .collect::<Result<_, String>>()?,
+                ),
+            }
+        }
     })
 }
 
@@ -77,7 +90,11 @@ fn tagged(map: &JsonMap<String, Json>) -> Option<(&str, &Json)> {
     }
 }
 
-fn from_tagged(tag: &str, inner: &Json, resolve: &mut dyn FnMut(&str) -> Result<Oid, String>) -> Result<Value, String> {
+fn from_tagged(
+    tag: &str,
+    inner: &Json,
+    resolve: &mut dyn FnMut(&str) -> Result<Oid, String>,
+) -> Result<Value, String> {
     match (tag, inner) {
         ("$object", Json::Number(n)) => {
             n.as_u64().map(|n| Value::Object(Oid(n))).ok_or_else(|| format!("`$object` needs a positive oid, got {n}"))
@@ -149,7 +166,10 @@ fn parse_blob(json: &Json) -> Result<BlobRef, String> {
 }
 
 /// Parses a JSON text into a value, with an error that says what to write instead.
-pub fn parse(text: &str, resolve: &mut dyn FnMut(&str) -> Result<Oid, String>) -> Result<Value, String> {
+pub fn parse(
+    text: &str,
+    resolve: &mut dyn FnMut(&str) -> Result<Oid, String>,
+) -> Result<Value, String> {
     let json: Json = serde_json::from_str(text).map_err(|e| {
         format!("`{text}` is not JSON ({e}); write text in double quotes (e.g. '\"hello\"'), numbers, true/false/null, [lists] or {{maps}}")
     })?;
@@ -182,7 +202,11 @@ mod tests {
             Value::Object(Oid(42)),
             Value::Blob(blob),
             Value::Method(Method::Native { primitive: "clone".into() }),
-            Value::Method(Method::Component { component: blob, grants: vec!["clock".into()], deadline_ms: Some(50) }),
+            Value::Method(Method::Component {
+                component: blob,
+                grants: vec!["clock".into()],
+                deadline_ms: Some(50),
+            }),
         ];
         for v in values {
             let back = from_json(&to_json(&v), &mut no_roots).expect("parses back");

@@ -55,8 +55,8 @@ pub use blobs::BlobStore;
 pub use history::{HistoryEntry, ObjectAsOf};
 pub use pack::PackReport;
 pub use record::{validate_name, Space, MAX_NAME_BYTES, MAX_VALUE_BYTES};
-pub use tx::{Object, Savepoint, Tx};
 pub use tx::now_ms;
+pub use tx::{Object, Savepoint, Tx};
 pub use value::{BlobHash, BlobRef, Method, Oid, Ref, Value};
 
 pub use error::{Error, OutsideWork, Result};
@@ -157,19 +157,26 @@ impl Image {
         let store = path.join("store");
         // Recovery reads whatever is on disk; a storage-engine panic on damaged files
         // must become a refusal, not take the host down.
-        let opened = std::panic::catch_unwind(|| OptimisticTxDatabase::builder(&store).open()).map_err(|panic| {
-            let what = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("a panic");
-            Error::Corrupt(format!("the store at {} failed recovery ({what})", store.display()))
-        })?;
+        let opened = std::panic::catch_unwind(|| OptimisticTxDatabase::builder(&store).open())
+            .map_err(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                Error::Corrupt(format!("the store at {} failed recovery ({what})", store.display()))
+            })?;
         let db = opened.map_err(|e| match e {
-            fjall::Error::Locked => Error::ImageLocked { path: path.clone(), holder: "the store is locked".into() },
-            other => Error::Corrupt(format!("the store at {} cannot be opened ({other})", store.display())),
+            fjall::Error::Locked => {
+                Error::ImageLocked { path: path.clone(), holder: "the store is locked".into() }
+            }
+            other => Error::Corrupt(format!(
+                "the store at {} cannot be opened ({other})",
+                store.display()
+            )),
         })?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(Error::from);
+        let ks =
+            |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(Error::from);
         let image = Image {
             objects: ks("objects")?,
             slots: ks("slots")?,
@@ -268,7 +275,11 @@ impl Image {
     /// `work` may run several times, so it must have no effects outside the
     /// transaction. If it returns an error, nothing is written and the error is
     /// returned. `description` is kept in the history.
-    pub fn transact<R>(&self, description: &str, mut work: impl FnMut(&mut Tx<'_>) -> Result<R>) -> Result<Committed<R>> {
+    pub fn transact<R>(
+        &self,
+        description: &str,
+        mut work: impl FnMut(&mut Tx<'_>) -> Result<R>,
+    ) -> Result<Committed<R>> {
         let attempts = self.options.max_attempts.max(1);
         for attempt in 0..attempts {
             let mut tx = self.begin()?;
@@ -402,7 +413,10 @@ fn backoff(attempt: u32) {
 fn prepare_folder(path: &Path) -> Result<()> {
     let marker = path.join(MARKER);
     if path.exists() && !path.is_dir() {
-        return Err(Error::NotAnImage { path: path.to_path_buf(), reason: "it is a file, not a folder".into() });
+        return Err(Error::NotAnImage {
+            path: path.to_path_buf(),
+            reason: "it is a file, not a folder".into(),
+        });
     }
     if marker.exists() {
         let text = fs::read_to_string(&marker).unwrap_or_default();
@@ -414,7 +428,8 @@ fn prepare_folder(path: &Path) -> Result<()> {
         }
         return Ok(());
     }
-    fs::create_dir_all(path).map_err(|e| Error::io(format!("cannot create image folder {}", path.display()), e))?;
+    fs::create_dir_all(path)
+        .map_err(|e| Error::io(format!("cannot create image folder {}", path.display()), e))?;
     let occupied = fs::read_dir(path)
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
         .next()
@@ -422,7 +437,8 @@ fn prepare_folder(path: &Path) -> Result<()> {
     if occupied {
         return Err(Error::NotAnImage {
             path: path.to_path_buf(),
-            reason: "the folder is not empty and has no IMAGE marker; give a new or empty folder".into(),
+            reason: "the folder is not empty and has no IMAGE marker; give a new or empty folder"
+                .into(),
         });
     }
     let write_marker = || -> std::io::Result<()> {

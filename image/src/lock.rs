@@ -63,7 +63,8 @@ impl ImageLock {
         }
         let command: Vec<String> = std::env::args().collect();
         let since = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-        let info = format!("pid {}\ncommand {}\nsince {since}\n", std::process::id(), command.join(" "));
+        let info =
+            format!("pid {}\ncommand {}\nsince {since}\n", std::process::id(), command.join(" "));
         // Best effort: the lock itself is what excludes; the text only explains.
         let _ = file.set_len(0);
         let _ = file.seek(SeekFrom::Start(0));

@@ -40,4 +40,3 @@ impl OutsideWork {
         (self.key, answer)
     }
 }
-

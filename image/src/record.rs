@@ -142,7 +142,8 @@ pub(crate) fn encode_value(value: &Value) -> Result<Vec<u8>> {
 }
 
 pub(crate) fn decode_value(bytes: &[u8]) -> Result<Value> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Corrupt(format!("a slot value does not decode: {e}")))
+    postcard::from_bytes(bytes)
+        .map_err(|e| Error::Corrupt(format!("a slot value does not decode: {e}")))
 }
 
 pub(crate) fn encode_parents(parents: &[Oid]) -> Vec<u8> {
@@ -165,7 +166,8 @@ pub(crate) fn encode_tx_record(record: &TxRecord) -> Result<Vec<u8>> {
 }
 
 pub(crate) fn decode_tx_record(bytes: &[u8]) -> Result<TxRecord> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Corrupt(format!("a history record does not decode: {e}")))
+    postcard::from_bytes(bytes)
+        .map_err(|e| Error::Corrupt(format!("a history record does not decode: {e}")))
 }
 
 /// Checks a slot or root name: non-empty, at most [`MAX_NAME_BYTES`], no control characters.

@@ -221,7 +221,11 @@ impl<'img> Tx<'img> {
                 return Err(Error::UnknownObject(*p));
             }
         }
-        self.write_body(Space::Objects, record::oid_key(oid).to_vec(), Some(record::encode_parents(parents)));
+        self.write_body(
+            Space::Objects,
+            record::oid_key(oid).to_vec(),
+            Some(record::encode_parents(parents)),
+        );
         Ok(())
     }
 
@@ -233,7 +237,11 @@ impl<'img> Tx<'img> {
             }
         }
         let oid = self.image.allocate_oid();
-        self.write_body(Space::Objects, record::oid_key(oid).to_vec(), Some(record::encode_parents(parents)));
+        self.write_body(
+            Space::Objects,
+            record::oid_key(oid).to_vec(),
+            Some(record::encode_parents(parents)),
+        );
         Ok(oid)
     }
 
@@ -243,7 +251,11 @@ impl<'img> Tx<'img> {
         let parents = self.parents(original)?;
         let slots = self.scan(Space::Slots, &record::oid_key(original))?;
         let oid = self.image.allocate_oid();
-        self.write_body(Space::Objects, record::oid_key(oid).to_vec(), Some(record::encode_parents(&parents)));
+        self.write_body(
+            Space::Objects,
+            record::oid_key(oid).to_vec(),
+            Some(record::encode_parents(&parents)),
+        );
         for (key, body) in slots {
             let (_, name) = record::split_slot_key(&key)?;
             self.write_body(Space::Slots, record::slot_key(oid, &name), Some(body));
@@ -367,7 +379,8 @@ impl<'img> Tx<'img> {
     pub fn roots(&self) -> Result<BTreeMap<String, Oid>> {
         let mut out = BTreeMap::new();
         for (key, body) in self.scan(Space::Roots, &[])? {
-            let name = String::from_utf8(key).map_err(|_| Error::Corrupt("a root name is not UTF-8".into()))?;
+            let name = String::from_utf8(key)
+                .map_err(|_| Error::Corrupt("a root name is not UTF-8".into()))?;
             out.insert(name, Oid(record::decode_u64(&body, "a root")?));
         }
         Ok(out)
@@ -430,7 +443,11 @@ impl<'img> Tx<'img> {
             description.push_str("(no description)");
         }
         let entry = record::TxRecord { time_ms: now_ms(), description, writes, pinned };
-        self.inner.insert(image.history_keyspace(), record::tx_key(tx), record::encode_tx_record(&entry)?);
+        self.inner.insert(
+            image.history_keyspace(),
+            record::tx_key(tx),
+            record::encode_tx_record(&entry)?,
+        );
         match self.inner.commit()? {
             Ok(()) => {
                 image.committed(tx);

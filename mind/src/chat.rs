@@ -66,7 +66,15 @@ pub struct Sampling {
 impl Default for Sampling {
     /// Greedy, 512 tokens: what code synthesis wants.
     fn default() -> Self {
-        Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed: 0, max_tokens: 512, stop: Vec::new() }
+        Sampling {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            seed: 0,
+            max_tokens: 512,
+            stop: Vec::new(),
+        }
     }
 }
 
@@ -133,7 +141,12 @@ pub trait Mind: Send + Sync {
     fn describe(&self) -> String;
 
     /// Completes a chat.
-    fn complete(&self, messages: &[Message], sampling: &Sampling, on_text: &mut dyn FnMut(&str)) -> Result<Completion, MindError>;
+    fn complete(
+        &self,
+        messages: &[Message],
+        sampling: &Sampling,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, MindError>;
 }
 
 impl fmt::Debug for dyn Mind {

@@ -19,6 +19,6 @@ pub use chat::{Completion, Finish, Message, Mind, MindError, Role, Sampling};
 pub use object::{Backend, Minds, INFER};
 pub use openai::OpenAiMind;
 
-use batos_image::error;
 use batos_image as image;
+use batos_image::error;
 use batos_runtime as runtime;

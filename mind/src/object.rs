@@ -23,7 +23,13 @@ pub const INFER: &str = "pLLM.infer";
 pub trait Backend: Send + Sync {
     /// The mind for `model` as `pllm`'s slots describe it, loading it (through
     /// [`Minds::cached`]) on first use. Runs inside the send, with its authority.
-    fn mind(&self, minds: &Minds, cx: &mut Context<'_, '_>, pllm: Oid, model: &str) -> Result<(String, Arc<dyn Mind>)>;
+    fn mind(
+        &self,
+        minds: &Minds,
+        cx: &mut Context<'_, '_>,
+        pllm: Oid,
+        model: &str,
+    ) -> Result<(String, Arc<dyn Mind>)>;
 }
 
 /// The minds of one process: the backends by name, the slots `pLLM` is awakened with,
@@ -55,7 +61,11 @@ impl Minds {
     fn edit(self, change: impl FnOnce(&mut Shared)) -> Minds {
         let mut shared = match Arc::try_unwrap(self.0) {
             Ok(shared) => shared,
-            Err(arc) => Shared { backends: arc.backends.clone(), awakening: arc.awakening.clone(), loaded: arc.loaded.clone() },
+            Err(arc) => Shared {
+                backends: arc.backends.clone(),
+                awakening: arc.awakening.clone(),
+                loaded: arc.loaded.clone(),
+            },
         };
         change(&mut shared);
         Minds(Arc::new(shared))
@@ -84,19 +94,30 @@ impl Minds {
     pub fn attach(&self, builder: RuntimeBuilder) -> RuntimeBuilder {
         let minds = self.clone();
         let awakening = self.0.awakening.clone();
-        builder.primitive(INFER, move |cx, call| infer(&minds, cx, call)).awakening(move |tx, primordials| {
-            let pllm = primordials.pllm;
-            for (slot, value) in &awakening {
-                tx.set_slot(pllm, slot, value)?;
-            }
-            tx.set_slot(pllm, "infer", &Value::Method(Method::Native { primitive: INFER.into() }))
-        })
+        builder.primitive(INFER, move |cx, call| infer(&minds, cx, call)).awakening(
+            move |tx, primordials| {
+                let pllm = primordials.pllm;
+                for (slot, value) in &awakening {
+                    tx.set_slot(pllm, slot, value)?;
+                }
+                tx.set_slot(
+                    pllm,
+                    "infer",
+                    &Value::Method(Method::Native { primitive: INFER.into() }),
+                )
+            },
+        )
     }
 
     /// The mind cached under `key`, or — the first time — a stop of the send while
     /// `make` loads it outside the transaction (loading a local model takes seconds and
     /// must not hold the transaction or the blob gate).
-    pub fn cached(&self, cx: &Context<'_, '_>, key: String, make: impl FnOnce() -> Result<Arc<dyn Mind>> + Send + 'static) -> Result<(String, Arc<dyn Mind>)> {
+    pub fn cached(
+        &self,
+        cx: &Context<'_, '_>,
+        key: String,
+        make: impl FnOnce() -> Result<Arc<dyn Mind>> + Send + 'static,
+    ) -> Result<(String, Arc<dyn Mind>)> {
         if let Some(mind) = self.loaded(&key) {
             return Ok((key, mind));
         }
@@ -107,7 +128,9 @@ impl Minds {
             loaded.lock().unwrap_or_else(PoisonError::into_inner).entry(slot).or_insert(mind);
             Ok(Value::Nil)
         })?;
-        let mind = self.loaded(&key).ok_or_else(|| Error::MindUnavailable(format!("the mind `{key}` was loaded but is gone")))?;
+        let mind = self.loaded(&key).ok_or_else(|| {
+            Error::MindUnavailable(format!("the mind `{key}` was loaded but is gone"))
+        })?;
         Ok((key, mind))
     }
 
@@ -132,15 +155,24 @@ impl Minds {
 
     fn chosen(&self, cx: &mut Context<'_, '_>, pllm: Oid) -> Result<(String, Arc<dyn Mind>)> {
         // A slot removed from pLLM falls back to what it was awakened with.
-        let backend = text_slot(cx, pllm, "backend")?.or_else(|| self.awakened("backend")).ok_or_else(|| {
-            Error::BadInput("pLLM has no `backend` slot; set it to one of the backends this batos has".into())
-        })?;
-        let model = text_slot(cx, pllm, "model")?.or_else(|| self.awakened("model")).unwrap_or_default();
+        let backend = text_slot(cx, pllm, "backend")?
+            .or_else(|| self.awakened("backend"))
+            .ok_or_else(|| {
+                Error::BadInput(
+                    "pLLM has no `backend` slot; set it to one of the backends this batos has"
+                        .into(),
+                )
+            })?;
+        let model =
+            text_slot(cx, pllm, "model")?.or_else(|| self.awakened("model")).unwrap_or_default();
         match self.0.backends.get(&backend) {
             Some(b) => b.mind(self, cx, pllm, &model),
             None => {
                 let known: Vec<&str> = self.0.backends.keys().map(String::as_str).collect();
-                Err(Error::BadInput(format!("pLLM's backend `{backend}` is unknown; use one of {}", known.join(", "))))
+                Err(Error::BadInput(format!(
+                    "pLLM's backend `{backend}` is unknown; use one of {}",
+                    known.join(", ")
+                )))
             }
         }
     }
@@ -151,9 +183,10 @@ impl Minds {
 pub fn text_slot(cx: &Context<'_, '_>, receiver: Oid, name: &str) -> Result<Option<String>> {
     match cx.lookup(receiver, name)? {
         Some((_, Value::Text(s))) => Ok(Some(s)),
-        Some((holder, other)) => {
-            Err(Error::BadInput(format!("slot `{name}` on {holder} holds {}, not text", other.type_name())))
-        }
+        Some((holder, other)) => Err(Error::BadInput(format!(
+            "slot `{name}` on {holder} holds {}, not text",
+            other.type_name()
+        ))),
         None => Ok(None),
     }
 }
@@ -163,9 +196,16 @@ pub fn text_slot(cx: &Context<'_, '_>, receiver: Oid, name: &str) -> Result<Opti
 struct OpenAiBackend;
 
 impl Backend for OpenAiBackend {
-    fn mind(&self, minds: &Minds, cx: &mut Context<'_, '_>, pllm: Oid, model: &str) -> Result<(String, Arc<dyn Mind>)> {
-        let url = text_slot(cx, pllm, "baseUrl")?
-            .ok_or_else(|| Error::BadInput("the openai backend needs a `baseUrl` slot on pLLM".into()))?;
+    fn mind(
+        &self,
+        minds: &Minds,
+        cx: &mut Context<'_, '_>,
+        pllm: Oid,
+        model: &str,
+    ) -> Result<(String, Arc<dyn Mind>)> {
+        let url = text_slot(cx, pllm, "baseUrl")?.ok_or_else(|| {
+            Error::BadInput("the openai backend needs a `baseUrl` slot on pLLM".into())
+        })?;
         let model = model.to_owned();
         minds.cached(cx, format!("openai|{model}|{url}"), move || {
             let mut mind = OpenAiMind::new(&url, &model);

@@ -25,7 +25,12 @@ pub struct OpenAiMind {
 impl OpenAiMind {
     /// An endpoint with the default timeout (10 minutes) and no key.
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
-        OpenAiMind { base_url: base_url.into(), model: model.into(), api_key: None, timeout: Duration::from_secs(600) }
+        OpenAiMind {
+            base_url: base_url.into(),
+            model: model.into(),
+            api_key: None,
+            timeout: Duration::from_secs(600),
+        }
     }
 
     fn endpoint(&self) -> String {
@@ -33,7 +38,10 @@ impl OpenAiMind {
     }
 
     fn body(&self, messages: &[Message], sampling: &Sampling) -> Json {
-        let messages: Vec<Json> = messages.iter().map(|m| json!({ "role": m.role.as_str(), "content": m.content })).collect();
+        let messages: Vec<Json> = messages
+            .iter()
+            .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
+            .collect();
         let mut body = json!({
             "model": self.model,
             "messages": messages,
@@ -51,20 +59,28 @@ impl OpenAiMind {
 }
 
 /// Reads a server-sent-event stream of chat-completion chunks.
-fn read_stream(endpoint: &str, reader: impl Read, on_text: &mut dyn FnMut(&str)) -> Result<Completion, MindError> {
+fn read_stream(
+    endpoint: &str,
+    reader: impl Read,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Completion, MindError> {
     let malformed = |detail: String| MindError::Malformed { endpoint: endpoint.to_owned(), detail };
     let mut text = String::new();
     let mut finish = Finish::Stop;
     let mut usage = (None, None);
     let mut saw_done = false;
     for line in BufReader::new(reader).lines() {
-        let line = line.map_err(|e| MindError::Unreachable { endpoint: endpoint.to_owned(), detail: format!("the stream broke: {e}") })?;
+        let line = line.map_err(|e| MindError::Unreachable {
+            endpoint: endpoint.to_owned(),
+            detail: format!("the stream broke: {e}"),
+        })?;
         let Some(data) = line.strip_prefix("data:").map(str::trim) else { continue };
         if data == "[DONE]" {
             saw_done = true;
             break;
         }
-        let chunk: Json = serde_json::from_str(data).map_err(|e| malformed(format!("a chunk is not JSON ({e}): {data}")))?;
+        let chunk: Json = serde_json::from_str(data)
+            .map_err(|e| malformed(format!("a chunk is not JSON ({e}): {data}")))?;
         if let Some(error) = chunk.get("error") {
             return Err(malformed(format!("the stream carried an error: {error}")));
         }
@@ -78,7 +94,8 @@ fn read_stream(endpoint: &str, reader: impl Read, on_text: &mut dyn FnMut(&str))
             }
         }
         if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
-            let count = |k: &str| u.get(k).and_then(Json::as_u64).and_then(|n| usize::try_from(n).ok());
+            let count =
+                |k: &str| u.get(k).and_then(Json::as_u64).and_then(|n| usize::try_from(n).ok());
             usage = (count("prompt_tokens"), count("completion_tokens"));
         }
     }
@@ -93,21 +110,30 @@ impl Mind for OpenAiMind {
         format!("openai-compatible {} at {}", self.model, self.base_url)
     }
 
-    fn complete(&self, messages: &[Message], sampling: &Sampling, on_text: &mut dyn FnMut(&str)) -> Result<Completion, MindError> {
+    fn complete(
+        &self,
+        messages: &[Message],
+        sampling: &Sampling,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, MindError> {
         let endpoint = self.endpoint();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(self.timeout))
             .build()
             .into();
-        let mut request = agent.post(&endpoint).header("Content-Type", "application/json").header("Accept", "text/event-stream");
+        let mut request = agent
+            .post(&endpoint)
+            .header("Content-Type", "application/json")
+            .header("Accept", "text/event-stream");
         if let Some(key) = &self.api_key {
             request = request.header("Authorization", &format!("Bearer {key}"));
         }
         let body = self.body(messages, sampling).to_string();
-        let mut response = request
-            .send(body.as_bytes())
-            .map_err(|e| MindError::Unreachable { endpoint: endpoint.clone(), detail: e.to_string() })?;
+        let mut response = request.send(body.as_bytes()).map_err(|e| MindError::Unreachable {
+            endpoint: endpoint.clone(),
+            detail: e.to_string(),
+        })?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let mut detail = String::new();
@@ -132,17 +158,26 @@ mod tests {
             "data: [DONE]\n\n",
         );
         let mut pieces = Vec::new();
-        let c = read_stream("test", stream.as_bytes(), &mut |p| pieces.push(p.to_owned())).expect("parses");
+        let c = read_stream("test", stream.as_bytes(), &mut |p| pieces.push(p.to_owned()))
+            .expect("parses");
         assert_eq!(c.text, "fn main() {}");
         assert_eq!(pieces, vec!["fn main", "() {}"]);
-        assert_eq!((c.prompt_tokens, c.completion_tokens, c.finish), (Some(7), Some(3), Finish::Length));
+        assert_eq!(
+            (c.prompt_tokens, c.completion_tokens, c.finish),
+            (Some(7), Some(3), Finish::Length)
+        );
     }
 
     #[test]
     fn broken_streams_are_errors() {
         assert!(read_stream("test", "data: {not json\n".as_bytes(), &mut |_| {}).is_err());
         assert!(read_stream("test", "".as_bytes(), &mut |_| {}).is_err());
-        let e = read_stream("test", "data: {\"error\":{\"message\":\"model not found\"}}\n".as_bytes(), &mut |_| {}).expect_err("error");
+        let e = read_stream(
+            "test",
+            "data: {\"error\":{\"message\":\"model not found\"}}\n".as_bytes(),
+            &mut |_| {},
+        )
+        .expect_err("error");
         assert!(e.to_string().contains("model not found"), "{e}");
     }
 }

@@ -33,7 +33,11 @@ impl Streaming {
 
 /// Starts `mind` completing `messages` on the blocking pool of the current tokio
 /// runtime. Must be called from within that runtime.
-pub fn spawn_completion(mind: Arc<dyn Mind>, messages: Vec<Message>, sampling: Sampling) -> Streaming {
+pub fn spawn_completion(
+    mind: Arc<dyn Mind>,
+    messages: Vec<Message>,
+    sampling: Sampling,
+) -> Streaming {
     let (tx, pieces) = mpsc::unbounded_channel();
     let done = tokio::task::spawn_blocking(move || {
         // A reader that went away just stops receiving; the generation still finishes.
@@ -60,12 +64,23 @@ mod tests {
         fn describe(&self) -> String {
             "gated test double".into()
         }
-        fn complete(&self, _: &[Message], _: &Sampling, on_text: &mut dyn FnMut(&str)) -> Result<Completion, MindError> {
+        fn complete(
+            &self,
+            _: &[Message],
+            _: &Sampling,
+            on_text: &mut dyn FnMut(&str),
+        ) -> Result<Completion, MindError> {
             on_text("think");
             let gate = self.gate.lock().map_err(|_| MindError::Model("poisoned".into()))?;
-            gate.recv_timeout(std::time::Duration::from_secs(60)).map_err(|_| MindError::Model("never let go: the executor was stalled".into()))?;
+            gate.recv_timeout(std::time::Duration::from_secs(60))
+                .map_err(|_| MindError::Model("never let go: the executor was stalled".into()))?;
             on_text("ing");
-            Ok(Completion { text: "thinking".into(), prompt_tokens: None, completion_tokens: Some(2), finish: Finish::Stop })
+            Ok(Completion {
+                text: "thinking".into(),
+                prompt_tokens: None,
+                completion_tokens: Some(2),
+                finish: Finish::Stop,
+            })
         }
     }
 
@@ -75,7 +90,8 @@ mod tests {
         let (go, gate) = std::sync::mpsc::channel();
         let mind: Arc<dyn Mind> = Arc::new(GatedTestMind { gate: Mutex::new(gate) });
         let completion = rt.block_on(async move {
-            let mut streaming = spawn_completion(mind, vec![Message::user("hi")], Sampling::default());
+            let mut streaming =
+                spawn_completion(mind, vec![Message::user("hi")], Sampling::default());
             assert_eq!(streaming.next_piece().await.as_deref(), Some("think"));
             // The executor still runs this task while the mind waits.
             go.send(()).expect("the mind is waiting");

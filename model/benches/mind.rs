@@ -53,7 +53,8 @@ fn main() {
         return;
     }
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let model = pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("model");
+    let model =
+        pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("model");
     let path = model.gguf.clone();
     let export_dir = batos_model::onnx_mind::export_dir(&pull::models_dir(), &model.key);
     let fresh = std::env::var_os("BATOS_BENCH_REIMPORT").is_some();
@@ -61,11 +62,15 @@ fn main() {
         let _ = std::fs::remove_dir_all(&export_dir);
     }
     let t = Instant::now();
-    let mind = OnnxMind::open(&path, &export_dir, &model.name, batos_model::Device::Cpu).expect("opens");
+    let mind =
+        OnnxMind::open(&path, &export_dir, &model.name, batos_model::Device::Cpu).expect("opens");
     let open_s = t.elapsed().as_secs_f64();
-    let tokenizer = batos_model::tokenizer::tokenizer(&batos_model::gguf::Gguf::read(&path).expect("gguf")).expect("tokenizer");
+    let tokenizer =
+        batos_model::tokenizer::tokenizer(&batos_model::gguf::Gguf::read(&path).expect("gguf"))
+            .expect("tokenizer");
     let text = "fn main() { let values: Vec<u64> = (1..=10).map(|x| x * x).collect(); println!(\"{:?}\", values); }\n".repeat(40);
-    let prompt: Vec<u32> = tokenizer.encode(text, false).expect("encodes").get_ids()[..512].to_vec();
+    let prompt: Vec<u32> =
+        tokenizer.encode(text, false).expect("encodes").get_ids()[..512].to_vec();
 
     let one = Sampling { max_tokens: 1, ..Sampling::default() };
     let t = Instant::now();
@@ -78,7 +83,10 @@ fn main() {
     let decode_s = t.elapsed().as_secs_f64();
     let generated = c.completion_tokens.unwrap_or(decode_n).max(1);
 
-    let greedy: Vec<Vec<u32>> = AGREEMENT_PROMPTS.iter().map(|p| tokenizer.encode(*p, false).expect("encodes").get_ids().to_vec()).collect();
+    let greedy: Vec<Vec<u32>> = AGREEMENT_PROMPTS
+        .iter()
+        .map(|p| tokenizer.encode(*p, false).expect("encodes").get_ids().to_vec())
+        .collect();
     let ours: Vec<Vec<u32>> = greedy
         .iter()
         .map(|ids| {
@@ -89,10 +97,16 @@ fn main() {
         .collect();
 
     println!("embedded model, {threads} threads ({})", path.display());
-    println!("  import + load          {open_s:>8.1} s {}", if fresh { "(fresh import)" } else { "(cached import)" });
+    println!(
+        "  import + load          {open_s:>8.1} s {}",
+        if fresh { "(fresh import)" } else { "(cached import)" }
+    );
     println!("  peak memory            {:>8.0} MB", peak_rss_mb());
     println!("  prefill (512 tokens)   {:>8.1} tok/s", 512.0 / prefill_s);
-    println!("  decode                 {:>8.1} tok/s ({generated} tokens)", generated as f64 / decode_s);
+    println!(
+        "  decode                 {:>8.1} tok/s ({generated} tokens)",
+        generated as f64 / decode_s
+    );
 
     let python_path = pull::models_dir().parent().map(|p| p.join("llama-cpp")).unwrap_or_default();
     let anchor = std::process::Command::new("python3")
@@ -110,9 +124,16 @@ fn main() {
             let lp = 512.0 / r["prefill_s"].as_f64().unwrap_or(f64::NAN);
             let ld = (decode_n - 1) as f64 / r["decode_s"].as_f64().unwrap_or(f64::NAN);
             println!("llama.cpp (llama-cpp-python), same GGUF, {threads} threads");
-            println!("  prefill (512 tokens)   {lp:>8.1} tok/s   ratio batos/llama.cpp {:.2}x", 512.0 / prefill_s / lp);
-            println!("  decode                 {ld:>8.1} tok/s   ratio batos/llama.cpp {:.2}x", generated as f64 / decode_s / ld);
-            let theirs: Vec<Vec<u64>> = serde_json::from_value(r["greedy"].clone()).unwrap_or_default();
+            println!(
+                "  prefill (512 tokens)   {lp:>8.1} tok/s   ratio batos/llama.cpp {:.2}x",
+                512.0 / prefill_s / lp
+            );
+            println!(
+                "  decode                 {ld:>8.1} tok/s   ratio batos/llama.cpp {:.2}x",
+                generated as f64 / decode_s / ld
+            );
+            let theirs: Vec<Vec<u64>> =
+                serde_json::from_value(r["greedy"].clone()).unwrap_or_default();
             let (mut same, mut total) = (0, 0);
             for (a, b) in ours.iter().zip(&theirs) {
                 // Agreement up to the first divergence, over the shorter answer.
@@ -122,7 +143,10 @@ fn main() {
             }
             println!("  greedy top-1 agreement {same}/{total} tokens before the first divergence");
         }
-        Ok(out) => println!("llama.cpp anchor unavailable: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+        Ok(out) => println!(
+            "llama.cpp anchor unavailable: {}",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        ),
         Err(e) => println!("llama.cpp anchor unavailable: {e}"),
     }
 }

@@ -36,14 +36,26 @@ pub fn attach(minds: Minds) -> Minds {
 }
 
 impl Backend for OnnxBackend {
-    fn mind(&self, minds: &Minds, cx: &mut Context<'_, '_>, pllm: Oid, model: &str) -> Result<(String, Arc<dyn Mind>)> {
-        let device: Device = text_slot(cx, pllm, "device")?.as_deref().unwrap_or("auto").parse().map_err(Error::BadInput)?;
+    fn mind(
+        &self,
+        minds: &Minds,
+        cx: &mut Context<'_, '_>,
+        pllm: Oid,
+        model: &str,
+    ) -> Result<(String, Arc<dyn Mind>)> {
+        let device: Device = text_slot(cx, pllm, "device")?
+            .as_deref()
+            .unwrap_or("auto")
+            .parse()
+            .map_err(Error::BadInput)?;
         let mut weights = match cx.lookup(pllm, "weights")? {
             Some((_, Value::Map(map))) => map,
             _ => BTreeMap::new(),
         };
         let blob = match weights.get(model) {
-            Some(Value::Blob(blob)) if cx.runtime().image().blobs().contains(&blob.hash) => blob.clone(),
+            Some(Value::Blob(blob)) if cx.runtime().image().blobs().contains(&blob.hash) => {
+                blob.clone()
+            }
             _ => {
                 let gguf = models_dir().join(format!("{model}.gguf"));
                 if !gguf.is_file() {
@@ -56,9 +68,14 @@ impl Backend for OnnxBackend {
                 // Hashing and linking a model file takes seconds: outside the transaction.
                 let blobs = cx.runtime().image().blob_store();
                 let source = gguf.clone();
-                let adopted = cx.outside(format!("adopt {}", gguf.display()), move || Ok(Value::Blob(blobs.adopt_file(&source)?)))?;
+                let adopted = cx.outside(format!("adopt {}", gguf.display()), move || {
+                    Ok(Value::Blob(blobs.adopt_file(&source)?))
+                })?;
                 let Value::Blob(blob) = adopted else {
-                    return Err(Error::Corrupt(format!("adopting {} answered no blob", gguf.display())));
+                    return Err(Error::Corrupt(format!(
+                        "adopting {} answered no blob",
+                        gguf.display()
+                    )));
                 };
                 // Beside the `model` slot that chose it (pLLM itself for its descendants).
                 // The record is the image's own bookkeeping; it is kept when the sender may
@@ -76,7 +93,8 @@ impl Backend for OnnxBackend {
         let model = model.to_owned();
         minds.cached(cx, format!("onnx|{key}|{device:?}"), move || {
             let dir = export_dir(&models_dir(), &key);
-            let mind = OnnxMind::open(&path, &dir, &model, device).map_err(|e| Error::MindUnavailable(e.to_string()))?;
+            let mind = OnnxMind::open(&path, &dir, &model, device)
+                .map_err(|e| Error::MindUnavailable(e.to_string()))?;
             Ok(Arc::new(mind))
         })
     }

@@ -27,9 +27,13 @@ impl ModelsLock {
     /// Waits for and takes the lock on `dir` (created if missing).
     pub fn acquire(dir: &Path) -> io::Result<ModelsLock> {
         fs::create_dir_all(dir)?;
-        let file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(".lock"))?;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(".lock"))?;
         file.lock()?;
         Ok(ModelsLock { _file: file })
     }
 }
-

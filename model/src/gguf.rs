@@ -199,8 +199,14 @@ impl<R: Read> Reader<R> {
         if n > self.len.saturating_sub(self.position) {
             return Err(self.invalid(format!("{what} runs past the end of the file (truncated?)")));
         }
-        let mut buf = vec![0u8; usize::try_from(n).map_err(|_| self.invalid(format!("{what} is too large")))?];
-        self.inner.read_exact(&mut buf).map_err(|_| self.invalid(format!("{what} runs past the end of the file (truncated?)")))?;
+        let mut buf = vec![
+            0u8;
+            usize::try_from(n)
+                .map_err(|_| self.invalid(format!("{what} is too large")))?
+        ];
+        self.inner.read_exact(&mut buf).map_err(|_| {
+            self.invalid(format!("{what} runs past the end of the file (truncated?)"))
+        })?;
         self.position += n;
         Ok(buf)
     }
@@ -279,7 +285,9 @@ impl Gguf {
         let tensor_count = r.u64("the tensor count")?;
         let metadata_count = r.u64("the metadata count")?;
         if tensor_count > MAX_TENSORS || metadata_count > MAX_METADATA {
-            return Err(r.invalid(format!("it claims {tensor_count} tensors and {metadata_count} metadata entries")));
+            return Err(r.invalid(format!(
+                "it claims {tensor_count} tensors and {metadata_count} metadata entries"
+            )));
         }
         let mut metadata = BTreeMap::new();
         for _ in 0..metadata_count {
@@ -300,29 +308,44 @@ impl Gguf {
                 dims.push(r.u64("a tensor dimension")?);
             }
             if dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d)).is_none() {
-                return Err(r.invalid(format!("tensor `{name}` has dimensions {dims:?}, whose product overflows")));
+                return Err(r.invalid(format!(
+                    "tensor `{name}` has dimensions {dims:?}, whose product overflows"
+                )));
             }
             let type_id = r.u32("a tensor type")?;
-            let ggml_type = GgmlType::from_id(type_id)
-                .ok_or_else(|| r.invalid(format!("tensor `{name}` has unknown ggml type {type_id}")))?;
+            let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| {
+                r.invalid(format!("tensor `{name}` has unknown ggml type {type_id}"))
+            })?;
             let offset = r.u64("a tensor offset")?;
             tensors.push(TensorInfo { name, dims, ggml_type, offset });
         }
         let alignment = match metadata.get("general.alignment") {
-            Some(v) => v.as_u64().filter(|a| a.is_power_of_two()).ok_or_else(|| r.invalid("general.alignment is not a power of two"))?,
+            Some(v) => v
+                .as_u64()
+                .filter(|a| a.is_power_of_two())
+                .ok_or_else(|| r.invalid("general.alignment is not a power of two"))?,
             None => DEFAULT_ALIGNMENT,
         };
-        let data_offset = r
-            .position
-            .div_ceil(alignment)
-            .checked_mul(alignment)
-            .ok_or_else(|| r.invalid(format!("general.alignment {alignment} puts the data past any file")))?;
+        let data_offset =
+            r.position.div_ceil(alignment).checked_mul(alignment).ok_or_else(|| {
+                r.invalid(format!("general.alignment {alignment} puts the data past any file"))
+            })?;
         let gguf = Gguf { path, version, metadata, tensors, data_offset };
         for t in &gguf.tensors {
-            let size = t.byte_len().ok_or_else(|| gguf.invalid(format!("tensor `{}` has {} elements, not whole blocks of {:?}", t.name, t.elements(), t.ggml_type)))?;
+            let size = t.byte_len().ok_or_else(|| {
+                gguf.invalid(format!(
+                    "tensor `{}` has {} elements, not whole blocks of {:?}",
+                    t.name,
+                    t.elements(),
+                    t.ggml_type
+                ))
+            })?;
             let end = gguf.data_offset.checked_add(t.offset).and_then(|s| s.checked_add(size));
             if end.is_none_or(|end| end > len) {
-                return Err(gguf.invalid(format!("tensor `{}` lies past the end of the file (truncated?)", t.name)));
+                return Err(gguf.invalid(format!(
+                    "tensor `{}` lies past the end of the file (truncated?)",
+                    t.name
+                )));
             }
         }
         Ok(gguf)
@@ -350,11 +373,20 @@ impl Gguf {
     /// The raw bytes of a tensor, read from the file.
     pub fn tensor_bytes(&self, info: &TensorInfo) -> Result<Vec<u8>, GgufError> {
         let io = |source| GgufError::Io { path: self.path.clone(), source };
-        let size = info.byte_len().ok_or_else(|| self.invalid(format!("tensor `{}` has a ragged size", info.name)))?;
+        let size = info
+            .byte_len()
+            .ok_or_else(|| self.invalid(format!("tensor `{}` has a ragged size", info.name)))?;
         let mut file = File::open(&self.path).map_err(io)?;
-        let start = self.data_offset.checked_add(info.offset).ok_or_else(|| self.invalid(format!("tensor `{}` starts past any file", info.name)))?;
+        let start = self
+            .data_offset
+            .checked_add(info.offset)
+            .ok_or_else(|| self.invalid(format!("tensor `{}` starts past any file", info.name)))?;
         file.seek(SeekFrom::Start(start)).map_err(io)?;
-        let mut buf = vec![0u8; usize::try_from(size).map_err(|_| self.invalid("a tensor is too large for memory"))?];
+        let mut buf = vec![
+            0u8;
+            usize::try_from(size)
+                .map_err(|_| self.invalid("a tensor is too large for memory"))?
+        ];
         file.read_exact(&mut buf).map_err(io)?;
         Ok(buf)
     }
@@ -362,7 +394,8 @@ impl Gguf {
     /// A tensor dequantized to `f32`.
     pub fn tensor_f32(&self, info: &TensorInfo) -> Result<Vec<f32>, GgufError> {
         let bytes = self.tensor_bytes(info)?;
-        super::quant::dequantize(info.ggml_type, &bytes).map_err(|e| self.invalid(format!("tensor `{}`: {e}", info.name)))
+        super::quant::dequantize(info.ggml_type, &bytes)
+            .map_err(|e| self.invalid(format!("tensor `{}`: {e}", info.name)))
     }
 }
 
@@ -381,7 +414,13 @@ impl GgufWriter {
     }
 
     /// Adds a tensor; `data` must be `dims`' elements encoded as `ggml_type`.
-    pub fn tensor(&mut self, name: &str, dims: &[u64], ggml_type: GgmlType, data: Vec<u8>) -> &mut Self {
+    pub fn tensor(
+        &mut self,
+        name: &str,
+        dims: &[u64],
+        ggml_type: GgmlType,
+        data: Vec<u8>,
+    ) -> &mut Self {
         self.tensors.push((name.to_owned(), dims.to_vec(), ggml_type, data));
         self
     }
@@ -458,14 +497,26 @@ mod tests {
     use super::*;
 
     fn sample(path: &Path) {
-        let weights: Vec<u8> = [1.5f32, -2.0, 0.25, 8.0].iter().flat_map(|f| f.to_le_bytes()).collect();
+        let weights: Vec<u8> =
+            [1.5f32, -2.0, 0.25, 8.0].iter().flat_map(|f| f.to_le_bytes()).collect();
         GgufWriter::default()
             .meta("general.architecture", MetaValue::String("qwen2".into()))
             .meta("qwen2.block_count", MetaValue::U32(2))
-            .meta("tokenizer.ggml.tokens", MetaValue::Array(vec![MetaValue::String("a".into()), MetaValue::String("b".into())]))
+            .meta(
+                "tokenizer.ggml.tokens",
+                MetaValue::Array(vec![
+                    MetaValue::String("a".into()),
+                    MetaValue::String("b".into()),
+                ]),
+            )
             .meta("qwen2.rope.freq_base", MetaValue::F32(1e6))
             .tensor("token_embd.weight", &[2, 2], GgmlType::F32, weights)
-            .tensor("output_norm.weight", &[2], GgmlType::F32, [1.0f32, 1.0].iter().flat_map(|f| f.to_le_bytes()).collect())
+            .tensor(
+                "output_norm.weight",
+                &[2],
+                GgmlType::F32,
+                [1.0f32, 1.0].iter().flat_map(|f| f.to_le_bytes()).collect(),
+            )
             .write(path)
             .expect("writes");
     }
@@ -480,7 +531,10 @@ mod tests {
         assert_eq!(g.architecture(), Some("qwen2"));
         assert_eq!(g.get("qwen2.block_count").and_then(MetaValue::as_u64), Some(2));
         assert_eq!(g.get("qwen2.rope.freq_base").and_then(MetaValue::as_f64), Some(1e6));
-        assert_eq!(g.get("tokenizer.ggml.tokens").and_then(MetaValue::as_array).map(<[_]>::len), Some(2));
+        assert_eq!(
+            g.get("tokenizer.ggml.tokens").and_then(MetaValue::as_array).map(<[_]>::len),
+            Some(2)
+        );
         assert_eq!(g.data_offset % DEFAULT_ALIGNMENT, 0);
         let t = g.tensor("token_embd.weight").expect("tensor");
         assert_eq!(t.dims, vec![2, 2]);

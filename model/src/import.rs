@@ -78,7 +78,10 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> ImportError
 /// The model name a file gives: its stem, kept to letters, digits, `.`, `-` and `_`.
 pub fn name_of(path: &Path) -> Option<String> {
     let stem = path.file_stem()?.to_str()?;
-    let name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+        .collect();
     (!name.trim_matches(['-', '.']).is_empty()).then_some(name)
 }
 
@@ -96,7 +99,8 @@ pub fn check(path: &Path) -> Result<(), ImportError> {
 
 /// The blake3 of a file, hex, reporting bytes to `progress`.
 fn hash_file(path: &Path, progress: &mut dyn Progress) -> Result<String, ImportError> {
-    let mut file = fs::File::open(path).map_err(io_error(format!("cannot read {}", path.display())))?;
+    let mut file =
+        fs::File::open(path).map_err(io_error(format!("cannot read {}", path.display())))?;
     let total = file.metadata().map(|m| m.len()).ok();
     progress.start("hash", total);
     let mut hasher = blake3::Hasher::new();
@@ -139,63 +143,86 @@ pub fn content_key(gguf: &Path, progress: &mut dyn Progress) -> Result<String, I
 /// Exports a model already in the models folder (a pulled one) if that was not done.
 /// An exported model is not read again: `pull` of a present model stays a no-op. The
 /// caller holds the folder's [`super::folder::ModelsLock`].
-pub fn prepare(name: &str, models: &Path, progress: &mut dyn Progress) -> Result<Imported, ImportError> {
+pub fn prepare(
+    name: &str,
+    models: &Path,
+    progress: &mut dyn Progress,
+) -> Result<Imported, ImportError> {
     let gguf = models.join(format!("{name}.gguf"));
     let key = content_key(&gguf, progress)?;
     let dir = export_dir(models, &key);
     if !dir.join("model.onnx").is_file() {
         check(&gguf)?;
     }
-    let onnx = ensure_export(&gguf, &dir, progress).map_err(|e| ImportError::Unusable { path: gguf.clone(), reason: e.to_string() })?;
+    let onnx = ensure_export(&gguf, &dir, progress)
+        .map_err(|e| ImportError::Unusable { path: gguf.clone(), reason: e.to_string() })?;
     Ok(Imported { name: name.to_owned(), gguf, key, onnx })
 }
 
 /// Imports a user's GGUF into `models` under the name its file gives. Checks it, exports
 /// it, then copies it in: a failure at any step leaves the models folder as it was.
 /// Importing the same file again does nothing.
-pub fn import(source: &Path, models: &Path, progress: &mut dyn Progress) -> Result<Imported, ImportError> {
+pub fn import(
+    source: &Path,
+    models: &Path,
+    progress: &mut dyn Progress,
+) -> Result<Imported, ImportError> {
     let name = name_of(source).ok_or_else(|| ImportError::Unusable {
         path: source.to_owned(),
-        reason: "its file name gives no model name; rename it to something like my-model.gguf".into(),
+        reason: "its file name gives no model name; rename it to something like my-model.gguf"
+            .into(),
     })?;
     check(source)?;
-    let _held = super::folder::ModelsLock::acquire(models).map_err(io_error(format!("cannot lock the models folder {}", models.display())))?;
+    let _held = super::folder::ModelsLock::acquire(models)
+        .map_err(io_error(format!("cannot lock the models folder {}", models.display())))?;
     let key = hash_file(source, progress)?;
     let target = models.join(format!("{name}.gguf"));
     if target.is_file() && content_key(&target, progress)? != key {
         return Err(ImportError::NameTaken { name, existing: target });
     }
     let dir = export_dir(models, &key);
-    let onnx = ensure_export(source, &dir, progress).map_err(|e| ImportError::Unusable { path: source.to_owned(), reason: e.to_string() })?;
+    let onnx = ensure_export(source, &dir, progress)
+        .map_err(|e| ImportError::Unusable { path: source.to_owned(), reason: e.to_string() })?;
     if !target.is_file() {
         copy_into_place(source, &target, progress)?;
         let text = format!("{key} {}", stamp(&target).unwrap_or_default());
         let sidecar = target.with_extension("blake3");
-        fs::write(&sidecar, text).map_err(io_error(format!("cannot write {}", sidecar.display())))?;
+        fs::write(&sidecar, text)
+            .map_err(io_error(format!("cannot write {}", sidecar.display())))?;
     }
     Ok(Imported { name, gguf: target, key, onnx })
 }
 
 /// Copies through `<target>.partial`, fsynced and renamed, so a crash leaves either no
 /// model or a whole one.
-fn copy_into_place(source: &Path, target: &Path, progress: &mut dyn Progress) -> Result<(), ImportError> {
+fn copy_into_place(
+    source: &Path,
+    target: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(), ImportError> {
     let partial = target.with_extension("gguf.partial");
     let result = (|| {
-        let mut from = fs::File::open(source).map_err(io_error(format!("cannot read {}", source.display())))?;
-        let mut to = fs::File::create(&partial).map_err(io_error(format!("cannot create {}", partial.display())))?;
+        let mut from = fs::File::open(source)
+            .map_err(io_error(format!("cannot read {}", source.display())))?;
+        let mut to = fs::File::create(&partial)
+            .map_err(io_error(format!("cannot create {}", partial.display())))?;
         progress.start("copy", from.metadata().map(|m| m.len()).ok());
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = from.read(&mut buf).map_err(io_error(format!("cannot read {}", source.display())))?;
+            let n = from
+                .read(&mut buf)
+                .map_err(io_error(format!("cannot read {}", source.display())))?;
             if n == 0 {
                 break;
             }
-            to.write_all(&buf[..n]).map_err(io_error(format!("cannot write {}", partial.display())))?;
+            to.write_all(&buf[..n])
+                .map_err(io_error(format!("cannot write {}", partial.display())))?;
             progress.advance(n as u64);
         }
         progress.finish();
         to.sync_all().map_err(io_error(format!("cannot fsync {}", partial.display())))?;
-        fs::rename(&partial, target).map_err(io_error(format!("cannot move the model into {}", target.display())))
+        fs::rename(&partial, target)
+            .map_err(io_error(format!("cannot move the model into {}", target.display())))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&partial);

@@ -108,13 +108,21 @@ pub fn config(g: &Gguf) -> Result<Config, String> {
     let architecture = match arch_name {
         "qwen2" => Architecture::Qwen2,
         "llama" => Architecture::Llama,
-        other => return Err(format!("architecture `{other}` is not supported (supported: qwen2, llama)")),
+        other => {
+            return Err(format!(
+                "architecture `{other}` is not supported (supported: qwen2, llama)"
+            ))
+        }
     };
     let key = |k: &str| format!("{arch_name}.{k}");
     let heads = meta_u(g, &key("attention.head_count"))?;
     let vocab = match g.get("tokenizer.ggml.tokens").and_then(MetaValue::as_array) {
         Some(tokens) => tokens.len(),
-        None => g.tensor("token_embd.weight").and_then(|t| t.dims.get(1)).map(|d| *d as usize).ok_or("the model has no vocabulary")?,
+        None => g
+            .tensor("token_embd.weight")
+            .and_then(|t| t.dims.get(1))
+            .map(|d| *d as usize)
+            .ok_or("the model has no vocabulary")?,
     };
     let hidden = meta_u(g, &key("embedding_length"))?;
     if heads == 0 || hidden % heads != 0 || (hidden / heads) % 16 != 0 {
@@ -130,8 +138,12 @@ pub fn config(g: &Gguf) -> Result<Config, String> {
         heads,
         kv_heads: meta_u(g, &key("attention.head_count_kv")).unwrap_or(heads),
         vocab,
-        rope_theta: g.get(&key("rope.freq_base")).and_then(MetaValue::as_f64).unwrap_or(10_000.0) as f32,
-        rms_eps: g.get(&key("attention.layer_norm_rms_epsilon")).and_then(MetaValue::as_f64).unwrap_or(1e-6) as f32,
+        rope_theta: g.get(&key("rope.freq_base")).and_then(MetaValue::as_f64).unwrap_or(10_000.0)
+            as f32,
+        rms_eps: g
+            .get(&key("attention.layer_norm_rms_epsilon"))
+            .and_then(MetaValue::as_f64)
+            .unwrap_or(1e-6) as f32,
         context: meta_u(g, &key("context_length")).unwrap_or(4096),
     };
     config.check()?;
@@ -165,9 +177,16 @@ impl Config {
             return Err(format!("block_count is {}, outside 1..={MAX_LAYERS}", self.layers));
         }
         if self.kv_heads > self.heads || self.heads % self.kv_heads != 0 {
-            return Err(format!("{} attention heads cannot share {} key/value heads", self.heads, self.kv_heads));
+            return Err(format!(
+                "{} attention heads cannot share {} key/value heads",
+                self.heads, self.kv_heads
+            ));
         }
-        let products = [self.hidden.checked_mul(self.hidden), self.ffn.checked_mul(self.hidden), self.vocab.checked_mul(self.hidden)];
+        let products = [
+            self.hidden.checked_mul(self.hidden),
+            self.ffn.checked_mul(self.hidden),
+            self.vocab.checked_mul(self.hidden),
+        ];
         if products.iter().any(Option::is_none) {
             return Err("the model's weight sizes overflow this machine's address space".into());
         }
@@ -187,7 +206,13 @@ pub fn load(g: &Gguf) -> Result<Weights, String> {
         Ok(values)
     };
     let (h, kv, f) = (config.hidden, config.kv_heads * config.head_dim(), config.ffn);
-    let optional = |name: &str, len: usize| if g.tensor(name).is_some() { tensor(name, len) } else { Ok(Vec::new()) };
+    let optional = |name: &str, len: usize| {
+        if g.tensor(name).is_some() {
+            tensor(name, len)
+        } else {
+            Ok(Vec::new())
+        }
+    };
     let mut blocks = Vec::with_capacity(config.layers);
     for i in 0..config.layers {
         let n = |part: &str| format!("blk.{i}.{part}");
@@ -209,10 +234,24 @@ pub fn load(g: &Gguf) -> Result<Weights, String> {
     let mut raw = std::collections::HashMap::new();
     for t in &g.tensors {
         if t.ggml_type.block().0 > 1 && t.dims.len() == 2 {
-            raw.insert(t.name.clone(), (t.ggml_type, g.tensor_bytes(t).map_err(|e| e.to_string())?));
+            raw.insert(
+                t.name.clone(),
+                (t.ggml_type, g.tensor_bytes(t).map_err(|e| e.to_string())?),
+            );
         }
     }
     let embed = tensor("token_embd.weight", config.vocab * h)?;
-    let output = if g.tensor("output.weight").is_some() { tensor("output.weight", config.vocab * h)? } else { embed.clone() };
-    Ok(Weights { embed, blocks, output_norm: tensor("output_norm.weight", h)?, output, raw, config })
+    let output = if g.tensor("output.weight").is_some() {
+        tensor("output.weight", config.vocab * h)?
+    } else {
+        embed.clone()
+    };
+    Ok(Weights {
+        embed,
+        blocks,
+        output_norm: tensor("output_norm.weight", h)?,
+        output,
+        raw,
+        config,
+    })
 }

@@ -7,14 +7,14 @@ use std::sync::Mutex;
 use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 
-use batos_mind::{Completion, Finish, Message, Mind, MindError, Sampling};
 use super::gguf::{Gguf, MetaValue};
 use super::model::Config;
+use super::onnxruntime::{self as runtime, Device};
+use super::progress::{Progress, Quiet};
 use super::sample::{stop_at, Sampler};
 use super::template::ChatTemplate;
-use super::progress::{Progress, Quiet};
-use super::onnxruntime::{self as runtime, Device};
 use super::{export, model, tokenizer};
+use batos_mind::{Completion, Finish, Message, Mind, MindError, Sampling};
 
 /// Bumped whenever the exported graph changes, so stale exports are rebuilt.
 const EXPORT_VERSION: u32 = 4;
@@ -51,7 +51,11 @@ pub fn export_dir(models: &Path, key: &str) -> PathBuf {
 /// written to a staging folder renamed into place, `model.onnx` last, so an export
 /// with `model.onnx` is whole.
 /// Exports of older graph versions next to it are removed. Returns `model.onnx`.
-pub fn ensure_export(gguf_path: &Path, dir: &Path, progress: &mut dyn Progress) -> Result<PathBuf, MindError> {
+pub fn ensure_export(
+    gguf_path: &Path,
+    dir: &Path,
+    progress: &mut dyn Progress,
+) -> Result<PathBuf, MindError> {
     let onnx = dir.join("model.onnx");
     if onnx.is_file() {
         return Ok(onnx);
@@ -63,7 +67,9 @@ pub fn ensure_export(gguf_path: &Path, dir: &Path, progress: &mut dyn Progress) 
     let weights = weights?;
     progress.start("import: build and write the ONNX graph", None);
     let written = export::write_with_external_data(export::export_with(&weights, WEIGHTING), dir)
-        .map_err(|e| model_error(format!("cannot write the ONNX export to {}: {e}", dir.display())));
+        .map_err(|e| {
+            model_error(format!("cannot write the ONNX export to {}: {e}", dir.display()))
+        });
     progress.finish();
     written?;
     if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) {
@@ -81,7 +87,12 @@ pub fn ensure_export(gguf_path: &Path, dir: &Path, progress: &mut dyn Progress) 
 impl OnnxMind {
     /// Opens a GGUF model named `name`, exporting it to ONNX into `dir` (see
     /// [`export_dir`]) the first time, on `device`.
-    pub fn open(gguf_path: &Path, dir: &Path, name: &str, device: Device) -> Result<OnnxMind, MindError> {
+    pub fn open(
+        gguf_path: &Path,
+        dir: &Path,
+        name: &str,
+        device: Device,
+    ) -> Result<OnnxMind, MindError> {
         let g = Gguf::read(gguf_path).map_err(|e| model_error(e.to_string()))?;
         let config = model::config(&g).map_err(model_error)?;
         let tokenizer = tokenizer::tokenizer(&g).map_err(model_error)?;
@@ -92,8 +103,9 @@ impl OnnxMind {
                 // `dir` is `<models>/onnx/<key>-vN`: the export is written under the models
                 // folder's lock, like every other writer of it.
                 let models = dir.parent().and_then(Path::parent).unwrap_or(dir);
-                let _held = super::folder::ModelsLock::acquire(models)
-                    .map_err(|e| model_error(format!("cannot lock the models folder {}: {e}", models.display())))?;
+                let _held = super::folder::ModelsLock::acquire(models).map_err(|e| {
+                    model_error(format!("cannot lock the models folder {}: {e}", models.display()))
+                })?;
                 ensure_export(gguf_path, dir, &mut Quiet)?
             }
         };
@@ -108,7 +120,15 @@ impl OnnxMind {
                 stop_ids.push(id);
             }
         }
-        Ok(OnnxMind { name: name.to_owned(), provider, config, session: Mutex::new(session), tokenizer, template, stop_ids })
+        Ok(OnnxMind {
+            name: name.to_owned(),
+            provider,
+            config,
+            session: Mutex::new(session),
+            tokenizer,
+            template,
+            stop_ids,
+        })
     }
 
     /// The execution provider that actually runs the model.
@@ -117,7 +137,12 @@ impl OnnxMind {
     }
 
     /// Generates after `prompt` (token ids), streaming text to `on_text`.
-    pub fn generate(&self, prompt: &[u32], sampling: &Sampling, on_text: &mut dyn FnMut(&str)) -> Result<Completion, MindError> {
+    pub fn generate(
+        &self,
+        prompt: &[u32],
+        sampling: &Sampling,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, MindError> {
         let c = &self.config;
         let d = c.head_dim();
         let mut session = self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -127,7 +152,11 @@ impl OnnxMind {
         let ort_error = |e: ort::Error| model_error(format!("ONNX Runtime failed: {e}"));
         let mut past: Vec<DynValue> = Vec::with_capacity(2 * c.layers);
         for _ in 0..2 * c.layers {
-            past.push(Tensor::from_array(([1usize, c.kv_heads, 0, d], Vec::<f32>::new())).map_err(ort_error)?.into_dyn());
+            past.push(
+                Tensor::from_array(([1usize, c.kv_heads, 0, d], Vec::<f32>::new()))
+                    .map_err(ort_error)?
+                    .into_dyn(),
+            );
         }
         let mut history: Vec<u32> = prompt.to_vec();
         let mut feed: Vec<i64> = prompt.iter().map(|&t| i64::from(t)).collect();
@@ -142,9 +171,27 @@ impl OnnxMind {
             let seq = feed.len();
             let total = history.len();
             let mut inputs: Vec<(String, DynValue)> = vec![
-                ("input_ids".into(), Tensor::from_array(([1usize, seq], std::mem::take(&mut feed))).map_err(ort_error)?.into_dyn()),
-                ("attention_mask".into(), Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(ort_error)?.into_dyn()),
-                ("position_ids".into(), Tensor::from_array(([1usize, seq], (start as i64..total as i64).collect::<Vec<_>>())).map_err(ort_error)?.into_dyn()),
+                (
+                    "input_ids".into(),
+                    Tensor::from_array(([1usize, seq], std::mem::take(&mut feed)))
+                        .map_err(ort_error)?
+                        .into_dyn(),
+                ),
+                (
+                    "attention_mask".into(),
+                    Tensor::from_array(([1usize, total], vec![1i64; total]))
+                        .map_err(ort_error)?
+                        .into_dyn(),
+                ),
+                (
+                    "position_ids".into(),
+                    Tensor::from_array((
+                        [1usize, seq],
+                        (start as i64..total as i64).collect::<Vec<_>>(),
+                    ))
+                    .map_err(ort_error)?
+                    .into_dyn(),
+                ),
             ];
             for (i, value) in past.drain(..).enumerate() {
                 let kind = if i % 2 == 0 { "key" } else { "value" };
@@ -156,7 +203,11 @@ impl OnnxMind {
             for i in 0..2 * c.layers {
                 let kind = if i % 2 == 0 { "key" } else { "value" };
                 let name = format!("present.{}.{kind}", i / 2);
-                past.push(outputs.remove(name.as_str()).ok_or_else(|| model_error(format!("the model gave no `{name}`")))?);
+                past.push(
+                    outputs
+                        .remove(name.as_str())
+                        .ok_or_else(|| model_error(format!("the model gave no `{name}`")))?,
+                );
             }
             if self.stop_ids.contains(&token) {
                 break Finish::Stop;
@@ -164,7 +215,10 @@ impl OnnxMind {
             generated.push(token);
             history.push(token);
             feed = vec![i64::from(token)];
-            text = self.tokenizer.decode(&generated, true).map_err(|e| model_error(format!("cannot decode tokens: {e}")))?;
+            text = self
+                .tokenizer
+                .decode(&generated, true)
+                .map_err(|e| model_error(format!("cannot decode tokens: {e}")))?;
             if let Some(at) = stop_at(&text, &sampling.stop) {
                 text.truncate(at);
                 if text.len() > emitted {
@@ -173,7 +227,8 @@ impl OnnxMind {
                 break Finish::Stop;
             }
             // Hold back a piece that ends inside a multi-byte character.
-            if !text.ends_with('\u{FFFD}') && text.len() > emitted && text.is_char_boundary(emitted) {
+            if !text.ends_with('\u{FFFD}') && text.len() > emitted && text.is_char_boundary(emitted)
+            {
                 on_text(&text[emitted..]);
                 emitted = text.len();
             }
@@ -184,18 +239,30 @@ impl OnnxMind {
         if finish == Finish::Stop && text.len() > emitted && text.is_char_boundary(emitted) {
             on_text(&text[emitted..]);
         }
-        Ok(Completion { text, prompt_tokens: Some(prompt.len()), completion_tokens: Some(generated.len()), finish })
+        Ok(Completion {
+            text,
+            prompt_tokens: Some(prompt.len()),
+            completion_tokens: Some(generated.len()),
+            finish,
+        })
     }
-
 }
 impl Mind for OnnxMind {
     fn describe(&self) -> String {
         format!("onnx {} on {}", self.name, self.provider)
     }
 
-    fn complete(&self, messages: &[Message], sampling: &Sampling, on_text: &mut dyn FnMut(&str)) -> Result<Completion, MindError> {
+    fn complete(
+        &self,
+        messages: &[Message],
+        sampling: &Sampling,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, MindError> {
         let prompt = self.template.render(messages, true).map_err(model_error)?;
-        let encoding = self.tokenizer.encode(prompt, false).map_err(|e| model_error(format!("cannot tokenize the prompt: {e}")))?;
+        let encoding = self
+            .tokenizer
+            .encode(prompt, false)
+            .map_err(|e| model_error(format!("cannot tokenize the prompt: {e}")))?;
         self.generate(encoding.get_ids(), sampling, on_text)
     }
 }

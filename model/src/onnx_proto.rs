@@ -199,7 +199,12 @@ impl ValueInfoProto {
             .collect();
         ValueInfoProto {
             name: name.to_owned(),
-            r#type: Some(TypeProto { tensor_type: Some(TensorTypeProto { elem_type: elem as i32, shape: Some(TensorShapeProto { dim }) }) }),
+            r#type: Some(TypeProto {
+                tensor_type: Some(TensorTypeProto {
+                    elem_type: elem as i32,
+                    shape: Some(TensorShapeProto { dim }),
+                }),
+            }),
         }
     }
 }
@@ -218,7 +223,13 @@ impl TensorProto {
 
     /// A u8 initializer.
     pub fn u8(name: &str, dims: &[i64], values: &[u8]) -> Self {
-        TensorProto { dims: dims.to_vec(), data_type: DataType::Uint8 as i32, name: name.to_owned(), raw_data: values.to_vec(), ..Default::default() }
+        TensorProto {
+            dims: dims.to_vec(),
+            data_type: DataType::Uint8 as i32,
+            name: name.to_owned(),
+            raw_data: values.to_vec(),
+            ..Default::default()
+        }
     }
 
     /// An i64 initializer.
@@ -248,19 +259,34 @@ impl NodeProto {
 
     /// Adds an integer attribute.
     pub fn int(mut self, name: &str, value: i64) -> Self {
-        self.attribute.push(AttributeProto { name: name.to_owned(), r#type: AttributeType::Int as i32, i: value, ..Default::default() });
+        self.attribute.push(AttributeProto {
+            name: name.to_owned(),
+            r#type: AttributeType::Int as i32,
+            i: value,
+            ..Default::default()
+        });
         self
     }
 
     /// Adds a float attribute.
     pub fn float(mut self, name: &str, value: f32) -> Self {
-        self.attribute.push(AttributeProto { name: name.to_owned(), r#type: AttributeType::Float as i32, f: value, ..Default::default() });
+        self.attribute.push(AttributeProto {
+            name: name.to_owned(),
+            r#type: AttributeType::Float as i32,
+            f: value,
+            ..Default::default()
+        });
         self
     }
 
     /// Adds an integer-list attribute.
     pub fn ints(mut self, name: &str, values: &[i64]) -> Self {
-        self.attribute.push(AttributeProto { name: name.to_owned(), r#type: AttributeType::Ints as i32, ints: values.to_vec(), ..Default::default() });
+        self.attribute.push(AttributeProto {
+            name: name.to_owned(),
+            r#type: AttributeType::Ints as i32,
+            ints: values.to_vec(),
+            ..Default::default()
+        });
         self
     }
 }

@@ -75,15 +75,23 @@ pub fn environment() -> Result<&'static ort::environment::Environment, String> {
 /// it. `Auto` tries CUDA only when this ONNX Runtime build offers it (the `onnxruntime-gpu`
 /// package does, the plain one does not) and falls back to the CPU, logging why;
 /// `Cuda` turns the same failure into an error.
-pub fn session(model: &std::path::Path, device: Device) -> Result<(ort::session::Session, &'static str), batos_mind::MindError> {
+pub fn session(
+    model: &std::path::Path,
+    device: Device,
+) -> Result<(ort::session::Session, &'static str), batos_mind::MindError> {
     use ort::ep::ExecutionProvider;
-    let error = |e: String| batos_mind::MindError::Model(format!("ONNX Runtime cannot load {}: {e}", model.display()));
+    let error = |e: String| {
+        batos_mind::MindError::Model(format!("ONNX Runtime cannot load {}: {e}", model.display()))
+    };
     let env = environment().map_err(batos_mind::MindError::Model)?;
     // Decoding is memory-bound and prefill compute-bound; one intra-op thread per core
     // serves both, and the caller's thread is the one that waits.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let builder = || -> Result<ort::session::builder::SessionBuilder, String> {
-        ort::session::Session::builder(env).map_err(|e| e.to_string())?.with_intra_threads(threads).map_err(|e| e.to_string())
+        ort::session::Session::builder(env)
+            .map_err(|e| e.to_string())?
+            .with_intra_threads(threads)
+            .map_err(|e| e.to_string())
     };
     let want_cuda = match device {
         Device::Cpu => false,
@@ -106,13 +114,17 @@ pub fn session(model: &std::path::Path, device: Device) -> Result<(ort::session:
             Err(e) => tracing::warn!("CUDA is offered but not usable, running on the CPU: {e}"),
         }
     }
-    let session = builder().map_err(error)?.commit_from_file(model).map_err(|e| error(e.to_string()))?;
+    let session =
+        builder().map_err(error)?.commit_from_file(model).map_err(|e| error(e.to_string()))?;
     Ok((session, "CPUExecutionProvider"))
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::onnx_proto::{DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
+    use crate::onnx_proto::{
+        DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+        ValueInfoProto,
+    };
     use ort::ep::ExecutionProvider;
     use prost::Message;
 
@@ -134,7 +146,10 @@ mod tests {
             graph: Some(graph),
         };
         let bytes = model.encode_to_vec();
-        let mut session = ort::session::Session::builder(env).expect("builder").commit_from_memory(&bytes).expect("ONNX Runtime accepts the model");
+        let mut session = ort::session::Session::builder(env)
+            .expect("builder")
+            .commit_from_memory(&bytes)
+            .expect("ONNX Runtime accepts the model");
         let x = ort::value::Tensor::from_array(([3usize], vec![1.0f32, 2.0, 3.0])).expect("tensor");
         let outputs = session.run(ort::inputs!["x" => x]).expect("runs");
         let (_, y) = outputs["y"].try_extract_tensor::<f32>().expect("f32 output");
@@ -155,17 +170,27 @@ mod tests {
             input: vec![ValueInfoProto::tensor("x", DataType::Float, &["1"])],
             output: vec![ValueInfoProto::tensor("y", DataType::Float, &["1"])],
         };
-        let model = ModelProto { ir_version: 10, opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 21 }], graph: Some(graph), ..Default::default() };
+        let model = ModelProto {
+            ir_version: 10,
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 21 }],
+            graph: Some(graph),
+            ..Default::default()
+        };
         std::fs::write(&path, model.encode_to_vec()).expect("writes");
         let cuda_offered = ort::ep::CUDA::is_available().unwrap_or(false);
         let (_, provider) = super::session(&path, Device::Cpu).expect("cpu");
         assert_eq!(provider, "CPUExecutionProvider");
         let (_, provider) = super::session(&path, Device::Auto).expect("auto");
         if cuda_offered {
-            assert_eq!(provider, "CUDAExecutionProvider", "a GPU build with CUDA present must be used");
+            assert_eq!(
+                provider, "CUDAExecutionProvider",
+                "a GPU build with CUDA present must be used"
+            );
         } else {
             assert_eq!(provider, "CPUExecutionProvider");
-            let Err(e) = super::session(&path, Device::Cuda) else { panic!("cuda must be refused without a CUDA build") };
+            let Err(e) = super::session(&path, Device::Cuda) else {
+                panic!("cuda must be refused without a CUDA build")
+            };
             assert!(e.to_string().contains("onnxruntime-gpu"), "{e}");
         }
     }

@@ -19,4 +19,3 @@ impl Progress for Quiet {
     fn advance(&mut self, _: u64) {}
     fn finish(&mut self) {}
 }
-

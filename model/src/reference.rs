@@ -52,7 +52,12 @@ impl<'w> Reference<'w> {
     /// An empty sequence.
     pub fn new(weights: &'w Weights) -> Self {
         let layers = weights.config.layers;
-        Reference { weights, keys: vec![Vec::new(); layers], values: vec![Vec::new(); layers], position: 0 }
+        Reference {
+            weights,
+            keys: vec![Vec::new(); layers],
+            values: vec![Vec::new(); layers],
+            position: 0,
+        }
     }
 
     /// Feeds one token and returns the logits for the next.
@@ -84,7 +89,8 @@ impl<'w> Reference<'w> {
                 let qh = &q[head * d..(head + 1) * d];
                 let scores: Vec<f32> = (0..positions)
                     .map(|p| {
-                        let kp = &self.keys[layer][p * kv_dim + kvh * d..p * kv_dim + (kvh + 1) * d];
+                        let kp =
+                            &self.keys[layer][p * kv_dim + kvh * d..p * kv_dim + (kvh + 1) * d];
                         qh.iter().zip(kp).map(|(a, b)| a * b).sum::<f32>() / (d as f32).sqrt()
                     })
                     .collect();
@@ -102,7 +108,8 @@ impl<'w> Reference<'w> {
             let hn = rms_norm(&x, &b.ffn_norm, c.rms_eps);
             let gate = matvec(&b.gate, &hn, c.ffn);
             let up = matvec(&b.up, &hn, c.ffn);
-            let act: Vec<f32> = gate.iter().zip(&up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+            let act: Vec<f32> =
+                gate.iter().zip(&up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
             add(&mut x, &matvec(&b.down, &act, h));
         }
         self.position += 1;

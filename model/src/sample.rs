@@ -14,7 +14,10 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler for these settings.
     pub fn new(settings: &Sampling) -> Sampler {
-        Sampler { settings: settings.clone(), rng: rand::rngs::StdRng::seed_from_u64(settings.seed) }
+        Sampler {
+            settings: settings.clone(),
+            rng: rand::rngs::StdRng::seed_from_u64(settings.seed),
+        }
     }
 
     /// The next token, given the logits over the vocabulary and the tokens so far
@@ -139,7 +142,10 @@ mod tests {
             counts[s.next(&logits, &[]) as usize] += 1;
         }
         let ratio = f64::from(counts[1]) / f64::from(counts[0]);
-        assert!((1.6..2.5).contains(&ratio), "p(1)/p(0) should be about 2, got {ratio} from {counts:?}");
+        assert!(
+            (1.6..2.5).contains(&ratio),
+            "p(1)/p(0) should be about 2, got {ratio} from {counts:?}"
+        );
         let run = |seed| {
             let mut s = Sampler::new(&Sampling { seed, ..settings(1.0, 0, 1.0) });
             (0..20).map(|_| s.next(&[0.0, 0.1, 0.2, 0.3], &[])).collect::<Vec<_>>()

@@ -3,8 +3,8 @@
 
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 
-use batos_mind::Message;
 use super::gguf::{Gguf, MetaValue};
+use batos_mind::Message;
 
 /// A chat template.
 #[derive(Clone, Debug)]
@@ -37,16 +37,28 @@ impl ChatTemplate {
             let id = g.get(key).and_then(MetaValue::as_u64);
             let tokens = g.get("tokenizer.ggml.tokens").and_then(MetaValue::as_array);
             match (id, tokens) {
-                (Some(id), Some(tokens)) => tokens.get(id as usize).and_then(MetaValue::as_str).unwrap_or_default().to_owned(),
+                (Some(id), Some(tokens)) => tokens
+                    .get(id as usize)
+                    .and_then(MetaValue::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
                 _ => String::new(),
             }
         };
-        Ok(ChatTemplate { source: source.to_owned(), bos: token("tokenizer.ggml.bos_token_id"), eos: token("tokenizer.ggml.eos_token_id") })
+        Ok(ChatTemplate {
+            source: source.to_owned(),
+            bos: token("tokenizer.ggml.bos_token_id"),
+            eos: token("tokenizer.ggml.eos_token_id"),
+        })
     }
 
     /// Renders a conversation; with `add_generation_prompt` the text ends where the
     /// assistant's answer begins.
-    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, String> {
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String, String> {
         let mut env = Environment::new();
         // A template comes from a file: bound its work, so a hostile one (nested loops
         // over large ranges) ends in an error instead of running for hours. A real chat
@@ -54,8 +66,12 @@ impl ChatTemplate {
         env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
-        env.add_template("chat", &self.source).map_err(|e| format!("the chat template does not parse: {e}"))?;
-        let messages: Vec<_> = messages.iter().map(|m| context! { role => m.role.as_str(), content => m.content.clone() }).collect();
+        env.add_template("chat", &self.source)
+            .map_err(|e| format!("the chat template does not parse: {e}"))?;
+        let messages: Vec<_> = messages
+            .iter()
+            .map(|m| context! { role => m.role.as_str(), content => m.content.clone() })
+            .collect();
         let template = env.get_template("chat").map_err(|e| e.to_string())?;
         template
             .render(context! {
@@ -78,7 +94,8 @@ mod tests {
             "{%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | trim }}<|im_end|>\n{% endfor %}\
              {%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
         );
-        let text = t.render(&[Message::system("Be brief. "), Message::user("hi")], true).expect("renders");
+        let text =
+            t.render(&[Message::system("Be brief. "), Message::user("hi")], true).expect("renders");
         assert_eq!(text, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
     }
 

@@ -15,15 +15,22 @@ const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 /// Llama 3's split (`llama-bpe`): like Qwen2 but digits in runs of up to three.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// GPT-2's own split (`gpt2` and unnamed byte-level BPE).
-const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+const GPT2_SPLIT: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
 // GGUF token types.
 const CONTROL: i64 = 3;
 const USER_DEFINED: i64 = 4;
 
 fn strings(g: &Gguf, key: &str) -> Result<Vec<String>, String> {
-    let items = g.get(key).and_then(MetaValue::as_array).ok_or_else(|| format!("the model has no `{key}`"))?;
-    items.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(|| format!("`{key}` holds a non-string"))).collect()
+    let items = g
+        .get(key)
+        .and_then(MetaValue::as_array)
+        .ok_or_else(|| format!("the model has no `{key}`"))?;
+    items
+        .iter()
+        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| format!("`{key}` holds a non-string")))
+        .collect()
 }
 
 fn integer(v: &MetaValue) -> Option<i64> {
@@ -47,7 +54,11 @@ pub fn tokenizer_json(g: &Gguf) -> Result<String, String> {
         "qwen2" => QWEN2_SPLIT,
         "llama-bpe" | "llama3" => LLAMA3_SPLIT,
         "gpt2" | "default" => GPT2_SPLIT,
-        other => return Err(format!("the pre-tokenizer `{other}` is not known (known: qwen2, llama-bpe, gpt2)")),
+        other => {
+            return Err(format!(
+                "the pre-tokenizer `{other}` is not known (known: qwen2, llama-bpe, gpt2)"
+            ))
+        }
     };
     let tokens = strings(g, "tokenizer.ggml.tokens")?;
     let merges = strings(g, "tokenizer.ggml.merges")?;
@@ -96,5 +107,6 @@ pub fn tokenizer_json(g: &Gguf) -> Result<String, String> {
 /// The rebuilt tokenizer, ready to encode and decode.
 pub fn tokenizer(g: &Gguf) -> Result<tokenizers::Tokenizer, String> {
     let text = tokenizer_json(g)?;
-    text.parse::<tokenizers::Tokenizer>().map_err(|e| format!("the rebuilt tokenizer does not load: {e}"))
+    text.parse::<tokenizers::Tokenizer>()
+        .map_err(|e| format!("the rebuilt tokenizer does not load: {e}"))
 }

@@ -47,7 +47,11 @@ pub(super) fn awaken(mut runtime: Runtime, hooks: &[AwakeningHook]) -> Result<Ru
     runtime.image.transact("awakening", |tx| {
         let traits = tx.create_object(&[])?;
         for selector in TRAITS_METHODS {
-            tx.set_slot(traits, selector, &Value::Method(Method::Native { primitive: selector.to_owned() }))?;
+            tx.set_slot(
+                traits,
+                selector,
+                &Value::Method(Method::Native { primitive: selector.to_owned() }),
+            )?;
         }
         describe(tx, traits, "The ultimate ancestor: behaviour every object shares.")?;
         let pllm = tx.create_object(&[traits])?;

@@ -22,18 +22,27 @@ impl Call<'_> {
             return Ok(());
         }
         let plural = if n == 1 { "" } else { "s" };
-        Err(Error::bad_arguments(self.selector, format!("expects {n} argument{plural}, got {}", self.args.len())))
+        Err(Error::bad_arguments(
+            self.selector,
+            format!("expects {n} argument{plural}, got {}", self.args.len()),
+        ))
     }
 
     /// Argument `i` (0-based), whatever its type.
     pub fn arg(&self, i: usize) -> Result<&Value> {
         self.args.get(i).ok_or_else(|| {
-            Error::bad_arguments(self.selector, format!("argument {} is missing ({} given)", i + 1, self.args.len()))
+            Error::bad_arguments(
+                self.selector,
+                format!("argument {} is missing ({} given)", i + 1, self.args.len()),
+            )
         })
     }
 
     fn wrong(&self, i: usize, expected: &str, got: &Value) -> Error {
-        Error::bad_arguments(self.selector, format!("argument {} must be {expected}, got {}", i + 1, got.type_name()))
+        Error::bad_arguments(
+            self.selector,
+            format!("argument {} must be {expected}, got {}", i + 1, got.type_name()),
+        )
     }
 
     /// Argument `i` as text.

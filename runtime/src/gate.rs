@@ -95,7 +95,11 @@ impl Authority {
 
     /// A capability named `name` holding `grants`, whose writable set starts as
     /// `writable` (its receiver).
-    pub fn capability(name: &str, grants: Grants, writable: impl IntoIterator<Item = Oid>) -> Authority {
+    pub fn capability(
+        name: &str,
+        grants: Grants,
+        writable: impl IntoIterator<Item = Oid>,
+    ) -> Authority {
         Authority(Arc::new(Holder::Capability {
             name: name.to_owned(),
             grants,
@@ -126,7 +130,9 @@ impl Authority {
     fn may_write(&self, oid: Oid) -> bool {
         match &*self.0 {
             Holder::Person => true,
-            Holder::Capability { writable, .. } => writable.lock().unwrap_or_else(PoisonError::into_inner).contains(&oid),
+            Holder::Capability { writable, .. } => {
+                writable.lock().unwrap_or_else(PoisonError::into_inner).contains(&oid)
+            }
         }
     }
 
@@ -198,7 +204,9 @@ impl Gate {
     /// [`Gate::decide`] as a result: `Err(NotPermitted)` naming who and what.
     pub fn check(authority: &Authority, effect: &Effect<'_>) -> Result<()> {
         match Gate::decide(authority, effect) {
-            Decision::Denied(action) => Err(Error::NotPermitted { capability: authority.name().to_owned(), action }),
+            Decision::Denied(action) => {
+                Err(Error::NotPermitted { capability: authority.name().to_owned(), action })
+            }
             _ => Ok(()),
         }
     }
@@ -209,12 +217,16 @@ impl Gate {
         } else if authority.holds(grant) {
             Decision::Granted(grant)
         } else {
-            Decision::Denied(format!("{what}: that needs the `{grant}` grant, which it was not given"))
+            Decision::Denied(format!(
+                "{what}: that needs the `{grant}` grant, which it was not given"
+            ))
         }
     }
 
     fn decide_import(authority: &Authority, import: &str) -> Decision {
-        let Some(interface) = import.strip_prefix(PACKAGE).and_then(|rest| rest.strip_suffix(VERSION)) else {
+        let Some(interface) =
+            import.strip_prefix(PACKAGE).and_then(|rest| rest.strip_suffix(VERSION))
+        else {
             let family = if import.starts_with("wasi:") { "WASI interfaces are" } else { "it is" };
             return Decision::Denied(format!(
                 "import `{import}`: {family} not part of the batos:uvm@0.1.0 contract; capabilities reach the world only through it"
@@ -225,14 +237,20 @@ impl Gate {
             "clock" => Grant::Clock,
             "random" => Grant::Random,
             "mind" => Grant::Mind,
-            other => return Decision::Denied(format!("import `{import}`: batos:uvm has no interface `{other}`")),
+            other => {
+                return Decision::Denied(format!(
+                    "import `{import}`: batos:uvm has no interface `{other}`"
+                ))
+            }
         };
         // Links are decided on grants alone, a person's included: a component's imports
         // are what its manifest grants, whoever calls it.
         if authority.holds(needed) && !authority.is_person() {
             Decision::Granted(needed)
         } else {
-            Decision::Denied(format!("import `{import}` needs the `{needed}` grant, which the manifest does not give"))
+            Decision::Denied(format!(
+                "import `{import}` needs the `{needed}` grant, which the manifest does not give"
+            ))
         }
     }
 }
@@ -279,7 +297,11 @@ mod tests {
             (&person, Effect::Import("batos:uvm/clock@0.1.0"), false),
         ];
         for (authority, effect, expected) in table {
-            assert_eq!(Gate::decide(authority, &effect).allowed(), expected, "{effect:?} for {authority:?}");
+            assert_eq!(
+                Gate::decide(authority, &effect).allowed(),
+                expected,
+                "{effect:?} for {authority:?}"
+            );
         }
     }
 
@@ -295,11 +317,18 @@ mod tests {
 
     #[test]
     fn refusals_name_who_and_what() {
-        let e = Gate::check(&capability(&[], &[]), &Effect::Import("batos:uvm/clock@0.1.0")).expect_err("denied");
+        let e = Gate::check(&capability(&[], &[]), &Effect::Import("batos:uvm/clock@0.1.0"))
+            .expect_err("denied");
         let text = e.to_string();
-        assert!(text.contains("cap") && text.contains("batos:uvm/clock@0.1.0") && text.contains("`clock` grant"), "{text}");
+        assert!(
+            text.contains("cap")
+                && text.contains("batos:uvm/clock@0.1.0")
+                && text.contains("`clock` grant"),
+            "{text}"
+        );
         assert_eq!(e.kind(), "not_permitted");
-        let Decision::Denied(why) = Gate::decide(&capability(&[], &[]), &Effect::Import("wasi:filesystem/types@0.2.0"))
+        let Decision::Denied(why) =
+            Gate::decide(&capability(&[], &[]), &Effect::Import("wasi:filesystem/types@0.2.0"))
         else {
             panic!("denied")
         };

@@ -28,20 +28,21 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use awaken::{AwakeningHook, Primordials, PRIMORDIAL_GENESIS, PRIMORDIAL_PLLM, PRIMORDIAL_TRAITS};
+pub use awaken::{
+    AwakeningHook, Primordials, PRIMORDIAL_GENESIS, PRIMORDIAL_PLLM, PRIMORDIAL_TRAITS,
+};
+pub use batos_image::OutsideWork;
 pub use call::Call;
 pub use gate::{Authority, Decision, Effect, Gate, Grant, Grants};
-pub use batos_image::OutsideWork;
 pub use outside::MAX_OUTSIDE_WORK;
 
 pub use batos_image as image;
 use batos_image::error;
 /// The image's types every user of the runtime meets, at the runtime's root.
 pub use batos_image::{
-    BlobHash, BlobRef, Committed, Durability, Error, Image, ImageOptions, Method, Object, Oid, Result, Tx, TxId, Value,
+    BlobHash, BlobRef, Committed, Durability, Error, Image, ImageOptions, Method, Object, Oid,
+    Result, Tx, TxId, Value,
 };
-
-
 
 /// The selector sent when lookup finds nothing.
 pub const DOES_NOT_UNDERSTAND: &str = "doesNotUnderstand";
@@ -80,7 +81,10 @@ impl RuntimeBuilder {
     /// Adds work to the awakening transaction of a new image, run after the primordial
     /// objects exist: how a layer above (the mind) furnishes them without this layer
     /// knowing its names. Hooks run in the order they were added.
-    pub fn awakening(mut self, hook: impl Fn(&mut Tx<'_>, &Primordials) -> Result<()> + Send + Sync + 'static) -> Self {
+    pub fn awakening(
+        mut self,
+        hook: impl Fn(&mut Tx<'_>, &Primordials) -> Result<()> + Send + Sync + 'static,
+    ) -> Self {
         self.awakening.push(Arc::new(hook));
         self
     }
@@ -199,7 +203,12 @@ impl Runtime {
     }
 
     /// Like [`Runtime::send`], also telling which transaction (if any) it committed.
-    pub fn send_committed(&self, receiver: Oid, selector: &str, args: Vec<Value>) -> Result<Committed<Value>> {
+    pub fn send_committed(
+        &self,
+        receiver: Oid,
+        selector: &str,
+        args: Vec<Value>,
+    ) -> Result<Committed<Value>> {
         let description = describe_send(receiver, selector, &args);
         self.transact(&description, |cx| cx.send_here(receiver, selector, &args))
     }
@@ -209,11 +218,21 @@ impl Runtime {
     /// The work acts with a person's full authority. When it needs work outside the
     /// transaction (see [`Context::outside`]), the transaction is rolled back, the work
     /// runs, and `work` runs again.
-    pub fn transact<R>(&self, description: &str, mut work: impl FnMut(&mut Context<'_, '_>) -> Result<R>) -> Result<Committed<R>> {
+    pub fn transact<R>(
+        &self,
+        description: &str,
+        mut work: impl FnMut(&mut Context<'_, '_>) -> Result<R>,
+    ) -> Result<Committed<R>> {
         let authority = Authority::person();
         outside::Memo::default().drive(|memo| {
             self.image.transact(description, |tx| {
-                work(&mut Context { runtime: self, tx, depth: 0, authority: authority.clone(), memo })
+                work(&mut Context {
+                    runtime: self,
+                    tx,
+                    depth: 0,
+                    authority: authority.clone(),
+                    memo,
+                })
             })
         })
     }
@@ -223,7 +242,15 @@ impl Runtime {
     pub fn view<R>(&self, mut work: impl FnMut(&mut Context<'_, '_>) -> Result<R>) -> Result<R> {
         let authority = Authority::person();
         outside::Memo::default().drive(|memo| {
-            self.image.view(|tx| work(&mut Context { runtime: self, tx, depth: 0, authority: authority.clone(), memo }))
+            self.image.view(|tx| {
+                work(&mut Context {
+                    runtime: self,
+                    tx,
+                    depth: 0,
+                    authority: authority.clone(),
+                    memo,
+                })
+            })
         })
     }
 
@@ -248,12 +275,17 @@ impl Runtime {
             let clone = match cx.send_here(original, "clone", &[])? {
                 Value::Object(oid) => oid,
                 other => {
-                    return Err(Error::Failed(format!("`clone` answered a {} instead of an object", other.type_name())))
+                    return Err(Error::Failed(format!(
+                        "`clone` answered a {} instead of an object",
+                        other.type_name()
+                    )))
                 }
             };
             if let Some(name) = name {
                 if cx.tx().root(name)?.is_some() {
-                    return Err(Error::BadInput(format!("a root named `{name}` already exists; choose another name")));
+                    return Err(Error::BadInput(format!(
+                        "a root named `{name}` already exists; choose another name"
+                    )));
                 }
                 cx.tx_mut("name a root")?.set_root(name, clone)?;
             }
@@ -360,7 +392,11 @@ impl<'img> Context<'_, 'img> {
     /// The answer of `work`, run outside any transaction once per top-level send and
     /// remembered under `key` (see [`OutsideWork`]). The first call stops the send with
     /// [`Error::Outside`]; the runtime runs the work and the send again.
-    pub fn outside(&self, key: String, work: impl FnOnce() -> Result<Value> + Send + 'static) -> Result<Value> {
+    pub fn outside(
+        &self,
+        key: String,
+        work: impl FnOnce() -> Result<Value> + Send + 'static,
+    ) -> Result<Value> {
         match self.memo.get(&key) {
             Some(answer) => Ok(answer),
             None => Err(Error::Outside(OutsideWork::new(key, work))),
@@ -369,8 +405,18 @@ impl<'img> Context<'_, 'img> {
 
     /// Runs `work` with `authority` in place of this context's, in the same transaction
     /// and at the same depth: how a component method gets its own authority.
-    pub fn with_authority<R>(&mut self, authority: Authority, work: impl FnOnce(&mut Context<'_, 'img>) -> R) -> R {
-        work(&mut Context { runtime: self.runtime, tx: &mut *self.tx, depth: self.depth, authority, memo: self.memo })
+    pub fn with_authority<R>(
+        &mut self,
+        authority: Authority,
+        work: impl FnOnce(&mut Context<'_, 'img>) -> R,
+    ) -> R {
+        work(&mut Context {
+            runtime: self.runtime,
+            tx: &mut *self.tx,
+            depth: self.depth,
+            authority,
+            memo: self.memo,
+        })
     }
 
     /// The runtime.
@@ -434,9 +480,16 @@ impl<'img> Context<'_, 'img> {
         }
     }
 
-    fn does_not_understand(&mut self, receiver: Oid, selector: &str, args: &[Value]) -> Result<Value> {
-        let not_understood = || Error::DoesNotUnderstand { receiver, selector: selector.to_owned() };
-        let Some((_, Value::Method(handler))) = lookup(self.tx, receiver, DOES_NOT_UNDERSTAND)? else {
+    fn does_not_understand(
+        &mut self,
+        receiver: Oid,
+        selector: &str,
+        args: &[Value],
+    ) -> Result<Value> {
+        let not_understood =
+            || Error::DoesNotUnderstand { receiver, selector: selector.to_owned() };
+        let Some((_, Value::Method(handler))) = lookup(self.tx, receiver, DOES_NOT_UNDERSTAND)?
+        else {
             return Err(not_understood());
         };
         // Reify the failed message as an object, so that handlers (and, later, the
@@ -469,12 +522,17 @@ impl<'img> Context<'_, 'img> {
             Method::Component { grants, .. } => {
                 let runtime = self.runtime;
                 let Some(runner) = &runtime.component_runner else {
-                    return Err(Error::NoRunner { selector: call.selector.to_owned(), kind: "component" });
+                    return Err(Error::NoRunner {
+                        selector: call.selector.to_owned(),
+                        kind: "component",
+                    });
                 };
                 // A component method runs with its own authority (see `gate`): the grants
                 // it was installed with, and its receiver.
-                let grants = gate::parse_grants(grants)
-                    .map_err(|reason| Error::AuditRefused { what: call.selector.to_owned(), reason })?;
+                let grants = gate::parse_grants(grants).map_err(|reason| Error::AuditRefused {
+                    what: call.selector.to_owned(),
+                    reason,
+                })?;
                 let own = Authority::capability(call.selector, grants, [call.receiver]);
                 self.with_authority(own, |cx| runner.run(cx, method, call))
             }
@@ -522,7 +580,11 @@ fn describe_send(receiver: Oid, selector: &str, args: &[Value]) -> String {
                 let _ = write!(out, " {b}");
             }
             Value::Nil => out.push_str(" null"),
-            Value::Text(t) if t.len() <= 64 && !t.contains(['"', '\\']) && !t.chars().any(char::is_control) => {
+            Value::Text(t)
+                if t.len() <= 64
+                    && !t.contains(['"', '\\'])
+                    && !t.chars().any(char::is_control) =>
+            {
                 let _ = write!(out, " \"{t}\"");
             }
             other => {

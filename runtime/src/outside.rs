@@ -39,14 +39,19 @@ impl Memo {
             match body(self) {
                 Err(Error::Outside(work)) => {
                     let (key, answer) = work.run();
-                    self.answers.lock().unwrap_or_else(PoisonError::into_inner).insert(key, answer?);
+                    self.answers
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(key, answer?);
                 }
                 other => return other,
             }
         }
         Err(Error::Limit {
             limit: "outside work",
-            detail: format!("the send needed work outside its transaction more than {MAX_OUTSIDE_WORK} times"),
+            detail: format!(
+                "the send needed work outside its transaction more than {MAX_OUTSIDE_WORK} times"
+            ),
         })
     }
 }

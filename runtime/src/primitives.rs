@@ -71,7 +71,12 @@ fn does_not_understand(cx: &mut Context<'_, '_>, call: &Call<'_>) -> Result<Valu
     let message = call.object(0)?;
     let selector = match cx.tx().slot(message, "selector")? {
         Some(Value::Text(s)) => s,
-        _ => return Err(Error::bad_arguments(call.selector, "the message object has no `selector` text slot")),
+        _ => {
+            return Err(Error::bad_arguments(
+                call.selector,
+                "the message object has no `selector` text slot",
+            ))
+        }
     };
     Err(Error::DoesNotUnderstand { receiver: call.receiver, selector })
 }

@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use batos_sandbox::{audit, Grants, Limits, Sandbox};
 use batos_runtime::{Method, Runtime, Value};
+use batos_sandbox::{audit, Grants, Limits, Sandbox};
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::Store;
 
@@ -35,13 +35,23 @@ impl wit::HostObject for Bare {
     fn slot(&mut self, _: Resource<Stub>, _: String) -> Result<wit::Value, wit::Error> {
         Ok(wit::Value { nodes: vec![wit::Node::Nil] })
     }
-    fn set_slot(&mut self, _: Resource<Stub>, _: String, _: wit::ValueParam) -> Result<(), wit::Error> {
+    fn set_slot(
+        &mut self,
+        _: Resource<Stub>,
+        _: String,
+        _: wit::ValueParam,
+    ) -> Result<(), wit::Error> {
         Ok(())
     }
     fn slot_names(&mut self, _: Resource<Stub>) -> Result<Vec<String>, wit::Error> {
         Ok(Vec::new())
     }
-    fn send(&mut self, _: Resource<Stub>, _: String, _: Vec<wit::ValueParam>) -> Result<wit::Value, wit::Error> {
+    fn send(
+        &mut self,
+        _: Resource<Stub>,
+        _: String,
+        _: Vec<wit::ValueParam>,
+    ) -> Result<wit::Value, wit::Error> {
         Ok(wit::Value { nodes: vec![wit::Node::Nil] })
     }
     fn clone(&mut self, this: Resource<Stub>) -> Result<Resource<Stub>, wit::Error> {
@@ -94,7 +104,15 @@ fn install(rt: &Runtime, sandbox: &Sandbox, selector: &str, component: &[u8]) {
     let genesis = rt.resolve("genesis").expect("genesis");
     rt.transact("bench install", |cx| {
         let blob = cx.tx_mut("store a blob")?.put_blob(component)?;
-        cx.set_slot(genesis, selector, &Value::Method(Method::Component { component: blob, grants: vec![], deadline_ms: None }))
+        cx.set_slot(
+            genesis,
+            selector,
+            &Value::Method(Method::Component {
+                component: blob,
+                grants: vec![],
+                deadline_ms: None,
+            }),
+        )
     })
     .expect("installed");
 }
@@ -107,11 +125,18 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
-    let rt = Runtime::builder().component_runner(sandbox.clone()).open(dir.path().join("image")).expect("opens");
+    let rt = Runtime::builder()
+        .component_runner(sandbox.clone())
+        .open(dir.path().join("image"))
+        .expect("opens");
     let genesis = rt.resolve("genesis").expect("genesis");
     install(&rt, &sandbox, "double:", &double);
     install(&rt, &sandbox, "increment", &counter);
-    println!("sandbox benchmarks ({:?} allocator){}", sandbox.allocator(), if quick { " — quick mode" } else { "" });
+    println!(
+        "sandbox benchmarks ({:?} allocator){}",
+        sandbox.allocator(),
+        if quick { " — quick mode" } else { "" }
+    );
     println!();
 
     let (b50, b99) = sample(n, || {
@@ -125,7 +150,8 @@ fn main() {
     let mut linker: Linker<Bare> = Linker::new(&engine);
     wit::add_to_linker::<Bare, HasSelf<Bare>>(&mut linker, |s| s).expect("types");
     bare::batos::uvm::log::add_to_linker::<Bare, HasSelf<Bare>>(&mut linker, |s| s).expect("log");
-    let pre = bare::CapabilityPre::new(linker.instantiate_pre(&component).expect("links")).expect("world");
+    let pre = bare::CapabilityPre::new(linker.instantiate_pre(&component).expect("links"))
+        .expect("world");
     let (r50, r99) = sample(n, || {
         let mut store = Store::new(&engine, Bare { table: ResourceTable::new() });
         store.set_fuel(u64::MAX / 2).expect("fuel");
@@ -133,7 +159,12 @@ fn main() {
         let receiver = store.data_mut().table.push(Stub).expect("handle");
         let args = vec![wit::Value { nodes: vec![wit::Node::Integer(21)] }];
         let instance = pre.instantiate(&mut store).expect("instance");
-        black_box(instance.call_invoke(&mut store, Resource::new_own(receiver.rep()), &args).expect("call")).ok();
+        black_box(
+            instance
+                .call_invoke(&mut store, Resource::new_own(receiver.rep()), &args)
+                .expect("call"),
+        )
+        .ok();
     });
     println!("warm call of a trivial capability (double: 21), µs");
     println!("  batos send → component        p50 {b50:>8.2}   p99 {b99:>8.2}");

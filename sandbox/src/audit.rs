@@ -63,12 +63,19 @@ pub fn componentize(module: &[u8], what: &str, embed: bool) -> Result<Vec<u8>> {
     let mut module = module.to_vec();
     if embed {
         let mut resolve = wit_parser::Resolve::default();
-        let package = resolve.push_str("uvm.wit", WIT).map_err(|e| build_failed(what, format!("the WIT contract: {e:#}")))?;
+        let package = resolve
+            .push_str("uvm.wit", WIT)
+            .map_err(|e| build_failed(what, format!("the WIT contract: {e:#}")))?;
         let world = resolve
             .select_world(&[package], Some("capability"))
             .map_err(|e| build_failed(what, format!("the WIT contract: {e:#}")))?;
-        wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)
-            .map_err(|e| build_failed(what, format!("{e:#}")))?;
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
+        )
+        .map_err(|e| build_failed(what, format!("{e:#}")))?;
     }
     wit_component::ComponentEncoder::default()
         .module(&module)
@@ -82,7 +89,9 @@ pub fn componentize(module: &[u8], what: &str, embed: bool) -> Result<Vec<u8>> {
 pub fn component_from_crate(dir: &Path, what: &str) -> Result<Vec<u8>> {
     match build_crate(dir, what, None)? {
         CrateBuild::Built(module) => componentize(&module, what, false),
-        CrateBuild::Failed(messages) => Err(build_failed(what, format!("cargo build failed:\n{}", rendered(&messages)))),
+        CrateBuild::Failed(messages) => {
+            Err(build_failed(what, format!("cargo build failed:\n{}", rendered(&messages))))
+        }
     }
 }
 
@@ -120,7 +129,8 @@ impl Default for Seal {
 
 /// Environment variables a sealed build keeps: what cargo and rustup need to find the
 /// toolchain and the registry cache, nothing else of the host's.
-const SEALED_ENV: [&str; 6] = ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "TMPDIR"];
+const SEALED_ENV: [&str; 6] =
+    ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "TMPDIR"];
 
 /// Compiles the guest crate in `dir` for `wasm32-unknown-unknown` (release, into
 /// `$CARGO_TARGET_DIR` or `dir/target`). Compile errors come back as
@@ -133,8 +143,10 @@ const SEALED_ENV: [&str; 6] = ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "RUS
 /// time is killed with everything it started and reported as [`Error::Limit`].
 pub fn build_crate(dir: &Path, what: &str, seal: Option<&Seal>) -> Result<CrateBuild> {
     let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).map_err(|e| Error::io(format!("cannot read {}", manifest.display()), e))?;
-    let table: toml::Table = text.parse().map_err(|e| build_failed(what, format!("{}: {e}", manifest.display())))?;
+    let text = std::fs::read_to_string(&manifest)
+        .map_err(|e| Error::io(format!("cannot read {}", manifest.display()), e))?;
+    let table: toml::Table =
+        text.parse().map_err(|e| build_failed(what, format!("{}: {e}", manifest.display())))?;
     let name = table
         .get("package")
         .and_then(|p| p.get("name"))
@@ -146,13 +158,23 @@ pub fn build_crate(dir: &Path, what: &str, seal: Option<&Seal>) -> Result<CrateB
         .unwrap_or_else(|| dir.join("target"));
     let mut command = cargo();
     command
-        .args(["build", "--release", "--quiet", "--message-format=json", "--target", "wasm32-unknown-unknown", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--message-format=json",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--manifest-path",
+        ])
         .arg(&manifest);
     let output = match seal {
-        None => command
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .output()
-            .map_err(|e| Error::io(format!("cannot run cargo to build {what} (is a Rust toolchain installed?)"), e))?,
+        None => command.env("CARGO_TARGET_DIR", &target_dir).output().map_err(|e| {
+            Error::io(
+                format!("cannot run cargo to build {what} (is a Rust toolchain installed?)"),
+                e,
+            )
+        })?,
         Some(seal) => {
             command.args(["--offline", "--frozen"]);
             sealed(&mut command, &target_dir);
@@ -170,17 +192,23 @@ pub fn build_crate(dir: &Path, what: &str, seal: Option<&Seal>) -> Result<CrateB
             return Ok(CrateBuild::Failed(messages));
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let hint = if stderr.contains("wasm32-unknown-unknown") && stderr.contains("target may not be installed") {
+        let hint = if stderr.contains("wasm32-unknown-unknown")
+            && stderr.contains("target may not be installed")
+        {
             "\nhint: run `rustup target add wasm32-unknown-unknown`"
-        } else if seal.is_some() && (stderr.contains("memory allocation") || stderr.contains("out of memory")) {
+        } else if seal.is_some()
+            && (stderr.contains("memory allocation") || stderr.contains("out of memory"))
+        {
             "\nhint: the build ran out of the memory a sealed build may use"
         } else {
             ""
         };
         return Err(build_failed(what, format!("cargo build failed:\n{stderr}{hint}")));
     }
-    let wasm = target_dir.join("wasm32-unknown-unknown").join("release").join(format!("{name}.wasm"));
-    let module = std::fs::read(&wasm).map_err(|e| Error::io(format!("cannot read the build output {}", wasm.display()), e))?;
+    let wasm =
+        target_dir.join("wasm32-unknown-unknown").join("release").join(format!("{name}.wasm"));
+    let module = std::fs::read(&wasm)
+        .map_err(|e| Error::io(format!("cannot read the build output {}", wasm.display()), e))?;
     Ok(CrateBuild::Built(module))
 }
 
@@ -209,19 +237,31 @@ pub fn lock_workspace(dir: &Path, what: &str) -> Result<()> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| dir.join("target"));
     // Offline first: the registry cache usually holds the SDK's dependencies already.
-    for step in [&["generate-lockfile", "--offline"][..], &["generate-lockfile"], &["fetch", "--locked"]] {
+    for step in
+        [&["generate-lockfile", "--offline"][..], &["generate-lockfile"], &["fetch", "--locked"]]
+    {
         let mut command = cargo();
         command.args(step).arg("--manifest-path").arg(&manifest);
         sealed(&mut command, &target_dir);
-        let output = command
-            .output()
-            .map_err(|e| Error::io(format!("cannot run cargo to prepare {what} (is a Rust toolchain installed?)"), e))?;
+        let output = command.output().map_err(|e| {
+            Error::io(
+                format!("cannot run cargo to prepare {what} (is a Rust toolchain installed?)"),
+                e,
+            )
+        })?;
         let offline_attempt = step.contains(&"--offline");
         match (output.status.success(), offline_attempt) {
             (true, true) => return Ok(()),
             (true, false) | (false, true) => {}
             (false, false) => {
-                return Err(build_failed(what, format!("cannot prepare the build workspace: cargo {}:\n{}", step.join(" "), String::from_utf8_lossy(&output.stderr))))
+                return Err(build_failed(
+                    what,
+                    format!(
+                        "cannot prepare the build workspace: cargo {}:\n{}",
+                        step.join(" "),
+                        String::from_utf8_lossy(&output.stderr)
+                    ),
+                ))
             }
         }
     }
@@ -233,19 +273,25 @@ pub fn lock_workspace(dir: &Path, what: &str) -> Result<()> {
 fn run_sealed(mut command: Command, seal: &Seal, what: &str) -> Result<std::process::Output> {
     use std::os::unix::process::CommandExt;
     let memory = seal.memory_bytes;
-    command.process_group(0).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    command
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     // SAFETY: between fork and exec only async-signal-safe work: one setrlimit call on
     // values computed before the fork.
     unsafe {
         command.pre_exec(move || {
-            let limit = libc::rlimit { rlim_cur: memory as libc::rlim_t, rlim_max: memory as libc::rlim_t };
+            let limit =
+                libc::rlimit { rlim_cur: memory as libc::rlim_t, rlim_max: memory as libc::rlim_t };
             if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
-    let child = command.spawn().map_err(|e| Error::io(format!("cannot run cargo to build {what} (is a Rust toolchain installed?)"), e))?;
+    let child = command.spawn().map_err(|e| {
+        Error::io(format!("cannot run cargo to build {what} (is a Rust toolchain installed?)"), e)
+    })?;
     let group = child.id();
     let (done, finished) = std::sync::mpsc::channel();
     let waiter = std::thread::Builder::new()
@@ -255,7 +301,9 @@ fn run_sealed(mut command: Command, seal: &Seal, what: &str) -> Result<std::proc
         })
         .map_err(|e| Error::io("cannot start a thread to wait for cargo", e))?;
     let outcome = match finished.recv_timeout(seal.timeout) {
-        Ok(output) => output.map_err(|e| Error::io(format!("cannot wait for cargo building {what}"), e)),
+        Ok(output) => {
+            output.map_err(|e| Error::io(format!("cannot wait for cargo building {what}"), e))
+        }
         Err(_) => {
             // The whole group: cargo and every rustc it started.
             let pgid = libc::pid_t::try_from(group).unwrap_or(0);
@@ -266,7 +314,13 @@ fn run_sealed(mut command: Command, seal: &Seal, what: &str) -> Result<std::proc
                 }
             }
             let _ = finished.recv();
-            Err(Error::Limit { limit: "build time", detail: format!("building {what} took longer than {:?} and was stopped", seal.timeout) })
+            Err(Error::Limit {
+                limit: "build time",
+                detail: format!(
+                    "building {what} took longer than {:?} and was stopped",
+                    seal.timeout
+                ),
+            })
         }
     };
     let _ = waiter.join();
@@ -275,9 +329,22 @@ fn run_sealed(mut command: Command, seal: &Seal, what: &str) -> Result<std::proc
 
 /// Audits component bytes for a capability holding `grants`; what passes comes back
 /// linked and ready to instantiate.
-pub(crate) fn audit(engine: &Engine, limits: &Limits, bytes: &[u8], grants: &Grants, what: &str) -> Result<CapabilityPre<CallState>> {
+pub(crate) fn audit(
+    engine: &Engine,
+    limits: &Limits,
+    bytes: &[u8],
+    grants: &Grants,
+    what: &str,
+) -> Result<CapabilityPre<CallState>> {
     if bytes.len() > limits.max_component_bytes {
-        return Err(refused(what, format!("{} bytes is over the {}-byte component size limit", bytes.len(), limits.max_component_bytes)));
+        return Err(refused(
+            what,
+            format!(
+                "{} bytes is over the {}-byte component size limit",
+                bytes.len(),
+                limits.max_component_bytes
+            ),
+        ));
     }
     if !bytes.starts_with(b"\0asm") {
         return Err(refused(what, "this is not WebAssembly (no `\\0asm` header): give a .wasm component, a .wat file or a plugin crate"));
@@ -288,19 +355,30 @@ pub(crate) fn audit(engine: &Engine, limits: &Limits, bytes: &[u8], grants: &Gra
             "this is a core WebAssembly module, not a component; add its source (.wat or a crate) so that batos componentizes it, or componentize it yourself",
         ));
     }
-    let mut validator = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::default());
+    let mut validator =
+        wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::default());
     validator.validate_all(bytes).map_err(|e| refused(what, format!("invalid component: {e}")))?;
-    let functions = count_functions(bytes).map_err(|e| refused(what, format!("invalid component: {e}")))?;
+    let functions =
+        count_functions(bytes).map_err(|e| refused(what, format!("invalid component: {e}")))?;
     if functions > limits.max_functions {
-        return Err(refused(what, format!("{functions} functions is over the limit of {}", limits.max_functions)));
+        return Err(refused(
+            what,
+            format!("{functions} functions is over the limit of {}", limits.max_functions),
+        ));
     }
-    let component = Component::new(engine, bytes).map_err(|e| refused(what, format!("it does not compile: {e:#}")))?;
+    let component = Component::new(engine, bytes)
+        .map_err(|e| refused(what, format!("it does not compile: {e:#}")))?;
     check_imports(engine, &component, grants, what)?;
     prepare(engine, &component, grants, what)
 }
 
 /// Every import must be allowed by the gate.
-pub(crate) fn check_imports(engine: &Engine, component: &Component, grants: &Grants, what: &str) -> Result<()> {
+pub(crate) fn check_imports(
+    engine: &Engine,
+    component: &Component,
+    grants: &Grants,
+    what: &str,
+) -> Result<()> {
     let authority = gate::linking(what, grants);
     for (name, item) in component.component_type().imports(engine) {
         // A world's `use` imports types (here `object`, `value`, `error`); a type alone
@@ -316,8 +394,14 @@ pub(crate) fn check_imports(engine: &Engine, component: &Component, grants: &Gra
 }
 
 /// Links the component against exactly what the gate allows and type-checks its export.
-pub(crate) fn prepare(engine: &Engine, component: &Component, grants: &Grants, what: &str) -> Result<CapabilityPre<CallState>> {
-    let linker = gate::linker(engine, grants).map_err(|e| refused(what, format!("cannot build the linker: {e:#}")))?;
+pub(crate) fn prepare(
+    engine: &Engine,
+    component: &Component,
+    grants: &Grants,
+    what: &str,
+) -> Result<CapabilityPre<CallState>> {
+    let linker = gate::linker(engine, grants)
+        .map_err(|e| refused(what, format!("cannot build the linker: {e:#}")))?;
     let instance_pre = linker
         .instantiate_pre(component)
         .map_err(|e| refused(what, format!("its imports do not match batos:uvm@0.1.0: {e:#}")))?;

@@ -19,7 +19,10 @@ pub(crate) fn linking(what: &str, grants: &Grants) -> Authority {
 }
 
 /// A linker with exactly the interfaces these grants allow.
-pub(crate) fn linker(engine: &wasmtime::Engine, grants: &Grants) -> wasmtime::Result<Linker<CallState>> {
+pub(crate) fn linker(
+    engine: &wasmtime::Engine,
+    grants: &Grants,
+) -> wasmtime::Result<Linker<CallState>> {
     let mut linker = Linker::new(engine);
     let authority = linking("linker", grants);
     for interface in ["types", "log", "clock", "random", "mind"] {
@@ -28,11 +31,26 @@ pub(crate) fn linker(engine: &wasmtime::Engine, grants: &Grants) -> wasmtime::Re
             continue;
         }
         match interface {
-            "types" => host::batos::uvm::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?,
-            "log" => host::batos::uvm::log::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?,
-            "clock" => host::batos::uvm::clock::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?,
-            "random" => host::batos::uvm::random::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?,
-            _ => host::batos::uvm::mind::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?,
+            "types" => host::batos::uvm::types::add_to_linker::<CallState, HasSelf<CallState>>(
+                &mut linker,
+                |s| s,
+            )?,
+            "log" => host::batos::uvm::log::add_to_linker::<CallState, HasSelf<CallState>>(
+                &mut linker,
+                |s| s,
+            )?,
+            "clock" => host::batos::uvm::clock::add_to_linker::<CallState, HasSelf<CallState>>(
+                &mut linker,
+                |s| s,
+            )?,
+            "random" => host::batos::uvm::random::add_to_linker::<CallState, HasSelf<CallState>>(
+                &mut linker,
+                |s| s,
+            )?,
+            _ => host::batos::uvm::mind::add_to_linker::<CallState, HasSelf<CallState>>(
+                &mut linker,
+                |s| s,
+            )?,
         }
     }
     Ok(linker)

@@ -44,19 +44,17 @@ pub(crate) struct CallState {
     pub(crate) max_result_bytes: usize,
 }
 
-
 impl CallState {
     /// # Safety
     /// `cx` must outlive the returned state; see [`CallState::cx`].
-    pub(crate) unsafe fn new(cx: &mut Context<'_, '_>, memory: MemoryCap, name: String, max_result_bytes: usize) -> Self {
+    pub(crate) unsafe fn new(
+        cx: &mut Context<'_, '_>,
+        memory: MemoryCap,
+        name: String,
+        max_result_bytes: usize,
+    ) -> Self {
         let cx = std::ptr::from_mut(cx).cast::<Context<'static, 'static>>();
-        CallState {
-            cx,
-            table: ResourceTable::new(),
-            memory,
-            name,
-            max_result_bytes,
-        }
+        CallState { cx, table: ResourceTable::new(), memory, name, max_result_bytes }
     }
 
     fn cx(&mut self) -> &mut Context<'static, 'static> {
@@ -121,7 +119,13 @@ impl CallState {
         Ok(value)
     }
 
-    fn take_param(&mut self, nodes: &mut [Option<wit::NodeParam>], index: u32, depth: usize, budget: &mut Budget) -> Result<Value, Error> {
+    fn take_param(
+        &mut self,
+        nodes: &mut [Option<wit::NodeParam>],
+        index: u32,
+        depth: usize,
+        budget: &mut Budget,
+    ) -> Result<Value, Error> {
         let node = take(nodes, index, depth)?;
         Ok(match node {
             wit::NodeParam::Nil => Value::Nil,
@@ -131,17 +135,23 @@ impl CallState {
             wit::NodeParam::Text(s) => Value::Text(budget.spend_text(s)?),
             wit::NodeParam::Bytes(b) => Value::Bytes(budget.spend_bytes(b)?),
             wit::NodeParam::List(items) => Value::List(
-                items.into_iter().map(|i| self.take_param(nodes, i, depth + 1, budget)).collect::<Result<_, _>>()?,
+                items
+                    .into_iter()
+                    .map(|i| self.take_param(nodes, i, depth + 1, budget))
+                    .collect::<Result<_, _>>()?,
             ),
             wit::NodeParam::Map(entries) => Value::Map(
                 entries
                     .into_iter()
-                    .map(|(k, i)| Ok((budget.spend_text(k)?, self.take_param(nodes, i, depth + 1, budget)?)))
+                    .map(|(k, i)| {
+                        Ok((budget.spend_text(k)?, self.take_param(nodes, i, depth + 1, budget)?))
+                    })
                     .collect::<Result<_, Error>>()?,
             ),
-            wit::NodeParam::Object(handle) => {
-                Value::Object(self.oid_of(&handle).map_err(|e| Error::Failed(format!("bad object handle: {e}")))?)
-            }
+            wit::NodeParam::Object(handle) => Value::Object(
+                self.oid_of(&handle)
+                    .map_err(|e| Error::Failed(format!("bad object handle: {e}")))?,
+            ),
             wit::NodeParam::Blob(b) => Value::Blob(blob_from_wit(&b)?),
             wit::NodeParam::Method(m) => Value::Method(method_from_wit(&m)?),
         })
@@ -154,7 +164,13 @@ impl CallState {
         self.take_result(&mut nodes, 0, 0, &mut budget)
     }
 
-    fn take_result(&mut self, nodes: &mut [Option<wit::Node>], index: u32, depth: usize, budget: &mut Budget) -> Result<Value, Error> {
+    fn take_result(
+        &mut self,
+        nodes: &mut [Option<wit::Node>],
+        index: u32,
+        depth: usize,
+        budget: &mut Budget,
+    ) -> Result<Value, Error> {
         let node = take(nodes, index, depth)?;
         Ok(match node {
             wit::Node::Nil => Value::Nil,
@@ -164,16 +180,24 @@ impl CallState {
             wit::Node::Text(s) => Value::Text(budget.spend_text(s)?),
             wit::Node::Bytes(b) => Value::Bytes(budget.spend_bytes(b)?),
             wit::Node::List(items) => Value::List(
-                items.into_iter().map(|i| self.take_result(nodes, i, depth + 1, budget)).collect::<Result<_, _>>()?,
+                items
+                    .into_iter()
+                    .map(|i| self.take_result(nodes, i, depth + 1, budget))
+                    .collect::<Result<_, _>>()?,
             ),
             wit::Node::Map(entries) => Value::Map(
                 entries
                     .into_iter()
-                    .map(|(k, i)| Ok((budget.spend_text(k)?, self.take_result(nodes, i, depth + 1, budget)?)))
+                    .map(|(k, i)| {
+                        Ok((budget.spend_text(k)?, self.take_result(nodes, i, depth + 1, budget)?))
+                    })
                     .collect::<Result<_, Error>>()?,
             ),
             wit::Node::Object(handle) => Value::Object(
-                self.table.delete(handle).map_err(|e| Error::Failed(format!("bad object handle: {e}")))?.oid,
+                self.table
+                    .delete(handle)
+                    .map_err(|e| Error::Failed(format!("bad object handle: {e}")))?
+                    .oid,
             ),
             wit::Node::Blob(b) => Value::Blob(blob_from_wit(&b)?),
             wit::Node::Method(m) => Value::Method(method_from_wit(&m)?),
@@ -187,12 +211,15 @@ const MAX_VALUE_DEPTH: usize = 128;
 
 fn take<T>(nodes: &mut [Option<T>], index: u32, depth: usize) -> Result<T, Error> {
     if depth > MAX_VALUE_DEPTH {
-        return Err(Error::Failed(format!("a value from the capability nests deeper than {MAX_VALUE_DEPTH}")));
+        return Err(Error::Failed(format!(
+            "a value from the capability nests deeper than {MAX_VALUE_DEPTH}"
+        )));
     }
-    nodes
-        .get_mut(index as usize)
-        .and_then(Option::take)
-        .ok_or_else(|| Error::Failed(format!("a value from the capability has a bad or repeated node index {index}")))
+    nodes.get_mut(index as usize).and_then(Option::take).ok_or_else(|| {
+        Error::Failed(format!(
+            "a value from the capability has a bad or repeated node index {index}"
+        ))
+    })
 }
 
 /// Counts the bytes of a value as it is converted, against the result-size cap.
@@ -206,7 +233,10 @@ impl Budget {
         Budget { left: cap, cap }
     }
     fn spend(&mut self, n: usize) -> Result<(), Error> {
-        self.left = self.left.checked_sub(n).ok_or(Error::Limit { limit: "result size", detail: format!("a value from the capability is larger than {} bytes", self.cap) })?;
+        self.left = self.left.checked_sub(n).ok_or(Error::Limit {
+            limit: "result size",
+            detail: format!("a value from the capability is larger than {} bytes", self.cap),
+        })?;
         Ok(())
     }
     fn spend_text(&mut self, s: String) -> Result<String, Error> {
@@ -243,17 +273,27 @@ fn method_from_wit(m: &wit::MethodRef) -> Result<Method, Error> {
     Ok(match m {
         wit::MethodRef::Native(name) => Method::Native { primitive: name.clone() },
         // A capability can store a component method but never grant it anything.
-        wit::MethodRef::Component(b) => Method::Component { component: blob_from_wit(b)?, grants: Vec::new(), deadline_ms: None },
+        wit::MethodRef::Component(b) => Method::Component {
+            component: blob_from_wit(b)?,
+            grants: Vec::new(),
+            deadline_ms: None,
+        },
     })
 }
 
 /// A host error as the WIT error a guest sees.
 pub(crate) fn error_to_wit(e: &Error) -> wit::Error {
     let kind = match e {
-        Error::BadArguments { .. } | Error::InvalidName { .. } | Error::ValueTooLarge { .. } | Error::BadInput(_) => wit::ErrorKind::BadArguments,
+        Error::BadArguments { .. }
+        | Error::InvalidName { .. }
+        | Error::ValueTooLarge { .. }
+        | Error::BadInput(_) => wit::ErrorKind::BadArguments,
         Error::DoesNotUnderstand { .. } => wit::ErrorKind::DoesNotUnderstand,
         Error::NotPermitted { .. } => wit::ErrorKind::NotPermitted,
-        Error::UnknownObject(_) | Error::UnknownRoot(_) | Error::BlobMissing(_) | Error::NotFound { .. } => wit::ErrorKind::NotFound,
+        Error::UnknownObject(_)
+        | Error::UnknownRoot(_)
+        | Error::BlobMissing(_)
+        | Error::NotFound { .. } => wit::ErrorKind::NotFound,
         _ => wit::ErrorKind::Failed,
     };
     wit::Error { kind, message: e.to_string() }
@@ -263,8 +303,12 @@ pub(crate) fn error_to_wit(e: &Error) -> wit::Error {
 pub(crate) fn error_from_wit(capability: &str, e: wit::Error) -> Error {
     let message = format!("{capability}: {}", e.message);
     match e.kind {
-        wit::ErrorKind::BadArguments => Error::BadArguments { selector: capability.to_owned(), reason: e.message },
-        wit::ErrorKind::NotPermitted => Error::NotPermitted { capability: capability.to_owned(), action: e.message },
+        wit::ErrorKind::BadArguments => {
+            Error::BadArguments { selector: capability.to_owned(), reason: e.message }
+        }
+        wit::ErrorKind::NotPermitted => {
+            Error::NotPermitted { capability: capability.to_owned(), action: e.message }
+        }
         _ => Error::Failed(message),
     }
 }
@@ -274,7 +318,16 @@ pub(crate) fn error_from_wit(capability: &str, e: wit::Error) -> Error {
 fn fatal(e: &Error) -> bool {
     // `Outside`: the send stops here and runs again once the work is done (see
     // `runtime::OutsideWork`); the guest must not see it as an answer.
-    matches!(e, Error::Storage(_) | Error::Io { .. } | Error::Conflict { .. } | Error::Corrupt(_) | Error::SendTooDeep { .. } | Error::Limit { .. } | Error::Outside(_))
+    matches!(
+        e,
+        Error::Storage(_)
+            | Error::Io { .. }
+            | Error::Conflict { .. }
+            | Error::Corrupt(_)
+            | Error::SendTooDeep { .. }
+            | Error::Limit { .. }
+            | Error::Outside(_)
+    )
 }
 
 fn answer<T>(result: Result<T, Error>) -> wasmtime::Result<Result<T, wit::Error>> {
@@ -288,17 +341,29 @@ fn answer<T>(result: Result<T, Error>) -> wasmtime::Result<Result<T, wit::Error>
 impl wit::Host for CallState {}
 
 impl wit::HostObject for CallState {
-    fn slot(&mut self, this: Resource<ObjectHandle>, name: String) -> wasmtime::Result<Result<wit::Value, wit::Error>> {
+    fn slot(
+        &mut self,
+        this: Resource<ObjectHandle>,
+        name: String,
+    ) -> wasmtime::Result<Result<wit::Value, wit::Error>> {
         let oid = self.oid_of(&this)?;
         let found = self.cx().lookup(oid, &name);
         match found {
             Ok(Some((_, value))) => Ok(Ok(self.lower(&value)?)),
-            Ok(None) => Ok(Err(wit::Error { kind: wit::ErrorKind::NotFound, message: format!("{oid} has no slot `{name}`") })),
+            Ok(None) => Ok(Err(wit::Error {
+                kind: wit::ErrorKind::NotFound,
+                message: format!("{oid} has no slot `{name}`"),
+            })),
             Err(e) => answer(Err(e)),
         }
     }
 
-    fn set_slot(&mut self, this: Resource<ObjectHandle>, name: String, value: wit::ValueParam) -> wasmtime::Result<Result<(), wit::Error>> {
+    fn set_slot(
+        &mut self,
+        this: Resource<ObjectHandle>,
+        name: String,
+        value: wit::ValueParam,
+    ) -> wasmtime::Result<Result<(), wit::Error>> {
         let oid = self.oid_of(&this)?;
         let value = match self.lift_param(value) {
             Ok(v) => v,
@@ -308,13 +373,21 @@ impl wit::HostObject for CallState {
         answer(result)
     }
 
-    fn slot_names(&mut self, this: Resource<ObjectHandle>) -> wasmtime::Result<Result<Vec<String>, wit::Error>> {
+    fn slot_names(
+        &mut self,
+        this: Resource<ObjectHandle>,
+    ) -> wasmtime::Result<Result<Vec<String>, wit::Error>> {
         let oid = self.oid_of(&this)?;
         let result = self.cx().tx().slots(oid).map(|s| s.into_keys().collect());
         answer(result)
     }
 
-    fn send(&mut self, this: Resource<ObjectHandle>, selector: String, args: Vec<wit::ValueParam>) -> wasmtime::Result<Result<wit::Value, wit::Error>> {
+    fn send(
+        &mut self,
+        this: Resource<ObjectHandle>,
+        selector: String,
+        args: Vec<wit::ValueParam>,
+    ) -> wasmtime::Result<Result<wit::Value, wit::Error>> {
         let oid = self.oid_of(&this)?;
         let mut values = Vec::with_capacity(args.len());
         for a in args {
@@ -329,7 +402,10 @@ impl wit::HostObject for CallState {
         }
     }
 
-    fn clone(&mut self, this: Resource<ObjectHandle>) -> wasmtime::Result<Result<Resource<ObjectHandle>, wit::Error>> {
+    fn clone(
+        &mut self,
+        this: Resource<ObjectHandle>,
+    ) -> wasmtime::Result<Result<Resource<ObjectHandle>, wit::Error>> {
         let oid = self.oid_of(&this)?;
         match self.cx().clone_object(oid) {
             Ok(clone) => Ok(Ok(self.handle(clone)?)),
@@ -360,7 +436,8 @@ impl batos::uvm::log::Host for CallState {
 
 impl batos::uvm::clock::Host for CallState {
     fn now(&mut self) -> wasmtime::Result<batos::uvm::clock::Datetime> {
-        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let d =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Ok(batos::uvm::clock::Datetime { seconds: d.as_secs(), nanoseconds: d.subsec_nanos() })
     }
 }
@@ -386,12 +463,20 @@ impl batos::uvm::mind::Host for CallState {
         let cx = self.cx();
         let pllm = match cx.tx().root(crate::runtime::PRIMORDIAL_PLLM) {
             Ok(Some(oid)) => oid,
-            Ok(None) => return Ok(Err(wit::Error { kind: wit::ErrorKind::Failed, message: "this image has no pLLM object to think with".into() })),
+            Ok(None) => {
+                return Ok(Err(wit::Error {
+                    kind: wit::ErrorKind::Failed,
+                    message: "this image has no pLLM object to think with".into(),
+                }))
+            }
             Err(e) => return answer(Err(e)),
         };
         match cx.send(pllm, "infer", &[Value::Text(prompt)]) {
             Ok(Value::Text(text)) => Ok(Ok(text)),
-            Ok(other) => Ok(Err(wit::Error { kind: wit::ErrorKind::Failed, message: format!("pLLM's infer answered {}, not text", other.type_name()) })),
+            Ok(other) => Ok(Err(wit::Error {
+                kind: wit::ErrorKind::Failed,
+                message: format!("pLLM's infer answered {}, not text", other.type_name()),
+            })),
             Err(e) => answer(Err(e)),
         }
     }

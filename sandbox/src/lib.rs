@@ -71,7 +71,10 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("allocator", &self.allocator).field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("Sandbox")
+            .field("allocator", &self.allocator)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,7 +117,8 @@ impl Sandbox {
             Ok(engine) => (engine, Allocator::Pooling),
             Err(e) => {
                 tracing::info!("pooling allocator unavailable ({e:#}); using on-demand allocation");
-                let engine = Engine::new(&config(&limits)).map_err(|e| Error::Failed(format!("cannot start wasmtime: {e:#}")))?;
+                let engine = Engine::new(&config(&limits))
+                    .map_err(|e| Error::Failed(format!("cannot start wasmtime: {e:#}")))?;
                 (engine, Allocator::OnDemand)
             }
         };
@@ -157,7 +161,10 @@ impl Sandbox {
     /// Keeps the compiled form of an audited component in the image's blob store, so
     /// that the next process loads it instead of compiling it again.
     pub fn save_artifact(&self, image: &Image, component: &BlobRef, grants: &Grants) {
-        let compiled = self.lock_prepared().get(&(component.hash, grants.clone())).map(|pre| pre.instance_pre().component().clone());
+        let compiled = self
+            .lock_prepared()
+            .get(&(component.hash, grants.clone()))
+            .map(|pre| pre.instance_pre().component().clone());
         if let Some(compiled) = compiled {
             self.store_artifact(image, component, &compiled);
         }
@@ -173,7 +180,12 @@ impl Sandbox {
         self.stats.flush(image)
     }
 
-    fn prepared(&self, image: &Image, component: &BlobRef, grants: &Grants) -> Result<CapabilityPre<CallState>> {
+    fn prepared(
+        &self,
+        image: &Image,
+        component: &BlobRef,
+        grants: &Grants,
+    ) -> Result<CapabilityPre<CallState>> {
         let key = (component.hash, grants.clone());
         if let Some(pre) = self.lock_prepared().get(&key) {
             return Ok(pre.clone());
@@ -182,10 +194,11 @@ impl Sandbox {
         let compiled = self.load_artifact(image, component).map_or_else(
             || {
                 let bytes = image.blobs().read(component)?;
-                let compiled = Component::new(&self.engine, &bytes).map_err(|e| Error::AuditRefused {
-                    what: what.clone(),
-                    reason: format!("it does not compile: {e:#}"),
-                })?;
+                let compiled =
+                    Component::new(&self.engine, &bytes).map_err(|e| Error::AuditRefused {
+                        what: what.clone(),
+                        reason: format!("it does not compile: {e:#}"),
+                    })?;
                 self.store_artifact(image, component, &compiled);
                 Ok::<_, Error>(compiled)
             },
@@ -199,7 +212,9 @@ impl Sandbox {
         Ok(pre)
     }
 
-    fn lock_prepared(&self) -> std::sync::MutexGuard<'_, HashMap<(BlobHash, Grants), CapabilityPre<CallState>>> {
+    fn lock_prepared(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(BlobHash, Grants), CapabilityPre<CallState>>> {
         self.prepared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -229,18 +244,37 @@ impl Sandbox {
         }
     }
 
-    fn invoke(&self, cx: &mut Context<'_, '_>, component: &BlobRef, grants: &Grants, deadline: Duration, call: &Call<'_>) -> Result<(Value, u64)> {
+    fn invoke(
+        &self,
+        cx: &mut Context<'_, '_>,
+        component: &BlobRef,
+        grants: &Grants,
+        deadline: Duration,
+        call: &Call<'_>,
+    ) -> Result<(Value, u64)> {
         if cx.depth() > self.limits.max_send_depth {
             return Err(Error::Limit {
                 limit: "send depth",
-                detail: format!("`{}` is {} sends deep; components may nest {}", call.selector, cx.depth(), self.limits.max_send_depth),
+                detail: format!(
+                    "`{}` is {} sends deep; components may nest {}",
+                    call.selector,
+                    cx.depth(),
+                    self.limits.max_send_depth
+                ),
             });
         }
         let pre = self.prepared(cx.runtime().image(), component, grants)?;
         let name = call.selector.to_owned();
         // SAFETY: `store` (and the state holding the pointer to `cx`) is dropped at the
         // end of this function, while `cx` is still mutably borrowed by it.
-        let state = unsafe { CallState::new(cx, limits::MemoryCap::new(self.limits.memory_bytes), name.clone(), self.limits.max_value_bytes) };
+        let state = unsafe {
+            CallState::new(
+                cx,
+                limits::MemoryCap::new(self.limits.memory_bytes),
+                name.clone(),
+                self.limits.max_value_bytes,
+            )
+        };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
         store.set_fuel(self.limits.fuel).map_err(|e| Error::Failed(format!("{e:#}")))?;
@@ -270,8 +304,10 @@ impl ComponentRunner for Sandbox {
         let Method::Component { component, grants, deadline_ms } = method else {
             return Err(Error::Failed(format!("`{}` is not a component method", call.selector)));
         };
-        let grants = gate::parse_grants(grants).map_err(|reason| Error::AuditRefused { what: call.selector.to_owned(), reason })?;
-        let deadline = deadline_ms.map_or(self.limits.deadline, |ms| Duration::from_millis(u64::from(ms)));
+        let grants = gate::parse_grants(grants)
+            .map_err(|reason| Error::AuditRefused { what: call.selector.to_owned(), reason })?;
+        let deadline =
+            deadline_ms.map_or(self.limits.deadline, |ms| Duration::from_millis(u64::from(ms)));
         let outcome = self.invoke(cx, component, &grants, deadline, call);
         self.stats.record(component.hash, &outcome, cx.runtime().image());
         outcome.map(|(value, _)| value)
@@ -279,21 +315,39 @@ impl ComponentRunner for Sandbox {
 }
 
 /// Turns a wasmtime error from a call into the host error it stands for.
-fn classify(capability: &str, error: wasmtime::Error, deadline: Duration, limits: &Limits) -> Error {
+fn classify(
+    capability: &str,
+    error: wasmtime::Error,
+    deadline: Duration,
+    limits: &Limits,
+) -> Error {
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
-            Trap::Interrupt => Error::Limit { limit: "deadline", detail: format!("`{capability}` ran past {deadline:?}") },
-            Trap::OutOfFuel => Error::Limit { limit: "fuel", detail: format!("`{capability}` used all {} units of fuel", limits.fuel) },
+            Trap::Interrupt => Error::Limit {
+                limit: "deadline",
+                detail: format!("`{capability}` ran past {deadline:?}"),
+            },
+            Trap::OutOfFuel => Error::Limit {
+                limit: "fuel",
+                detail: format!("`{capability}` used all {} units of fuel", limits.fuel),
+            },
             Trap::StackOverflow => Error::Limit {
                 limit: "stack",
-                detail: format!("`{capability}` overflowed its {}-byte stack (deep recursion?)", limits.max_wasm_stack),
+                detail: format!(
+                    "`{capability}` overflowed its {}-byte stack (deep recursion?)",
+                    limits.max_wasm_stack
+                ),
             },
-            other => Error::Trapped { capability: capability.to_owned(), detail: other.to_string() },
+            other => {
+                Error::Trapped { capability: capability.to_owned(), detail: other.to_string() }
+            }
         };
     }
     match error.downcast::<Error>() {
         Ok(host_error) => host_error,
-        Err(other) => Error::Trapped { capability: capability.to_owned(), detail: format!("{other:#}") },
+        Err(other) => {
+            Error::Trapped { capability: capability.to_owned(), detail: format!("{other:#}") }
+        }
     }
 }
 
@@ -305,6 +359,8 @@ fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
         }
     });
     if let Err(e) = spawned {
-        tracing::error!("cannot start the epoch ticker ({e}); deadlines will not be enforced, fuel still is");
+        tracing::error!(
+            "cannot start the epoch ticker ({e}); deadlines will not be enforced, fuel still is"
+        );
     }
 }

@@ -74,20 +74,33 @@ impl MemoryCap {
 }
 
 impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let after = self.used.saturating_sub(current).saturating_add(desired);
         if after > self.cap {
             self.tripped = true;
             return Err(wasmtime::Error::new(Error::Limit {
                 limit: "memory",
-                detail: format!("the capability asked for {after} bytes of memory; the cap is {}", self.cap),
+                detail: format!(
+                    "the capability asked for {after} bytes of memory; the cap is {}",
+                    self.cap
+                ),
             }));
         }
         self.used = after;
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // Tables hold function references; 100k entries is far beyond any method.
         Ok(desired <= 100_000)
     }

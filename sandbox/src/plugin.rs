@@ -120,12 +120,17 @@ fn manifest_path(path: &Path) -> Result<(PathBuf, String)> {
 /// Reads a manifest.
 pub fn read_manifest(path: &Path) -> Result<Manifest> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => bad_manifest(path, "it does not exist; every plugin needs one (see `batos plugin add --help`)"),
+        std::io::ErrorKind::NotFound => bad_manifest(
+            path,
+            "it does not exist; every plugin needs one (see `batos plugin add --help`)",
+        ),
         _ => Error::io(format!("cannot read {}", path.display()), e),
     })?;
-    let manifest: Manifest = toml::from_str(&text).map_err(|e| bad_manifest(path, e.to_string()))?;
+    let manifest: Manifest =
+        toml::from_str(&text).map_err(|e| bad_manifest(path, e.to_string()))?;
     parse_grants(&manifest.grants).map_err(|e| bad_manifest(path, e))?;
-    crate::image::validate_name(&manifest.selector).map_err(|e| bad_manifest(path, format!("selector: {e}")))?;
+    crate::image::validate_name(&manifest.selector)
+        .map_err(|e| bad_manifest(path, format!("selector: {e}")))?;
     Ok(manifest)
 }
 
@@ -134,7 +139,8 @@ pub fn build(path: &Path) -> Result<Built> {
     let (manifest_file, default_name) = manifest_path(path)?;
     let manifest = read_manifest(&manifest_file)?;
     let name = manifest.name.clone().unwrap_or(default_name);
-    crate::image::validate_name(&name).map_err(|e| bad_manifest(&manifest_file, format!("name: {e}")))?;
+    crate::image::validate_name(&name)
+        .map_err(|e| bad_manifest(&manifest_file, format!("name: {e}")))?;
     let what = format!("plugin `{name}`");
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
     let (component, source) = if path.is_dir() {
@@ -142,18 +148,27 @@ pub fn build(path: &Path) -> Result<Built> {
         let source = std::fs::read(path.join("src").join("lib.rs")).ok();
         (component, source)
     } else if extension == "wat" {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
         (audit::component_from_wat(&text, &what)?, Some(text.into_bytes()))
     } else if extension == "wasm" {
-        (std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?, None)
+        (
+            std::fs::read(path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?,
+            None,
+        )
     } else {
         return Err(Error::BuildFailed {
             what,
-            detail: format!("{} is not a .wasm file, a .wat file or a plugin crate directory", path.display()),
+            detail: format!(
+                "{} is not a .wasm file, a .wat file or a plugin crate directory",
+                path.display()
+            ),
         });
     };
     if let Some(pinned) = &manifest.hash {
-        let pinned: BlobHash = pinned.parse().map_err(|e: String| bad_manifest(&manifest_file, e))?;
+        let pinned: BlobHash =
+            pinned.parse().map_err(|e: String| bad_manifest(&manifest_file, e))?;
         let actual = BlobHash::of(&component);
         if pinned != actual {
             return Err(bad_manifest(
@@ -168,7 +183,8 @@ pub fn build(path: &Path) -> Result<Built> {
 /// Audits and installs a built plugin in one transaction; replaces a plugin of the
 /// same name.
 pub fn install(rt: &Runtime, sandbox: &Sandbox, built: &Built) -> Result<Installed> {
-    let grants = parse_grants(&built.manifest.grants).map_err(|e| Error::AuditRefused { what: built.name.clone(), reason: e })?;
+    let grants = parse_grants(&built.manifest.grants)
+        .map_err(|e| Error::AuditRefused { what: built.name.clone(), reason: e })?;
     sandbox.audit(&built.component, &grants, &format!("plugin `{}`", built.name))?;
     let origin = built.origin.display().to_string();
     let committed = rt.transact(&format!("plugin add {}", built.name), |cx| {
@@ -183,7 +199,11 @@ pub fn install(rt: &Runtime, sandbox: &Sandbox, built: &Built) -> Result<Install
         if let Some(previous) = entry(tx, registry, &built.name)? {
             unhook(tx, &previous)?;
         }
-        let method = Method::Component { component, grants: built.manifest.grants.clone(), deadline_ms: built.manifest.deadline_ms };
+        let method = Method::Component {
+            component,
+            grants: built.manifest.grants.clone(),
+            deadline_ms: built.manifest.deadline_ms,
+        };
         cx.set_slot(target, &built.manifest.selector, &Value::Method(method))?;
         let installed = Installed {
             name: built.name.clone(),
@@ -251,7 +271,9 @@ fn entry(tx: &crate::image::Tx<'_>, registry: Oid, name: &str) -> Result<Option<
 /// Removes the plugin's method slot if it is still the plugin's.
 fn unhook(tx: &mut crate::image::Tx<'_>, installed: &Installed) -> Result<()> {
     let Ok(target) = resolve_in(tx, &installed.target) else { return Ok(()) };
-    if let Some(Value::Method(Method::Component { component, .. })) = tx.slot(target, &installed.selector)? {
+    if let Some(Value::Method(Method::Component { component, .. })) =
+        tx.slot(target, &installed.selector)?
+    {
         if component == installed.component {
             tx.remove_slot(target, &installed.selector)?;
         }
@@ -268,7 +290,10 @@ fn to_value(p: &Installed, target: Oid) -> Value {
     m.insert("component".to_owned(), Value::Blob(p.component));
     m.insert("source".to_owned(), p.source.map_or(Value::Nil, Value::Blob));
     m.insert("grants".to_owned(), Value::List(p.grants.iter().cloned().map(Value::Text).collect()));
-    m.insert("deadlineMs".to_owned(), p.deadline_ms.map_or(Value::Nil, |d| Value::Int(i64::from(d))));
+    m.insert(
+        "deadlineMs".to_owned(),
+        p.deadline_ms.map_or(Value::Nil, |d| Value::Int(i64::from(d))),
+    );
     m.insert("origin".to_owned(), Value::Text(p.origin.clone()));
     Value::Map(m)
 }
@@ -313,13 +338,21 @@ mod tests {
     fn manifests_refuse_unknown_keys_and_grants() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("p.toml");
-        std::fs::write(&path, "selector = \"x\"\ntarget = \"genesis\"\ndescription = \"d\"\ncolour = \"red\"\n").expect("write");
+        std::fs::write(
+            &path,
+            "selector = \"x\"\ntarget = \"genesis\"\ndescription = \"d\"\ncolour = \"red\"\n",
+        )
+        .expect("write");
         let e = read_manifest(&path).expect_err("unknown key");
         assert!(e.to_string().contains("colour"), "{e}");
         std::fs::write(&path, "selector = \"x\"\ntarget = \"genesis\"\ndescription = \"d\"\ngrants = [\"filesystem\"]\n").expect("write");
         let e = read_manifest(&path).expect_err("unknown grant");
         assert!(e.to_string().contains("not a grant"), "{e}");
-        std::fs::write(&path, "selector = \"x\"\ntarget = \"genesis\"\ndescription = \"d\"\ngrants = [\"clock\"]\n").expect("write");
+        std::fs::write(
+            &path,
+            "selector = \"x\"\ntarget = \"genesis\"\ndescription = \"d\"\ngrants = [\"clock\"]\n",
+        )
+        .expect("write");
         assert_eq!(read_manifest(&path).expect("valid").grants, vec!["clock".to_owned()]);
     }
 }

@@ -74,7 +74,9 @@ impl Recorder {
                 }
             }
             p.calls += 1;
-            outcome.is_err() || p.calls >= FLUSH_EVERY_CALLS || p.last_flush.is_none_or(|t| t.elapsed() >= FLUSH_EVERY)
+            outcome.is_err()
+                || p.calls >= FLUSH_EVERY_CALLS
+                || p.last_flush.is_none_or(|t| t.elapsed() >= FLUSH_EVERY)
         };
         if due {
             if let Err(e) = self.flush(image) {
@@ -97,7 +99,8 @@ impl Recorder {
                 None => CapabilityStats::default(),
             };
             total.merge(&delta);
-            let raw = postcard::to_stdvec(&total).map_err(|e| Error::Failed(format!("cannot encode statistics: {e}")))?;
+            let raw = postcard::to_stdvec(&total)
+                .map_err(|e| Error::Failed(format!("cannot encode statistics: {e}")))?;
             image.aux_put(&key, &raw)?;
         }
         Ok(())
@@ -106,7 +109,9 @@ impl Recorder {
     pub(crate) fn all(&self, image: &Image) -> Result<HashMap<BlobHash, CapabilityStats>> {
         let mut out: HashMap<BlobHash, CapabilityStats> = HashMap::new();
         for (key, raw) in image.aux_scan(PREFIX)? {
-            let Some(hash) = key.strip_prefix(PREFIX).and_then(|h| h.parse().ok()) else { continue };
+            let Some(hash) = key.strip_prefix(PREFIX).and_then(|h| h.parse().ok()) else {
+                continue;
+            };
             out.insert(hash, postcard::from_bytes(&raw).unwrap_or_default());
         }
         for (hash, delta) in &self.lock().deltas {

@@ -60,7 +60,9 @@ pub fn sync(rt: &Runtime, sandbox: &Sandbox, dir: &Path) -> Result<SyncReport> {
     let mut report = SyncReport::default();
     let installed = plugin::list(rt)?;
     let dir_text = dir.display().to_string();
-    let from_here = |p: &Installed| Path::new(&p.origin).parent().map(|d| d.display().to_string()) == Some(dir_text.clone());
+    let from_here = |p: &Installed| {
+        Path::new(&p.origin).parent().map(|d| d.display().to_string()) == Some(dir_text.clone())
+    };
     for path in candidates(dir) {
         let outcome = plugin::build(&path).and_then(|built| {
             match installed.iter().find(|p| p.name == built.name) {
@@ -101,16 +103,20 @@ impl DropFolder {
         dir: &Path,
         on_sync: impl Fn(Result<SyncReport>) + Send + 'static,
     ) -> Result<DropFolder> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         let (tx, rx) = mpsc::channel::<()>();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            // Builds write under target/; those are not plugin changes.
-            let relevant = event.is_ok_and(|e| !e.paths.iter().any(|p| p.components().any(|c| c.as_os_str() == "target")));
-            if relevant {
-                let _ = tx.send(());
-            }
-        })
-        .map_err(|e| Error::Failed(format!("cannot watch {}: {e}", dir.display())))?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Builds write under target/; those are not plugin changes.
+                let relevant = event.is_ok_and(|e| {
+                    !e.paths.iter().any(|p| p.components().any(|c| c.as_os_str() == "target"))
+                });
+                if relevant {
+                    let _ = tx.send(());
+                }
+            })
+            .map_err(|e| Error::Failed(format!("cannot watch {}: {e}", dir.display())))?;
         watcher
             .watch(dir, RecursiveMode::Recursive)
             .map_err(|e| Error::Failed(format!("cannot watch {}: {e}", dir.display())))?;

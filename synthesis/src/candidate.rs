@@ -11,9 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::seal;
 use crate::error::{Error, Result};
 use crate::image::Value;
-use super::seal;
 use crate::sandbox::audit;
 
 /// The value types a synthesised function can take and answer, with their Rust
@@ -43,7 +43,9 @@ impl Type {
             Value::Bool(_) => Type::Bool,
             Value::Text(_) => Type::Text,
             Value::List(items) if items.iter().all(|v| matches!(v, Value::Int(_))) => Type::IntList,
-            Value::List(items) if items.iter().all(|v| matches!(v, Value::Text(_))) => Type::TextList,
+            Value::List(items) if items.iter().all(|v| matches!(v, Value::Text(_))) => {
+                Type::TextList
+            }
             _ => return None,
         })
     }
@@ -112,7 +114,12 @@ pub struct Signature {
 impl Signature {
     /// The signature for sending `selector` with `args`, answering `returns` (from the
     /// examples' expected results, when there are any; else the first argument's type).
-    pub fn infer(selector: &str, args: &[Value], returns: Option<Type>, receiver: bool) -> Result<Signature> {
+    pub fn infer(
+        selector: &str,
+        args: &[Value],
+        returns: Option<Type>,
+        receiver: bool,
+    ) -> Result<Signature> {
         let name = rust_name(selector).ok_or_else(|| Error::BadInput(format!("`{selector}` cannot name a method: use letters, digits and colons, starting with a letter")))?;
         let params = args
             .iter()
@@ -126,7 +133,12 @@ impl Signature {
 
     /// `fn name(a: i64, b: String) -> i64`, as the model is asked to write it.
     pub fn rust(&self) -> String {
-        let mut params: Vec<String> = self.params.iter().enumerate().map(|(i, t)| format!("{}: {}", param_name(i), t.rust())).collect();
+        let mut params: Vec<String> = self
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("{}: {}", param_name(i), t.rust()))
+            .collect();
         if self.receiver {
             params.insert(0, "this: &Object".into());
         }
@@ -140,7 +152,9 @@ impl Signature {
     /// it declares (when batos can carry it).
     pub fn adapted(&self, function: &str) -> Signature {
         let mut adapted = self.clone();
-        if let Some(t) = declared(function, &self.name).and_then(|(_, ret)| ret.as_deref().and_then(type_of_rust)) {
+        if let Some(t) = declared(function, &self.name)
+            .and_then(|(_, ret)| ret.as_deref().and_then(type_of_rust))
+        {
             adapted.returns = t;
             adapted.returns_known = true;
         }
@@ -154,12 +168,25 @@ impl Signature {
         if self.receiver && params.first().is_some_and(|p| p.contains("Object")) {
             params.remove(0);
         }
-        let lifts: Vec<String> = self.params.iter().enumerate().map(|(i, t)| format!("    let {}: {} = {};\n", param_name(i), t.rust(), t.lift(i))).collect();
-        let mut names: Vec<String> = self.params.iter().enumerate().map(|(i, t)| convert_arg(&param_name(i), *t, params.get(i).map(String::as_str))).collect();
+        let lifts: Vec<String> = self
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("    let {}: {} = {};\n", param_name(i), t.rust(), t.lift(i)))
+            .collect();
+        let mut names: Vec<String> = self
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, t)| convert_arg(&param_name(i), *t, params.get(i).map(String::as_str)))
+            .collect();
         if self.receiver {
             names.insert(0, "&call.receiver".into());
         }
-        let lower = ret.as_deref().and_then(lower_declared).unwrap_or_else(|| self.returns.lower().to_owned());
+        let lower = ret
+            .as_deref()
+            .and_then(lower_declared)
+            .unwrap_or_else(|| self.returns.lower().to_owned());
         format!(
             "#![allow(unused, clippy::all)]\nuse batos_guest_sdk::prelude::*;\n{STATE_HELPERS}\n{BEGIN}\n{function}\n{END}\n\nfn __batos_entry(call: Call) -> Result<Value, Error> {{\n    if call.args.len() != {n} {{\n        return Err(error(ErrorKind::BadArguments, \"expects {n} argument(s)\"));\n    }}\n{lifts}    let r = {name}({names});\n    Ok({lower})\n}}\n\ncapability!(__batos_entry);\n",
             n = self.params.len(),
@@ -175,7 +202,8 @@ impl Signature {
 const BEGIN: &str = "// ---- the candidate ----";
 const END: &str = "// ---- end of the candidate ----";
 
-const INTEGERS: [&str; 12] = ["i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize"];
+const INTEGERS: [&str; 12] =
+    ["i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize"];
 
 /// A Rust type as written, without spaces and lifetimes (`&'a str` → `&str`).
 fn normalize(rust: &str) -> String {
@@ -230,9 +258,12 @@ fn declared(function: &str, name: &str) -> Option<(Vec<String>, Option<String>)>
     if !current.trim().is_empty() {
         params.push(current);
     }
-    let params = params.iter().filter_map(|p| p.split_once(':').map(|(_, t)| normalize(t))).collect();
+    let params =
+        params.iter().filter_map(|p| p.split_once(':').map(|(_, t)| normalize(t))).collect();
     let after = rest[close + 1..].trim_start();
-    let ret = after.strip_prefix("->").map(|r| normalize(r.split(['{']).next().unwrap_or("").split(" where ").next().unwrap_or("")));
+    let ret = after.strip_prefix("->").map(|r| {
+        normalize(r.split(['{']).next().unwrap_or("").split(" where ").next().unwrap_or(""))
+    });
     Some((params, ret))
 }
 
@@ -262,7 +293,8 @@ pub fn retype(function: &str, name: &str, stderr: &str) -> Option<String> {
 
 /// The batos type a declared Rust answer type carries as.
 fn type_of_rust(rust: &str) -> Option<Type> {
-    let element = |t: &str| t.strip_prefix("Vec<").and_then(|t| t.strip_suffix('>')).map(str::to_owned);
+    let element =
+        |t: &str| t.strip_prefix("Vec<").and_then(|t| t.strip_suffix('>')).map(str::to_owned);
     Some(match rust {
         t if INTEGERS.contains(&t) => Type::Int,
         "f32" | "f64" => Type::Float,
@@ -283,24 +315,36 @@ fn lower_declared(rust: &str) -> Option<String> {
         Type::Float => "Value::Float(r as f64)".into(),
         Type::Bool => "Value::Bool(r)".into(),
         Type::Text => "Value::Text(r.to_string())".into(),
-        Type::IntList => "Value::List(r.into_iter().map(|x| Value::Int(x as i64)).collect())".into(),
-        Type::TextList => "Value::List(r.into_iter().map(|x| Value::Text(x.to_string())).collect())".into(),
+        Type::IntList => {
+            "Value::List(r.into_iter().map(|x| Value::Int(x as i64)).collect())".into()
+        }
+        Type::TextList => {
+            "Value::List(r.into_iter().map(|x| Value::Text(x.to_string())).collect())".into()
+        }
     })
 }
 
 /// Guest code passing the lifted argument `a` (of batos type `t`) as declared type `rust`.
 fn convert_arg(a: &str, t: Type, rust: Option<&str>) -> String {
     let Some(rust) = rust else { return a.to_owned() };
-    let element = |prefix: &str| rust.strip_prefix(prefix).and_then(|r| r.strip_suffix(if prefix.ends_with('[') { "]" } else { ">" })).map(str::to_owned);
+    let element = |prefix: &str| {
+        rust.strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(if prefix.ends_with('[') { "]" } else { ">" }))
+            .map(str::to_owned)
+    };
     let numbers = |e: &str| format!("{a}.iter().map(|x| *x as {e}).collect::<Vec<{e}>>()");
     let texts = "{a}.iter().map(|s| s.as_str()).collect::<Vec<&str>>()".replace("{a}", a);
     match t {
-        Type::Int | Type::Float if INTEGERS.contains(&rust) || rust == "f32" || rust == "f64" => format!("{a} as {rust}"),
+        Type::Int | Type::Float if INTEGERS.contains(&rust) || rust == "f32" || rust == "f64" => {
+            format!("{a} as {rust}")
+        }
         Type::Text if rust == "&str" => format!("{a}.as_str()"),
         Type::Text if rust == "&String" => format!("&{a}"),
         Type::IntList => match (element("Vec<"), element("&["), element("&Vec<")) {
             (Some(e), _, _) if INTEGERS.contains(&e.as_str()) => numbers(&e),
-            (_, Some(e), _) | (_, _, Some(e)) if INTEGERS.contains(&e.as_str()) => format!("&{}", numbers(&e)),
+            (_, Some(e), _) | (_, _, Some(e)) if INTEGERS.contains(&e.as_str()) => {
+                format!("&{}", numbers(&e))
+            }
             _ => a.to_owned(),
         },
         Type::TextList => match rust {
@@ -347,7 +391,9 @@ fn send_text(this: &Object, selector: &str, args: &[&str]) -> String { this.send
 "#;
 
 fn param_name(i: usize) -> String {
-    ["a", "b", "c", "d", "e", "f", "g", "h"].get(i).map_or_else(|| format!("arg{i}"), |s| (*s).to_owned())
+    ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .get(i)
+        .map_or_else(|| format!("arg{i}"), |s| (*s).to_owned())
 }
 
 /// `reverseWords:` → `reverse_words`; `None` when the selector cannot be one.
@@ -373,7 +419,8 @@ pub fn rust_name(selector: &str) -> Option<String> {
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         return None;
     }
-    const KEYWORDS: [&str; 12] = ["fn", "let", "if", "else", "match", "loop", "while", "for", "type", "use", "mod", "impl"];
+    const KEYWORDS: [&str; 12] =
+        ["fn", "let", "if", "else", "match", "loop", "while", "for", "type", "use", "mod", "impl"];
     if KEYWORDS.contains(&name.as_str()) {
         name.push('_');
     }
@@ -383,8 +430,13 @@ pub fn rust_name(selector: &str) -> Option<String> {
 /// The function `name` out of a model's answer: the first fenced code block that
 /// defines it (or the answer itself when it is bare code). `None` when there is none.
 pub fn extract_function(answer: &str, name: &str) -> Option<String> {
-    let defines = |code: &str| code.contains(&format!("fn {name}(")) || code.contains(&format!("fn {name}<"));
-    let blocks = answer.split("```").skip(1).step_by(2).map(|b| b.trim_start_matches(|c: char| c.is_ascii_alphanumeric()).trim());
+    let defines =
+        |code: &str| code.contains(&format!("fn {name}(")) || code.contains(&format!("fn {name}<"));
+    let blocks = answer
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(|b| b.trim_start_matches(|c: char| c.is_ascii_alphanumeric()).trim());
     let code = blocks.chain(std::iter::once(answer.trim())).find(|c| defines(c))?;
     Some(without_scaffolding(code))
 }
@@ -399,7 +451,11 @@ fn without_scaffolding(code: &str) -> String {
         let line = &rest[..line_end];
         let trimmed = line.trim_start();
         let scaffolding = line == trimmed
-            && (trimmed.starts_with("fn main(") || trimmed.starts_with("fn test") || trimmed.starts_with("#[cfg(test)]") || trimmed.starts_with("#[test]") || trimmed.starts_with("mod tests"));
+            && (trimmed.starts_with("fn main(")
+                || trimmed.starts_with("fn test")
+                || trimmed.starts_with("#[cfg(test)]")
+                || trimmed.starts_with("#[test]")
+                || trimmed.starts_with("mod tests"));
         if !scaffolding {
             out.push_str(line);
             rest = &rest[line_end..];
@@ -444,7 +500,9 @@ impl Workspace {
     pub fn open(dir: &Path, sdk: &Path) -> Result<Workspace> {
         let io = |what: &str, e| Error::io(format!("{what} {}", dir.display()), e);
         std::fs::create_dir_all(dir.join("src")).map_err(|e| io("cannot create", e))?;
-        let sdk = sdk.canonicalize().map_err(|e| Error::io(format!("the guest SDK is not at {}", sdk.display()), e))?;
+        let sdk = sdk
+            .canonicalize()
+            .map_err(|e| Error::io(format!("the guest SDK is not at {}", sdk.display()), e))?;
         // The package name is unique to the workspace, so workspaces sharing one cargo
         // target directory (kept warm across them) never read each other's output.
         let tag = &blake3::hash(dir.display().to_string().as_bytes()).to_hex()[..12];
@@ -452,14 +510,19 @@ impl Workspace {
             "[package]\nname = \"batos-candidate-{tag}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nbatos-guest-sdk = {{ path = {sdk:?} }}\n\n# Candidates build often and run briefly: a quick build beats a fast binary.\n[profile.release]\nopt-level = 1\ndebug = false\nstrip = true\n\n[workspace]\n",
             sdk = sdk.display().to_string()
         );
-        std::fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| io("cannot write Cargo.toml in", e))?;
+        std::fs::write(dir.join("Cargo.toml"), manifest)
+            .map_err(|e| io("cannot write Cargo.toml in", e))?;
         // The lock step compiles nothing, but cargo wants a target to exist.
         let lib = dir.join("src").join("lib.rs");
         if !lib.is_file() {
             std::fs::write(&lib, "").map_err(|e| io("cannot write src/lib.rs in", e))?;
         }
         audit::lock_workspace(dir, "the candidate workspace")?;
-        Ok(Workspace { dir: dir.to_owned(), building: Mutex::new(()), seal: audit::Seal::default() })
+        Ok(Workspace {
+            dir: dir.to_owned(),
+            building: Mutex::new(()),
+            seal: audit::Seal::default(),
+        })
     }
 
     /// Replaces the default [`audit::Seal`] (time and memory limits of a build).
@@ -470,7 +533,10 @@ impl Workspace {
 
     /// The guest SDK of the source tree this host was built from.
     pub fn default_sdk() -> PathBuf {
-        std::env::var_os("BATOS_GUEST_SDK").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("guest-sdk"), PathBuf::from)
+        std::env::var_os("BATOS_GUEST_SDK").map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("guest-sdk"),
+            PathBuf::from,
+        )
     }
 
     /// Builds `function` wrapped for `signature` into component bytes. A compile error
@@ -485,23 +551,36 @@ impl Workspace {
     /// the candidate rebuilt. Answers the bytes and the function as it finally built.
     /// Whatever a suggestion changes, the result still has to pass the audit and every
     /// example before it is installed.
-    pub fn build_fixing(&self, signature: &Signature, function: &str, passes: usize) -> Result<(Vec<u8>, String)> {
-        let _one_at_a_time = self.building.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    pub fn build_fixing(
+        &self,
+        signature: &Signature,
+        function: &str,
+        passes: usize,
+    ) -> Result<(Vec<u8>, String)> {
+        let _one_at_a_time =
+            self.building.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let what = format!("candidate `{}`", signature.name);
         let mut function = function.to_owned();
         let mut pass = 0;
         loop {
             // Sealed before every build: the mind's code, and whatever the compiler's
             // suggestions made of it, never reaches cargo holding a forbidden construct.
-            seal::check(&function).map_err(|refusal| Error::AuditRefused { what: what.clone(), reason: refusal.0 })?;
+            seal::check(&function)
+                .map_err(|refusal| Error::AuditRefused { what: what.clone(), reason: refusal.0 })?;
             let source = signature.wrap(&function);
             let lib = self.dir.join("src").join("lib.rs");
-            std::fs::write(&lib, &source).map_err(|e| Error::io(format!("cannot write {}", lib.display()), e))?;
+            std::fs::write(&lib, &source)
+                .map_err(|e| Error::io(format!("cannot write {}", lib.display()), e))?;
             let messages = match audit::build_crate(&self.dir, &what, Some(&self.seal))? {
-                audit::CrateBuild::Built(module) => return Ok((audit::componentize(&module, &what, false)?, function)),
+                audit::CrateBuild::Built(module) => {
+                    return Ok((audit::componentize(&module, &what, false)?, function))
+                }
                 audit::CrateBuild::Failed(messages) => messages,
             };
-            let failed = || Error::BuildFailed { what: what.clone(), detail: format!("cargo build failed:\n{}", audit::rendered(&messages)) };
+            let failed = || Error::BuildFailed {
+                what: what.clone(),
+                detail: format!("cargo build failed:\n{}", audit::rendered(&messages)),
+            };
             if pass >= passes {
                 return Err(failed());
             }
@@ -517,12 +596,15 @@ impl Workspace {
             }
         }
     }
-
 }
 
 /// `source` with the compiler's suggestions for its errors applied, if it has any.
 fn suggested_fix(source: &str, messages: &[serde_json::Value]) -> Option<String> {
-    let errors: Vec<String> = messages.iter().filter(|m| m.get("level").and_then(|l| l.as_str()) == Some("error")).map(|m| m.to_string()).collect();
+    let errors: Vec<String> = messages
+        .iter()
+        .filter(|m| m.get("level").and_then(|l| l.as_str()) == Some("error"))
+        .map(|m| m.to_string())
+        .collect();
     let json = errors.join("\n");
     let only = std::collections::HashSet::new();
     for filter in [rustfix::Filter::MachineApplicableOnly, rustfix::Filter::Everything] {
@@ -545,7 +627,17 @@ mod tests {
 
     #[test]
     fn selectors_become_rust_names() {
-        for (selector, name) in [("factorial", Some("factorial")), ("factorial:", Some("factorial")), ("reverseWords:", Some("reverse_words")), ("at:put:", Some("at_put")), ("fn", Some("fn_")), ("2x", None), ("", None), ("a-b", None), ("Upper", Some("upper"))] {
+        for (selector, name) in [
+            ("factorial", Some("factorial")),
+            ("factorial:", Some("factorial")),
+            ("reverseWords:", Some("reverse_words")),
+            ("at:put:", Some("at_put")),
+            ("fn", Some("fn_")),
+            ("2x", None),
+            ("", None),
+            ("a-b", None),
+            ("Upper", Some("upper")),
+        ] {
             assert_eq!(rust_name(selector).as_deref(), name, "{selector:?}");
         }
     }
@@ -553,30 +645,63 @@ mod tests {
     #[test]
     fn signatures_follow_the_arguments_and_examples() {
         let s = Signature::infer("factorial:", &[Value::Int(5)], None, false).expect("signature");
-        assert_eq!(s.rust(), "fn factorial(a: i64) -> RETURN", "the answer type is the model's to choose");
-        assert_eq!(s.adapted("fn factorial(a: i64) -> u64 { 1 }").rust(), "fn factorial(a: i64) -> i64");
-        let s = Signature::infer("join:with:", &[Value::List(vec![Value::Text("a".into())]), Value::Text(",".into())], Some(Type::Text), false).expect("signature");
+        assert_eq!(
+            s.rust(),
+            "fn factorial(a: i64) -> RETURN",
+            "the answer type is the model's to choose"
+        );
+        assert_eq!(
+            s.adapted("fn factorial(a: i64) -> u64 { 1 }").rust(),
+            "fn factorial(a: i64) -> i64"
+        );
+        let s = Signature::infer(
+            "join:with:",
+            &[Value::List(vec![Value::Text("a".into())]), Value::Text(",".into())],
+            Some(Type::Text),
+            false,
+        )
+        .expect("signature");
         assert_eq!(s.rust(), "fn join_with(a: Vec<String>, b: String) -> String");
         let s = Signature::infer("increment", &[], Some(Type::Int), true).expect("signature");
         assert_eq!(s.rust(), "fn increment(this: &Object) -> i64");
-        let err = Signature::infer("f:", &[Value::Nil], None, false).expect_err("nil is no parameter type");
+        let err = Signature::infer("f:", &[Value::Nil], None, false)
+            .expect_err("nil is no parameter type");
         assert!(err.to_string().contains("argument 1 is nil"), "{err}");
     }
 
     #[test]
     fn the_fixed_code_adapts_to_what_the_model_declared() {
-        let sig = Signature::infer("sumList:", &[Value::List(vec![Value::Int(1)])], None, false).expect("signature");
+        let sig = Signature::infer("sumList:", &[Value::List(vec![Value::Int(1)])], None, false)
+            .expect("signature");
         let f = "fn sum_list(numbers: &[i32]) -> i32 { numbers.iter().sum() }";
-        assert_eq!(declared(f, "sum_list"), Some((vec!["&[i32]".to_owned()], Some("i32".to_owned()))));
+        assert_eq!(
+            declared(f, "sum_list"),
+            Some((vec!["&[i32]".to_owned()], Some("i32".to_owned())))
+        );
         assert_eq!(sig.adapted(f).returns, Type::Int);
         let wrapped = sig.wrap(f);
-        assert!(wrapped.contains("sum_list(&a.iter().map(|x| *x as i32).collect::<Vec<i32>>())") && wrapped.contains("Value::Int(r as i64)"), "{wrapped}");
+        assert!(
+            wrapped.contains("sum_list(&a.iter().map(|x| *x as i32).collect::<Vec<i32>>())")
+                && wrapped.contains("Value::Int(r as i64)"),
+            "{wrapped}"
+        );
         let f = "fn shout_times<'a>(text: &'a str, times: u32) -> String { text.repeat(times as usize) }";
-        let sig = Signature::infer("shout:times:", &[Value::Text("a".into()), Value::Int(2)], None, false).expect("signature");
+        let sig = Signature::infer(
+            "shout:times:",
+            &[Value::Text("a".into()), Value::Int(2)],
+            None,
+            false,
+        )
+        .expect("signature");
         assert!(sig.wrap(f).contains("shout_times(a.as_str(), b as u32)"), "{}", sig.wrap(f));
-        assert_eq!(sig.adapted("fn shout_times(a: String, b: i64) -> bool { true }").returns, Type::Bool);
+        assert_eq!(
+            sig.adapted("fn shout_times(a: String, b: i64) -> bool { true }").returns,
+            Type::Bool
+        );
         let counter = Signature::infer("increment", &[], Some(Type::Int), true).expect("signature");
-        assert!(counter.wrap("fn increment(this: &Object) -> usize { 1 }").contains("increment(&call.receiver)"));
+        assert!(counter
+            .wrap("fn increment(this: &Object) -> usize { 1 }")
+            .contains("increment(&call.receiver)"));
     }
 
     #[test]
@@ -584,7 +709,11 @@ mod tests {
         let f = "fn reverse_text(a: String) -> i64 {\n    a.chars().rev().collect::<String>()\n}";
         let stderr = "error[E0308]: mismatched types\n  --> src/lib.rs:34:5\n   |\n33 | fn reverse_text(a: String) -> i64 {\n   |                               --- expected `i64` because of return type\n34 |     a.chars().rev().collect::<String>()\n   |     ^^^ expected `i64`, found `String`";
         assert_eq!(retype(f, "reverse_text", stderr).as_deref(), Some("fn reverse_text(a: String) -> String {\n    a.chars().rev().collect::<String>()\n}"));
-        assert_eq!(retype(f, "reverse_text", "error[E0425]: cannot find value `b`"), None, "only that one error is fixed");
+        assert_eq!(
+            retype(f, "reverse_text", "error[E0425]: cannot find value `b`"),
+            None,
+            "only that one error is fixed"
+        );
         let weird = stderr.replace("found `String`", "found `HashMap<String, i64>`");
         assert_eq!(retype(f, "reverse_text", &weird), None, "only to a type batos carries");
     }
@@ -593,14 +722,36 @@ mod tests {
     fn the_function_comes_out_of_the_answer() {
         let answer = "Here you go:\n```rust\nfn factorial(a: i64) -> i64 {\n    (1..=a).product()\n}\n\nfn main() {\n    println!(\"{}\", factorial(5));\n}\n```\nIt multiplies.";
         let f = extract_function(answer, "factorial").expect("found");
-        assert!(f.starts_with("fn factorial") && f.ends_with('}') && !f.contains("It multiplies"), "{f}");
-        assert!(!f.contains("fn main") && !f.contains("println"), "the model's demo is left out: {f}");
+        assert!(
+            f.starts_with("fn factorial") && f.ends_with('}') && !f.contains("It multiplies"),
+            "{f}"
+        );
+        assert!(
+            !f.contains("fn main") && !f.contains("println"),
+            "the model's demo is left out: {f}"
+        );
         let with_tests = "fn double(a: i64) -> i64 { a * 2 }\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() { assert_eq!(super::double(2), 4); }\n}\nfn test_double() {\n    let x = Object::new();\n}\nfn helper(x: i64) -> i64 { x }";
         let kept = extract_function(with_tests, "double").expect("found");
-        assert!(kept.starts_with("fn double(a: i64) -> i64 { a * 2 }") && kept.ends_with("fn helper(x: i64) -> i64 { x }"), "helpers stay: {kept}");
-        assert!(!kept.contains("mod tests") && !kept.contains("test_double") && !kept.contains("Object::new"), "tests go: {kept}");
-        assert_eq!(extract_function("fn double(a: i64) -> i64 { a * 2 }", "double").as_deref(), Some("fn double(a: i64) -> i64 { a * 2 }"));
+        assert!(
+            kept.starts_with("fn double(a: i64) -> i64 { a * 2 }")
+                && kept.ends_with("fn helper(x: i64) -> i64 { x }"),
+            "helpers stay: {kept}"
+        );
+        assert!(
+            !kept.contains("mod tests")
+                && !kept.contains("test_double")
+                && !kept.contains("Object::new"),
+            "tests go: {kept}"
+        );
+        assert_eq!(
+            extract_function("fn double(a: i64) -> i64 { a * 2 }", "double").as_deref(),
+            Some("fn double(a: i64) -> i64 { a * 2 }")
+        );
         assert_eq!(extract_function("I cannot help with that.", "double"), None);
-        assert_eq!(extract_function("```rust\nfn triple(a: i64) -> i64 { a * 3 }\n```", "double"), None, "a function of another name is not the one asked for");
+        assert_eq!(
+            extract_function("```rust\nfn triple(a: i64) -> i64 { a * 3 }\n```", "double"),
+            None,
+            "a function of another name is not the one asked for"
+        );
     }
 }

@@ -52,7 +52,17 @@ impl State {
 
     /// The state a stored name denotes.
     pub fn parse(name: &str) -> Option<State> {
-        [State::Idle, State::Decomposing, State::Delegating, State::Synthesizing, State::Validating, State::Complete, State::Failed].into_iter().find(|s| s.as_str() == name)
+        [
+            State::Idle,
+            State::Decomposing,
+            State::Delegating,
+            State::Synthesizing,
+            State::Validating,
+            State::Complete,
+            State::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
     }
 
     /// COMPLETE or FAILED.
@@ -93,7 +103,14 @@ pub fn set_state(tx: &mut Tx<'_>, cycle: Oid, state: State) -> Result<()> {
 }
 
 /// Creates a cycle for `selector` sent to `receiver` and returns its id and object.
-pub fn create(rt: &Runtime, receiver: Oid, selector: &str, args: &[Value], brief: Option<&str>, model: &str) -> Result<(String, Oid)> {
+pub fn create(
+    rt: &Runtime,
+    receiver: Oid,
+    selector: &str,
+    args: &[Value],
+    brief: Option<&str>,
+    model: &str,
+) -> Result<(String, Oid)> {
     let committed = rt.transact(&format!("cycle for {receiver} {selector}"), |cx| {
         let tx = cx.tx_mut("record synthesis")?;
         let reg = registry(tx)?;
@@ -206,7 +223,10 @@ pub fn recover(rt: &Runtime) -> Result<Vec<String>> {
     }
     let ids: Vec<String> = rt.view(|cx| {
         let Some(reg) = cx.tx().root(CYCLES_ROOT)? else { return Ok(vec![]) };
-        Ok(unfinished(cx.tx(), reg)?.into_iter().filter_map(|v| if let Value::Text(id) = v { Some(id) } else { None }).collect())
+        Ok(unfinished(cx.tx(), reg)?
+            .into_iter()
+            .filter_map(|v| if let Value::Text(id) = v { Some(id) } else { None })
+            .collect())
     })?;
     let mut marked = Vec::new();
     for id in ids {

@@ -33,7 +33,11 @@ impl Journal {
             map.insert("time_ms".into(), serde_json::json!(super::cycle::now_ms()));
         }
         let _one_writer = self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let written = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).and_then(|mut f| writeln!(f, "{event}"));
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| writeln!(f, "{event}"));
         if let Err(e) = written {
             tracing::warn!("cannot append to {}: {e}", self.path.display());
         }
@@ -41,7 +45,11 @@ impl Journal {
 
     /// Every event so far.
     pub fn read(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        std::fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 }
 

@@ -66,20 +66,37 @@ pub struct Example {
 impl Request {
     /// A plain message: no brief, no examples.
     pub fn new(receiver: Oid, selector: &str, args: Vec<Value>) -> Request {
-        Request { receiver, selector: selector.to_owned(), args, brief: None, examples: vec![], stateful: false, language: Language::Rust }
+        Request {
+            receiver,
+            selector: selector.to_owned(),
+            args,
+            brief: None,
+            examples: vec![],
+            stateful: false,
+            language: Language::Rust,
+        }
     }
 }
 
 impl Example {
     /// Reads `ARGS => RESULT`, both as JSON (`5 => 120`, `"ab" => "ba"`, `[1,2], 3 => 6`).
     pub fn parse(text: &str) -> std::result::Result<Example, String> {
-        let (args, result) = text.split_once("=>").ok_or_else(|| format!("`{text}` is not an example; write ARGS => RESULT, e.g. '5 => 120'"))?;
-        let mut no_objects = |_: &str| -> std::result::Result<Oid, String> { Err("examples hold plain values, not objects".into()) };
+        let (args, result) = text.split_once("=>").ok_or_else(|| {
+            format!("`{text}` is not an example; write ARGS => RESULT, e.g. '5 => 120'")
+        })?;
+        let mut no_objects = |_: &str| -> std::result::Result<Oid, String> {
+            Err("examples hold plain values, not objects".into())
+        };
         let args = match vjson::parse(&format!("[{}]", args.trim()), &mut no_objects) {
             Ok(Value::List(items)) => items,
-            Ok(_) | Err(_) => return Err(format!("the arguments of `{text}` are not JSON values separated by commas")),
+            Ok(_) | Err(_) => {
+                return Err(format!(
+                    "the arguments of `{text}` are not JSON values separated by commas"
+                ))
+            }
         };
-        let expected = vjson::parse(result.trim(), &mut no_objects).map_err(|e| format!("the result of `{text}` is not a JSON value: {e}"))?;
+        let expected = vjson::parse(result.trim(), &mut no_objects)
+            .map_err(|e| format!("the result of `{text}` is not a JSON value: {e}"))?;
         Ok(Example { args, expected })
     }
 }
@@ -202,7 +219,10 @@ impl Flight {
             match &*outcome {
                 Some(Ok(())) => return Ok(()),
                 Some(Err(e)) => return Err(e.relay()),
-                None => outcome = self.done.wait(outcome).unwrap_or_else(std::sync::PoisonError::into_inner),
+                None => {
+                    outcome =
+                        self.done.wait(outcome).unwrap_or_else(std::sync::PoisonError::into_inner)
+                }
             }
         }
     }
@@ -218,7 +238,10 @@ struct FlightGuard<'a> {
 
 impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
-        self.flight.land(Err(Error::Failed(format!("cycle {} stopped without an outcome (its leader panicked)", self.flight.cycle))));
+        self.flight.land(Err(Error::Failed(format!(
+            "cycle {} stopped without an outcome (its leader panicked)",
+            self.flight.cycle
+        ))));
         self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
     }
 }
@@ -243,13 +266,27 @@ struct Rejection {
 impl Synthesizer {
     /// A synthesizer thinking with `mind`, building in the workspace at `workspace`.
     /// Cycles an earlier process left unfinished are marked FAILED first (see [`cycle`]).
-    pub fn new(rt: Arc<Runtime>, sandbox: Arc<Sandbox>, mind: Arc<dyn Mind>, workspace: &Path, options: Options) -> Result<Synthesizer> {
+    pub fn new(
+        rt: Arc<Runtime>,
+        sandbox: Arc<Sandbox>,
+        mind: Arc<dyn Mind>,
+        workspace: &Path,
+        options: Options,
+    ) -> Result<Synthesizer> {
         let workspace = Workspace::open(workspace, &Workspace::default_sdk())?;
         let journal = Journal::new(rt.image().path());
         for id in cycle::recover(&rt)? {
             journal.append(json!({ "cycle": id, "state": "FAILED", "outcome": "interrupted" }));
         }
-        Ok(Synthesizer { rt, sandbox, mind, workspace, journal, options, flights: Mutex::new(HashMap::new()) })
+        Ok(Synthesizer {
+            rt,
+            sandbox,
+            mind,
+            workspace,
+            journal,
+            options,
+            flights: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The metacognition journal.
@@ -279,12 +316,24 @@ impl Synthesizer {
         }
         let key = (request.receiver, request.selector.clone());
         let (flight, leader, cycle_oid) = {
-            let mut flights = self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut flights =
+                self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match flights.get(&key) {
                 Some(f) => (f.clone(), false, None),
                 None => {
-                    let (id, oid) = cycle::create(&self.rt, request.receiver, &request.selector, &request.args, request.brief.as_deref(), &self.mind.describe())?;
-                    let f = Arc::new(Flight { cycle: id, outcome: Mutex::new(None), done: Condvar::new() });
+                    let (id, oid) = cycle::create(
+                        &self.rt,
+                        request.receiver,
+                        &request.selector,
+                        &request.args,
+                        request.brief.as_deref(),
+                        &self.mind.describe(),
+                    )?;
+                    let f = Arc::new(Flight {
+                        cycle: id,
+                        outcome: Mutex::new(None),
+                        done: Condvar::new(),
+                    });
                     flights.insert(key.clone(), f.clone());
                     (f, true, Some(oid))
                 }
@@ -296,50 +345,85 @@ impl Synthesizer {
         }
         let guard = FlightGuard { flights: &self.flights, key, flight: flight.clone() };
         let oid = cycle_oid.ok_or_else(|| Error::Failed("a cycle without its object".into()))?;
-        observe(&Event::Started { cycle: flight.cycle.clone(), selector: request.selector.clone() });
+        observe(&Event::Started {
+            cycle: flight.cycle.clone(),
+            selector: request.selector.clone(),
+        });
         // A panic anywhere in the cycle (the mind, the compiler's output, a bug) is this
         // cycle's failure, recorded like any other, and every waiter hears of it.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(request, &flight.cycle, oid, observe)))
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".to_owned());
-                Err(Error::Failed(format!("cycle {} panicked: {what}", flight.cycle)))
-            });
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run(request, &flight.cycle, oid, observe)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            Err(Error::Failed(format!("cycle {} panicked: {what}", flight.cycle)))
+        });
         if let Err(e) = &result {
             let reason = e.to_string();
-            let _ = cycle::transition(&self.rt, oid, State::Failed, &[("reason", Value::Text(reason.clone()))]);
+            let _ = cycle::transition(
+                &self.rt,
+                oid,
+                State::Failed,
+                &[("reason", Value::Text(reason.clone()))],
+            );
             self.journal.append(json!({ "cycle": flight.cycle, "state": "FAILED", "reason": reason, "model": self.mind.describe() }));
-            observe(&Event::State { cycle: flight.cycle.clone(), state: State::Failed, detail: reason });
+            observe(&Event::State {
+                cycle: flight.cycle.clone(),
+                state: State::Failed,
+                detail: reason,
+            });
         }
         flight.land(result.as_ref().map(|_| ()).map_err(Error::relay));
         drop(guard);
         result
     }
 
-    fn enter(&self, id: &str, oid: Oid, state: State, detail: String, extra: &[(&str, Value)], brief: &str, observe: &(dyn Fn(&Event) + Sync)) -> Result<()> {
+    fn enter(
+        &self,
+        id: &str,
+        oid: Oid,
+        state: State,
+        detail: String,
+        extra: &[(&str, Value)],
+        brief: &str,
+        observe: &(dyn Fn(&Event) + Sync),
+    ) -> Result<()> {
         cycle::transition(&self.rt, oid, state, extra)?;
         self.journal.append(json!({ "cycle": id, "state": state.as_str(), "detail": detail, "model": self.mind.describe(), "brief_blake3": journal::brief_hash(brief) }));
         observe(&Event::State { cycle: id.to_owned(), state, detail });
         Ok(())
     }
 
-    fn run(&self, request: &Request, id: &str, oid: Oid, observe: &(dyn Fn(&Event) + Sync)) -> Result<()> {
+    fn run(
+        &self,
+        request: &Request,
+        id: &str,
+        oid: Oid,
+        observe: &(dyn Fn(&Event) + Sync),
+    ) -> Result<()> {
         let started = Instant::now();
         let purpose = prompt::purpose(&request.selector, &request.args, request.brief.as_deref());
 
         // DECOMPOSING: the signature the message implies, and the cases to prove. The
         // answer's type comes from the caller's examples, else the selector's form
         // (`isPrime:` answers a boolean), else the model chooses it as it writes.
-        let stateful = request.stateful || request.brief.as_deref().is_some_and(|b| b.contains("slot"));
-        let returns = request.examples.first().and_then(|e| Type::of(&e.expected)).or_else(|| predicate(&request.selector).then_some(Type::Bool));
+        let stateful =
+            request.stateful || request.brief.as_deref().is_some_and(|b| b.contains("slot"));
+        let returns = request
+            .examples
+            .first()
+            .and_then(|e| Type::of(&e.expected))
+            .or_else(|| predicate(&request.selector).then_some(Type::Bool));
         let signature = Signature::infer(&request.selector, &request.args, returns, stateful)?;
         let mut proposed = Vec::new();
         let mut proposal_text = Value::Nil;
         if request.examples.is_empty() {
-            let answer = self.ask(id, &prompt::propose_examples(&signature, &purpose), "examples", 0)?;
+            let answer =
+                self.ask(id, &prompt::propose_examples(&signature, &purpose), "examples", 0)?;
             proposed = prompt::parse_examples(&signature, &answer);
             proposal_text = Value::Text(answer);
             if returns.is_some() {
@@ -349,21 +433,53 @@ impl Synthesizer {
         let examples_value = |examples: &[Example], source: &str| -> Vec<Value> {
             examples
                 .iter()
-                .map(|e| Value::Map(BTreeMap::from([("args".into(), Value::List(e.args.clone())), ("expected".into(), e.expected.clone()), ("source".into(), Value::Text(source.into()))])))
+                .map(|e| {
+                    Value::Map(BTreeMap::from([
+                        ("args".into(), Value::List(e.args.clone())),
+                        ("expected".into(), e.expected.clone()),
+                        ("source".into(), Value::Text(source.into())),
+                    ]))
+                })
                 .collect()
         };
         let mut all_examples = examples_value(&request.examples, "caller");
         all_examples.extend(examples_value(&proposed, "mind"));
-        self.enter(id, oid, State::Decomposing, signature.rust(), &[("signature", Value::Text(signature.rust())), ("purpose", Value::Text(purpose.clone())), ("examples", Value::List(all_examples)), ("proposedCases", proposal_text)], &purpose, observe)?;
+        self.enter(
+            id,
+            oid,
+            State::Decomposing,
+            signature.rust(),
+            &[
+                ("signature", Value::Text(signature.rust())),
+                ("purpose", Value::Text(purpose.clone())),
+                ("examples", Value::List(all_examples)),
+                ("proposedCases", proposal_text),
+            ],
+            &purpose,
+            observe,
+        )?;
 
         // DELEGATING: similar verified skills as worked examples.
-        let similar = skills::similar(&skills::all(&self.rt)?, &format!("{} {purpose}", request.selector), 2);
+        let similar =
+            skills::similar(&skills::all(&self.rt)?, &format!("{} {purpose}", request.selector), 2);
         let names: Vec<Value> = similar.iter().map(|s| Value::Text(s.selector.clone())).collect();
-        self.enter(id, oid, State::Delegating, format!("{} similar skill(s)", similar.len()), &[("context", Value::List(names))], &purpose, observe)?;
+        self.enter(
+            id,
+            oid,
+            State::Delegating,
+            format!("{} similar skill(s)", similar.len()),
+            &[("context", Value::List(names))],
+            &purpose,
+            observe,
+        )?;
 
         // Proposed cases guide the model only when the answer type is settled: a small
         // model's cases can be of the wrong type altogether.
-        let shown = if signature.returns_known { [request.examples.clone(), proposed.clone()].concat() } else { request.examples.clone() };
+        let shown = if signature.returns_known {
+            [request.examples.clone(), proposed.clone()].concat()
+        } else {
+            request.examples.clone()
+        };
         let first = match request.language {
             Language::Rust => prompt::synthesize(&signature, &purpose, &shown, &similar),
             Language::Wat => prompt::synthesize_wat(&request.selector, &purpose, &shown),
@@ -372,7 +488,15 @@ impl Synthesizer {
         let mut last = String::from("no round ran");
         for round in 1..=self.options.max_rounds.max(1) {
             // SYNTHESIZING
-            self.enter(id, oid, State::Synthesizing, format!("round {round}"), &[("round", Value::Int(round as i64))], &purpose, observe)?;
+            self.enter(
+                id,
+                oid,
+                State::Synthesizing,
+                format!("round {round}"),
+                &[("round", Value::Int(round as i64))],
+                &purpose,
+                observe,
+            )?;
             let answer = self.ask(id, &messages, "code", round)?;
             let extracted = match request.language {
                 Language::Rust => candidate::extract_function(&answer, &signature.name),
@@ -380,7 +504,11 @@ impl Synthesizer {
             };
             let Some(code) = extracted else {
                 let detail = match request.language {
-                    Language::Rust => format!("The answer held no Rust code defining `fn {}`. Write `{} {{ ... }}`.", signature.name, signature.rust()),
+                    Language::Rust => format!(
+                        "The answer held no Rust code defining `fn {}`. Write `{} {{ ... }}`.",
+                        signature.name,
+                        signature.rust()
+                    ),
                     Language::Wat => "The answer held no WAT `(func $invoke ...)`.".to_owned(),
                 };
                 self.attempt(id, oid, round, "", "no_code", &detail, observe)?;
@@ -389,28 +517,71 @@ impl Synthesizer {
                 continue;
             };
             // VALIDATING
-            self.enter(id, oid, State::Validating, format!("round {round}"), &[], &purpose, observe)?;
+            self.enter(
+                id,
+                oid,
+                State::Validating,
+                format!("round {round}"),
+                &[],
+                &purpose,
+                observe,
+            )?;
             let last_round = round == self.options.max_rounds.max(1);
             let mut code = code;
             match self.validate(request, &signature, &mut code, &proposed, last_round) {
                 Ok((component, unconfirmed)) => {
-                    self.attempt(id, oid, round, &code, "passed", &unconfirmed.join("; "), observe)?;
-                    self.install(request, id, oid, &signature.adapted(&code), &purpose, &code, &component, &unconfirmed)?;
+                    self.attempt(
+                        id,
+                        oid,
+                        round,
+                        &code,
+                        "passed",
+                        &unconfirmed.join("; "),
+                        observe,
+                    )?;
+                    self.install(
+                        request,
+                        id,
+                        oid,
+                        &signature.adapted(&code),
+                        &purpose,
+                        &code,
+                        &component,
+                        &unconfirmed,
+                    )?;
                     self.journal.append(json!({ "cycle": id, "state": "COMPLETE", "rounds": round, "duration_ms": started.elapsed().as_millis() as u64, "model": self.mind.describe() }));
-                    observe(&Event::State { cycle: id.to_owned(), state: State::Complete, detail: format!("installed `{}` after {round} round(s)", request.selector) });
+                    observe(&Event::State {
+                        cycle: id.to_owned(),
+                        state: State::Complete,
+                        detail: format!("installed `{}` after {round} round(s)", request.selector),
+                    });
                     return Ok(());
                 }
                 Err(rejection) => {
-                    self.attempt(id, oid, round, &code, rejection.outcome, &rejection.detail, observe)?;
+                    self.attempt(
+                        id,
+                        oid,
+                        round,
+                        &code,
+                        rejection.outcome,
+                        &rejection.detail,
+                        observe,
+                    )?;
                     // Wrong answers go back without the code: shown its own code, a small
                     // model copies it. Compiler errors need the code they point into.
-                    let shown = if rejection.outcome == "failed_example" { "" } else { code.as_str() };
+                    let shown =
+                        if rejection.outcome == "failed_example" { "" } else { code.as_str() };
                     messages = prompt::repair(&first, shown, &rejection.detail);
                     last = format!("{}: {}", rejection.outcome, rejection.detail);
                 }
             }
         }
-        Err(Error::Failed(format!("no candidate for `{}` passed after {} round(s); the last: {}", request.selector, self.options.max_rounds.max(1), truncate(&last, 600))))
+        Err(Error::Failed(format!(
+            "no candidate for `{}` passed after {} round(s); the last: {}",
+            request.selector,
+            self.options.max_rounds.max(1),
+            truncate(&last, 600)
+        )))
     }
 
     /// Asks the mind, outside any transaction, journalling time and tokens. The first
@@ -424,7 +595,10 @@ impl Synthesizer {
             sampling.top_p = 0.95;
             sampling.seed = round as u64;
         }
-        let completion = self.mind.complete(messages, &sampling, &mut |_| {}).map_err(|e| Error::MindUnavailable(e.to_string()))?;
+        let completion = self
+            .mind
+            .complete(messages, &sampling, &mut |_| {})
+            .map_err(|e| Error::MindUnavailable(e.to_string()))?;
         self.journal.append(json!({
             "cycle": id, "event": "mind", "asked_for": what, "model": self.mind.describe(), "duration_ms": t.elapsed().as_millis() as u64,
             "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
@@ -433,7 +607,16 @@ impl Synthesizer {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn attempt(&self, id: &str, oid: Oid, round: usize, code: &str, outcome: &str, detail: &str, observe: &(dyn Fn(&Event) + Sync)) -> Result<()> {
+    fn attempt(
+        &self,
+        id: &str,
+        oid: Oid,
+        round: usize,
+        code: &str,
+        outcome: &str,
+        detail: &str,
+        observe: &(dyn Fn(&Event) + Sync),
+    ) -> Result<()> {
         let entry = BTreeMap::from([
             ("round".to_owned(), Value::Int(round as i64)),
             ("code".to_owned(), Value::Text(code.to_owned())),
@@ -441,17 +624,37 @@ impl Synthesizer {
             ("detail".to_owned(), Value::Text(truncate(detail, 4000))),
         ]);
         cycle::record_attempt(&self.rt, oid, entry)?;
-        self.journal.append(json!({ "cycle": id, "state": "VALIDATING", "round": round, "outcome": outcome }));
-        observe(&Event::Attempt { cycle: id.to_owned(), round, outcome: outcome.to_owned(), detail: truncate(detail, 4000) });
+        self.journal.append(
+            json!({ "cycle": id, "state": "VALIDATING", "round": round, "outcome": outcome }),
+        );
+        observe(&Event::Attempt {
+            cycle: id.to_owned(),
+            round,
+            outcome: outcome.to_owned(),
+            detail: truncate(detail, 4000),
+        });
         Ok(())
     }
 
     /// Builds, audits and proves a candidate; answers its component bytes and the
     /// proposed cases it does not meet (only tolerated in the last round).
-    fn validate(&self, request: &Request, signature: &Signature, code: &mut String, proposed: &[Example], last_round: bool) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
+    fn validate(
+        &self,
+        request: &Request,
+        signature: &Signature,
+        code: &mut String,
+        proposed: &[Example],
+        last_round: bool,
+    ) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
         if request.language == Language::Wat {
-            let bytes = crate::sandbox::audit::component_from_wat(code, &format!("candidate `{}`", request.selector))
-                .map_err(|e| Rejection { outcome: "compile_error", detail: format!("It does not assemble: {}", truncate(&e.to_string(), 1500)) })?;
+            let bytes = crate::sandbox::audit::component_from_wat(
+                code,
+                &format!("candidate `{}`", request.selector),
+            )
+            .map_err(|e| Rejection {
+                outcome: "compile_error",
+                detail: format!("It does not assemble: {}", truncate(&e.to_string(), 1500)),
+            })?;
             return self.check(request, signature, bytes, proposed, last_round, false);
         }
         let mut built = self.workspace.build_fixing(&signature.adapted(code), code, COMPILER_FIXES);
@@ -471,11 +674,21 @@ impl Synthesizer {
         let bytes = match built {
             Ok((bytes, _)) => bytes,
             Err(Error::BuildFailed { detail, .. }) if detail.starts_with("cargo build failed") => {
-                return Err(Rejection { outcome: "compile_error", detail: format!("It does not compile:\n{}", diagnostics(&detail)) })
+                return Err(Rejection {
+                    outcome: "compile_error",
+                    detail: format!("It does not compile:\n{}", diagnostics(&detail)),
+                })
             }
-            Err(Error::BuildFailed { detail, .. }) => return Err(Rejection { outcome: "compile_error", detail: format!("It cannot become a capability: {}", truncate(&detail, 1500)) }),
+            Err(Error::BuildFailed { detail, .. }) => {
+                return Err(Rejection {
+                    outcome: "compile_error",
+                    detail: format!("It cannot become a capability: {}", truncate(&detail, 1500)),
+                })
+            }
             // Sealing refused it before cargo ran (see `seal`).
-            Err(Error::AuditRefused { reason, .. }) => return Err(Rejection { outcome: "refused", detail: reason }),
+            Err(Error::AuditRefused { reason, .. }) => {
+                return Err(Rejection { outcome: "refused", detail: reason })
+            }
             Err(e) => return Err(Rejection { outcome: "compile_error", detail: e.to_string() }),
         };
         self.check(request, signature, bytes, proposed, last_round, true)
@@ -483,13 +696,34 @@ impl Synthesizer {
 
     /// Audits and proves built candidate bytes. `typed`: the signature's answer type is
     /// the candidate's own (a Rust candidate), so the real arguments' answer must have it.
-    fn check(&self, request: &Request, signature: &Signature, bytes: Vec<u8>, proposed: &[Example], last_round: bool, typed: bool) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
-        if let Err(e) = self.sandbox.audit(&bytes, &Grants::default(), &format!("candidate `{}`", request.selector)) {
-            return Err(Rejection { outcome: "audit_refused", detail: format!("The audit refused it: {e}. Use only plain computation.") });
+    fn check(
+        &self,
+        request: &Request,
+        signature: &Signature,
+        bytes: Vec<u8>,
+        proposed: &[Example],
+        last_round: bool,
+        typed: bool,
+    ) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
+        if let Err(e) = self.sandbox.audit(
+            &bytes,
+            &Grants::default(),
+            &format!("candidate `{}`", request.selector),
+        ) {
+            return Err(Rejection {
+                outcome: "audit_refused",
+                detail: format!("The audit refused it: {e}. Use only plain computation."),
+            });
         }
         // Proposed cases of another answer type than the candidate's say nothing about it.
-        let proposed: Vec<Example> = proposed.iter().filter(|e| Type::of(&e.expected) == Some(signature.returns)).cloned().collect();
-        let failures = self.prove(request, signature, &bytes, &proposed, typed).map_err(|e| Rejection { outcome: "failed_example", detail: e.to_string() })?;
+        let proposed: Vec<Example> = proposed
+            .iter()
+            .filter(|e| Type::of(&e.expected) == Some(signature.returns))
+            .cloned()
+            .collect();
+        let failures = self
+            .prove(request, signature, &bytes, &proposed, typed)
+            .map_err(|e| Rejection { outcome: "failed_example", detail: e.to_string() })?;
         let (hard, soft): (Vec<_>, Vec<_>) = failures.into_iter().partition(|(caller, _)| *caller);
         if let Some((_, detail)) = hard.first() {
             return Err(Rejection { outcome: "failed_example", detail: detail.clone() });
@@ -504,25 +738,76 @@ impl Synthesizer {
 
     /// Runs the cases, then the real arguments, on a clone of the receiver in a
     /// transaction that is always rolled back. Answers `(from the caller, what failed)`.
-    fn prove(&self, request: &Request, signature: &Signature, bytes: &[u8], proposed: &[Example], typed: bool) -> Result<Vec<(bool, String)>> {
+    fn prove(
+        &self,
+        request: &Request,
+        signature: &Signature,
+        bytes: &[u8],
+        proposed: &[Example],
+        typed: bool,
+    ) -> Result<Vec<(bool, String)>> {
         self.rt.view(|cx| {
             let clone = cx.clone_object(request.receiver)?;
             let component = cx.tx_mut("store a blob")?.put_blob(bytes)?;
-            cx.set_slot(clone, &request.selector, &Value::Method(Method::Component { component, grants: vec![], deadline_ms: None }))?;
+            cx.set_slot(
+                clone,
+                &request.selector,
+                &Value::Method(Method::Component { component, grants: vec![], deadline_ms: None }),
+            )?;
             let mut failures = Vec::new();
-            let cases = request.examples.iter().map(|e| (true, e)).chain(proposed.iter().map(|e| (false, e)));
+            let cases = request
+                .examples
+                .iter()
+                .map(|e| (true, e))
+                .chain(proposed.iter().map(|e| (false, e)));
             for (from_caller, example) in cases {
-                let shown = format!("{}({})", signature.name, example.args.iter().map(prompt::rust_literal).collect::<Vec<_>>().join(", "));
+                let shown = format!(
+                    "{}({})",
+                    signature.name,
+                    example.args.iter().map(prompt::rust_literal).collect::<Vec<_>>().join(", ")
+                );
                 match cx.send(clone, &request.selector, &example.args) {
                     Ok(got) if got == example.expected => {}
-                    Ok(got) => failures.push((from_caller, format!("{shown} returned {} but must return {}.", prompt::rust_literal(&got), prompt::rust_literal(&example.expected)))),
-                    Err(e) => failures.push((from_caller, format!("{shown} failed: {e}. It must return {}.", prompt::rust_literal(&example.expected)))),
+                    Ok(got) => failures.push((
+                        from_caller,
+                        format!(
+                            "{shown} returned {} but must return {}.",
+                            prompt::rust_literal(&got),
+                            prompt::rust_literal(&example.expected)
+                        ),
+                    )),
+                    Err(e) => failures.push((
+                        from_caller,
+                        format!(
+                            "{shown} failed: {e}. It must return {}.",
+                            prompt::rust_literal(&example.expected)
+                        ),
+                    )),
                 }
             }
             match cx.send(clone, &request.selector, &request.args) {
                 Ok(got) if !typed || Type::of(&got) == Some(signature.returns) => {}
-                Ok(got) => failures.push((true, format!("it answered {} where {} was expected", got.type_name(), signature.returns.rust()))),
-                Err(e) => failures.push((true, format!("{}({}) failed: {e}", signature.name, request.args.iter().map(prompt::rust_literal).collect::<Vec<_>>().join(", ")))),
+                Ok(got) => failures.push((
+                    true,
+                    format!(
+                        "it answered {} where {} was expected",
+                        got.type_name(),
+                        signature.returns.rust()
+                    ),
+                )),
+                Err(e) => failures.push((
+                    true,
+                    format!(
+                        "{}({}) failed: {e}",
+                        signature.name,
+                        request
+                            .args
+                            .iter()
+                            .map(prompt::rust_literal)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )),
             }
             Ok(failures)
         })
@@ -531,38 +816,67 @@ impl Synthesizer {
     /// One short transaction: the method on the receiver, the skill in the library, the
     /// cycle COMPLETE.
     #[allow(clippy::too_many_arguments)]
-    fn install(&self, request: &Request, id: &str, oid: Oid, signature: &Signature, purpose: &str, code: &str, bytes: &[u8], unconfirmed: &[String]) -> Result<()> {
+    fn install(
+        &self,
+        request: &Request,
+        id: &str,
+        oid: Oid,
+        signature: &Signature,
+        purpose: &str,
+        code: &str,
+        bytes: &[u8],
+        unconfirmed: &[String],
+    ) -> Result<()> {
         self.sandbox.audit(bytes, &Grants::default(), &format!("method `{}`", request.selector))?;
         let model = self.mind.describe();
-        self.rt.transact(&format!("install synthesised {} on {}", request.selector, request.receiver), |cx| {
-            let tx = cx.tx_mut("record synthesis")?;
-            let component = tx.put_blob(bytes)?;
-            let source = tx.put_blob(code.as_bytes())?;
-            tx.set_slot(request.receiver, &request.selector, &Value::Method(Method::Component { component: component.clone(), grants: vec![], deadline_ms: None }))?;
-            let entry = BTreeMap::from([
-                ("selector".to_owned(), Value::Text(request.selector.clone())),
-                ("description".to_owned(), Value::Text(purpose.to_owned())),
-                ("signature".to_owned(), Value::Text(signature.rust())),
-                ("source".to_owned(), Value::Text(code.to_owned())),
-                ("sourceBlob".to_owned(), Value::Blob(source)),
-                ("component".to_owned(), Value::Blob(component)),
-                ("receiver".to_owned(), Value::Object(request.receiver)),
-                ("cycle".to_owned(), Value::Text(id.to_owned())),
-                ("model".to_owned(), Value::Text(model.clone())),
-                ("promptHash".to_owned(), Value::Text(journal::brief_hash(purpose))),
-            ]);
-            skills::record(tx, request.receiver, entry)?;
-            tx.set_slot(oid, "method", &Value::Text(request.selector.clone()))?;
-            tx.set_slot(oid, "unconfirmed", &Value::List(unconfirmed.iter().map(|u| Value::Text(u.clone())).collect()))?;
-            cycle::set_state(tx, oid, State::Complete)
-        })?;
+        self.rt.transact(
+            &format!("install synthesised {} on {}", request.selector, request.receiver),
+            |cx| {
+                let tx = cx.tx_mut("record synthesis")?;
+                let component = tx.put_blob(bytes)?;
+                let source = tx.put_blob(code.as_bytes())?;
+                tx.set_slot(
+                    request.receiver,
+                    &request.selector,
+                    &Value::Method(Method::Component {
+                        component: component.clone(),
+                        grants: vec![],
+                        deadline_ms: None,
+                    }),
+                )?;
+                let entry = BTreeMap::from([
+                    ("selector".to_owned(), Value::Text(request.selector.clone())),
+                    ("description".to_owned(), Value::Text(purpose.to_owned())),
+                    ("signature".to_owned(), Value::Text(signature.rust())),
+                    ("source".to_owned(), Value::Text(code.to_owned())),
+                    ("sourceBlob".to_owned(), Value::Blob(source)),
+                    ("component".to_owned(), Value::Blob(component)),
+                    ("receiver".to_owned(), Value::Object(request.receiver)),
+                    ("cycle".to_owned(), Value::Text(id.to_owned())),
+                    ("model".to_owned(), Value::Text(model.clone())),
+                    ("promptHash".to_owned(), Value::Text(journal::brief_hash(purpose))),
+                ]);
+                skills::record(tx, request.receiver, entry)?;
+                tx.set_slot(oid, "method", &Value::Text(request.selector.clone()))?;
+                tx.set_slot(
+                    oid,
+                    "unconfirmed",
+                    &Value::List(unconfirmed.iter().map(|u| Value::Text(u.clone())).collect()),
+                )?;
+                cycle::set_state(tx, oid, State::Complete)
+            },
+        )?;
         Ok(())
     }
 }
 
 /// Whether a selector names a yes/no question (`isPrime:`, `hasKey:`, `canVote:`).
 fn predicate(selector: &str) -> bool {
-    ["is", "has", "can", "contains", "starts", "ends"].iter().any(|p| selector.strip_prefix(p).is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase() || c == ':') || rest.is_empty()))
+    ["is", "has", "can", "contains", "starts", "ends"].iter().any(|p| {
+        selector.strip_prefix(p).is_some_and(|rest| {
+            rest.starts_with(|c: char| c.is_ascii_uppercase() || c == ':') || rest.is_empty()
+        })
+    })
 }
 
 /// The compiler's errors without cargo's noise: each error's headline, its location and
@@ -572,14 +886,20 @@ fn diagnostics(stderr: &str) -> String {
     let mut errors = 0;
     let mut in_error = false;
     for line in stderr.lines() {
-        if line.starts_with("error[") || (line.starts_with("error:") && !line.contains("could not compile")) {
+        if line.starts_with("error[")
+            || (line.starts_with("error:") && !line.contains("could not compile"))
+        {
             errors += 1;
             in_error = errors <= 3;
-        } else if line.starts_with("warning") || line.starts_with("For more information") || line.contains("could not compile") {
+        } else if line.starts_with("warning")
+            || line.starts_with("For more information")
+            || line.contains("could not compile")
+        {
             in_error = false;
         }
         // The long lists of other types implementing a trait help no one here.
-        let listing = line.trim_start().starts_with('`') || line.trim_start().starts_with("and ") && line.trim_end().ends_with("others");
+        let listing = line.trim_start().starts_with('`')
+            || line.trim_start().starts_with("and ") && line.trim_end().ends_with("others");
         if in_error && !listing {
             kept.push(line);
         }
@@ -602,7 +922,15 @@ fn truncate(text: &str, max: usize) -> String {
 mod tests {
     #[test]
     fn yes_no_selectors_are_predicates() {
-        for (selector, yes) in [("isPrime:", true), ("hasKey:", true), ("isEmpty", true), ("island:", false), ("hash:", false), ("factorial", false), ("contains:", true)] {
+        for (selector, yes) in [
+            ("isPrime:", true),
+            ("hasKey:", true),
+            ("isEmpty", true),
+            ("island:", false),
+            ("hash:", false),
+            ("factorial", false),
+            ("contains:", true),
+        ] {
             assert_eq!(super::predicate(selector), yes, "{selector}");
         }
     }
@@ -611,7 +939,18 @@ mod tests {
     fn diagnostics_keep_the_errors_and_drop_the_noise() {
         let stderr = "   Compiling batos-candidate v0.0.0\nerror[E0277]: a value of type `Vec<i64>` cannot be made by summing\n  --> src/lib.rs:18:26\n   |\n18 |     a.iter().sum()\n   = help: the following other types implement trait `Sum<A>`:\n             `Duration` implements `Sum`\n           and 88 others\n\nFor more information about this error, try `rustc --explain E0277`.\nerror: could not compile `batos-candidate` (lib) due to 1 previous error";
         let kept = super::diagnostics(stderr);
-        assert!(kept.starts_with("error[E0277]") && kept.contains("src/lib.rs:18:26") && kept.contains("a.iter().sum()"), "{kept}");
-        assert!(!kept.contains("Duration") && !kept.contains("88 others") && !kept.contains("Compiling") && !kept.contains("could not compile"), "{kept}");
+        assert!(
+            kept.starts_with("error[E0277]")
+                && kept.contains("src/lib.rs:18:26")
+                && kept.contains("a.iter().sum()"),
+            "{kept}"
+        );
+        assert!(
+            !kept.contains("Duration")
+                && !kept.contains("88 others")
+                && !kept.contains("Compiling")
+                && !kept.contains("could not compile"),
+            "{kept}"
+        );
     }
 }

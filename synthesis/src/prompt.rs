@@ -10,7 +10,8 @@ use crate::image::{json, Value};
 use crate::mind::Message;
 
 /// What the host offers synthesised code, beyond the standard library.
-pub const SDK_SUMMARY: &str = "Use only the Rust standard library (no crates, no files, no network, no threads). \
+pub const SDK_SUMMARY: &str =
+    "Use only the Rust standard library (no crates, no files, no network, no threads). \
 Integers are i64, floats f64, text String, lists Vec<i64> or Vec<String>.";
 
 /// What a stateful method may call on its receiver `this`.
@@ -23,7 +24,9 @@ Send it a message with this.send_int(\"double:\", &[n]) -> i64 or this.send_text
 pub fn rust_literal(value: &Value) -> String {
     match value {
         Value::Text(s) => format!("{s:?}.to_string()"),
-        Value::List(items) => format!("vec![{}]", items.iter().map(rust_literal).collect::<Vec<_>>().join(", ")),
+        Value::List(items) => {
+            format!("vec![{}]", items.iter().map(rust_literal).collect::<Vec<_>>().join(", "))
+        }
         Value::Float(f) if f.fract() == 0.0 => format!("{f:.1}"),
         other => json::to_json(other).to_string(),
     }
@@ -64,8 +67,16 @@ pub fn purpose(selector: &str, args: &[Value], brief: Option<&str>) -> String {
 }
 
 /// The first request for code.
-pub fn synthesize(signature: &Signature, purpose: &str, examples: &[Example], skills: &[Skill]) -> Vec<Message> {
-    let mut user = format!("Write this Rust function:\n\n{} {{ ... }}\n\nIt should {purpose}.\n{SDK_SUMMARY}\n", signature.rust());
+pub fn synthesize(
+    signature: &Signature,
+    purpose: &str,
+    examples: &[Example],
+    skills: &[Skill],
+) -> Vec<Message> {
+    let mut user = format!(
+        "Write this Rust function:\n\n{} {{ ... }}\n\nIt should {purpose}.\n{SDK_SUMMARY}\n",
+        signature.rust()
+    );
     if !signature.returns_known {
         user.push_str("Replace RETURN with the fitting type: i64, f64, bool, String, Vec<i64> or Vec<String>.\n");
     }
@@ -80,16 +91,27 @@ pub fn synthesize(signature: &Signature, purpose: &str, examples: &[Example], sk
         }
     }
     for s in skills.iter().filter(|s| !s.source.trim().is_empty()).take(2) {
-        user.push_str(&format!("\nA verified function of this system that {}:\n```rust\n{}\n```\n", s.description.trim_end_matches('.'), s.source.trim()));
+        user.push_str(&format!(
+            "\nA verified function of this system that {}:\n```rust\n{}\n```\n",
+            s.description.trim_end_matches('.'),
+            s.source.trim()
+        ));
     }
     user.push_str("\nAnswer with one ```rust code block holding the complete function.");
-    vec![Message::system("You are an expert Rust programmer. You answer with code only."), Message::user(user)]
+    vec![
+        Message::system("You are an expert Rust programmer. You answer with code only."),
+        Message::user(user),
+    ]
 }
 
 /// The first request for a method in WAT: the `$invoke` function against the WAT
 /// prelude's contract and helpers (for minds strong enough to write it).
 pub fn synthesize_wat(selector: &str, purpose: &str, examples: &[Example]) -> Vec<Message> {
-    let contract: String = crate::sandbox::audit::WAT_PRELUDE.lines().take_while(|l| l.starts_with(";;")).map(|l| format!("{l}\n")).collect();
+    let contract: String = crate::sandbox::audit::WAT_PRELUDE
+        .lines()
+        .take_while(|l| l.starts_with(";;"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let helpers: String = crate::sandbox::audit::WAT_PRELUDE
         .lines()
         .filter(|l| l.trim_start().starts_with(";;") || l.trim_start().starts_with("(func $"))
@@ -105,13 +127,23 @@ pub fn synthesize_wat(selector: &str, purpose: &str, examples: &[Example]) -> Ve
         }
     }
     user.push_str("\nAnswer with one ```wat code block holding `(func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32) ...)` and any helper functions of your own.");
-    vec![Message::system("You are an expert in WebAssembly text format. You answer with code only."), Message::user(user)]
+    vec![
+        Message::system("You are an expert in WebAssembly text format. You answer with code only."),
+        Message::user(user),
+    ]
 }
 
 /// The `$invoke` function (and its helpers) out of an answer in WAT.
 pub fn extract_wat(answer: &str) -> Option<String> {
-    let blocks = answer.split("```").skip(1).step_by(2).map(|b| b.trim_start_matches(|c: char| c.is_ascii_alphanumeric()).trim());
-    blocks.chain(std::iter::once(answer.trim())).find(|c| c.contains("(func $invoke")).map(str::to_owned)
+    let blocks = answer
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(|b| b.trim_start_matches(|c: char| c.is_ascii_alphanumeric()).trim());
+    blocks
+        .chain(std::iter::once(answer.trim()))
+        .find(|c| c.contains("(func $invoke"))
+        .map(str::to_owned)
 }
 
 /// A repair round: the first request again, with the previous code and what went
@@ -120,12 +152,21 @@ pub fn extract_wat(answer: &str) -> Option<String> {
 pub fn repair(first: &[Message], code: &str, problem: &str) -> Vec<Message> {
     let mut messages = first.to_vec();
     if let Some(last) = messages.last_mut() {
-        let attempt = if code.is_empty() { "An earlier attempt was wrong:".to_owned() } else { format!("This attempt is wrong:\n```rust\n{code}\n```") };
+        let attempt = if code.is_empty() {
+            "An earlier attempt was wrong:".to_owned()
+        } else {
+            format!("This attempt is wrong:\n```rust\n{code}\n```")
+        };
         last.content = format!(
             "{}\n\n{attempt}\n{problem}\nWrite a corrected version of the whole function.",
-            last.content.trim_end_matches("Answer with one ```rust code block holding the complete function.").trim_end()
+            last.content
+                .trim_end_matches(
+                    "Answer with one ```rust code block holding the complete function."
+                )
+                .trim_end()
         );
-        last.content.push_str("\nAnswer with one ```rust code block holding the complete function.");
+        last.content
+            .push_str("\nAnswer with one ```rust code block holding the complete function.");
     }
     messages
 }
@@ -133,7 +174,12 @@ pub fn repair(first: &[Message], code: &str, problem: &str) -> Vec<Message> {
 /// A request for example cases of a function nobody gave examples for. The answer's
 /// type is left open: the cases tell it.
 pub fn propose_examples(signature: &Signature, purpose: &str) -> Vec<Message> {
-    let mut params: Vec<String> = signature.params.iter().enumerate().map(|(i, t)| format!("{}: {}", (b'a' + i as u8) as char, t.rust())).collect();
+    let mut params: Vec<String> = signature
+        .params
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{}: {}", (b'a' + i as u8) as char, t.rust()))
+        .collect();
     if signature.receiver {
         params.insert(0, "this: &Object".into());
     }
@@ -160,7 +206,10 @@ pub fn parse_examples(signature: &Signature, answer: &str) -> Vec<Example> {
         }
     }
     let Some((common, _)) = counts.iter().max_by_key(|(_, n)| *n).copied() else { return vec![] };
-    all.into_iter().filter(|e| super::candidate::Type::of(&e.expected) == Some(common)).take(3).collect()
+    all.into_iter()
+        .filter(|e| super::candidate::Type::of(&e.expected) == Some(common))
+        .take(3)
+        .collect()
 }
 
 fn parse_cases(signature: &Signature, answer: &str) -> Vec<Example> {
@@ -178,10 +227,21 @@ fn parse_cases(signature: &Signature, answer: &str) -> Vec<Example> {
         let Some(result) = result else { continue };
         let mut inside = rest[..end].trim();
         if signature.receiver {
-            inside = inside.strip_prefix("&this").or_else(|| inside.strip_prefix("this")).map_or(inside, |r| r.trim_start().trim_start_matches(',').trim());
+            inside = inside
+                .strip_prefix("&this")
+                .or_else(|| inside.strip_prefix("this"))
+                .map_or(inside, |r| r.trim_start().trim_start_matches(',').trim());
         }
-        let (Some(Value::List(args)), Some(expected)) = (from_rust(&format!("[{inside}]")), from_rust(result.trim())) else { continue };
-        let types_match = args.len() == signature.params.len() && args.iter().zip(&signature.params).all(|(a, t)| super::candidate::Type::of(a) == Some(*t));
+        let (Some(Value::List(args)), Some(expected)) =
+            (from_rust(&format!("[{inside}]")), from_rust(result.trim()))
+        else {
+            continue;
+        };
+        let types_match = args.len() == signature.params.len()
+            && args
+                .iter()
+                .zip(&signature.params)
+                .all(|(a, t)| super::candidate::Type::of(a) == Some(*t));
         if types_match && super::candidate::Type::of(&expected).is_some() {
             out.push(Example { args, expected });
         }
@@ -219,7 +279,13 @@ fn closing_paren(text: &str) -> Option<usize> {
 
 /// A Rust literal (numbers, strings, `.to_string()`, `vec![…]`, booleans) as a value.
 fn from_rust(text: &str) -> Option<Value> {
-    let normalized = text.replace(".to_string()", "").replace(".to_owned()", "").replace("String::from(", "(").replace("vec![", "[").replace("i64", "").replace("_u64", "");
+    let normalized = text
+        .replace(".to_string()", "")
+        .replace(".to_owned()", "")
+        .replace("String::from(", "(")
+        .replace("vec![", "[")
+        .replace("i64", "")
+        .replace("_u64", "");
     json::parse(normalized.trim(), &mut |_| Err("no objects in examples".into())).ok()
 }
 
@@ -229,7 +295,10 @@ pub fn translate(request: &str, objects: &[String]) -> Vec<Message> {
         "Objects: {}.\nTurn this request into one message, answering with exactly one line of the form\nOBJECT SELECTOR ARG1 ARG2 ...\nwhere SELECTOR is a camelCase name (ending in `:` when it takes arguments) and arguments are JSON values.\nExamples:\ngenesis factorial: 5\ngenesis reverseText: \"hello\"\ngenesis reportTime\n\nRequest: {request}",
         objects.join(", ")
     );
-    vec![Message::system("You translate requests into messages for an object system."), Message::user(user)]
+    vec![
+        Message::system("You translate requests into messages for an object system."),
+        Message::user(user),
+    ]
 }
 
 #[cfg(test)]
@@ -239,15 +308,31 @@ mod tests {
 
     #[test]
     fn proposed_examples_are_read_and_type_checked() {
-        let sig = Signature { name: "factorial".into(), params: vec![Type::Int], returns: Type::Int, receiver: false, returns_known: true };
+        let sig = Signature {
+            name: "factorial".into(),
+            params: vec![Type::Int],
+            returns: Type::Int,
+            receiver: false,
+            returns_known: true,
+        };
         let answer = "factorial(0) == 1\nfactorial(5) == 120\nassert_eq!(factorial(3), 6);\nfactorial(\"x\") == 1\nfactorial(2) == \"two\"\nnonsense";
         let got = parse_examples(&sig, answer);
-        assert_eq!(got.iter().map(|e| (e.args.clone(), e.expected.clone())).collect::<Vec<_>>(), vec![
-            (vec![Value::Int(0)], Value::Int(1)),
-            (vec![Value::Int(5)], Value::Int(120)),
-            (vec![Value::Int(3)], Value::Int(6)),
-        ], "the odd one out (text) loses to the common type");
-        let sig = Signature { name: "reverse".into(), params: vec![Type::Text], returns: Type::Text, receiver: false, returns_known: true };
+        assert_eq!(
+            got.iter().map(|e| (e.args.clone(), e.expected.clone())).collect::<Vec<_>>(),
+            vec![
+                (vec![Value::Int(0)], Value::Int(1)),
+                (vec![Value::Int(5)], Value::Int(120)),
+                (vec![Value::Int(3)], Value::Int(6)),
+            ],
+            "the odd one out (text) loses to the common type"
+        );
+        let sig = Signature {
+            name: "reverse".into(),
+            params: vec![Type::Text],
+            returns: Type::Text,
+            receiver: false,
+            returns_known: true,
+        };
         let got = parse_examples(&sig, "reverse(\"abc\".to_string()) == \"cba\".to_string()");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].expected, Value::Text("cba".into()));

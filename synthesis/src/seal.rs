@@ -25,13 +25,31 @@ use proc_macro2::{TokenStream, TokenTree};
 use syn::visit::Visit;
 
 /// Macro names a candidate may not mention anywhere.
-const FORBIDDEN_MACROS: [&str; 9] =
-    ["include", "include_str", "include_bytes", "env", "option_env", "asm", "global_asm", "naked_asm", "concat_idents"];
+const FORBIDDEN_MACROS: [&str; 9] = [
+    "include",
+    "include_str",
+    "include_bytes",
+    "env",
+    "option_env",
+    "asm",
+    "global_asm",
+    "naked_asm",
+    "concat_idents",
+];
 
 /// Attributes a candidate may not carry (`unsafe(...)` wraps the symbol attributes in
 /// edition 2024).
-const FORBIDDEN_ATTRIBUTES: [&str; 9] =
-    ["path", "link", "link_name", "link_section", "no_mangle", "export_name", "used", "unsafe", "no_builtins"];
+const FORBIDDEN_ATTRIBUTES: [&str; 9] = [
+    "path",
+    "link",
+    "link_name",
+    "link_section",
+    "no_mangle",
+    "export_name",
+    "used",
+    "unsafe",
+    "no_builtins",
+];
 
 /// Why a candidate was refused before building; the text is written for the mind.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,7 +65,11 @@ impl std::fmt::Display for Refusal {
 pub fn check(code: &str) -> Result<(), Refusal> {
     let file = syn::parse_file(code).map_err(|e| {
         let at = e.span().start();
-        Refusal(format!("It is not valid Rust (line {}, column {}): {e}. Write plain Rust items.", at.line, at.column + 1))
+        Refusal(format!(
+            "It is not valid Rust (line {}, column {}): {e}. Write plain Rust items.",
+            at.line,
+            at.column + 1
+        ))
     })?;
     if let Some(attr) = file.attrs.first() {
         return Err(Refusal(format!("It uses the inner attribute `{}`, which is not allowed: inner attributes change how the whole crate is compiled.", shown(attr))));
@@ -64,7 +86,8 @@ pub fn check(code: &str) -> Result<(), Refusal> {
 }
 
 fn shown(attr: &syn::Attribute) -> String {
-    let path = attr.path().segments.iter().map(|s| s.ident.to_string()).collect::<Vec<_>>().join("::");
+    let path =
+        attr.path().segments.iter().map(|s| s.ident.to_string()).collect::<Vec<_>>().join("::");
     match attr.style {
         syn::AttrStyle::Inner(_) => format!("#![{path}]"),
         syn::AttrStyle::Outer => format!("#[{path}]"),
@@ -86,13 +109,17 @@ fn scan(tokens: TokenStream) -> Result<(), Refusal> {
                     )));
                 }
                 if name == "macro_rules" {
-                    return Err(Refusal("It defines a macro, which is not allowed: write plain functions.".into()));
+                    return Err(Refusal(
+                        "It defines a macro, which is not allowed: write plain functions.".into(),
+                    ));
                 }
                 previous_was_pound = false;
             }
             TokenTree::Punct(p) => {
                 if previous_was_pound && p.as_char() == '!' {
-                    return Err(Refusal("It uses an inner attribute (`#![...]`), which is not allowed.".into()));
+                    return Err(Refusal(
+                        "It uses an inner attribute (`#![...]`), which is not allowed.".into(),
+                    ));
                 }
                 previous_was_pound = p.as_char() == '#';
             }
@@ -121,7 +148,10 @@ impl Sealer {
 impl<'ast> Visit<'ast> for Sealer {
     fn visit_attribute(&mut self, attr: &'ast syn::Attribute) {
         if matches!(attr.style, syn::AttrStyle::Inner(_)) {
-            self.refuse(format!("It uses the inner attribute `{}`, which is not allowed.", shown(attr)));
+            self.refuse(format!(
+                "It uses the inner attribute `{}`, which is not allowed.",
+                shown(attr)
+            ));
         }
         let first = attr.path().segments.first().map(|s| s.ident.to_string()).unwrap_or_default();
         if FORBIDDEN_ATTRIBUTES.contains(&first.as_str()) {
@@ -155,14 +185,19 @@ impl<'ast> Visit<'ast> for Sealer {
         // Its attributes first: `#[path]` is the more telling reason.
         syn::visit::visit_item_mod(self, item);
         if item.content.is_none() {
-            self.refuse(format!("It declares `mod {};`, which would read a host file: write the code inline.", item.ident));
+            self.refuse(format!(
+                "It declares `mod {};`, which would read a host file: write the code inline.",
+                item.ident
+            ));
         }
     }
 
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
         let name = mac.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
         if FORBIDDEN_MACROS.contains(&name.as_str()) {
-            self.refuse(format!("It uses `{name}!`, which is not allowed: it would read the host while compiling."));
+            self.refuse(format!(
+                "It uses `{name}!`, which is not allowed: it would read the host while compiling."
+            ));
         }
         syn::visit::visit_macro(self, mac);
     }

@@ -32,7 +32,11 @@ pub struct Skill {
 
 /// Records a synthesised skill in `tx` (the install transaction).
 pub fn record(tx: &mut Tx<'_>, receiver: Oid, entry: BTreeMap<String, Value>) -> Result<()> {
-    let reg = crate::runtime::registry_root(tx, SKILLS_ROOT, "Verified synthesised capabilities, by selector@receiver.")?;
+    let reg = crate::runtime::registry_root(
+        tx,
+        SKILLS_ROOT,
+        "Verified synthesised capabilities, by selector@receiver.",
+    )?;
     let selector = match entry.get("selector") {
         Some(Value::Text(s)) => s.clone(),
         _ => String::new(),
@@ -56,17 +60,34 @@ pub fn all(rt: &Runtime) -> Result<Vec<Skill>> {
             .slots(reg)?
             .into_values()
             .filter_map(|v| match v {
-                Value::Map(m) => Some(Skill { selector: text(&m, "selector"), description: text(&m, "description"), signature: text(&m, "signature"), source: text(&m, "source"), origin: "synthesised".into() }),
+                Value::Map(m) => Some(Skill {
+                    selector: text(&m, "selector"),
+                    description: text(&m, "description"),
+                    signature: text(&m, "signature"),
+                    source: text(&m, "source"),
+                    origin: "synthesised".into(),
+                }),
                 _ => None,
             })
             .collect())
     })?;
     for p in plugin::list(rt)? {
         let source = match &p.source {
-            Some(blob) => rt.image().blobs().read(blob).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
+            Some(blob) => rt
+                .image()
+                .blobs()
+                .read(blob)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
             None => String::new(),
         };
-        skills.push(Skill { selector: p.selector, description: p.description, signature: String::new(), source, origin: "plugin".into() });
+        skills.push(Skill {
+            selector: p.selector,
+            description: p.description,
+            signature: String::new(),
+            source,
+            origin: "plugin".into(),
+        });
     }
     Ok(skills)
 }
@@ -94,7 +115,10 @@ fn words(text: &str) -> Vec<String> {
 /// The `k` skills most similar to `query` (best first), leaving out those with nothing
 /// in common with it.
 pub fn similar(skills: &[Skill], query: &str, k: usize) -> Vec<Skill> {
-    let docs: Vec<Vec<String>> = skills.iter().map(|s| words(&format!("{} {} {}", s.selector, s.description, s.signature))).collect();
+    let docs: Vec<Vec<String>> = skills
+        .iter()
+        .map(|s| words(&format!("{} {} {}", s.selector, s.description, s.signature)))
+        .collect();
     let mut df: HashMap<&str, usize> = HashMap::new();
     for doc in &docs {
         let mut seen: Vec<&str> = doc.iter().map(String::as_str).collect();
@@ -133,12 +157,22 @@ mod tests {
     use super::*;
 
     fn skill(selector: &str, description: &str) -> Skill {
-        Skill { selector: selector.into(), description: description.into(), signature: String::new(), source: String::new(), origin: "test".into() }
+        Skill {
+            selector: selector.into(),
+            description: description.into(),
+            signature: String::new(),
+            source: String::new(),
+            origin: "test".into(),
+        }
     }
 
     #[test]
     fn similar_skills_rank_by_shared_rare_words() {
-        let skills = [skill("reverseText:", "reverses the characters of a text"), skill("factorial", "the factorial of an integer"), skill("sumList:", "adds the integers of a list")];
+        let skills = [
+            skill("reverseText:", "reverses the characters of a text"),
+            skill("factorial", "the factorial of an integer"),
+            skill("sumList:", "adds the integers of a list"),
+        ];
         let best = similar(&skills, "reverseWords: reverses the words of a text", 2);
         assert_eq!(best.first().map(|s| s.selector.as_str()), Some("reverseText:"));
         assert!(similar(&skills, "zebra", 3).is_empty(), "nothing in common, nothing offered");

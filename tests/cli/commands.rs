@@ -19,7 +19,11 @@ fn ok_json(image: &Path, args: &[&str]) -> Json {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let out = batos(image, &all);
-    assert!(out.status.success(), "batos {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "batos {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("stdout is JSON")
 }
 
@@ -144,26 +148,39 @@ fn plugins_from_the_command_line() {
     }
     assert_eq!(ok_json(&image, &["send", "genesis", "double:", "21"])["result"], 42);
     assert_eq!(ok_json(&image, &["send", "genesis", "greet:", "\"Ada\""])["result"], "Hello, Ada!");
-    assert!(ok_json(&image, &["send", "genesis", "reportTime"])["result"].as_i64().expect("seconds") > 1_700_000_000);
+    assert!(
+        ok_json(&image, &["send", "genesis", "reportTime"])["result"].as_i64().expect("seconds")
+            > 1_700_000_000
+    );
     assert_eq!(ok_json(&image, &["send", "genesis", "shout:", "\"bob\""])["result"], "HELLO, BOB!");
     assert_eq!(ok_json(&image, &["send", "genesis", "increment"])["result"], 1);
-    assert_eq!(ok_json(&image, &["send", "genesis", "increment"])["result"], 2, "the count persists between processes");
+    assert_eq!(
+        ok_json(&image, &["send", "genesis", "increment"])["result"],
+        2,
+        "the count persists between processes"
+    );
 
     let list = ok_json(&image, &["plugin", "list"]);
-    let names: Vec<&str> = list.as_array().expect("list").iter().filter_map(|p| p["name"].as_str()).collect();
+    let names: Vec<&str> =
+        list.as_array().expect("list").iter().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(names, vec!["counter", "double", "greet", "report_time", "shout"]);
-    let report_time = list.as_array().expect("list").iter().find(|p| p["name"] == "report_time").expect("entry");
+    let report_time =
+        list.as_array().expect("list").iter().find(|p| p["name"] == "report_time").expect("entry");
     assert_eq!(report_time["grants"], serde_json::json!(["clock"]));
 
     let err = err_json(&image, &["send", "genesis", "double:", "\"x\""]);
     assert_eq!(err["error"]["kind"], "trapped", "{err}");
     let stats = ok_json(&image, &["plugin", "stats"]);
-    let double = stats.as_array().expect("stats").iter().find(|s| s["name"] == "double").expect("double");
+    let double =
+        stats.as_array().expect("stats").iter().find(|s| s["name"] == "double").expect("double");
     assert_eq!(double["calls"], 2, "stats persist across processes: {stats}");
     assert_eq!(double["failures"]["trapped"], 1);
 
     ok_json(&image, &["plugin", "remove", "double"]);
-    assert_eq!(err_json(&image, &["send", "--no-synthesis", "genesis", "double:", "2"])["error"]["kind"], "does_not_understand");
+    assert_eq!(
+        err_json(&image, &["send", "--no-synthesis", "genesis", "double:", "2"])["error"]["kind"],
+        "does_not_understand"
+    );
     let err = err_json(&image, &["plugin", "add", &repo_path("plugins/Cargo.toml")]);
     assert_eq!(err["error"]["kind"], "bad_manifest", "{err}");
 }
@@ -185,7 +202,10 @@ fn error_kinds_name_what_happened() {
         path.display().to_string()
     };
     // Writes slot `x` of the object it is handed, answering the host's verdict.
-    let steal = plugin("steal:", "", r#"
+    let steal = plugin(
+        "steal:",
+        "",
+        r#"
       (data (i32.const 512) "x")
       (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
         (local $node i32) (local $value i32) (local $r i32)
@@ -195,12 +215,21 @@ fn error_kinds_name_what_happened() {
         (call $object.set-slot (i32.load offset=8 (local.get $node)) (i32.const 512) (i32.const 1) (local.get $value) (i32.const 1) (local.get $r))
         (if (i32.ne (i32.load8_u (local.get $r)) (i32.const 0)) (then (return (local.get $r))))
         (call $ok_nil))
-    "#);
-    let spin = plugin("spin", "deadline_ms = 50\n", "(func $invoke (param i32 i32 i32) (result i32) (loop $l (br $l)) unreachable)");
+    "#,
+    );
+    let spin = plugin(
+        "spin",
+        "deadline_ms = 50\n",
+        "(func $invoke (param i32 i32 i32) (result i32) (loop $l (br $l)) unreachable)",
+    );
     let broken = plugin("broken", "", "(func $invoke (param");
     ok_json(&image, &["plugin", "add", &steal]);
     ok_json(&image, &["plugin", "add", &spin]);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
 
     let kind_of = |args: &[&str]| -> (String, Option<String>) {
         let mut all = vec!["--json"];
@@ -213,8 +242,13 @@ fn error_kinds_name_what_happened() {
             .output()
             .expect("batos runs");
         assert!(!out.status.success(), "{args:?} should fail");
-        let err: Json = serde_json::from_slice(&out.stderr).unwrap_or_else(|_| panic!("{args:?}: stderr is JSON: {}", String::from_utf8_lossy(&out.stderr)));
-        (err["error"]["kind"].as_str().expect("kind").to_owned(), err["error"]["what"].as_str().map(str::to_owned))
+        let err: Json = serde_json::from_slice(&out.stderr).unwrap_or_else(|_| {
+            panic!("{args:?}: stderr is JSON: {}", String::from_utf8_lossy(&out.stderr))
+        });
+        (
+            err["error"]["kind"].as_str().expect("kind").to_owned(),
+            err["error"]["what"].as_str().map(str::to_owned),
+        )
     };
     let cases: Vec<(Vec<String>, &str, Option<&str>)> = vec![
         (vec!["send".into(), "#99".into(), "clone".into()], "not_found", Some("object")),
@@ -225,9 +259,22 @@ fn error_kinds_name_what_happened() {
         (vec!["model".into(), "pull".into(), "no-such-model".into()], "not_found", Some("model")),
         (vec!["send".into(), "#x1".into(), "clone".into()], "bad_input", None),
         (vec!["set".into(), "genesis".into(), "".into(), "1".into()], "bad_input", None),
-        (vec!["send".into(), "genesis".into(), "steal:".into(), r#"{"$object": "traits"}"#.into()], "not_permitted", None),
+        (
+            vec![
+                "send".into(),
+                "genesis".into(),
+                "steal:".into(),
+                r#"{"$object": "traits"}"#.into(),
+            ],
+            "not_permitted",
+            None,
+        ),
         (vec!["send".into(), "genesis".into(), "spin".into()], "limit", None),
-        (vec!["send".into(), "--no-synthesis".into(), "genesis".into(), "frobnicate".into()], "does_not_understand", None),
+        (
+            vec!["send".into(), "--no-synthesis".into(), "genesis".into(), "frobnicate".into()],
+            "does_not_understand",
+            None,
+        ),
         (vec!["plugin".into(), "add".into(), broken.clone()], "build_failed", None),
     ];
     for (args, kind, what) in &cases {
@@ -236,9 +283,19 @@ fn error_kinds_name_what_happened() {
     }
     // The mind: a model that is not pulled, then a server that is not there.
     ok_json(&image, &["set", "pLLM", "model", "\"absent-model\""]);
-    assert_eq!(kind_of(&["send", "pLLM", "infer", "\"hi\""]), ("not_found".to_owned(), Some("model".to_owned())));
+    assert_eq!(
+        kind_of(&["send", "pLLM", "infer", "\"hi\""]),
+        ("not_found".to_owned(), Some("model".to_owned()))
+    );
     ok_json(&image, &["set", "pLLM", "backend", "\"openai\""]);
     ok_json(&image, &["set", "pLLM", "baseUrl", &format!("\"http://127.0.0.1:{closed}/v1\"")]);
-    assert_eq!(kind_of(&["send", "pLLM", "infer", "\"hi\""]), ("mind_unavailable".to_owned(), None));
-    assert_eq!(ok_json(&image, &["inspect", "traits"])["slots"].get("x"), None, "the refused write left traits alone");
+    assert_eq!(
+        kind_of(&["send", "pLLM", "infer", "\"hi\""]),
+        ("mind_unavailable".to_owned(), None)
+    );
+    assert_eq!(
+        ok_json(&image, &["inspect", "traits"])["slots"].get("x"),
+        None,
+        "the refused write left traits alone"
+    );
 }

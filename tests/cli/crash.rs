@@ -59,14 +59,20 @@ fn check(image: &Path, acked: &[TxId]) -> State {
     let mut total = 0;
     for account in accounts {
         let Value::Object(oid) = account else { panic!("account is an object") };
-        let Some(Value::Int(b)) = rt.object(*oid).expect("account").slots.get("balance").cloned() else {
+        let Some(Value::Int(b)) = rt.object(*oid).expect("account").slots.get("balance").cloned()
+        else {
             panic!("balance")
         };
         total += b;
     }
-    assert_eq!(total, ACCOUNTS * OPENING_BALANCE, "money was created or lost: a partial transaction is visible");
+    assert_eq!(
+        total,
+        ACCOUNTS * OPENING_BALANCE,
+        "money was created or lost: a partial transaction is visible"
+    );
     for tx in acked {
-        let entry = rt.image().history_entry(*tx).unwrap_or_else(|e| panic!("acknowledged {tx} lost: {e}"));
+        let entry =
+            rt.image().history_entry(*tx).unwrap_or_else(|e| panic!("acknowledged {tx} lost: {e}"));
         assert!(entry.description.contains("transfer"), "{tx} is a transfer");
     }
     if let Some(Value::Blob(blob)) = slots.get("lastBlob") {
@@ -78,9 +84,15 @@ fn check(image: &Path, acked: &[TxId]) -> State {
 
 #[test]
 fn kill_nine_loses_no_acknowledged_commit() {
-    let kills: u32 = std::env::var("BATOS_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
-    let seed: u64 = std::env::var("BATOS_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
-    println!("crash harness: {kills} kills, seed {seed} (BATOS_CRASH_SEED={seed} replays the schedule)");
+    let kills: u32 =
+        std::env::var("BATOS_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let seed: u64 = std::env::var("BATOS_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!(
+        "crash harness: {kills} kills, seed {seed} (BATOS_CRASH_SEED={seed} replays the schedule)"
+    );
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().expect("tempdir");
     let image = dir.path().join("image");
@@ -113,7 +125,10 @@ fn kill_nine_loses_no_acknowledged_commit() {
             state.transfers
         );
         if (round + 1) % 100 == 0 {
-            println!("crash harness: {} kills, {acked_count} acknowledged commits verified", round + 1);
+            println!(
+                "crash harness: {} kills, {acked_count} acknowledged commits verified",
+                round + 1
+            );
         }
     }
     let acked = acknowledged(&oracle).len();
@@ -153,7 +168,12 @@ fn a_torn_or_damaged_journal_tail_recovers_or_is_refused_never_wrong() {
     let oracle = dir.path().join("oracle");
     let status = stress(&pristine, &oracle, 7, false, Some(200)).wait().expect("runs");
     assert!(status.success(), "the workload ran to completion");
-    let journal_name = journals(&pristine.join("store")).pop().expect("a journal file").file_name().expect("name").to_owned();
+    let journal_name = journals(&pristine.join("store"))
+        .pop()
+        .expect("a journal file")
+        .file_name()
+        .expect("name")
+        .to_owned();
     let bytes = std::fs::read(pristine.join("store").join(&journal_name)).expect("journal");
     let written = bytes.iter().rposition(|b| *b != 0).expect("journal has data") + 1;
     assert!(written > 4096, "the journal holds the workload ({written} bytes)");
@@ -184,7 +204,11 @@ fn a_torn_or_damaged_journal_tail_recovers_or_is_refused_never_wrong() {
             Ok(rt) => {
                 drop(rt);
                 let state = check(&copy, &[]);
-                assert!((0..=200).contains(&state.transfers), "case {case}: {} transfers", state.transfers);
+                assert!(
+                    (0..=200).contains(&state.transfers),
+                    "case {case}: {} transfers",
+                    state.transfers
+                );
                 recovered += 1;
             }
             Err(e) => {
@@ -194,6 +218,8 @@ fn a_torn_or_damaged_journal_tail_recovers_or_is_refused_never_wrong() {
             }
         }
     }
-    println!("torn journal: {recovered} recovered consistently, {refused} refused clearly, 0 wrong");
+    println!(
+        "torn journal: {recovered} recovered consistently, {refused} refused clearly, 0 wrong"
+    );
     assert!(recovered > 0, "a torn tail must be recoverable");
 }

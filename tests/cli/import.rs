@@ -25,7 +25,11 @@ fn an_imported_model_thinks_from_the_cli_with_its_weights_in_the_image() {
             .args(args)
             .output()
             .expect("batos runs");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (ok, _, err) = batos(&["model", "import", source.to_str().expect("utf-8")]);
     assert!(ok, "{err}");
@@ -44,7 +48,10 @@ fn an_imported_model_thinks_from_the_cli_with_its_weights_in_the_image() {
 
     let (_, pllm, _) = batos(&["--json", "inspect", "pLLM"]);
     let size = std::fs::metadata(&source).expect("source").len();
-    assert!(pllm.contains("weights") && pllm.contains("pocket") && pllm.contains(&size.to_string()), "{pllm}");
+    assert!(
+        pllm.contains("weights") && pllm.contains("pocket") && pllm.contains(&size.to_string()),
+        "{pllm}"
+    );
 
     // The image thinks with its own copy even when the models folder loses the file.
     std::fs::remove_file(dir.path().join("models").join("pocket.gguf")).expect("remove");

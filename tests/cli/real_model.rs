@@ -10,7 +10,8 @@ use batos::model::pull;
 /// second process thinks with that blob.
 #[test]
 fn send_pllm_infer_works_from_the_cli() {
-    pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls");
+    pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet)
+        .expect("the model pulls");
     let dir = tempfile::tempdir().expect("tempdir");
     let batos = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_batos"))
@@ -21,18 +22,36 @@ fn send_pllm_infer_works_from_the_cli() {
             .expect("batos runs")
     };
     assert!(batos(&["set", "pLLM", "maxTokens", "16"]).status.success());
-    let out = batos(&["--json", "send", "pLLM", "infer", "\"What is 2 + 3? Answer with the number only.\""]);
+    let out = batos(&[
+        "--json",
+        "send",
+        "pLLM",
+        "infer",
+        "\"What is 2 + 3? Answer with the number only.\"",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert!(answer["result"].as_str().is_some_and(|t| t.contains('5')), "{answer}");
 
     let out = batos(&["--json", "inspect", "pLLM"]);
     let pllm = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(pllm.contains("weights") && pllm.contains(&pull::CATALOGUE[0].size.to_string()), "pLLM refers to its weights blob: {pllm}");
+    assert!(
+        pllm.contains("weights") && pllm.contains(&pull::CATALOGUE[0].size.to_string()),
+        "pLLM refers to its weights blob: {pllm}"
+    );
     let blobs: Vec<_> = walk(&dir.path().join("image").join("blobs"));
-    assert!(blobs.iter().any(|(_, len)| *len == pull::CATALOGUE[0].size), "the GGUF is in the image's blob store");
+    assert!(
+        blobs.iter().any(|(_, len)| *len == pull::CATALOGUE[0].size),
+        "the GGUF is in the image's blob store"
+    );
 
-    let out = batos(&["--json", "send", "pLLM", "infer", "\"What is 4 + 4? Answer with the number only.\""]);
+    let out = batos(&[
+        "--json",
+        "send",
+        "pLLM",
+        "infer",
+        "\"What is 4 + 4? Answer with the number only.\"",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert!(answer["result"].as_str().is_some_and(|t| t.contains('8')), "{answer}");
@@ -59,17 +78,34 @@ fn three_processes_pulling_one_model_at_once_all_succeed() {
     let mut exports = BTreeSet::new();
     for pull in pulls {
         let out = pull.wait_with_output().expect("batos ends");
-        assert!(out.status.success(), "every pull succeeds: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "every pull succeeds: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        exports.insert(answer["result"]["onnx"].as_str().map(str::to_owned).or_else(|| answer["onnx"].as_str().map(str::to_owned)).expect("the export's path"));
+        exports.insert(
+            answer["result"]["onnx"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| answer["onnx"].as_str().map(str::to_owned))
+                .expect("the export's path"),
+        );
     }
     assert_eq!(exports.len(), 1, "one export for all three: {exports:?}");
-    let ggufs: Vec<_> = walk(models.path()).into_iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "gguf")).collect();
+    let ggufs: Vec<_> = walk(models.path())
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
     assert_eq!(ggufs.len(), 1, "one GGUF: {ggufs:?}");
     assert_eq!(ggufs[0].1, pull::CATALOGUE[0].size);
-    let leftovers: Vec<_> = walk(models.path()).into_iter().filter(|(p, _)| p.to_string_lossy().contains("partial")).collect();
+    let leftovers: Vec<_> = walk(models.path())
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("partial"))
+        .collect();
     assert!(leftovers.is_empty(), "nothing half-written is left: {leftovers:?}");
-    let model = pull::pull(pull::CATALOGUE[0].name, models.path(), &mut pull::Quiet).expect("a fourth pull finds it ready");
+    let model = pull::pull(pull::CATALOGUE[0].name, models.path(), &mut pull::Quiet)
+        .expect("a fourth pull finds it ready");
     assert!(model.onnx.is_file());
 }
 

@@ -27,7 +27,11 @@ fn text(bytes: &[u8]) -> String {
 /// A fresh image whose pLLM asks the stub server.
 fn image_thinking_with(dir: &Path, server: &StubChatServer) -> std::path::PathBuf {
     let image = dir.join("image");
-    for (slot, value) in [("backend", "\"openai\"".to_owned()), ("model", "\"stub\"".to_owned()), ("baseUrl", format!("{:?}", server.base_url))] {
+    for (slot, value) in [
+        ("backend", "\"openai\"".to_owned()),
+        ("model", "\"stub\"".to_owned()),
+        ("baseUrl", format!("{:?}", server.base_url)),
+    ] {
         let out = run(&image, &["set", "pLLM", slot, &value]);
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
@@ -41,18 +45,40 @@ fn a_send_synthesises_live_and_the_cycle_can_be_inspected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = StubChatServer::start(vec![answer(DOUBLE)]);
     let image = image_thinking_with(dir.path(), &server);
-    let out = batos(&image).env("BATOS_WORKSPACE", dir.path().join("ws")).args(["send", "genesis", "double:", "21", "--example", "3 => 6", "--brief", "twice the number"]).output().expect("runs");
+    let out = batos(&image)
+        .env("BATOS_WORKSPACE", dir.path().join("ws"))
+        .args([
+            "send",
+            "genesis",
+            "double:",
+            "21",
+            "--example",
+            "3 => 6",
+            "--brief",
+            "twice the number",
+        ])
+        .output()
+        .expect("runs");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "42");
     let live = text(&out.stderr);
-    for shown in ["DECOMPOSING fn double(a: i64) -> i64", "SYNTHESIZING round 1", "round 1 passed", "COMPLETE"] {
+    for shown in [
+        "DECOMPOSING fn double(a: i64) -> i64",
+        "SYNTHESIZING round 1",
+        "round 1 passed",
+        "COMPLETE",
+    ] {
         assert!(live.contains(shown), "the cycle is shown live ({shown}): {live}");
     }
     let prompt = &server.handle.join().expect("server")[0].1;
     assert!(prompt.contains("twice the number") && prompt.contains("double(3) == 6"), "{prompt}");
 
     let out = run(&image, &["cycles"]);
-    assert!(text(&out.stdout).contains("c1") && text(&out.stdout).contains("COMPLETE"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("c1") && text(&out.stdout).contains("COMPLETE"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = run(&image, &["--json", "cycle", "c1"]);
     let cycle: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(cycle["state"], "COMPLETE");
@@ -62,7 +88,11 @@ fn a_send_synthesises_live_and_the_cycle_can_be_inspected() {
     assert_eq!(text(&out.stdout).trim(), "-8", "{}", text(&out.stderr));
 
     let out = run(&image, &["send", "genesis", "triple:", "1", "--example", "nonsense"]);
-    assert!(!out.status.success() && text(&out.stderr).contains("ARGS => RESULT"), "{}", text(&out.stderr));
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("ARGS => RESULT"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -86,7 +116,12 @@ fn a_process_killed_mid_cycle_leaves_a_failed_cycle_and_nothing_installed() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let cycle: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(cycle["state"], "FAILED", "the next awakening marks it failed: {cycle}");
-    assert!(cycle["reason"].as_str().is_some_and(|r| r.contains("interrupted") && r.contains("SYNTHESIZING")), "{cycle}");
+    assert!(
+        cycle["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("interrupted") && r.contains("SYNTHESIZING")),
+        "{cycle}"
+    );
     let out = run(&image, &["send", "genesis", "double:", "1"]);
     assert!(!out.status.success(), "nothing was installed");
     let out = run(&image, &["--json", "inspect", "genesis"]);
@@ -115,7 +150,10 @@ fn the_architect_session_sends_translates_and_inspects() {
     assert!(shown.contains("Send a message:"), "help: {shown}");
     assert!(shown.contains("\n42\n") || shown.contains(" 42\n"), "the synthesised answer: {shown}");
     assert!(shown.contains("c1") && shown.contains("COMPLETE"), "cycles: {shown}");
-    assert!(shown.contains("→ genesis double: 4") && shown.contains("run it? [Y/n] 8"), "the translation is shown, then run: {shown}");
+    assert!(
+        shown.contains("→ genesis double: 4") && shown.contains("run it? [Y/n] 8"),
+        "the translation is shown, then run: {shown}"
+    );
     assert!(shown.contains("double:"), "inspect shows the installed method: {shown}");
     assert!(text(&out.stderr).contains("COMPLETE"), "the cycle was shown live");
 }

@@ -3,9 +3,9 @@
 
 use crate::chat_stub;
 
+use batos_mind::{Finish, Message, Mind, MindError, OpenAiMind, Sampling};
 use chat_stub::{sse, Reply, StubChatServer};
 use std::net::TcpListener;
-use batos_mind::{Finish, Message, Mind, MindError, OpenAiMind, Sampling};
 
 #[test]
 fn a_streamed_completion_arrives_piece_by_piece() {
@@ -19,7 +19,11 @@ fn a_streamed_completion_arrives_piece_by_piece() {
     let sampling = Sampling { max_tokens: 64, stop: vec!["```".into()], ..Sampling::default() };
     let mut streamed = Vec::new();
     let completion = mind
-        .complete(&[Message::system("You write Rust."), Message::user("add two numbers")], &sampling, &mut |p| streamed.push(p.to_owned()))
+        .complete(
+            &[Message::system("You write Rust."), Message::user("add two numbers")],
+            &sampling,
+            &mut |p| streamed.push(p.to_owned()),
+        )
         .expect("completes");
     assert_eq!(completion.text, "fn add(a: i64, b: i64) -> i64 { a + b }");
     assert_eq!(streamed.len(), 2, "the text arrived in two pieces");
@@ -45,8 +49,13 @@ fn a_refusal_carries_the_servers_words() {
         body.len()
     ))]);
     let mind = OpenAiMind::new(server.base_url.clone(), "nope");
-    let err = mind.complete(&[Message::user("hi")], &Sampling::default(), &mut |_| {}).expect_err("refused");
-    assert!(matches!(&err, MindError::Refused { status: 404, detail, .. } if detail.contains("not found")), "{err}");
+    let err = mind
+        .complete(&[Message::user("hi")], &Sampling::default(), &mut |_| {})
+        .expect_err("refused");
+    assert!(
+        matches!(&err, MindError::Refused { status: 404, detail, .. } if detail.contains("not found")),
+        "{err}"
+    );
     server.handle.join().expect("server thread");
 }
 
@@ -55,23 +64,32 @@ fn an_unreachable_server_says_what_to_check() {
     // A port that was free a moment ago and has no listener now.
     let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let mind = OpenAiMind::new(format!("http://127.0.0.1:{port}/v1"), "any");
-    let err = mind.complete(&[Message::user("hi")], &Sampling::default(), &mut |_| {}).expect_err("unreachable");
+    let err = mind
+        .complete(&[Message::user("hi")], &Sampling::default(), &mut |_| {})
+        .expect_err("unreachable");
     assert!(matches!(err, MindError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("is the server running"), "{err}");
 }
 
 #[test]
 fn pllm_infer_asks_the_mind_its_slots_name() {
-    let server = StubChatServer::start(vec![Reply::Answer(sse(&[r#"{"choices":[{"delta":{"content":"42"}}]}"#, "[DONE]"]))]);
+    let server = StubChatServer::start(vec![Reply::Answer(sse(&[
+        r#"{"choices":[{"delta":{"content":"42"}}]}"#,
+        "[DONE]",
+    ]))]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = batos_mind::Minds::new().attach(batos_runtime::Runtime::builder()).open(dir.path().join("image")).expect("opens");
+    let rt = batos_mind::Minds::new()
+        .attach(batos_runtime::Runtime::builder())
+        .open(dir.path().join("image"))
+        .expect("opens");
     let pllm = rt.resolve("pLLM").expect("pLLM");
     rt.set_slot(pllm, "backend", "openai".into()).expect("set");
     rt.set_slot(pllm, "model", "stub-model".into()).expect("set");
     rt.set_slot(pllm, "baseUrl", server.base_url.clone().into()).expect("set");
     // genesis delegates to pLLM, so it can think too.
     let genesis = rt.resolve("genesis").expect("genesis");
-    let answer = rt.send(genesis, "infer", vec!["What is six times seven?".into()]).expect("infers");
+    let answer =
+        rt.send(genesis, "infer", vec!["What is six times seven?".into()]).expect("infers");
     assert_eq!(answer, batos_runtime::Value::Text("42".into()));
     let (_, body) = server.handle.join().expect("server thread").remove(0);
     let request: serde_json::Value = serde_json::from_str(&body).expect("JSON");
@@ -98,9 +116,13 @@ fn a_retried_transaction_asks_the_mind_once() {
     let counted = runs.clone();
     // A method that thinks, then makes its own transaction conflict once: between its
     // read of `genesis.note` and its commit, another transaction writes that slot.
-    let rt = batos_mind::Minds::new().attach(batos_runtime::Runtime::builder())
+    let rt = batos_mind::Minds::new()
+        .attach(batos_runtime::Runtime::builder())
         .primitive("conflictingTestMethod", move |cx, call| {
-            let pllm = cx.tx().root("pLLM")?.ok_or_else(|| batos_runtime::Error::UnknownRoot("pLLM".into()))?;
+            let pllm = cx
+                .tx()
+                .root("pLLM")?
+                .ok_or_else(|| batos_runtime::Error::UnknownRoot("pLLM".into()))?;
             let answer = cx.send(pllm, "infer", &[call.arg(0)?.clone()])?;
             let _seen = cx.tx().slot(call.receiver, "note")?;
             if counted.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -116,11 +138,24 @@ fn a_retried_transaction_asks_the_mind_once() {
     rt.set_slot(pllm, "baseUrl", server.base_url.clone().into()).expect("set");
     let genesis = rt.resolve("genesis").expect("genesis");
     rt.set_slot(genesis, "note", "initial".into()).expect("set");
-    rt.set_slot(genesis, "think:", batos_runtime::Value::Method(batos_runtime::Method::Native { primitive: "conflictingTestMethod".into() })).expect("set");
+    rt.set_slot(
+        genesis,
+        "think:",
+        batos_runtime::Value::Method(batos_runtime::Method::Native {
+            primitive: "conflictingTestMethod".into(),
+        }),
+    )
+    .expect("set");
 
     let answer = rt.send(genesis, "think:", vec!["hello".into()]).expect("answers");
     assert_eq!(answer, batos_runtime::Value::Text("first answer".into()));
-    assert!(runs.load(Ordering::SeqCst) >= 2, "the method's transaction ran again after its conflict");
+    assert!(
+        runs.load(Ordering::SeqCst) >= 2,
+        "the method's transaction ran again after its conflict"
+    );
     assert_eq!(server.arrived.try_iter().count(), 1, "the mind was asked once");
-    assert_eq!(rt.object(genesis).expect("genesis").slots.get("note"), Some(&batos_runtime::Value::Text("first answer".into())));
+    assert_eq!(
+        rt.object(genesis).expect("genesis").slots.get("note"),
+        Some(&batos_runtime::Value::Text("first answer".into()))
+    );
 }

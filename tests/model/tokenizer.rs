@@ -13,7 +13,8 @@ fn model(path: &std::path::Path, pre: &str) {
     let mut tokens: Vec<String> = table.iter().map(char::to_string).collect();
     let mut types = vec![MetaValue::I32(1); 256];
     let space = table[usize::from(b' ')].to_string();
-    let merges = [("h", "e"), ("l", "l"), ("he", "ll"), (space.as_str(), "w"), ("f", "n"), ("hell", "o")];
+    let merges =
+        [("h", "e"), ("l", "l"), ("he", "ll"), (space.as_str(), "w"), ("f", "n"), ("hell", "o")];
     let mut merge_texts = Vec::new();
     for (a, b) in merges {
         tokens.push(format!("{a}{b}"));
@@ -28,7 +29,10 @@ fn model(path: &std::path::Path, pre: &str) {
         .meta("general.architecture", MetaValue::String("qwen2".into()))
         .meta("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
         .meta("tokenizer.ggml.pre", MetaValue::String(pre.into()))
-        .meta("tokenizer.ggml.tokens", MetaValue::Array(tokens.into_iter().map(MetaValue::String).collect()))
+        .meta(
+            "tokenizer.ggml.tokens",
+            MetaValue::Array(tokens.into_iter().map(MetaValue::String).collect()),
+        )
         .meta("tokenizer.ggml.token_type", MetaValue::Array(types))
         .meta("tokenizer.ggml.merges", MetaValue::Array(merge_texts))
         .tensor("output_norm.weight", &[1], GgmlType::F32, 1.0f32.to_le_bytes().to_vec())
@@ -60,8 +64,13 @@ fn text_round_trips_through_the_rebuilt_tokenizer() {
         }
         let ids = tok.encode("hello", false).expect("encodes").get_ids().to_vec();
         assert_eq!(ids, vec![261], "{pre}: the merges make `hello` one token");
-        let ids = tok.encode("<|im_start|>hi<|im_end|>", false).expect("encodes").get_ids().to_vec();
-        assert_eq!((ids[0], ids[ids.len() - 1]), (262, 263), "{pre}: special tokens are single ids");
+        let ids =
+            tok.encode("<|im_start|>hi<|im_end|>", false).expect("encodes").get_ids().to_vec();
+        assert_eq!(
+            (ids[0], ids[ids.len() - 1]),
+            (262, 263),
+            "{pre}: special tokens are single ids"
+        );
     }
 }
 

@@ -114,7 +114,9 @@ fn data_slots_refuse_arguments_and_methods_take_them() {
     set(&rt, genesis, "x", 5i64);
     let err = rt.send(genesis, "x", vec![Value::Int(1)]).expect_err("data takes no args");
     assert!(matches!(err, Error::BadArguments { .. }), "{err}");
-    let err = rt.send(genesis, "setSlot:value:", vec![Value::Int(1), Value::Int(2)]).expect_err("slot name must be text");
+    let err = rt
+        .send(genesis, "setSlot:value:", vec![Value::Int(1), Value::Int(2)])
+        .expect_err("slot name must be text");
     assert!(err.to_string().contains("argument 1 must be text"), "{err}");
 }
 
@@ -147,9 +149,21 @@ fn unknown_selectors_reach_does_not_understand_with_a_reified_message() {
     };
     let (_dir, rt) = rt;
     let genesis = rt.resolve("genesis").expect("genesis");
-    set(&rt, genesis, "doesNotUnderstand", Value::Method(batos_runtime::Method::Native { primitive: "test.echoMessage".into() }));
+    set(
+        &rt,
+        genesis,
+        "doesNotUnderstand",
+        Value::Method(batos_runtime::Method::Native { primitive: "test.echoMessage".into() }),
+    );
     let answer = rt.send(genesis, "frobnicate:", vec![Value::Int(7)]).expect("handled");
-    assert_eq!(answer, Value::List(vec![text("frobnicate:"), Value::List(vec![Value::Int(7)]), Value::Object(genesis)]));
+    assert_eq!(
+        answer,
+        Value::List(vec![
+            text("frobnicate:"),
+            Value::List(vec![Value::Int(7)]),
+            Value::Object(genesis)
+        ])
+    );
 }
 
 #[test]
@@ -160,7 +174,12 @@ fn unknown_objects_and_primitives_are_clear_errors() {
     assert!(matches!(rt.resolve("#999"), Err(Error::UnknownObject(_))));
     assert!(matches!(rt.resolve("nobody"), Err(Error::UnknownRoot(_))));
     let genesis = rt.resolve("genesis").expect("genesis");
-    set(&rt, genesis, "broken", Value::Method(batos_runtime::Method::Native { primitive: "not.registered".into() }));
+    set(
+        &rt,
+        genesis,
+        "broken",
+        Value::Method(batos_runtime::Method::Native { primitive: "not.registered".into() }),
+    );
     let err = rt.send(genesis, "broken", vec![]).expect_err("unregistered");
     assert!(matches!(err, Error::UnknownPrimitive { .. }), "{err}");
 }
@@ -174,7 +193,12 @@ fn runaway_recursion_is_stopped_at_the_depth_limit() {
         .open(dir.path().join("image"))
         .expect("opens");
     let genesis = rt.resolve("genesis").expect("genesis");
-    set(&rt, genesis, "forever", Value::Method(batos_runtime::Method::Native { primitive: "test.forever".into() }));
+    set(
+        &rt,
+        genesis,
+        "forever",
+        Value::Method(batos_runtime::Method::Native { primitive: "test.forever".into() }),
+    );
     let err = rt.send(genesis, "forever", vec![]).expect_err("too deep");
     assert!(matches!(err, Error::SendTooDeep { depth: 32, .. }), "{err}");
 }

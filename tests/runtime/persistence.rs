@@ -24,7 +24,14 @@ fn every_kind(genesis: Oid, blob: BlobRef) -> BTreeMap<String, Value> {
         ("object", Value::Object(genesis)),
         ("blob", Value::Blob(blob)),
         ("native", Value::Method(Method::Native { primitive: "clone".into() })),
-        ("component", Value::Method(Method::Component { component: blob, grants: vec!["clock".into()], deadline_ms: Some(200) })),
+        (
+            "component",
+            Value::Method(Method::Component {
+                component: blob,
+                grants: vec!["clock".into()],
+                deadline_ms: Some(200),
+            }),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -77,7 +84,10 @@ fn the_primordial_objects_follow_the_creation_order() {
     assert_eq!(rt.object(genesis).expect("genesis").parents, vec![traits, pllm]);
     for selector in ["clone", "setSlot:value:", "doesNotUnderstand"] {
         assert!(
-            matches!(rt.object(traits).expect("traits").slots.get(selector), Some(Value::Method(_))),
+            matches!(
+                rt.object(traits).expect("traits").slots.get(selector),
+                Some(Value::Method(_))
+            ),
             "traits has {selector}"
         );
     }
@@ -104,7 +114,10 @@ fn foreign_and_damaged_folders_are_refused() {
     std::fs::write(foreign.join("notes.txt"), "my files").expect("write");
     let err = Runtime::open(&foreign).expect_err("not an image");
     assert!(matches!(err, Error::NotAnImage { .. }), "{err}");
-    assert!(foreign.join("notes.txt").exists() && !foreign.join("store").exists(), "nothing was touched");
+    assert!(
+        foreign.join("notes.txt").exists() && !foreign.join("store").exists(),
+        "nothing was touched"
+    );
 
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").expect("write");
@@ -159,17 +172,17 @@ fn bad_input_is_refused_and_changes_nothing() {
             rt.set_slot(
                 genesis,
                 "blob",
-                Value::Blob(BlobRef { hash: batos_runtime::BlobHash::of(b"never stored"), size: 12 }),
+                Value::Blob(BlobRef {
+                    hash: batos_runtime::BlobHash::of(b"never stored"),
+                    size: 12,
+                }),
             ),
         ),
     ];
     for (what, result) in cases {
         let err = result.expect_err(what);
         let kind = err.kind();
-        assert!(
-            matches!(kind, "bad_input" | "not_found"),
-            "{what}: {err}"
-        );
+        assert!(matches!(kind, "bad_input" | "not_found"), "{what}: {err}");
     }
     assert_eq!(rt.image().last_tx(), before, "nothing was committed");
     let slots = rt.object(genesis).expect("genesis").slots;
@@ -196,5 +209,8 @@ fn a_damaged_blob_is_reported_never_returned() {
     let err = rt.image().blobs().read(&blob).expect_err("damaged");
     assert!(matches!(err, Error::BlobCorrupt { .. }), "{err}");
     assert!(err.to_string().contains("restore"), "{err}");
-    assert_eq!(rt.send(genesis, "weights", vec![]).expect("the reference is intact"), Value::Blob(blob));
+    assert_eq!(
+        rt.send(genesis, "weights", vec![]).expect("the reference is intact"),
+        Value::Blob(blob)
+    );
 }

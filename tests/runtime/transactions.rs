@@ -33,7 +33,11 @@ fn a_transaction_commits_all_its_writes_or_none() {
         })
         .expect_err("aborts");
     assert!(matches!(err, Error::DoesNotUnderstand { .. }), "{err}");
-    assert_eq!(rt.send(genesis, "a", vec![]).expect("a"), Value::Int(1), "the first write was rolled back");
+    assert_eq!(
+        rt.send(genesis, "a", vec![]).expect("a"),
+        Value::Int(1),
+        "the first write was rolled back"
+    );
     assert_eq!(rt.send(genesis, "b", vec![]).expect("b"), Value::Int(2));
     assert_eq!(rt.image().last_tx(), before, "nothing committed");
 }
@@ -45,14 +49,27 @@ fn a_failing_nested_send_rolls_back_only_its_own_writes() {
     // must vanish while the caller's earlier and later writes stay.
     let rt = Runtime::builder()
         .primitive("test.writeThenFail", |cx, call| {
-            cx.set_slot(call.receiver, "inner", &Value::Text("written by the failing send".into()))?;
-            cx.set_slot(call.receiver, "outer", &Value::Text("overwritten by the failing send".into()))?;
+            cx.set_slot(
+                call.receiver,
+                "inner",
+                &Value::Text("written by the failing send".into()),
+            )?;
+            cx.set_slot(
+                call.receiver,
+                "outer",
+                &Value::Text("overwritten by the failing send".into()),
+            )?;
             Err(Error::Failed("deliberate failure".into()))
         })
         .open(dir.path().join("image"))
         .expect("opens");
     let genesis = rt.resolve("genesis").expect("genesis");
-    set(&rt, genesis, "writeThenFail", Value::Method(Method::Native { primitive: "test.writeThenFail".into() }));
+    set(
+        &rt,
+        genesis,
+        "writeThenFail",
+        Value::Method(Method::Native { primitive: "test.writeThenFail".into() }),
+    );
 
     rt.transact("outer", |cx| {
         cx.set_slot(genesis, "outer", &text("before"))?;
@@ -104,7 +121,8 @@ fn writes_to_different_slots_of_one_object_do_not_conflict() {
             if runs.load(Ordering::SeqCst) == 1 {
                 // A concurrent writer commits a different slot of the same object in
                 // the middle of A.
-                rt.image().transact("writer B", |tx2| tx2.set_slot(genesis, "b", &Value::Int(2)))?;
+                rt.image()
+                    .transact("writer B", |tx2| tx2.set_slot(genesis, "b", &Value::Int(2)))?;
             }
             Ok(())
         })
@@ -126,13 +144,18 @@ fn writes_to_the_same_slot_conflict_and_are_retried() {
             let Some(Value::Int(n)) = tx.slot(genesis, "n")? else { panic!("n is an integer") };
             if run == 1 {
                 // Someone else increments n after we read it.
-                rt.image().transact("interloper", |tx2| tx2.set_slot(genesis, "n", &Value::Int(100)))?;
+                rt.image()
+                    .transact("interloper", |tx2| tx2.set_slot(genesis, "n", &Value::Int(100)))?;
             }
             tx.set_slot(genesis, "n", &Value::Int(n + 1))
         })
         .expect("commits on retry");
     assert_eq!(runs.load(Ordering::SeqCst), 2, "the first attempt conflicted");
-    assert_eq!(rt.send(genesis, "n", vec![]).expect("n"), Value::Int(101), "the retry saw the interloper's write");
+    assert_eq!(
+        rt.send(genesis, "n", vec![]).expect("n"),
+        Value::Int(101),
+        "the retry saw the interloper's write"
+    );
 }
 
 #[test]
@@ -149,13 +172,19 @@ fn retries_are_bounded_and_end_in_a_typed_conflict() {
         .transact("always loses", |tx| {
             runs.fetch_add(1, Ordering::SeqCst);
             tx.slot(genesis, "hot")?;
-            rt.image().transact("winner", |tx2| tx2.set_slot(genesis, "hot", &Value::Int(i64::from(runs.load(Ordering::SeqCst)))))?;
+            rt.image().transact("winner", |tx2| {
+                tx2.set_slot(genesis, "hot", &Value::Int(i64::from(runs.load(Ordering::SeqCst))))
+            })?;
             tx.set_slot(genesis, "hot", &Value::Int(-1))
         })
         .expect_err("gives up");
     assert!(matches!(err, Error::Conflict { attempts: 3 }), "{err}");
     assert_eq!(runs.load(Ordering::SeqCst), 3);
-    assert_eq!(rt.send(genesis, "hot", vec![]).expect("hot"), Value::Int(3), "the loser wrote nothing");
+    assert_eq!(
+        rt.send(genesis, "hot", vec![]).expect("hot"),
+        Value::Int(3),
+        "the loser wrote nothing"
+    );
 }
 
 #[test]
@@ -195,7 +224,9 @@ fn sends_that_change_nothing_commit_nothing() {
     let before = rt.image().last_tx();
     let read = rt.send_committed(genesis, "x", vec![]).expect("reads");
     assert_eq!(read.tx, None);
-    let same = rt.send_committed(genesis, "setSlot:value:", vec![text("x"), Value::Int(1)]).expect("same value");
+    let same = rt
+        .send_committed(genesis, "setSlot:value:", vec![text("x"), Value::Int(1)])
+        .expect("same value");
     assert_eq!(same.tx, None, "writing the value a slot already holds is not a change");
     assert_eq!(rt.image().last_tx(), before);
 }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use batos_runtime::{Error, Oid, Runtime, Value};
 use batos_sandbox::watch::{DropFolder, SyncReport};
 use batos_sandbox::{plugin, Limits, Sandbox};
-use batos_runtime::{Error, Oid, Runtime, Value};
 
 struct Host {
     _dir: tempfile::TempDir,
@@ -22,7 +22,8 @@ struct Host {
 fn host() -> Host {
     let dir = tempfile::tempdir().expect("tempdir");
     let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
-    let rt = batos_mind::Minds::new().attach(Runtime::builder())
+    let rt = batos_mind::Minds::new()
+        .attach(Runtime::builder())
         .component_runner(sandbox.clone())
         .open(dir.path().join("image"))
         .expect("image opens");
@@ -38,7 +39,13 @@ fn repo() -> PathBuf {
 
 impl Host {
     /// Writes NAME.wat and NAME.toml and installs them.
-    fn wat(&self, name: &str, selector: &str, extra_manifest: &str, wat: &str) -> batos_runtime::Result<plugin::Installed> {
+    fn wat(
+        &self,
+        name: &str,
+        selector: &str,
+        extra_manifest: &str,
+        wat: &str,
+    ) -> batos_runtime::Result<plugin::Installed> {
         let path = self.files.join(format!("{name}.wat"));
         std::fs::write(&path, wat).expect("write wat");
         std::fs::write(
@@ -58,7 +65,10 @@ impl Host {
         if self.rt.view(|cx| cx.lookup(self.genesis, "double:")).expect("lookup").is_none() {
             self.wat("double", "double:", "", DOUBLE).expect("double installs");
         }
-        assert_eq!(self.send("double:", vec![Value::Int(21)]).expect("a normal call after a hostile one"), Value::Int(42));
+        assert_eq!(
+            self.send("double:", vec![Value::Int(21)]).expect("a normal call after a hostile one"),
+            Value::Int(42)
+        );
     }
 }
 
@@ -73,7 +83,8 @@ fn a_wat_plugin_runs_and_survives_restart_without_its_source() {
     let image = dir.path().join("image");
     let source = dir.path().join("double.wat");
     std::fs::copy(repo().join("plugins/double.wat"), &source).expect("copy");
-    std::fs::copy(repo().join("plugins/double.toml"), dir.path().join("double.toml")).expect("copy");
+    std::fs::copy(repo().join("plugins/double.toml"), dir.path().join("double.toml"))
+        .expect("copy");
     {
         let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
         let rt = Runtime::builder().component_runner(sandbox.clone()).open(&image).expect("opens");
@@ -81,7 +92,10 @@ fn a_wat_plugin_runs_and_survives_restart_without_its_source() {
         assert_eq!(installed.selector, "double:");
         assert!(installed.source.is_some(), "the WAT source is kept as a blob");
         let genesis = rt.resolve("genesis").expect("genesis");
-        assert_eq!(rt.send(genesis, "double:", vec![Value::Int(21)]).expect("runs"), Value::Int(42));
+        assert_eq!(
+            rt.send(genesis, "double:", vec![Value::Int(21)]).expect("runs"),
+            Value::Int(42)
+        );
         let artifacts = rt.image().aux_scan("artifact/").expect("aux");
         assert_eq!(artifacts.len(), 1, "the compiled component is kept for the next process");
     }
@@ -89,7 +103,10 @@ fn a_wat_plugin_runs_and_survives_restart_without_its_source() {
     let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
     let rt = Runtime::builder().component_runner(sandbox).open(&image).expect("reopens");
     let genesis = rt.resolve("genesis").expect("genesis");
-    assert_eq!(rt.send(genesis, "double:", vec![Value::Int(-4)]).expect("runs from the image"), Value::Int(-8));
+    assert_eq!(
+        rt.send(genesis, "double:", vec![Value::Int(-4)]).expect("runs from the image"),
+        Value::Int(-8)
+    );
     assert_eq!(plugin::list(&rt).expect("list").len(), 1);
 }
 
@@ -97,10 +114,17 @@ fn a_wat_plugin_runs_and_survives_restart_without_its_source() {
 fn the_rust_example_plugins_run_through_the_host_api() {
     let h = host();
     for name in ["greet", "counter", "shout", "report_time"] {
-        plugin::add(&h.rt, &h.sandbox, &repo().join("plugins").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        plugin::add(&h.rt, &h.sandbox, &repo().join("plugins").join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
-    assert_eq!(h.send("greet:", vec![Value::Text("Ada".into())]).expect("greet"), Value::Text("Hello, Ada!".into()));
-    assert_eq!(h.send("shout:", vec![Value::Text("bob".into())]).expect("shout"), Value::Text("HELLO, BOB!".into()));
+    assert_eq!(
+        h.send("greet:", vec![Value::Text("Ada".into())]).expect("greet"),
+        Value::Text("Hello, Ada!".into())
+    );
+    assert_eq!(
+        h.send("shout:", vec![Value::Text("bob".into())]).expect("shout"),
+        Value::Text("HELLO, BOB!".into())
+    );
 
     // The counter's state lives in a slot of its receiver: clones count separately.
     let clone = h.rt.clone_object(h.genesis, None).expect("clone");
@@ -109,8 +133,13 @@ fn the_rust_example_plugins_run_through_the_host_api() {
     assert_eq!(h.rt.send(clone, "increment", vec![]).expect("increment"), Value::Int(1));
     assert_eq!(h.rt.object(h.genesis).expect("genesis").slots.get("count"), Some(&Value::Int(2)));
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
-    let Value::Int(reported) = h.send("reportTime", vec![]).expect("reportTime") else { panic!("an integer") };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let Value::Int(reported) = h.send("reportTime", vec![]).expect("reportTime") else {
+        panic!("an integer")
+    };
     assert!(reported.abs_diff(now as i64) < 60, "reported {reported}, host says {now}");
 
     let err = h.send("greet:", vec![Value::Int(5)]).expect_err("bad argument");
@@ -118,7 +147,8 @@ fn the_rust_example_plugins_run_through_the_host_api() {
     assert!(err.to_string().contains("argument 1 must be text"), "{err}");
 
     let stats = h.sandbox.stats(h.rt.image()).expect("stats");
-    let greet = plugin::list(&h.rt).expect("list").into_iter().find(|p| p.name == "greet").expect("greet");
+    let greet =
+        plugin::list(&h.rt).expect("list").into_iter().find(|p| p.name == "greet").expect("greet");
     let s = &stats[&greet.component.hash];
     assert_eq!(s.calls, 3, "two direct calls and one through shout");
     assert_eq!(s.failures.get("bad_input"), Some(&1));
@@ -135,25 +165,37 @@ fn the_clock_needs_its_grant() {
         (call $ok_int (i64.load (i32.const 64))))
     "#;
     let err = h.wat("clocky", "clocky", "", uses_clock).expect_err("refused without the grant");
-    assert!(matches!(&err, Error::AuditRefused { reason, .. } if reason.contains("batos:uvm/clock@0.1.0") && reason.contains("`clock` grant")), "{err}");
+    assert!(
+        matches!(&err, Error::AuditRefused { reason, .. } if reason.contains("batos:uvm/clock@0.1.0") && reason.contains("`clock` grant")),
+        "{err}"
+    );
     assert!(plugin::list(&h.rt).expect("list").is_empty(), "nothing installed");
-    h.wat("clocky", "clocky", "grants = [\"clock\"]\n", uses_clock).expect("accepted with the grant");
+    h.wat("clocky", "clocky", "grants = [\"clock\"]\n", uses_clock)
+        .expect("accepted with the grant");
     let Value::Int(seconds) = h.send("clocky", vec![]).expect("runs") else { panic!("integer") };
     assert!(seconds > 1_700_000_000, "{seconds}");
 }
 
 fn assert_limit(err: &Error, which: &str) {
-    assert!(matches!(err, Error::Limit { limit, .. } if *limit == which), "expected the {which} limit, got: {err}");
+    assert!(
+        matches!(err, Error::Limit { limit, .. } if *limit == which),
+        "expected the {which} limit, got: {err}"
+    );
 }
 
 #[test]
 fn an_infinite_loop_is_stopped_by_the_deadline() {
     let h = host();
-    h.wat("spin", "spin", "deadline_ms = 100\n", r#"
+    h.wat(
+        "spin",
+        "spin",
+        "deadline_ms = 100\n",
+        r#"
       (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
         (loop $forever (br $forever))
         (call $ok_nil))
-    "#)
+    "#,
+    )
     .expect("installs");
     let before = h.rt.image().last_tx();
     assert_limit(&h.send("spin", vec![]).expect_err("stopped"), "deadline");
@@ -164,10 +206,26 @@ fn an_infinite_loop_is_stopped_by_the_deadline() {
 #[test]
 fn runaway_work_runs_out_of_fuel() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sandbox = Arc::new(Sandbox::new(Limits { fuel: 100_000, ..Limits::default() }).expect("sandbox"));
-    let rt = Runtime::builder().component_runner(sandbox.clone()).open(dir.path().join("image")).expect("opens");
-    let h = Host { files: dir.path().to_path_buf(), genesis: rt.resolve("genesis").expect("genesis"), rt: Arc::new(rt), sandbox, _dir: dir };
-    h.wat("spin", "spin", "", "(func $invoke (param i32 i32 i32) (result i32) (loop $l (br $l)) (call $ok_nil))").expect("installs");
+    let sandbox =
+        Arc::new(Sandbox::new(Limits { fuel: 100_000, ..Limits::default() }).expect("sandbox"));
+    let rt = Runtime::builder()
+        .component_runner(sandbox.clone())
+        .open(dir.path().join("image"))
+        .expect("opens");
+    let h = Host {
+        files: dir.path().to_path_buf(),
+        genesis: rt.resolve("genesis").expect("genesis"),
+        rt: Arc::new(rt),
+        sandbox,
+        _dir: dir,
+    };
+    h.wat(
+        "spin",
+        "spin",
+        "",
+        "(func $invoke (param i32 i32 i32) (result i32) (loop $l (br $l)) (call $ok_nil))",
+    )
+    .expect("installs");
     assert_limit(&h.send("spin", vec![]).expect_err("stopped"), "fuel");
     h.still_serves();
 }
@@ -175,12 +233,17 @@ fn runaway_work_runs_out_of_fuel() {
 #[test]
 fn a_memory_bomb_hits_the_memory_cap() {
     let h = host();
-    h.wat("bomb", "bomb", "", r#"
+    h.wat(
+        "bomb",
+        "bomb",
+        "",
+        r#"
       (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
         (loop $grow
           (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
         (call $ok_nil))
-    "#)
+    "#,
+    )
     .expect("installs");
     assert_limit(&h.send("bomb", vec![]).expect_err("capped"), "memory");
     h.still_serves();
@@ -189,12 +252,17 @@ fn a_memory_bomb_hits_the_memory_cap() {
 #[test]
 fn deep_recursion_hits_the_stack_limit() {
     let h = host();
-    h.wat("deep", "deep", "", r#"
+    h.wat(
+        "deep",
+        "deep",
+        "",
+        r#"
       (func $down (param $n i64) (result i64)
         (i64.add (call $down (i64.add (local.get $n) (i64.const 1))) (i64.const 1)))
       (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
         (call $ok_int (call $down (i64.const 0))))
-    "#)
+    "#,
+    )
     .expect("installs");
     assert_limit(&h.send("deep", vec![]).expect_err("overflow"), "stack");
     h.still_serves();
@@ -203,12 +271,17 @@ fn deep_recursion_hits_the_stack_limit() {
 #[test]
 fn a_huge_result_is_refused() {
     let h = host();
-    h.wat("huge", "huge", "", r#"
+    h.wat(
+        "huge",
+        "huge",
+        "",
+        r#"
       (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
         ;; 2 MiB of text, over the 1 MiB value cap.
         (drop (memory.grow (i32.const 40)))
         (call $ok_text (i32.const 65536) (i32.const 2097152)))
-    "#)
+    "#,
+    )
     .expect("installs");
     assert_limit(&h.send("huge", vec![]).expect_err("too big"), "result size");
     h.still_serves();
@@ -235,20 +308,29 @@ fn writes_are_permitted_only_on_the_receiver() {
     let answer = h.send("stamp:", vec![Value::Object(victim)]).expect("answers");
     assert_eq!(answer, Value::Int(1), "receiver write done (0), other refused (1)");
     assert_eq!(h.rt.object(h.genesis).expect("genesis").slots.get("stamp"), Some(&Value::Int(1)));
-    assert_eq!(h.rt.object(victim).expect("victim").slots.get("stamp"), None, "the non-receiver is untouched");
+    assert_eq!(
+        h.rt.object(victim).expect("victim").slots.get("stamp"),
+        None,
+        "the non-receiver is untouched"
+    );
     h.still_serves();
 }
 
 #[test]
 fn a_forged_object_handle_traps() {
     let h = host();
-    h.wat("forge", "forge", "", r#"
+    h.wat(
+        "forge",
+        "forge",
+        "",
+        r#"
       (data (i32.const 512) "description")
       (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
         ;; 9999 was never given to this capability.
         (drop (call $get_int (i32.const 9999) (i32.const 512) (i32.const 11)))
         (call $ok_nil))
-    "#)
+    "#,
+    )
     .expect("installs");
     let err = h.send("forge", vec![]).expect_err("no such handle");
     assert!(matches!(err, Error::Trapped { .. }), "{err}");
@@ -258,12 +340,17 @@ fn a_forged_object_handle_traps() {
 #[test]
 fn a_trap_mid_write_leaves_no_partial_state() {
     let h = host();
-    h.wat("halfway", "halfway", "", r#"
+    h.wat(
+        "halfway",
+        "halfway",
+        "",
+        r#"
       (data (i32.const 512) "written")
       (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
         (drop (call $set_int (local.get $receiver) (i32.const 512) (i32.const 7) (i64.const 99)))
         unreachable)
-    "#)
+    "#,
+    )
     .expect("installs");
     let before = h.rt.image().last_tx();
     let err = h.send("halfway", vec![]).expect_err("traps");
@@ -303,11 +390,16 @@ fn bad_components_are_refused_at_install_with_the_image_unchanged() {
     let err = h.wat("syntax", "bad", "", "(func $invoke (param").expect_err("syntax error");
     assert!(matches!(err, Error::BuildFailed { .. }), "{err}");
 
-    let err = h.wat("pinned", "bad", &format!("hash = \"{}\"\n", "0".repeat(64)), DOUBLE).expect_err("wrong hash");
+    let err = h
+        .wat("pinned", "bad", &format!("hash = \"{}\"\n", "0".repeat(64)), DOUBLE)
+        .expect_err("wrong hash");
     assert!(matches!(err, Error::BadManifest { .. }) && err.to_string().contains("pins"), "{err}");
 
     let err = h.wat("unknown_key", "bad", "colour = \"red\"\n", DOUBLE).expect_err("unknown key");
-    assert!(matches!(err, Error::BadManifest { .. }) && err.to_string().contains("colour"), "{err}");
+    assert!(
+        matches!(err, Error::BadManifest { .. }) && err.to_string().contains("colour"),
+        "{err}"
+    );
 
     assert_eq!(h.rt.image().last_tx(), before, "nothing was installed");
     assert!(plugin::list(&h.rt).expect("list").is_empty());
@@ -324,13 +416,18 @@ fn the_drop_in_folder_installs_updates_and_removes() {
     .expect("watching");
     let wait = |what: &str| -> SyncReport {
         loop {
-            let r = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no sync after {what}"));
+            let r = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no sync after {what}"));
             if r != SyncReport::default() {
                 return r;
             }
         }
     };
-    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).expect("the initial sync"), SyncReport::default());
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)).expect("the initial sync"),
+        SyncReport::default()
+    );
 
     // Files appear whole, as a careful editor or `mv` makes them appear.
     let put = |name: &str, text: &str| {
@@ -364,20 +461,44 @@ fn a_capability_with_the_mind_grant_asks_pllm() {
     let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
     let rt = Runtime::builder()
         .component_runner(sandbox.clone())
-        .primitive("scriptedTestMind.infer", |_cx, call| Ok(Value::Text(format!("  scripted answer to: {}  ", call.text(0)?))))
+        .primitive("scriptedTestMind.infer", |_cx, call| {
+            Ok(Value::Text(format!("  scripted answer to: {}  ", call.text(0)?)))
+        })
         .primitive("scriptedTestMind.number", |_cx, _call| Ok(Value::Int(3)))
         .open(dir.path().join("image"))
         .expect("image opens");
     let pllm = rt.resolve("pLLM").expect("pLLM");
     let genesis = rt.resolve("genesis").expect("genesis");
-    rt.set_slot(pllm, "infer", Value::Method(batos_runtime::image::Method::Native { primitive: "scriptedTestMind.infer".into() })).expect("set");
-    plugin::add(&rt, &sandbox, &repo().join("plugins").join("ponder")).expect("ponder installs with its grant");
-    let answer = rt.send(genesis, "ponder:", vec![Value::Text("why is the sky blue?".into())]).expect("ponders");
-    assert_eq!(answer, Value::Text("scripted answer to: Answer in one sentence: why is the sky blue?".into()));
+    rt.set_slot(
+        pllm,
+        "infer",
+        Value::Method(batos_runtime::image::Method::Native {
+            primitive: "scriptedTestMind.infer".into(),
+        }),
+    )
+    .expect("set");
+    plugin::add(&rt, &sandbox, &repo().join("plugins").join("ponder"))
+        .expect("ponder installs with its grant");
+    let answer = rt
+        .send(genesis, "ponder:", vec![Value::Text("why is the sky blue?".into())])
+        .expect("ponders");
+    assert_eq!(
+        answer,
+        Value::Text("scripted answer to: Answer in one sentence: why is the sky blue?".into())
+    );
 
     // pLLM's answer must be text; anything else is the mind's failure, reported as such.
-    rt.set_slot(pllm, "infer", Value::Method(batos_runtime::image::Method::Native { primitive: "scriptedTestMind.number".into() })).expect("set");
-    let err = rt.send(genesis, "ponder:", vec![Value::Text("and now?".into())]).expect_err("a number is no answer");
+    rt.set_slot(
+        pllm,
+        "infer",
+        Value::Method(batos_runtime::image::Method::Native {
+            primitive: "scriptedTestMind.number".into(),
+        }),
+    )
+    .expect("set");
+    let err = rt
+        .send(genesis, "ponder:", vec![Value::Text("and now?".into())])
+        .expect_err("a number is no answer");
     assert!(err.to_string().contains("not text"), "{err}");
 }
 
@@ -441,20 +562,31 @@ fn assert_refused(h: &Host, selector: &str, args: Vec<Value>, untouched: Oid) {
     let err = h.send(selector, args).expect_err("the gate refuses");
     assert_eq!(err.kind(), "not_permitted", "{selector}: {err}");
     assert_eq!(h.rt.image().last_tx(), before, "{selector}: nothing was committed");
-    assert_eq!(h.rt.object(untouched).expect("object").slots, slots_before, "{selector}: the object is unchanged");
+    assert_eq!(
+        h.rt.object(untouched).expect("object").slots,
+        slots_before,
+        "{selector}: the object is unchanged"
+    );
     h.still_serves();
 }
 
 #[test]
 fn a_capability_cannot_write_a_handed_in_object_by_message() {
     let h = host();
-    h.wat("byMessage", "byMessage:", "", &with_sends(r#"
+    h.wat(
+        "byMessage",
+        "byMessage:",
+        "",
+        &with_sends(
+            r#"
       (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
         (local $node i32)
         (local.set $node (call $arg_node (local.get $args) (local.get $nargs) (i32.const 0)))
         (if (i32.ne (i32.load8_u (local.get $node)) (i32.const 8)) (then unreachable))
         (call $send_set (i32.load offset=8 (local.get $node)) (i64.const 1)))
-    "#))
+    "#,
+        ),
+    )
     .expect("installs");
     let victim = h.rt.clone_object(h.genesis, Some("victim")).expect("clone");
     assert_refused(&h, "byMessage:", vec![Value::Object(victim)], victim);
@@ -474,7 +606,10 @@ fn a_capability_cannot_reach_traits_through_parents_and_write_it() {
     .expect("installs");
     let traits = h.rt.resolve("traits").expect("traits");
     assert_refused(&h, "climb", vec![], traits);
-    assert!(matches!(h.rt.object(traits).expect("traits").slots.get("clone"), Some(Value::Method(_))));
+    assert!(matches!(
+        h.rt.object(traits).expect("traits").slots.get("clone"),
+        Some(Value::Method(_))
+    ));
 }
 
 #[test]
@@ -526,7 +661,11 @@ fn the_drop_in_folder_never_builds_a_crate() {
     }
     // A build script that would run natively, if anything built this crate.
     let marker = h.files.join("build-ran");
-    std::fs::write(greet.join("build.rs"), format!("fn main() {{ std::fs::write({:?}, b\"ran\").unwrap(); }}", marker)).expect("build.rs");
+    std::fs::write(
+        greet.join("build.rs"),
+        format!("fn main() {{ std::fs::write({:?}, b\"ran\").unwrap(); }}", marker),
+    )
+    .expect("build.rs");
     let report = batos_sandbox::watch::sync(&h.rt, &h.sandbox, &folder).expect("sync");
     assert_eq!(report, SyncReport::default(), "a crate directory is not a drop-in plugin");
     assert!(!marker.exists(), "no build script ran");

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use batos_sandbox::{audit, Grants, Limits, Sandbox};
 use batos_runtime::{BlobRef, Method, Runtime, Value};
+use batos_sandbox::{audit, Grants, Limits, Sandbox};
 use rand::{Rng, SeedableRng};
 
 const SEED_COMPONENT: &str = r#"
@@ -40,21 +40,37 @@ fn mutate(rng: &mut impl Rng, original: &[u8]) -> Vec<u8> {
 
 #[test]
 fn mutated_components_never_crash_the_host() {
-    let cases: u32 = std::env::var("BATOS_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
-    let seed: u64 = std::env::var("BATOS_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
+    let cases: u32 =
+        std::env::var("BATOS_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
+    let seed: u64 = std::env::var("BATOS_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
     println!("component fuzzing: {cases} cases, seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let original = audit::component_from_wat(SEED_COMPONENT, "seed").expect("the seed builds");
     let dir = tempfile::tempdir().expect("tempdir");
-    let sandbox = Arc::new(Sandbox::new(Limits { deadline: std::time::Duration::from_millis(200), ..Limits::default() }).expect("sandbox"));
-    let rt = Runtime::builder().component_runner(sandbox.clone()).open(dir.path().join("image")).expect("opens");
+    let sandbox = Arc::new(
+        Sandbox::new(Limits {
+            deadline: std::time::Duration::from_millis(200),
+            ..Limits::default()
+        })
+        .expect("sandbox"),
+    );
+    let rt = Runtime::builder()
+        .component_runner(sandbox.clone())
+        .open(dir.path().join("image"))
+        .expect("opens");
     let genesis = rt.resolve("genesis").expect("genesis");
     let (mut passed, mut refused, mut called) = (0u32, 0u32, 0u32);
     for case in 0..cases {
         let bytes = mutate(&mut rng, &original);
         match sandbox.audit(&bytes, &Grants::new(), &format!("case {case}")) {
             Err(e) => {
-                assert!(matches!(e.kind(), "audit_refused" | "build_failed"), "case {case}: unexpected {e}");
+                assert!(
+                    matches!(e.kind(), "audit_refused" | "build_failed"),
+                    "case {case}: unexpected {e}"
+                );
                 refused += 1;
             }
             Ok(()) => {
@@ -62,7 +78,8 @@ fn mutated_components_never_crash_the_host() {
                 let selector = format!("fuzz{case}");
                 let installed = rt.transact("fuzz install", |cx| {
                     let component: BlobRef = cx.tx_mut("store a blob")?.put_blob(&bytes)?;
-                    let method = Method::Component { component, grants: Vec::new(), deadline_ms: None };
+                    let method =
+                        Method::Component { component, grants: Vec::new(), deadline_ms: None };
                     cx.set_slot(genesis, &selector, &Value::Method(method))
                 });
                 installed.expect("installing an audited component");
@@ -75,5 +92,9 @@ fn mutated_components_never_crash_the_host() {
     }
     println!("component fuzzing: {refused} refused, {passed} passed the audit, {called} of those answered");
     assert!(refused > 0, "mutations that break the component must be refused");
-    assert_eq!(rt.send(genesis, "description", vec![]).map(|v| matches!(v, Value::Text(_))).ok(), Some(true), "the host still serves");
+    assert_eq!(
+        rt.send(genesis, "description", vec![]).map(|v| matches!(v, Value::Text(_))).ok(),
+        Some(true),
+        "the host still serves"
+    );
 }

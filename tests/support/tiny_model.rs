@@ -13,7 +13,8 @@ const CHAT_TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{
 
 /// GPT-2's byte-to-character table, which byte-level vocabularies are written in.
 pub fn byte_chars() -> Vec<char> {
-    let mut bytes: Vec<u32> = (u32::from(b'!')..=u32::from(b'~')).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut bytes: Vec<u32> =
+        (u32::from(b'!')..=u32::from(b'~')).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
     let mut chars = bytes.clone();
     let mut next = 0;
     for b in 0..256u32 {
@@ -50,7 +51,8 @@ pub const LAYERS: usize = 2;
 /// ±0.3), so the reference dequantizes them to a usable model.
 pub fn random_blocks(rng: &mut impl Rng, t: GgmlType, count: usize) -> Vec<u8> {
     let (per, size) = t.block();
-    let mut raw: Vec<u8> = (0..count / per as usize * size as usize).map(|_| rng.random()).collect();
+    let mut raw: Vec<u8> =
+        (0..count / per as usize * size as usize).map(|_| rng.random()).collect();
     let h = |x: f32| half::f16::from_f32(x).to_le_bytes();
     for block in raw.chunks_exact_mut(size as usize) {
         match t {
@@ -76,7 +78,9 @@ pub fn random_blocks(rng: &mut impl Rng, t: GgmlType, count: usize) -> Vec<u8> {
 pub fn write_model(path: &std::path::Path, arch: &str, seed: u64) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut rng_blocks = rand::rngs::StdRng::seed_from_u64(seed + 1);
-    let mut random = |n: usize, scale: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-scale..scale)).collect() };
+    let mut random = |n: usize, scale: f32| -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+    };
     let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
     let kv = KV_HEADS * HIDDEN / HEADS;
     let mut w = GgufWriter::default();
@@ -89,30 +93,103 @@ pub fn write_model(path: &std::path::Path, arch: &str, seed: u64) {
         .meta(&format!("{arch}.rope.freq_base"), MetaValue::F32(10_000.0))
         .meta(&format!("{arch}.attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-6))
         .meta("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
-        .meta("tokenizer.ggml.pre", MetaValue::String(if arch == "llama" { "llama-bpe" } else { "qwen2" }.into()))
-        .meta("tokenizer.ggml.tokens", MetaValue::Array(tokens().into_iter().map(MetaValue::String).collect()))
-        .meta("tokenizer.ggml.token_type", MetaValue::Array((0..VOCAB).map(|i| MetaValue::I32(if i < VOCAB - SPECIALS.len() { 1 } else { 3 })).collect()))
-        .meta("tokenizer.ggml.merges", MetaValue::Array(MERGES.iter().map(|(a, b)| MetaValue::String(format!("{a} {b}"))).collect()))
+        .meta(
+            "tokenizer.ggml.pre",
+            MetaValue::String(if arch == "llama" { "llama-bpe" } else { "qwen2" }.into()),
+        )
+        .meta(
+            "tokenizer.ggml.tokens",
+            MetaValue::Array(tokens().into_iter().map(MetaValue::String).collect()),
+        )
+        .meta(
+            "tokenizer.ggml.token_type",
+            MetaValue::Array(
+                (0..VOCAB)
+                    .map(|i| MetaValue::I32(if i < VOCAB - SPECIALS.len() { 1 } else { 3 }))
+                    .collect(),
+            ),
+        )
+        .meta(
+            "tokenizer.ggml.merges",
+            MetaValue::Array(
+                MERGES.iter().map(|(a, b)| MetaValue::String(format!("{a} {b}"))).collect(),
+            ),
+        )
         .meta("tokenizer.ggml.eos_token_id", MetaValue::U32((VOCAB - 2) as u32))
         .meta("tokenizer.chat_template", MetaValue::String(CHAT_TEMPLATE.into()));
     let h = HIDDEN as u64;
-    w.tensor("token_embd.weight", &[h, VOCAB as u64], GgmlType::Q8_0, quantize_q8_0(&random(VOCAB * HIDDEN, 1.0)));
-    w.tensor("output_norm.weight", &[h], GgmlType::F32, f32_bytes(&random(HIDDEN, 1.0).iter().map(|v| 1.0 + v * 0.1).collect::<Vec<_>>()));
-    w.tensor("output.weight", &[h, VOCAB as u64], GgmlType::Q8_0, quantize_q8_0(&random(VOCAB * HIDDEN, 0.3)));
+    w.tensor(
+        "token_embd.weight",
+        &[h, VOCAB as u64],
+        GgmlType::Q8_0,
+        quantize_q8_0(&random(VOCAB * HIDDEN, 1.0)),
+    );
+    w.tensor(
+        "output_norm.weight",
+        &[h],
+        GgmlType::F32,
+        f32_bytes(&random(HIDDEN, 1.0).iter().map(|v| 1.0 + v * 0.1).collect::<Vec<_>>()),
+    );
+    w.tensor(
+        "output.weight",
+        &[h, VOCAB as u64],
+        GgmlType::Q8_0,
+        quantize_q8_0(&random(VOCAB * HIDDEN, 0.3)),
+    );
     for i in 0..LAYERS {
         let n = |p: &str| format!("blk.{i}.{p}");
-        w.tensor(&n("attn_norm.weight"), &[h], GgmlType::F32, f32_bytes(&random(HIDDEN, 0.1).iter().map(|v| 1.0 + v).collect::<Vec<_>>()));
-        w.tensor(&n("ffn_norm.weight"), &[h], GgmlType::F32, f32_bytes(&random(HIDDEN, 0.1).iter().map(|v| 1.0 + v).collect::<Vec<_>>()));
+        w.tensor(
+            &n("attn_norm.weight"),
+            &[h],
+            GgmlType::F32,
+            f32_bytes(&random(HIDDEN, 0.1).iter().map(|v| 1.0 + v).collect::<Vec<_>>()),
+        );
+        w.tensor(
+            &n("ffn_norm.weight"),
+            &[h],
+            GgmlType::F32,
+            f32_bytes(&random(HIDDEN, 0.1).iter().map(|v| 1.0 + v).collect::<Vec<_>>()),
+        );
         let q = random_blocks(&mut rng_blocks, GgmlType::Q5_0, HIDDEN * HIDDEN);
         w.tensor(&n("attn_q.weight"), &[h, h], GgmlType::Q5_0, q);
-        w.tensor(&n("attn_k.weight"), &[h, kv as u64], GgmlType::Q8_0, quantize_q8_0(&random(kv * HIDDEN, 0.3)));
-        w.tensor(&n("attn_v.weight"), &[h, kv as u64], GgmlType::F32, f32_bytes(&random(kv * HIDDEN, 0.3)));
-        w.tensor(&n("attn_output.weight"), &[h, h], GgmlType::F32, f32_bytes(&random(HIDDEN * HIDDEN, 0.3)));
-        w.tensor(&n("ffn_gate.weight"), &[h, FFN as u64], GgmlType::Q8_0, quantize_q8_0(&random(FFN * HIDDEN, 0.3)));
-        w.tensor(&n("ffn_up.weight"), &[h, FFN as u64], GgmlType::Q8_0, quantize_q8_0(&random(FFN * HIDDEN, 0.3)));
+        w.tensor(
+            &n("attn_k.weight"),
+            &[h, kv as u64],
+            GgmlType::Q8_0,
+            quantize_q8_0(&random(kv * HIDDEN, 0.3)),
+        );
+        w.tensor(
+            &n("attn_v.weight"),
+            &[h, kv as u64],
+            GgmlType::F32,
+            f32_bytes(&random(kv * HIDDEN, 0.3)),
+        );
+        w.tensor(
+            &n("attn_output.weight"),
+            &[h, h],
+            GgmlType::F32,
+            f32_bytes(&random(HIDDEN * HIDDEN, 0.3)),
+        );
+        w.tensor(
+            &n("ffn_gate.weight"),
+            &[h, FFN as u64],
+            GgmlType::Q8_0,
+            quantize_q8_0(&random(FFN * HIDDEN, 0.3)),
+        );
+        w.tensor(
+            &n("ffn_up.weight"),
+            &[h, FFN as u64],
+            GgmlType::Q8_0,
+            quantize_q8_0(&random(FFN * HIDDEN, 0.3)),
+        );
         // Q4_K_M's mix: half the blocks' ffn_down in Q4_K, the others in Q6_K.
         let down = if i % 2 == 0 { GgmlType::Q4_K } else { GgmlType::Q6_K };
-        w.tensor(&n("ffn_down.weight"), &[FFN as u64, h], down, random_blocks(&mut rng_blocks, down, HIDDEN * FFN));
+        w.tensor(
+            &n("ffn_down.weight"),
+            &[FFN as u64, h],
+            down,
+            random_blocks(&mut rng_blocks, down, HIDDEN * FFN),
+        );
         if arch == "qwen2" {
             w.tensor(&n("attn_q.bias"), &[h], GgmlType::F32, f32_bytes(&random(HIDDEN, 0.5)));
             w.tensor(&n("attn_k.bias"), &[kv as u64], GgmlType::F32, f32_bytes(&random(kv, 0.5)));
@@ -121,4 +198,3 @@ pub fn write_model(path: &std::path::Path, arch: &str, seed: u64) {
     }
     w.write(path).expect("writes the model");
 }
-

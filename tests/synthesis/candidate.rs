@@ -5,16 +5,26 @@
 use std::sync::Arc;
 
 use batos_runtime::image::Method;
+use batos_runtime::{Error, Runtime, Value};
 use batos_sandbox::{Grants, Limits, Sandbox};
 use batos_synthesis::candidate::{Signature, Type, Workspace};
-use batos_runtime::{Error, Runtime, Value};
 
-fn install_and_send(rt: &Runtime, sandbox: &Sandbox, bytes: &[u8], selector: &str, args: Vec<Value>) -> batos_runtime::Result<Value> {
+fn install_and_send(
+    rt: &Runtime,
+    sandbox: &Sandbox,
+    bytes: &[u8],
+    selector: &str,
+    args: Vec<Value>,
+) -> batos_runtime::Result<Value> {
     sandbox.audit(bytes, &Grants::default(), selector)?;
     let genesis = rt.resolve("genesis")?;
     rt.transact("install candidate", |cx| {
         let component = cx.tx_mut("store a blob")?.put_blob(bytes)?;
-        cx.set_slot(genesis, selector, &Value::Method(Method::Component { component, grants: vec![], deadline_ms: None }))
+        cx.set_slot(
+            genesis,
+            selector,
+            &Value::Method(Method::Component { component, grants: vec![], deadline_ms: None }),
+        )
     })?;
     rt.send(genesis, selector, args)
 }
@@ -23,42 +33,96 @@ fn install_and_send(rt: &Runtime, sandbox: &Sandbox, bytes: &[u8], selector: &st
 fn candidates_build_run_and_report_compile_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
-    let rt = Runtime::builder().component_runner(sandbox.clone()).open(dir.path().join("image")).expect("image");
-    let workspace = Workspace::open(&dir.path().join("workspace"), &Workspace::default_sdk()).expect("workspace");
+    let rt = Runtime::builder()
+        .component_runner(sandbox.clone())
+        .open(dir.path().join("image"))
+        .expect("image");
+    let workspace = Workspace::open(&dir.path().join("workspace"), &Workspace::default_sdk())
+        .expect("workspace");
 
-    let factorial = Signature::infer("factorial", &[Value::Int(5)], None, false).expect("signature");
-    let bytes = workspace.build(&factorial, "fn factorial(a: i64) -> i64 {\n    (1..=a).product()\n}").expect("builds");
-    assert_eq!(install_and_send(&rt, &sandbox, &bytes, "factorial", vec![Value::Int(5)]).expect("runs"), Value::Int(120));
-    let err = rt.send(rt.resolve("genesis").expect("genesis"), "factorial", vec![Value::Text("five".into())]).expect_err("typed");
+    let factorial =
+        Signature::infer("factorial", &[Value::Int(5)], None, false).expect("signature");
+    let bytes = workspace
+        .build(&factorial, "fn factorial(a: i64) -> i64 {\n    (1..=a).product()\n}")
+        .expect("builds");
+    assert_eq!(
+        install_and_send(&rt, &sandbox, &bytes, "factorial", vec![Value::Int(5)]).expect("runs"),
+        Value::Int(120)
+    );
+    let err = rt
+        .send(
+            rt.resolve("genesis").expect("genesis"),
+            "factorial",
+            vec![Value::Text("five".into())],
+        )
+        .expect_err("typed");
     assert!(matches!(err, Error::BadArguments { .. }), "{err}");
 
-    let words = Signature::infer("sortWords:", &[Value::List(vec![Value::Text("b".into()), Value::Text("a".into())])], Some(Type::TextList), false).expect("signature");
+    let words = Signature::infer(
+        "sortWords:",
+        &[Value::List(vec![Value::Text("b".into()), Value::Text("a".into())])],
+        Some(Type::TextList),
+        false,
+    )
+    .expect("signature");
     assert_eq!(words.rust(), "fn sort_words(a: Vec<String>) -> Vec<String>");
-    let bytes = workspace.build(&words, "fn sort_words(mut a: Vec<String>) -> Vec<String> { a.sort(); a }").expect("builds");
-    let sorted = install_and_send(&rt, &sandbox, &bytes, "sortWords:", vec![Value::List(vec![Value::Text("pear".into()), Value::Text("apple".into())])]).expect("runs");
+    let bytes = workspace
+        .build(&words, "fn sort_words(mut a: Vec<String>) -> Vec<String> { a.sort(); a }")
+        .expect("builds");
+    let sorted = install_and_send(
+        &rt,
+        &sandbox,
+        &bytes,
+        "sortWords:",
+        vec![Value::List(vec![Value::Text("pear".into()), Value::Text("apple".into())])],
+    )
+    .expect("runs");
     assert_eq!(sorted, Value::List(vec![Value::Text("apple".into()), Value::Text("pear".into())]));
 
-    let err = workspace.build(&factorial, "fn factorial(a: i64) -> i64 {\n    \"not a number\"\n}").expect_err("a type error");
+    let err = workspace
+        .build(&factorial, "fn factorial(a: i64) -> i64 {\n    \"not a number\"\n}")
+        .expect_err("a type error");
     let Error::BuildFailed { detail, .. } = &err else { panic!("a build failure: {err}") };
     assert!(detail.contains("mismatched types"), "the compiler's diagnostics come back: {detail}");
 
     // A slip rustc knows the fix for is fixed by its own suggestion, not a round of the mind.
-    let max = Signature::infer("maxOfList:", &[Value::List(vec![Value::Int(3)])], Some(Type::Int), false).expect("signature");
+    let max =
+        Signature::infer("maxOfList:", &[Value::List(vec![Value::Int(3)])], Some(Type::Int), false)
+            .expect("signature");
     let slip = "fn max_of_list(a: Vec<i64>) -> i64 {\n    a.iter().max().unwrap_or(-1)\n}";
     assert!(workspace.build(&max, slip).is_err(), "as written it does not compile");
-    let (bytes, fixed) = workspace.build_fixing(&max, slip, 3).expect("the compiler's suggestions fix it");
+    let (bytes, fixed) =
+        workspace.build_fixing(&max, slip, 3).expect("the compiler's suggestions fix it");
     assert_ne!(fixed, slip, "{fixed}");
-    assert_eq!(install_and_send(&rt, &sandbox, &bytes, "maxOfList:", vec![Value::List(vec![Value::Int(3), Value::Int(9)])]).expect("runs"), Value::Int(9));
+    assert_eq!(
+        install_and_send(
+            &rt,
+            &sandbox,
+            &bytes,
+            "maxOfList:",
+            vec![Value::List(vec![Value::Int(3), Value::Int(9)])]
+        )
+        .expect("runs"),
+        Value::Int(9)
+    );
 }
 
 /// A sealed build is stopped at its time limit, with everything cargo started.
 #[test]
 fn a_build_past_its_time_is_stopped() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let seal = batos_sandbox::audit::Seal { timeout: std::time::Duration::from_millis(20), ..Default::default() };
-    let workspace = Workspace::open(&dir.path().join("workspace"), &Workspace::default_sdk()).expect("workspace").with_seal(seal);
-    let double = Signature::infer("double:", &[Value::Int(2)], Some(Type::Int), false).expect("signature");
-    let err = workspace.build(&double, "fn double(a: i64) -> i64 { a * 2 }").expect_err("no build finishes in 20 ms");
+    let seal = batos_sandbox::audit::Seal {
+        timeout: std::time::Duration::from_millis(20),
+        ..Default::default()
+    };
+    let workspace = Workspace::open(&dir.path().join("workspace"), &Workspace::default_sdk())
+        .expect("workspace")
+        .with_seal(seal);
+    let double =
+        Signature::infer("double:", &[Value::Int(2)], Some(Type::Int), false).expect("signature");
+    let err = workspace
+        .build(&double, "fn double(a: i64) -> i64 { a * 2 }")
+        .expect_err("no build finishes in 20 ms");
     assert!(matches!(&err, Error::Limit { limit: "build time", .. }), "{err}");
 }
 
@@ -87,14 +151,30 @@ fn a_sealed_build_sees_a_scrubbed_environment() {
     let seen = |sealed: bool| -> Vec<String> {
         let _ = std::fs::remove_file(probe.join("seen.txt"));
         let seal = Seal::default();
-        audit::build_crate(&probe, "the probe", sealed.then_some(&seal)).map(|_| ()).expect("builds");
-        std::fs::read_to_string(probe.join("seen.txt")).expect("the build script ran").lines().map(str::to_owned).collect()
+        audit::build_crate(&probe, "the probe", sealed.then_some(&seal))
+            .map(|_| ())
+            .expect("builds");
+        std::fs::read_to_string(probe.join("seen.txt"))
+            .expect("the build script ran")
+            .lines()
+            .map(str::to_owned)
+            .collect()
     };
     let open = seen(false);
-    assert!(open.iter().any(|n| n == "BATOS_SEAL_PROBE_SECRET"), "the probe sees an open build's environment");
+    assert!(
+        open.iter().any(|n| n == "BATOS_SEAL_PROBE_SECRET"),
+        "the probe sees an open build's environment"
+    );
     // Touch the source so the sealed build runs the build script again.
-    std::fs::write(probe.join("build.rs"), std::fs::read_to_string(probe.join("build.rs")).expect("read") + "\n").expect("touch");
+    std::fs::write(
+        probe.join("build.rs"),
+        std::fs::read_to_string(probe.join("build.rs")).expect("read") + "\n",
+    )
+    .expect("touch");
     let sealed = seen(true);
-    assert!(!sealed.iter().any(|n| n == "BATOS_SEAL_PROBE_SECRET"), "the host's variable reached the sealed build: {sealed:?}");
+    assert!(
+        !sealed.iter().any(|n| n == "BATOS_SEAL_PROBE_SECRET"),
+        "the host's variable reached the sealed build: {sealed:?}"
+    );
     assert!(sealed.iter().any(|n| n == "PATH"), "what cargo needs is kept: {sealed:?}");
 }

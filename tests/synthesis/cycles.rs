@@ -7,10 +7,10 @@ use std::collections::VecDeque;
 use std::sync::{mpsc, Arc, Mutex};
 
 use batos_mind::{Completion, Finish, Message, Mind, MindError, Sampling};
+use batos_runtime::{Error, Oid, Runtime, Value};
 use batos_sandbox::{Limits, Sandbox};
 use batos_synthesis::cycle::{self, State};
 use batos_synthesis::{skills, Event, Example, Options, Request, Synthesizer};
-use batos_runtime::{Error, Oid, Runtime, Value};
 
 /// A test double: answers from a script, in order, and keeps every prompt. With a gate,
 /// its first answer waits until the test lets it go.
@@ -22,13 +22,22 @@ struct ScriptedTestMind {
 
 impl ScriptedTestMind {
     fn new(answers: &[&str]) -> Arc<ScriptedTestMind> {
-        Arc::new(ScriptedTestMind { answers: Mutex::new(answers.iter().map(|a| (*a).to_owned()).collect()), prompts: Mutex::new(vec![]), gate: Mutex::new(None) })
+        Arc::new(ScriptedTestMind {
+            answers: Mutex::new(answers.iter().map(|a| (*a).to_owned()).collect()),
+            prompts: Mutex::new(vec![]),
+            gate: Mutex::new(None),
+        })
     }
     fn calls(&self) -> usize {
         self.prompts.lock().expect("prompts").len()
     }
     fn last_prompt(&self) -> String {
-        self.prompts.lock().expect("prompts").last().map(|m| m.iter().map(|m| m.content.clone()).collect::<Vec<_>>().join("\n")).unwrap_or_default()
+        self.prompts
+            .lock()
+            .expect("prompts")
+            .last()
+            .map(|m| m.iter().map(|m| m.content.clone()).collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
     }
 }
 
@@ -36,14 +45,29 @@ impl Mind for ScriptedTestMind {
     fn describe(&self) -> String {
         "scripted test double".into()
     }
-    fn complete(&self, messages: &[Message], _: &Sampling, on_text: &mut dyn FnMut(&str)) -> Result<Completion, MindError> {
+    fn complete(
+        &self,
+        messages: &[Message],
+        _: &Sampling,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, MindError> {
         if let Some(gate) = self.gate.lock().expect("gate").take() {
             gate.recv().map_err(|_| MindError::Model("the test dropped the gate".into()))?;
         }
         self.prompts.lock().expect("prompts").push(messages.to_vec());
-        let text = self.answers.lock().expect("answers").pop_front().ok_or_else(|| MindError::Model("the script ran out".into()))?;
+        let text = self
+            .answers
+            .lock()
+            .expect("answers")
+            .pop_front()
+            .ok_or_else(|| MindError::Model("the script ran out".into()))?;
         on_text(&text);
-        Ok(Completion { text, prompt_tokens: Some(10), completion_tokens: Some(20), finish: Finish::Stop })
+        Ok(Completion {
+            text,
+            prompt_tokens: Some(10),
+            completion_tokens: Some(20),
+            finish: Finish::Stop,
+        })
     }
 }
 
@@ -56,7 +80,12 @@ struct World {
 
 fn world_at(dir: tempfile::TempDir) -> World {
     let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
-    let rt = Arc::new(Runtime::builder().component_runner(sandbox.clone()).open(dir.path().join("image")).expect("image"));
+    let rt = Arc::new(
+        Runtime::builder()
+            .component_runner(sandbox.clone())
+            .open(dir.path().join("image"))
+            .expect("image"),
+    );
     let genesis = rt.resolve("genesis").expect("genesis");
     World { dir, rt, sandbox, genesis }
 }
@@ -67,7 +96,14 @@ fn world() -> World {
 
 impl World {
     fn synthesizer(&self, mind: Arc<ScriptedTestMind>) -> Synthesizer {
-        Synthesizer::new(self.rt.clone(), self.sandbox.clone(), mind, &self.dir.path().join("workspace"), Options::default()).expect("synthesizer")
+        Synthesizer::new(
+            self.rt.clone(),
+            self.sandbox.clone(),
+            mind,
+            &self.dir.path().join("workspace"),
+            Options::default(),
+        )
+        .expect("synthesizer")
     }
     fn restart(self) -> World {
         let World { dir, rt, sandbox, .. } = self;
@@ -78,7 +114,9 @@ impl World {
         self.rt.object(cycle::find(&self.rt, id).expect("cycle")).expect("object").slots
     }
     fn outcomes(&self, id: &str) -> Vec<String> {
-        let Some(Value::List(attempts)) = self.cycle_slots(id).get("attempts").cloned() else { return vec![] };
+        let Some(Value::List(attempts)) = self.cycle_slots(id).get("attempts").cloned() else {
+            return vec![];
+        };
         attempts
             .into_iter()
             .filter_map(|a| match a {
@@ -109,47 +147,108 @@ fn a_synthesised_method_is_installed_and_survives_restart_without_the_mind() {
     let w = world();
     let mind = ScriptedTestMind::new(&[&code("fn double(a: i64) -> i64 {\n    a * 2\n}")]);
     let events = Mutex::new(Vec::new());
-    let answer = w.synthesizer(mind.clone()).send(&double_request(&w), &|e| events.lock().expect("events").push(e.clone())).expect("synthesised");
+    let answer = w
+        .synthesizer(mind.clone())
+        .send(&double_request(&w), &|e| events.lock().expect("events").push(e.clone()))
+        .expect("synthesised");
     assert_eq!(answer, Value::Int(42));
     assert_eq!(mind.calls(), 1, "examples were given, so the mind was asked for code only");
-    assert!(mind.last_prompt().contains("fn double(a: i64) -> i64") && mind.last_prompt().contains("double(3) == 6"), "{}", mind.last_prompt());
+    assert!(
+        mind.last_prompt().contains("fn double(a: i64) -> i64")
+            && mind.last_prompt().contains("double(3) == 6"),
+        "{}",
+        mind.last_prompt()
+    );
 
-    let states: Vec<State> = events.lock().expect("events").iter().filter_map(|e| if let Event::State { state, .. } = e { Some(*state) } else { None }).collect();
-    assert_eq!(states, [State::Decomposing, State::Delegating, State::Synthesizing, State::Validating, State::Complete]);
+    let states: Vec<State> = events
+        .lock()
+        .expect("events")
+        .iter()
+        .filter_map(|e| if let Event::State { state, .. } = e { Some(*state) } else { None })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            State::Decomposing,
+            State::Delegating,
+            State::Synthesizing,
+            State::Validating,
+            State::Complete
+        ]
+    );
     let slots = w.cycle_slots("c1");
     assert_eq!(slots.get("state"), Some(&Value::Text("COMPLETE".into())));
     assert_eq!(slots.get("signature"), Some(&Value::Text("fn double(a: i64) -> i64".into())));
     assert_eq!(w.outcomes("c1"), ["passed"]);
-    assert!(cycle::recover(&w.rt).expect("recover").is_empty(), "a completed cycle is no longer unfinished");
+    assert!(
+        cycle::recover(&w.rt).expect("recover").is_empty(),
+        "a completed cycle is no longer unfinished"
+    );
     let library = skills::all(&w.rt).expect("skills");
-    assert!(library.iter().any(|s| s.selector == "double:" && s.source.contains("a * 2")), "{library:?}");
-    let journal = std::fs::read_to_string(w.dir.path().join("image").join("metacognition.jsonl")).expect("journal");
-    assert!(journal.lines().any(|l| l.contains("\"COMPLETE\"")) && journal.contains("brief_blake3"), "{journal}");
+    assert!(
+        library.iter().any(|s| s.selector == "double:" && s.source.contains("a * 2")),
+        "{library:?}"
+    );
+    let journal = std::fs::read_to_string(w.dir.path().join("image").join("metacognition.jsonl"))
+        .expect("journal");
+    assert!(
+        journal.lines().any(|l| l.contains("\"COMPLETE\"")) && journal.contains("brief_blake3"),
+        "{journal}"
+    );
 
     let w = w.restart();
-    assert_eq!(w.rt.send(w.genesis, "double:", vec![Value::Int(5)]).expect("understood after restart"), Value::Int(10));
+    assert_eq!(
+        w.rt.send(w.genesis, "double:", vec![Value::Int(5)]).expect("understood after restart"),
+        Value::Int(10)
+    );
     let silent = ScriptedTestMind::new(&[]);
-    assert_eq!(w.synthesizer(silent.clone()).send(&Request::new(w.genesis, "double:", vec![Value::Int(8)]), &quiet).expect("sends"), Value::Int(16));
+    assert_eq!(
+        w.synthesizer(silent.clone())
+            .send(&Request::new(w.genesis, "double:", vec![Value::Int(8)]), &quiet)
+            .expect("sends"),
+        Value::Int(16)
+    );
     assert_eq!(silent.calls(), 0, "no mind call for an understood message");
 }
 
 #[test]
 fn a_compile_error_is_fed_back_and_repaired() {
     let w = world();
-    let mind = ScriptedTestMind::new(&[&code("fn double(a: i64) -> i64 {\n    \"twice\"\n}"), &code("fn double(a: i64) -> i64 { a + a }")]);
-    assert_eq!(w.synthesizer(mind.clone()).send(&double_request(&w), &quiet).expect("repaired"), Value::Int(42));
+    let mind = ScriptedTestMind::new(&[
+        &code("fn double(a: i64) -> i64 {\n    \"twice\"\n}"),
+        &code("fn double(a: i64) -> i64 { a + a }"),
+    ]);
+    assert_eq!(
+        w.synthesizer(mind.clone()).send(&double_request(&w), &quiet).expect("repaired"),
+        Value::Int(42)
+    );
     assert_eq!(w.outcomes("c1"), ["compile_error", "passed"]);
     let repair = mind.last_prompt();
-    assert!(repair.contains("does not compile") && repair.contains("mismatched types") && repair.contains("\"twice\""), "the diagnostics and the code go back: {repair}");
+    assert!(
+        repair.contains("does not compile")
+            && repair.contains("mismatched types")
+            && repair.contains("\"twice\""),
+        "the diagnostics and the code go back: {repair}"
+    );
 }
 
 #[test]
 fn a_failing_example_is_fed_back_and_repaired() {
     let w = world();
-    let mind = ScriptedTestMind::new(&[&code("fn double(a: i64) -> i64 { a + 2 }"), &code("fn double(a: i64) -> i64 { a * 2 }")]);
-    assert_eq!(w.synthesizer(mind.clone()).send(&double_request(&w), &quiet).expect("repaired"), Value::Int(42));
+    let mind = ScriptedTestMind::new(&[
+        &code("fn double(a: i64) -> i64 { a + 2 }"),
+        &code("fn double(a: i64) -> i64 { a * 2 }"),
+    ]);
+    assert_eq!(
+        w.synthesizer(mind.clone()).send(&double_request(&w), &quiet).expect("repaired"),
+        Value::Int(42)
+    );
     assert_eq!(w.outcomes("c1"), ["failed_example", "passed"]);
-    assert!(mind.last_prompt().contains("double(3) returned 5 but must return 6"), "{}", mind.last_prompt());
+    assert!(
+        mind.last_prompt().contains("double(3) returned 5 but must return 6"),
+        "{}",
+        mind.last_prompt()
+    );
 }
 
 #[test]
@@ -158,14 +257,22 @@ fn exhausted_rounds_fail_with_nothing_installed() {
     let wrong = code("fn double(a: i64) -> i64 { a + 1 }");
     let mind = ScriptedTestMind::new(&["I would rather not.", &wrong, &wrong, &wrong]);
     let err = w.synthesizer(mind.clone()).send(&double_request(&w), &quiet).expect_err("fails");
-    assert!(err.to_string().contains("no candidate for `double:` passed after 4 round(s)") && err.to_string().contains("must return 6"), "{err}");
+    assert!(
+        err.to_string().contains("no candidate for `double:` passed after 4 round(s)")
+            && err.to_string().contains("must return 6"),
+        "{err}"
+    );
     assert_eq!(w.outcomes("c1"), ["no_code", "failed_example", "failed_example", "failed_example"]);
     let slots = w.cycle_slots("c1");
     assert_eq!(slots.get("state"), Some(&Value::Text("FAILED".into())));
     assert!(matches!(slots.get("reason"), Some(Value::Text(r)) if r.contains("must return 6")));
-    assert!(w.rt.view(|cx| cx.lookup(w.genesis, "double:")).expect("lookup").is_none(), "nothing installed");
+    assert!(
+        w.rt.view(|cx| cx.lookup(w.genesis, "double:")).expect("lookup").is_none(),
+        "nothing installed"
+    );
     assert!(skills::all(&w.rt).expect("skills").is_empty());
-    let err = w.rt.send(w.genesis, "double:", vec![Value::Int(1)]).expect_err("still not understood");
+    let err =
+        w.rt.send(w.genesis, "double:", vec![Value::Int(1)]).expect_err("still not understood");
     assert!(matches!(err, Error::DoesNotUnderstand { .. }), "{err}");
 }
 
@@ -196,16 +303,31 @@ fn code_reaching_for_the_host_is_refused_before_it_is_built() {
         let selector = format!("leak{i}:");
         let answer = code(&format!("fn leak{i}(a: i64) -> i64 {{ {body} }}"));
         let mind = ScriptedTestMind::new(&[&answer]);
-        let synthesizer = Synthesizer::new(w.rt.clone(), w.sandbox.clone(), mind, &w.dir.path().join("workspace"), once.clone()).expect("synthesizer");
+        let synthesizer = Synthesizer::new(
+            w.rt.clone(),
+            w.sandbox.clone(),
+            mind,
+            &w.dir.path().join("workspace"),
+            once.clone(),
+        )
+        .expect("synthesizer");
         let mut request = Request::new(w.genesis, &selector, vec![Value::Int(1)]);
         request.examples = vec![Example::parse("1 => 1").expect("example")];
         let err = synthesizer.send(&request, &quiet).expect_err("refused");
         assert!(err.to_string().contains(named), "{selector} ({named}): {err}");
         let id = format!("c{}", i + 1);
         assert_eq!(w.outcomes(&id), ["refused"], "{selector}: refused before building");
-        let Some(Value::List(attempts)) = w.cycle_slots(&id).get("attempts").cloned() else { panic!("attempts") };
-        assert!(format!("{attempts:?}").contains(named), "{selector}: the reason is kept in the cycle");
-        assert!(w.rt.view(|cx| cx.lookup(w.genesis, &selector)).expect("lookup").is_none(), "{selector}: nothing installed");
+        let Some(Value::List(attempts)) = w.cycle_slots(&id).get("attempts").cloned() else {
+            panic!("attempts")
+        };
+        assert!(
+            format!("{attempts:?}").contains(named),
+            "{selector}: the reason is kept in the cycle"
+        );
+        assert!(
+            w.rt.view(|cx| cx.lookup(w.genesis, &selector)).expect("lookup").is_none(),
+            "{selector}: nothing installed"
+        );
     }
     assert!(skills::all(&w.rt).expect("skills").is_empty());
 }
@@ -232,7 +354,11 @@ fn two_synthesizers_in_one_process_do_not_fail_each_others_cycles() {
         started.recv().expect("the first cycle is synthesising");
         // A second synthesizer starts while the first cycle waits on its mind.
         let _second = w.synthesizer(ScriptedTestMind::new(&[]));
-        assert_eq!(cycle::state_of(&w.rt, cycle::find(&w.rt, "c1").expect("c1")).expect("state"), Some(State::Synthesizing), "still live");
+        assert_eq!(
+            cycle::state_of(&w.rt, cycle::find(&w.rt, "c1").expect("c1")).expect("state"),
+            Some(State::Synthesizing),
+            "still live"
+        );
         release.send(()).expect("release the mind");
         assert_eq!(running.join().expect("first").expect("answer"), Value::Int(42));
     });
@@ -248,7 +374,12 @@ impl Mind for PanickingTestMind {
     fn describe(&self) -> String {
         "panicking test double".into()
     }
-    fn complete(&self, _: &[Message], _: &Sampling, _: &mut dyn FnMut(&str)) -> Result<Completion, MindError> {
+    fn complete(
+        &self,
+        _: &[Message],
+        _: &Sampling,
+        _: &mut dyn FnMut(&str),
+    ) -> Result<Completion, MindError> {
         if let Some(gate) = self.gate.lock().expect("gate").take() {
             let _ = gate.recv();
         }
@@ -261,7 +392,14 @@ fn a_panicking_leader_releases_every_waiter_with_its_error() {
     let w = world();
     let (release, gate) = mpsc::channel();
     let mind = Arc::new(PanickingTestMind { gate: Mutex::new(Some(gate)) });
-    let synthesizer = Synthesizer::new(w.rt.clone(), w.sandbox.clone(), mind, &w.dir.path().join("workspace"), Options::default()).expect("synthesizer");
+    let synthesizer = Synthesizer::new(
+        w.rt.clone(),
+        w.sandbox.clone(),
+        mind,
+        &w.dir.path().join("workspace"),
+        Options::default(),
+    )
+    .expect("synthesizer");
     let (events_tx, events) = mpsc::channel::<Event>();
     let events_tx = Mutex::new(events_tx);
     let observe = |e: &Event| {
@@ -274,22 +412,39 @@ fn a_panicking_leader_releases_every_waiter_with_its_error() {
         let leader = s.spawn(|| synthesizer.send(&request, &observe));
         assert!(events.iter().any(|e| matches!(e, Event::Started { .. })));
         let waiter = s.spawn(|| synthesizer.send(&other, &observe));
-        assert!(events.iter().any(|e| matches!(e, Event::Joined { .. })), "the second send waits on the first's cycle");
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Joined { .. })),
+            "the second send waits on the first's cycle"
+        );
         release.send(()).expect("let the mind panic");
-        let led = leader.join().expect("the leader's thread returns").expect_err("the cycle failed");
-        let waited = waiter.join().expect("the waiter's thread returns").expect_err("released with the failure");
+        let led =
+            leader.join().expect("the leader's thread returns").expect_err("the cycle failed");
+        let waited = waiter
+            .join()
+            .expect("the waiter's thread returns")
+            .expect_err("released with the failure");
         assert!(led.to_string().contains("deliberate panic"), "{led}");
-        assert_eq!((waited.kind(), waited.to_string()), (led.kind(), led.to_string()), "the same error");
+        assert_eq!(
+            (waited.kind(), waited.to_string()),
+            (led.kind(), led.to_string()),
+            "the same error"
+        );
     });
     assert_eq!(w.cycle_slots("c1").get("state"), Some(&Value::Text("FAILED".into())));
-    assert!(w.rt.view(|cx| cx.lookup(w.genesis, "double:")).expect("lookup").is_none(), "nothing installed");
+    assert!(
+        w.rt.view(|cx| cx.lookup(w.genesis, "double:")).expect("lookup").is_none(),
+        "nothing installed"
+    );
 }
 
 #[test]
 fn absurd_selectors_are_refused_before_any_cycle() {
     let w = world();
     let mind = ScriptedTestMind::new(&[]);
-    let err = w.synthesizer(mind.clone()).send(&Request::new(w.genesis, "9lives", vec![]), &quiet).expect_err("refused");
+    let err = w
+        .synthesizer(mind.clone())
+        .send(&Request::new(w.genesis, "9lives", vec![]), &quiet)
+        .expect_err("refused");
     assert!(err.to_string().contains("cannot be synthesised"), "{err}");
     assert_eq!(mind.calls(), 0);
     assert!(cycle::list(&w.rt).expect("cycles").is_empty());
@@ -315,7 +470,10 @@ fn concurrent_sends_of_one_unknown_selector_share_one_cycle() {
         // The first send has started its cycle (and its mind waits at the gate).
         assert!(events.iter().any(|e| matches!(e, Event::Started { .. })));
         let second = s.spawn(|| synthesizer.send(&other, &observe));
-        assert!(events.iter().any(|e| matches!(e, Event::Joined { cycle } if cycle == "c1")), "the second send joins the first's cycle");
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Joined { cycle } if cycle == "c1")),
+            "the second send joins the first's cycle"
+        );
         release.send(()).expect("release the mind");
         assert_eq!(first.join().expect("first").expect("first answer"), Value::Int(42));
         assert_eq!(second.join().expect("second").expect("second answer"), Value::Int(8));
@@ -330,9 +488,18 @@ fn a_stateful_method_keeps_its_count_across_restart() {
     let mind = ScriptedTestMind::new(&[&code("fn increment(this: &Object) -> i64 {\n    let n = get_int(this, \"count\") + 1;\n    set_int(this, \"count\", n);\n    n\n}")]);
     let mut request = Request::new(w.genesis, "increment", vec![]);
     request.brief = Some("add one to the count slot and answer the new count".into());
-    request.examples = vec![Example::parse(" => 1").expect("example"), Example::parse(" => 2").expect("example")];
-    assert_eq!(w.synthesizer(mind.clone()).send(&request, &quiet).expect("synthesised"), Value::Int(1));
-    assert!(mind.last_prompt().contains("fn increment(this: &Object) -> i64") && mind.last_prompt().contains("set_int"), "{}", mind.last_prompt());
+    request.examples =
+        vec![Example::parse(" => 1").expect("example"), Example::parse(" => 2").expect("example")];
+    assert_eq!(
+        w.synthesizer(mind.clone()).send(&request, &quiet).expect("synthesised"),
+        Value::Int(1)
+    );
+    assert!(
+        mind.last_prompt().contains("fn increment(this: &Object) -> i64")
+            && mind.last_prompt().contains("set_int"),
+        "{}",
+        mind.last_prompt()
+    );
     assert_eq!(w.rt.send(w.genesis, "increment", vec![]).expect("again"), Value::Int(2));
     let w = w.restart();
     assert_eq!(w.rt.send(w.genesis, "increment", vec![]).expect("after restart"), Value::Int(3));
@@ -343,14 +510,24 @@ fn a_stateful_method_keeps_its_count_across_restart() {
 fn a_method_can_be_synthesised_in_wat_by_request() {
     let w = world();
     let wat = "```wat\n(func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)\n  (call $ok_int (i64.mul (call $arg_int (local.get $args) (local.get $nargs) (i32.const 0)) (i64.const 2))))\n```";
-    let broken = "```wat\n(func $invoke (param $receiver i32) (result i32) (call $no_such_helper))\n```";
+    let broken =
+        "```wat\n(func $invoke (param $receiver i32) (result i32) (call $no_such_helper))\n```";
     let mind = ScriptedTestMind::new(&[broken, wat]);
     let mut request = double_request(&w);
     request.language = batos_synthesis::Language::Wat;
-    assert_eq!(w.synthesizer(mind.clone()).send(&request, &quiet).expect("synthesised"), Value::Int(42));
+    assert_eq!(
+        w.synthesizer(mind.clone()).send(&request, &quiet).expect("synthesised"),
+        Value::Int(42)
+    );
     assert_eq!(w.outcomes("c1"), ["compile_error", "passed"]);
-    let first = mind.prompts.lock().expect("prompts")[0].iter().map(|m| m.content.clone()).collect::<String>();
-    assert!(first.contains("$arg_int") && first.contains("(func $invoke"), "the WAT contract and helpers are given: {first}");
+    let first = mind.prompts.lock().expect("prompts")[0]
+        .iter()
+        .map(|m| m.content.clone())
+        .collect::<String>();
+    assert!(
+        first.contains("$arg_int") && first.contains("(func $invoke"),
+        "the WAT contract and helpers are given: {first}"
+    );
     assert!(mind.last_prompt().contains("It does not assemble"), "{}", mind.last_prompt());
 }
 
@@ -359,10 +536,15 @@ fn a_method_can_be_synthesised_in_wat_by_request() {
 #[test]
 fn a_candidate_that_traps_on_the_real_arguments_is_not_installed() {
     let w = world();
-    let fragile = code("fn double(a: i64) -> i64 {\n    if a == 21 { panic!(\"not twenty-one\") }\n    a * 2\n}");
+    let fragile = code(
+        "fn double(a: i64) -> i64 {\n    if a == 21 { panic!(\"not twenty-one\") }\n    a * 2\n}",
+    );
     let mind = ScriptedTestMind::new(&[&fragile, &fragile, &fragile, &fragile]);
     let err = w.synthesizer(mind).send(&double_request(&w), &quiet).expect_err("not installed");
     assert!(err.to_string().contains("double(21) failed"), "{err}");
     assert_eq!(w.outcomes("c1"), ["failed_example"; 4]);
-    assert!(w.rt.view(|cx| cx.lookup(w.genesis, "double:")).expect("lookup").is_none(), "nothing installed");
+    assert!(
+        w.rt.view(|cx| cx.lookup(w.genesis, "double:")).expect("lookup").is_none(),
+        "nothing installed"
+    );
 }

@@ -73,8 +73,11 @@ fn transfer(cx: &mut batos::Context<'_, '_>, call: &batos::Call<'_>) -> batos::R
     let bank = call.receiver;
     let all = accounts(cx, bank)?;
     let pick = |i: usize| -> batos::Result<Oid> {
-        let index = usize::try_from(call.int(i)?).map_err(|_| Error::bad_arguments(call.selector, "negative index"))?;
-        all.get(index).copied().ok_or_else(|| Error::bad_arguments(call.selector, "no such account"))
+        let index = usize::try_from(call.int(i)?)
+            .map_err(|_| Error::bad_arguments(call.selector, "negative index"))?;
+        all.get(index)
+            .copied()
+            .ok_or_else(|| Error::bad_arguments(call.selector, "no such account"))
     };
     let (from, to, amount) = (pick(0)?, pick(1)?, call.int(2)?);
     let from_balance = balance(cx, from)?;
@@ -104,7 +107,11 @@ fn open_bank(rt: &Runtime) -> Result<Oid> {
         }
         cx.set_slot(bank, "accounts", &Value::List(list))?;
         cx.set_slot(bank, "ops", &Value::Int(0))?;
-        cx.set_slot(bank, "transfer:to:amount:", &Value::Method(Method::Native { primitive: "stress.transfer".into() }))?;
+        cx.set_slot(
+            bank,
+            "transfer:to:amount:",
+            &Value::Method(Method::Native { primitive: "stress.transfer".into() }),
+        )?;
         cx.tx_mut("name a root")?.set_root("bank", bank)?;
         Ok(bank)
     })?;

@@ -73,7 +73,10 @@ fn unquote(word: &str) -> String {
 pub fn run(rt: Arc<Runtime>, sandbox: Arc<Sandbox>) -> Result<(), batos::Error> {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
-    println!("batos — the image at {}. Type `help` for what you can say.", rt.image().path().display());
+    println!(
+        "batos — the image at {}. Type `help` for what you can say.",
+        rt.image().path().display()
+    );
     loop {
         print!("Architect > ");
         let _ = std::io::stdout().flush();
@@ -96,18 +99,28 @@ pub fn run(rt: Arc<Runtime>, sandbox: Arc<Sandbox>) -> Result<(), batos::Error> 
 }
 
 /// One line; `Ok(None)` ends the session.
-fn handle(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, line: &str, confirm: &mut dyn FnMut() -> bool) -> Result<Option<String>, String> {
+fn handle(
+    rt: &Arc<Runtime>,
+    sandbox: &Arc<Sandbox>,
+    line: &str,
+    confirm: &mut dyn FnMut() -> bool,
+) -> Result<Option<String>, String> {
     let words = words(line)?;
     let first = words.first().map(String::as_str).unwrap_or_default();
     match (first, words.len()) {
         ("quit" | "exit", 1) => return Ok(None),
         ("help", 1) => return Ok(Some(HELP.into())),
         ("cycles", 1) => return synth::list(rt).map(|(t, _)| Some(t)).map_err(|e| e.to_string()),
-        ("cycle", 2) => return synth::show(rt, &words[1]).map(|(t, _)| Some(t)).map_err(|e| e.to_string()),
+        ("cycle", 2) => {
+            return synth::show(rt, &words[1]).map(|(t, _)| Some(t)).map_err(|e| e.to_string())
+        }
         ("inspect", 2) => {
             let oid = rt.resolve(&words[1]).map_err(|e| e.to_string())?;
             let object = rt.object(oid).map_err(|e| e.to_string())?;
-            let mut text = format!("{oid} parents {:?}", object.parents.iter().map(ToString::to_string).collect::<Vec<_>>());
+            let mut text = format!(
+                "{oid} parents {:?}",
+                object.parents.iter().map(ToString::to_string).collect::<Vec<_>>()
+            );
             for (name, value) in &object.slots {
                 text.push_str(&format!("\n  {name:<20} {}", json::to_json(value)));
             }
@@ -120,9 +133,13 @@ fn handle(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, line: &str, confirm: &mut d
     }
     // Words, not a message: the mind proposes one, the user decides.
     let mind = crate::minds().mind_of(rt).map_err(|e| e.to_string())?;
-    let objects: Vec<String> = rt.view(|cx| cx.tx().roots()).map_err(|e| e.to_string())?.into_keys().collect();
+    let objects: Vec<String> =
+        rt.view(|cx| cx.tx().roots()).map_err(|e| e.to_string())?.into_keys().collect();
     let sampling = batos::mind::Sampling { max_tokens: 48, ..Default::default() };
-    let answer = mind.complete(&prompt::translate(line, &objects), &sampling, &mut |_| {}).map_err(|e| e.to_string())?.text;
+    let answer = mind
+        .complete(&prompt::translate(line, &objects), &sampling, &mut |_| {})
+        .map_err(|e| e.to_string())?
+        .text;
     let proposal = answer
         .lines()
         .map(|l| l.trim().trim_matches('`').trim())
@@ -137,18 +154,27 @@ fn handle(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, line: &str, confirm: &mut d
 }
 
 /// `OBJECT SELECTOR ARGS… [--brief T] [--example E]… [--stateful]`, sent.
-fn message(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, words: &[String], brief_from_words: Option<String>) -> Result<String, String> {
+fn message(
+    rt: &Arc<Runtime>,
+    sandbox: &Arc<Sandbox>,
+    words: &[String],
+    brief_from_words: Option<String>,
+) -> Result<String, String> {
     let receiver = rt.resolve(&words[0]).map_err(|e| e.to_string())?;
     let selector = words[1].clone();
-    let (mut args, mut brief, mut examples, mut stateful, mut wat) = (Vec::new(), brief_from_words, Vec::new(), false, false);
+    let (mut args, mut brief, mut examples, mut stateful, mut wat) =
+        (Vec::new(), brief_from_words, Vec::new(), false, false);
     let mut rest = words[2..].iter();
     while let Some(word) = rest.next() {
         match word.as_str() {
             "--brief" => brief = Some(unquote(rest.next().ok_or("--brief needs a text")?)),
-            "--example" => examples.push(unquote(rest.next().ok_or("--example needs ARGS => RESULT")?)),
+            "--example" => {
+                examples.push(unquote(rest.next().ok_or("--example needs ARGS => RESULT")?))
+            }
             "--stateful" => stateful = true,
             "--wat" => wat = true,
-            arg => args.push(json::parse(arg, &mut |name| rt.resolve(name).map_err(|e| e.to_string()))?),
+            arg => args
+                .push(json::parse(arg, &mut |name| rt.resolve(name).map_err(|e| e.to_string()))?),
         }
     }
     let request = synth::request(receiver, &selector, args, brief, &examples, stateful, wat)?;
@@ -160,7 +186,11 @@ fn message(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>, words: &[String], brief_fr
 mod tests {
     #[test]
     fn lines_split_into_words_keeping_quotes() {
-        assert_eq!(super::words(r#"genesis greet: "Ada Lovelace" --example "\"a\" => \"b\"""#).expect("splits"), ["genesis", "greet:", "\"Ada Lovelace\"", "--example", "\"\\\"a\\\" => \\\"b\\\"\""]);
+        assert_eq!(
+            super::words(r#"genesis greet: "Ada Lovelace" --example "\"a\" => \"b\"""#)
+                .expect("splits"),
+            ["genesis", "greet:", "\"Ada Lovelace\"", "--example", "\"\\\"a\\\" => \\\"b\\\"\""]
+        );
         assert!(super::words("say \"unclosed").is_err());
         assert_eq!(super::unquote("\"5 => 120\""), "5 => 120");
     }
