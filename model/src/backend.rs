@@ -53,9 +53,7 @@ impl Backend for OnnxBackend {
             _ => BTreeMap::new(),
         };
         let blob = match weights.get(model) {
-            Some(Value::Blob(blob)) if cx.runtime().image().blobs().contains(&blob.hash) => {
-                blob.clone()
-            }
+            Some(Value::Blob(blob)) if cx.runtime().image().blobs().contains(&blob.hash) => *blob,
             _ => {
                 let gguf = models_dir().join(format!("{model}.gguf"));
                 if !gguf.is_file() {
@@ -82,7 +80,7 @@ impl Backend for OnnxBackend {
                 // write there (a person), and otherwise left for the next person's send.
                 let holder = cx.lookup(pllm, "model")?.map_or(pllm, |(holder, _)| holder);
                 if cx.permit(Effect::Write(holder)).is_ok() {
-                    weights.insert(model.to_owned(), Value::Blob(blob.clone()));
+                    weights.insert(model.to_owned(), Value::Blob(blob));
                     cx.set_slot(holder, "weights", &Value::Map(weights))?;
                 }
                 blob

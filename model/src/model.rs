@@ -176,7 +176,7 @@ impl Config {
         if self.layers == 0 || self.layers > MAX_LAYERS {
             return Err(format!("block_count is {}, outside 1..={MAX_LAYERS}", self.layers));
         }
-        if self.kv_heads > self.heads || self.heads % self.kv_heads != 0 {
+        if self.kv_heads > self.heads || !self.heads.is_multiple_of(self.kv_heads) {
             return Err(format!(
                 "{} attention heads cannot share {} key/value heads",
                 self.heads, self.kv_heads

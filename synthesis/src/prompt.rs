@@ -5,9 +5,9 @@
 
 use super::candidate::Signature;
 use super::skills::Skill;
-use super::Example;
 use crate::image::{json, Value};
 use crate::mind::Message;
+use crate::request::Example;
 
 /// What the host offers synthesised code, beyond the standard library.
 pub const SDK_SUMMARY: &str =

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use batos_runtime::image::Method;
 use batos_runtime::{Error, Runtime, Value};
 use batos_sandbox::{Grants, Limits, Sandbox};
-use batos_synthesis::candidate::{Signature, Type, Workspace};
+use batos_synthesis::candidate::{BuildError, Signature, Type, Workspace};
 
 fn install_and_send(
     rt: &Runtime,
@@ -37,8 +37,7 @@ fn candidates_build_run_and_report_compile_errors() {
         .component_runner(sandbox.clone())
         .open(dir.path().join("image"))
         .expect("image");
-    let workspace = Workspace::open(&dir.path().join("workspace"), &Workspace::default_sdk())
-        .expect("workspace");
+    let workspace = Workspace::open(&dir.path().join("workspace")).expect("workspace");
 
     let factorial =
         Signature::infer("factorial", &[Value::Int(5)], None, false).expect("signature");
@@ -82,7 +81,7 @@ fn candidates_build_run_and_report_compile_errors() {
     let err = workspace
         .build(&factorial, "fn factorial(a: i64) -> i64 {\n    \"not a number\"\n}")
         .expect_err("a type error");
-    let Error::BuildFailed { detail, .. } = &err else { panic!("a build failure: {err}") };
+    let BuildError::Compile(detail) = &err else { panic!("a compile error: {err}") };
     assert!(detail.contains("mismatched types"), "the compiler's diagnostics come back: {detail}");
 
     // A slip rustc knows the fix for is fixed by its own suggestion, not a round of the mind.
@@ -115,15 +114,14 @@ fn a_build_past_its_time_is_stopped() {
         timeout: std::time::Duration::from_millis(20),
         ..Default::default()
     };
-    let workspace = Workspace::open(&dir.path().join("workspace"), &Workspace::default_sdk())
-        .expect("workspace")
-        .with_seal(seal);
+    let workspace =
+        Workspace::open(&dir.path().join("workspace")).expect("workspace").with_seal(seal);
     let double =
         Signature::infer("double:", &[Value::Int(2)], Some(Type::Int), false).expect("signature");
     let err = workspace
         .build(&double, "fn double(a: i64) -> i64 { a * 2 }")
         .expect_err("no build finishes in 20 ms");
-    assert!(matches!(&err, Error::Limit { limit: "build time", .. }), "{err}");
+    assert!(matches!(&err, BuildError::Host(Error::Limit { limit: "build time", .. })), "{err}");
 }
 
 /// A sealed build sees none of the host's environment but what cargo needs, and fetches

@@ -1,0 +1,143 @@
+//! What a synthesis is asked for ([`Request`], [`Example`], [`Language`]), what it
+//! reports as it goes ([`Event`]), and its knobs ([`Options`]).
+
+use crate::cycle::State;
+use crate::error::Error;
+use crate::image::{json as vjson, Oid, Value};
+use crate::validate::Outcome;
+
+/// An example case: arguments and the answer expected.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Example {
+    /// The arguments.
+    pub args: Vec<Value>,
+    /// The answer.
+    pub expected: Value,
+}
+
+impl Request {
+    /// A plain message: no brief, no examples.
+    pub fn new(receiver: Oid, selector: &str, args: Vec<Value>) -> Request {
+        Request {
+            receiver,
+            selector: selector.to_owned(),
+            args,
+            brief: None,
+            examples: vec![],
+            stateful: false,
+            language: Language::Rust,
+        }
+    }
+}
+
+impl Example {
+    /// Reads `ARGS => RESULT`, both as JSON (`5 => 120`, `"ab" => "ba"`, `[1,2], 3 => 6`).
+    pub fn parse(text: &str) -> std::result::Result<Example, String> {
+        let (args, result) = text.split_once("=>").ok_or_else(|| {
+            format!("`{text}` is not an example; write ARGS => RESULT, e.g. '5 => 120'")
+        })?;
+        let mut no_objects = |_: &str| -> std::result::Result<Oid, String> {
+            Err("examples hold plain values, not objects".into())
+        };
+        let args = match vjson::parse(&format!("[{}]", args.trim()), &mut no_objects) {
+            Ok(Value::List(items)) => items,
+            Ok(_) | Err(_) => {
+                return Err(format!(
+                    "the arguments of `{text}` are not JSON values separated by commas"
+                ))
+            }
+        };
+        let expected = vjson::parse(result.trim(), &mut no_objects)
+            .map_err(|e| format!("the result of `{text}` is not a JSON value: {e}"))?;
+        Ok(Example { args, expected })
+    }
+}
+
+/// The language a synthesised method is written in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Language {
+    /// One Rust function; the host adds the rest. The default: the embedded 0.5B model
+    /// writes usable Rust, not usable WAT.
+    #[default]
+    Rust,
+    /// The WAT `$invoke` function against the WAT prelude, for stronger minds.
+    Wat,
+}
+
+/// A message to send, with what synthesis may need if it is not understood.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The receiver.
+    pub receiver: Oid,
+    /// The selector.
+    pub selector: String,
+    /// The arguments.
+    pub args: Vec<Value>,
+    /// What the method should do, in words (the mission brief).
+    pub brief: Option<String>,
+    /// Cases the method must pass; for a stateful method, a call sequence in order.
+    pub examples: Vec<Example>,
+    /// The method uses its receiver — keeps state in its slots or sends it messages —
+    /// and gets it as `this` (also assumed when the brief mentions a slot).
+    pub stateful: bool,
+    /// What the mind writes the method in.
+    pub language: Language,
+}
+
+/// What a cycle reports as it goes, for live views.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A cycle started.
+    Started {
+        /// Its id.
+        cycle: String,
+        /// The selector it synthesises.
+        selector: String,
+    },
+    /// This send waits for a cycle another send started.
+    Joined {
+        /// Its id.
+        cycle: String,
+    },
+    /// A state was entered.
+    State {
+        /// The cycle.
+        cycle: String,
+        /// The state.
+        state: State,
+        /// Details (the signature, the round).
+        detail: String,
+    },
+    /// A candidate was tried.
+    Attempt {
+        /// The cycle.
+        cycle: String,
+        /// Its round, from 1.
+        round: usize,
+        /// What became of it.
+        outcome: Outcome,
+        /// What went wrong (diagnostics, the failing case).
+        detail: String,
+    },
+}
+
+/// Knobs of the cycle.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Rounds of synthesis and repair before FAILED (Voyager uses 4).
+    pub max_rounds: usize,
+    /// Tokens the mind may spend on one answer.
+    pub max_tokens: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { max_rounds: 4, max_tokens: 400 }
+    }
+}
+
+/// Whether a send's failure is the one a cycle answers: the receiver itself did not
+/// understand the selector (not some method deeper down).
+pub fn starts_cycle(request: &Request, error: &Error) -> bool {
+    matches!(error, Error::DoesNotUnderstand { receiver, selector } if *receiver == request.receiver && *selector == request.selector)
+}

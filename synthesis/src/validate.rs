@@ -1,0 +1,289 @@
+//! VALIDATING: a candidate is built (sealed), audited with no grants, and proven on a
+//! clone of the receiver in a transaction that is always rolled back; what fails comes
+//! back as an [`Outcome`] and the feedback for the mind.
+
+use crate::candidate::{self, BuildError, Signature, Type};
+use crate::error::{Error, Result};
+use crate::image::{Method, Value};
+use crate::request::{Example, Language, Request};
+use crate::sandbox::Grants;
+use crate::{prompt, truncate, Synthesizer};
+
+/// Passes of the compiler's own suggestions applied to a candidate before its errors go
+/// back to the mind: most of a small model's slips are type errors rustc knows the fix
+/// for, and a pass costs about a second where a round of the mind costs several.
+const COMPILER_FIXES: usize = 3;
+
+/// What became of one candidate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It built, passed the audit and every case: installed.
+    Passed,
+    /// The answer held no code for the function.
+    NoCode,
+    /// Sealing refused it before it was built.
+    Refused,
+    /// It did not compile (or assemble, or componentize).
+    CompileError,
+    /// The audit refused the component.
+    AuditRefused,
+    /// A case, or the real arguments, failed.
+    FailedExample,
+}
+
+impl Outcome {
+    /// Its stable name, as kept in the cycle's attempts and the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::NoCode => "no_code",
+            Outcome::Refused => "refused",
+            Outcome::CompileError => "compile_error",
+            Outcome::AuditRefused => "audit_refused",
+            Outcome::FailedExample => "failed_example",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why one candidate was not accepted: what became of it and the feedback for the mind.
+pub(crate) struct Rejection {
+    pub(crate) outcome: Outcome,
+    pub(crate) detail: String,
+}
+
+impl Synthesizer {
+    /// Builds, audits and proves a candidate; answers its component bytes and the
+    /// proposed cases it does not meet (only tolerated in the last round).
+    pub(crate) fn validate(
+        &self,
+        request: &Request,
+        signature: &Signature,
+        code: &mut String,
+        proposed: &[Example],
+        last_round: bool,
+    ) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
+        if request.language == Language::Wat {
+            let bytes = crate::sandbox::audit::component_from_wat(
+                code,
+                &format!("candidate `{}`", request.selector),
+            )
+            .map_err(|e| Rejection {
+                outcome: Outcome::CompileError,
+                detail: format!("It does not assemble: {}", truncate(&e.to_string(), 1500)),
+            })?;
+            return self.check(request, signature, bytes, proposed, last_round, false);
+        }
+        let mut built = self.workspace.build_fixing(&signature.adapted(code), code, COMPILER_FIXES);
+        // A function whose body answers another type than it declares is the commonest
+        // slip of a small model; the compiler names both types, so the host fixes the
+        // declaration itself instead of spending a round of the mind on it.
+        if let Err(BuildError::Compile(rendered)) = &built {
+            if let Some(fixed) = candidate::retype(code, &signature.name, rendered) {
+                *code = fixed;
+                built = self.workspace.build_fixing(&signature.adapted(code), code, COMPILER_FIXES);
+            }
+        }
+        if let Ok((_, fixed)) = &built {
+            code.clone_from(fixed);
+        }
+        let signature = &signature.adapted(code);
+        let bytes = match built {
+            Ok((bytes, _)) => bytes,
+            Err(BuildError::Compile(rendered)) => {
+                return Err(Rejection {
+                    outcome: Outcome::CompileError,
+                    detail: format!("It does not compile:\n{}", diagnostics(&rendered)),
+                })
+            }
+            // Sealing refused it before cargo ran (see `seal`).
+            Err(BuildError::Sealed(reason)) => {
+                return Err(Rejection { outcome: Outcome::Refused, detail: reason })
+            }
+            Err(BuildError::Host(Error::BuildFailed { detail, .. })) => {
+                return Err(Rejection {
+                    outcome: Outcome::CompileError,
+                    detail: format!("It cannot become a capability: {}", truncate(&detail, 1500)),
+                })
+            }
+            Err(BuildError::Host(e)) => {
+                return Err(Rejection { outcome: Outcome::CompileError, detail: e.to_string() })
+            }
+        };
+        self.check(request, signature, bytes, proposed, last_round, true)
+    }
+
+    /// Audits and proves built candidate bytes. `typed`: the signature's answer type is
+    /// the candidate's own (a Rust candidate), so the real arguments' answer must have it.
+    fn check(
+        &self,
+        request: &Request,
+        signature: &Signature,
+        bytes: Vec<u8>,
+        proposed: &[Example],
+        last_round: bool,
+        typed: bool,
+    ) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
+        if let Err(e) = self.sandbox.audit(
+            &bytes,
+            &Grants::default(),
+            &format!("candidate `{}`", request.selector),
+        ) {
+            return Err(Rejection {
+                outcome: Outcome::AuditRefused,
+                detail: format!("The audit refused it: {e}. Use only plain computation."),
+            });
+        }
+        // Proposed cases of another answer type than the candidate's say nothing about it.
+        let proposed: Vec<Example> = proposed
+            .iter()
+            .filter(|e| Type::of(&e.expected) == Some(signature.returns))
+            .cloned()
+            .collect();
+        let failures = self
+            .prove(request, signature, &bytes, &proposed, typed)
+            .map_err(|e| Rejection { outcome: Outcome::FailedExample, detail: e.to_string() })?;
+        let (hard, soft): (Vec<_>, Vec<_>) = failures.into_iter().partition(|(caller, _)| *caller);
+        if let Some((_, detail)) = hard.first() {
+            return Err(Rejection { outcome: Outcome::FailedExample, detail: detail.clone() });
+        }
+        if let Some((_, detail)) = soft.first() {
+            if !last_round {
+                return Err(Rejection { outcome: Outcome::FailedExample, detail: detail.clone() });
+            }
+        }
+        Ok((bytes, soft.into_iter().map(|(_, d)| d).collect()))
+    }
+
+    /// Runs the cases, then the real arguments, on a clone of the receiver in a
+    /// transaction that is always rolled back. Answers `(from the caller, what failed)`.
+    fn prove(
+        &self,
+        request: &Request,
+        signature: &Signature,
+        bytes: &[u8],
+        proposed: &[Example],
+        typed: bool,
+    ) -> Result<Vec<(bool, String)>> {
+        self.rt.view(|cx| {
+            let clone = cx.clone_object(request.receiver)?;
+            let component = cx.tx_mut("store a blob")?.put_blob(bytes)?;
+            cx.set_slot(
+                clone,
+                &request.selector,
+                &Value::Method(Method::Component { component, grants: vec![], deadline_ms: None }),
+            )?;
+            let mut failures = Vec::new();
+            let cases = request
+                .examples
+                .iter()
+                .map(|e| (true, e))
+                .chain(proposed.iter().map(|e| (false, e)));
+            for (from_caller, example) in cases {
+                let shown = format!(
+                    "{}({})",
+                    signature.name,
+                    example.args.iter().map(prompt::rust_literal).collect::<Vec<_>>().join(", ")
+                );
+                match cx.send(clone, &request.selector, &example.args) {
+                    Ok(got) if got == example.expected => {}
+                    Ok(got) => failures.push((
+                        from_caller,
+                        format!(
+                            "{shown} returned {} but must return {}.",
+                            prompt::rust_literal(&got),
+                            prompt::rust_literal(&example.expected)
+                        ),
+                    )),
+                    Err(e) => failures.push((
+                        from_caller,
+                        format!(
+                            "{shown} failed: {e}. It must return {}.",
+                            prompt::rust_literal(&example.expected)
+                        ),
+                    )),
+                }
+            }
+            match cx.send(clone, &request.selector, &request.args) {
+                Ok(got) if !typed || Type::of(&got) == Some(signature.returns) => {}
+                Ok(got) => failures.push((
+                    true,
+                    format!(
+                        "it answered {} where {} was expected",
+                        got.type_name(),
+                        signature.returns.rust()
+                    ),
+                )),
+                Err(e) => failures.push((
+                    true,
+                    format!(
+                        "{}({}) failed: {e}",
+                        signature.name,
+                        request
+                            .args
+                            .iter()
+                            .map(prompt::rust_literal)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )),
+            }
+            Ok(failures)
+        })
+    }
+}
+
+/// The compiler's errors without cargo's noise: each error's headline, its location and
+/// the lines pointing into the code, at most three errors — enough for a small model.
+fn diagnostics(stderr: &str) -> String {
+    let mut kept = Vec::new();
+    let mut errors = 0;
+    let mut in_error = false;
+    for line in stderr.lines() {
+        if line.starts_with("error[")
+            || (line.starts_with("error:") && !line.contains("could not compile"))
+        {
+            errors += 1;
+            in_error = errors <= 3;
+        } else if line.starts_with("warning")
+            || line.starts_with("For more information")
+            || line.contains("could not compile")
+        {
+            in_error = false;
+        }
+        // The long lists of other types implementing a trait help no one here.
+        let listing = line.trim_start().starts_with('`')
+            || line.trim_start().starts_with("and ") && line.trim_end().ends_with("others");
+        if in_error && !listing {
+            kept.push(line);
+        }
+    }
+    truncate(kept.join("\n").trim(), 1500)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn diagnostics_keep_the_errors_and_drop_the_noise() {
+        let stderr = "   Compiling batos-candidate v0.0.0\nerror[E0277]: a value of type `Vec<i64>` cannot be made by summing\n  --> src/lib.rs:18:26\n   |\n18 |     a.iter().sum()\n   = help: the following other types implement trait `Sum<A>`:\n             `Duration` implements `Sum`\n           and 88 others\n\nFor more information about this error, try `rustc --explain E0277`.\nerror: could not compile `batos-candidate` (lib) due to 1 previous error";
+        let kept = super::diagnostics(stderr);
+        assert!(
+            kept.starts_with("error[E0277]")
+                && kept.contains("src/lib.rs:18:26")
+                && kept.contains("a.iter().sum()"),
+            "{kept}"
+        );
+        assert!(
+            !kept.contains("Duration")
+                && !kept.contains("88 others")
+                && !kept.contains("Compiling")
+                && !kept.contains("could not compile"),
+            "{kept}"
+        );
+    }
+}
