@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batos_runtime::{Method, Runtime, Value};
-use batos_sandbox::{audit, Grants, Limits, Sandbox};
+use batos_sandbox::{build, Grants, Limits, Sandbox};
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::Store;
 
@@ -120,8 +120,8 @@ fn install(rt: &Runtime, sandbox: &Sandbox, selector: &str, component: &[u8]) {
 fn main() {
     let quick = std::env::args().all(|a| a != "--bench");
     let n = if quick { 200 } else { 20_000 };
-    let double = audit::component_from_wat(DOUBLE, "double").expect("builds");
-    let counter = audit::component_from_wat(COUNTER, "counter").expect("builds");
+    let double = build::component_from_wat(DOUBLE, "double").expect("builds");
+    let counter = build::component_from_wat(COUNTER, "counter").expect("builds");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
@@ -190,7 +190,7 @@ fn main() {
     println!("cold install (fresh engine, audit and compile), ms");
     println!("  WAT capability ({} bytes)    p50 {:>8.2}", double.len(), d50 / 1000.0);
     let greet = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/greet");
-    if let Ok(bytes) = audit::component_from_crate(&greet, "greet") {
+    if let Ok(bytes) = build::component_from_crate(&greet, "greet") {
         let (g50, _) = cold(&bytes);
         println!("  Rust capability ({} bytes)  p50 {:>8.2}", bytes.len(), g50 / 1000.0);
     }

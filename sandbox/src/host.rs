@@ -113,97 +113,115 @@ impl CallState {
 
     /// A value the guest lent us (its handles stay the guest's).
     fn lift_param(&mut self, value: wit::ValueParam) -> Result<Value, Error> {
-        let mut nodes: Vec<Option<wit::NodeParam>> = value.nodes.into_iter().map(Some).collect();
-        let mut budget = Budget::new(self.max_result_bytes);
-        let value = self.take_param(&mut nodes, 0, 0, &mut budget)?;
-        Ok(value)
-    }
-
-    fn take_param(
-        &mut self,
-        nodes: &mut [Option<wit::NodeParam>],
-        index: u32,
-        depth: usize,
-        budget: &mut Budget,
-    ) -> Result<Value, Error> {
-        let node = take(nodes, index, depth)?;
-        Ok(match node {
-            wit::NodeParam::Nil => Value::Nil,
-            wit::NodeParam::Boolean(b) => Value::Bool(b),
-            wit::NodeParam::Integer(n) => Value::Int(n),
-            wit::NodeParam::Float(f) => Value::Float(f),
-            wit::NodeParam::Text(s) => Value::Text(budget.spend_text(s)?),
-            wit::NodeParam::Bytes(b) => Value::Bytes(budget.spend_bytes(b)?),
-            wit::NodeParam::List(items) => Value::List(
-                items
-                    .into_iter()
-                    .map(|i| self.take_param(nodes, i, depth + 1, budget))
-                    .collect::<Result<_, _>>()?,
-            ),
-            wit::NodeParam::Map(entries) => Value::Map(
-                entries
-                    .into_iter()
-                    .map(|(k, i)| {
-                        Ok((budget.spend_text(k)?, self.take_param(nodes, i, depth + 1, budget)?))
-                    })
-                    .collect::<Result<_, Error>>()?,
-            ),
-            wit::NodeParam::Object(handle) => Value::Object(
-                self.oid_of(&handle)
-                    .map_err(|e| Error::Failed(format!("bad object handle: {e}")))?,
-            ),
-            wit::NodeParam::Blob(b) => Value::Blob(blob_from_wit(&b)?),
-            wit::NodeParam::Method(m) => Value::Method(method_from_wit(&m)?),
-        })
+        self.lift(value.nodes, |state, handle| Ok(state.table.get(&handle)?.oid))
     }
 
     /// The guest's answer; it hands its handles back.
     pub(crate) fn lift_result(&mut self, value: wit::Value) -> Result<Value, Error> {
-        let mut nodes: Vec<Option<wit::Node>> = value.nodes.into_iter().map(Some).collect();
-        let mut budget = Budget::new(self.max_result_bytes);
-        self.take_result(&mut nodes, 0, 0, &mut budget)
+        self.lift(value.nodes, |state, handle| Ok(state.table.delete(handle)?.oid))
     }
 
-    fn take_result(
+    /// The one conversion of a guest's value into a host value, whichever way it
+    /// travels: every index checked and used once, nesting bounded, bytes counted
+    /// against the value-size cap. `object` says what a handle in it means (lent or
+    /// handed back); a bad handle is the guest's error.
+    fn lift<N: GuestNode>(
         &mut self,
-        nodes: &mut [Option<wit::Node>],
+        nodes: Vec<N>,
+        object: fn(&mut CallState, Resource<ObjectHandle>) -> wasmtime::Result<Oid>,
+    ) -> Result<Value, Error> {
+        let mut nodes: Vec<Option<N>> = nodes.into_iter().map(Some).collect();
+        let mut budget = Budget::new(self.max_result_bytes);
+        self.take_node(&mut nodes, 0, 0, &mut budget, object)
+    }
+
+    fn take_node<N: GuestNode>(
+        &mut self,
+        nodes: &mut [Option<N>],
         index: u32,
         depth: usize,
         budget: &mut Budget,
+        object: fn(&mut CallState, Resource<ObjectHandle>) -> wasmtime::Result<Oid>,
     ) -> Result<Value, Error> {
-        let node = take(nodes, index, depth)?;
-        Ok(match node {
-            wit::Node::Nil => Value::Nil,
-            wit::Node::Boolean(b) => Value::Bool(b),
-            wit::Node::Integer(n) => Value::Int(n),
-            wit::Node::Float(f) => Value::Float(f),
-            wit::Node::Text(s) => Value::Text(budget.spend_text(s)?),
-            wit::Node::Bytes(b) => Value::Bytes(budget.spend_bytes(b)?),
-            wit::Node::List(items) => Value::List(
+        Ok(match take(nodes, index, depth)?.incoming() {
+            Incoming::Nil => Value::Nil,
+            Incoming::Bool(b) => Value::Bool(b),
+            Incoming::Int(n) => Value::Int(n),
+            Incoming::Float(f) => Value::Float(f),
+            Incoming::Text(s) => Value::Text(budget.spend_text(s)?),
+            Incoming::Bytes(b) => Value::Bytes(budget.spend_bytes(b)?),
+            Incoming::List(items) => Value::List(
                 items
                     .into_iter()
-                    .map(|i| self.take_result(nodes, i, depth + 1, budget))
+                    .map(|i| self.take_node(nodes, i, depth + 1, budget, object))
                     .collect::<Result<_, _>>()?,
             ),
-            wit::Node::Map(entries) => Value::Map(
+            Incoming::Map(entries) => Value::Map(
                 entries
                     .into_iter()
                     .map(|(k, i)| {
-                        Ok((budget.spend_text(k)?, self.take_result(nodes, i, depth + 1, budget)?))
+                        Ok((
+                            budget.spend_text(k)?,
+                            self.take_node(nodes, i, depth + 1, budget, object)?,
+                        ))
                     })
                     .collect::<Result<_, Error>>()?,
             ),
-            wit::Node::Object(handle) => Value::Object(
-                self.table
-                    .delete(handle)
-                    .map_err(|e| Error::Failed(format!("bad object handle: {e}")))?
-                    .oid,
+            Incoming::Object(handle) => Value::Object(
+                object(self, handle)
+                    .map_err(|e| Error::Failed(format!("bad object handle: {e}")))?,
             ),
-            wit::Node::Blob(b) => Value::Blob(blob_from_wit(&b)?),
-            wit::Node::Method(m) => Value::Method(method_from_wit(&m)?),
+            Incoming::Blob(b) => Value::Blob(blob_from_wit(&b)?),
+            Incoming::Method(m) => Value::Method(method_from_wit(&m)?),
         })
     }
 }
+
+/// One node of a value coming from the guest, in the shape both directions share.
+enum Incoming {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+    List(Vec<u32>),
+    Map(Vec<(String, u32)>),
+    Object(Resource<ObjectHandle>),
+    Blob(wit::BlobRef),
+    Method(wit::MethodRef),
+}
+
+/// A node type of the WIT: lent (`node-param`) or handed over (`node`). Only the
+/// shape is read here; what a handle means is the caller's (see `CallState::lift`).
+trait GuestNode {
+    fn incoming(self) -> Incoming;
+}
+
+macro_rules! guest_node {
+    ($node:ident) => {
+        impl GuestNode for wit::$node {
+            fn incoming(self) -> Incoming {
+                match self {
+                    wit::$node::Nil => Incoming::Nil,
+                    wit::$node::Boolean(b) => Incoming::Bool(b),
+                    wit::$node::Integer(n) => Incoming::Int(n),
+                    wit::$node::Float(f) => Incoming::Float(f),
+                    wit::$node::Text(s) => Incoming::Text(s),
+                    wit::$node::Bytes(b) => Incoming::Bytes(b),
+                    wit::$node::List(items) => Incoming::List(items),
+                    wit::$node::Map(entries) => Incoming::Map(entries),
+                    wit::$node::Object(handle) => Incoming::Object(handle),
+                    wit::$node::Blob(b) => Incoming::Blob(b),
+                    wit::$node::Method(m) => Incoming::Method(m),
+                }
+            }
+        }
+    };
+}
+
+guest_node!(NodeParam);
+guest_node!(Node);
 
 /// Values nest at most this deep (a malformed node list could otherwise recurse
 /// without end on the host's stack).

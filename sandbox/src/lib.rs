@@ -22,6 +22,7 @@
 //! The sandbox plugs into the runtime as its [`ComponentRunner`].
 
 pub mod audit;
+pub mod build;
 pub mod gate;
 mod host;
 pub mod limits;

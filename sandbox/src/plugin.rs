@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::audit;
+use super::build;
 use super::gate::parse_grants;
 use super::Sandbox;
 use crate::error::{Error, Result};
@@ -144,13 +144,13 @@ pub fn build(path: &Path) -> Result<Built> {
     let what = format!("plugin `{name}`");
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
     let (component, source) = if path.is_dir() {
-        let component = audit::component_from_crate(path, &what)?;
+        let component = build::component_from_crate(path, &what)?;
         let source = std::fs::read(path.join("src").join("lib.rs")).ok();
         (component, source)
     } else if extension == "wat" {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        (audit::component_from_wat(&text, &what)?, Some(text.into_bytes()))
+        (build::component_from_wat(&text, &what)?, Some(text.into_bytes()))
     } else if extension == "wasm" {
         (
             std::fs::read(path)

@@ -107,12 +107,12 @@ pub fn synthesize(
 /// The first request for a method in WAT: the `$invoke` function against the WAT
 /// prelude's contract and helpers (for minds strong enough to write it).
 pub fn synthesize_wat(selector: &str, purpose: &str, examples: &[Example]) -> Vec<Message> {
-    let contract: String = crate::sandbox::audit::WAT_PRELUDE
+    let contract: String = crate::sandbox::build::WAT_PRELUDE
         .lines()
         .take_while(|l| l.starts_with(";;"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let helpers: String = crate::sandbox::audit::WAT_PRELUDE
+    let helpers: String = crate::sandbox::build::WAT_PRELUDE
         .lines()
         .filter(|l| l.trim_start().starts_with(";;") || l.trim_start().starts_with("(func $"))
         .skip_while(|l| l.starts_with(";;"))

@@ -18,7 +18,7 @@
 //!
 //! The forbidden names are looked for in every token, inside macro calls and
 //! attributes too, so `m!(include_str)` handed to a macro is refused like a direct
-//! call. What passes is still built sealed (see `sandbox::audit::build_crate`) and
+//! call. What passes is still built sealed (see `sandbox::build::build_crate`) and
 //! audited before it runs.
 
 use proc_macro2::{TokenStream, TokenTree};

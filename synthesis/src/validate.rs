@@ -69,7 +69,7 @@ impl Synthesizer {
         last_round: bool,
     ) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
         if request.language == Language::Wat {
-            let bytes = crate::sandbox::audit::component_from_wat(
+            let bytes = crate::sandbox::build::component_from_wat(
                 code,
                 &format!("candidate `{}`", request.selector),
             )

@@ -365,7 +365,7 @@ fn bad_components_are_refused_at_install_with_the_image_unchanged() {
     let h = host();
     let before = h.rt.image().last_tx();
     let manifest = "selector = \"bad\"\ntarget = \"genesis\"\ndescription = \"bad\"\n";
-    let double = batos_sandbox::audit::component_from_wat(DOUBLE, "double").expect("builds");
+    let double = batos_sandbox::build::component_from_wat(DOUBLE, "double").expect("builds");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("garbage", b"this is not wasm".to_vec(), "not WebAssembly"),
         ("truncated", double[..double.len() / 2].to_vec(), "invalid component"),

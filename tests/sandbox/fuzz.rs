@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use batos_runtime::{BlobRef, Method, Runtime, Value};
-use batos_sandbox::{audit, Grants, Limits, Sandbox};
+use batos_sandbox::{build, Grants, Limits, Sandbox};
 use rand::{Rng, SeedableRng};
 
 const SEED_COMPONENT: &str = r#"
@@ -48,7 +48,7 @@ fn mutated_components_never_crash_the_host() {
         .unwrap_or_else(rand::random);
     println!("component fuzzing: {cases} cases, seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let original = audit::component_from_wat(SEED_COMPONENT, "seed").expect("the seed builds");
+    let original = build::component_from_wat(SEED_COMPONENT, "seed").expect("the seed builds");
     let dir = tempfile::tempdir().expect("tempdir");
     let sandbox = Arc::new(
         Sandbox::new(Limits {

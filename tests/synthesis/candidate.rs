@@ -110,7 +110,7 @@ fn candidates_build_run_and_report_compile_errors() {
 #[test]
 fn a_build_past_its_time_is_stopped() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let seal = batos_sandbox::audit::Seal {
+    let seal = batos_sandbox::build::Seal {
         timeout: std::time::Duration::from_millis(20),
         ..Default::default()
     };
@@ -130,7 +130,7 @@ fn a_build_past_its_time_is_stopped() {
 /// would see).
 #[test]
 fn a_sealed_build_sees_a_scrubbed_environment() {
-    use batos_sandbox::audit::{self, Seal};
+    use batos_sandbox::build::{self, Seal};
     let dir = tempfile::tempdir().expect("tempdir");
     let probe = dir.path().join("probe");
     std::fs::create_dir_all(probe.join("src")).expect("mkdir");
@@ -141,7 +141,7 @@ fn a_sealed_build_sees_a_scrubbed_environment() {
         "fn main() { let names: Vec<String> = std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()).collect(); std::fs::write(std::path::Path::new(&std::env::var(\"CARGO_MANIFEST_DIR\").unwrap()).join(\"seen.txt\"), names.join(\"\\n\")).unwrap(); }",
     )
     .expect("build.rs");
-    audit::lock_workspace(&probe, "the probe").expect("locks");
+    build::lock_workspace(&probe, "the probe").expect("locks");
     // A variable of the host's that no sealed build may see. Set through std, whose
     // environment lock also guards the environment a `Command` copies, so the other
     // tests of this binary spawning processes meanwhile read it consistently.
@@ -149,7 +149,7 @@ fn a_sealed_build_sees_a_scrubbed_environment() {
     let seen = |sealed: bool| -> Vec<String> {
         let _ = std::fs::remove_file(probe.join("seen.txt"));
         let seal = Seal::default();
-        audit::build_crate(&probe, "the probe", sealed.then_some(&seal))
+        build::build_crate(&probe, "the probe", sealed.then_some(&seal))
             .map(|_| ())
             .expect("builds");
         std::fs::read_to_string(probe.join("seen.txt"))

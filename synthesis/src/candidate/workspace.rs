@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use super::signature::Signature;
 use super::wrap::{BEGIN, END};
 use crate::error::{Error, Result};
-use crate::sandbox::audit;
+use crate::sandbox::build;
 use crate::seal;
 
 /// Why a candidate did not become component bytes. Each is a different outcome of the
@@ -82,14 +82,14 @@ pub struct Workspace {
     dir: PathBuf,
     // One candidate at a time: they share `src/lib.rs` and the target directory.
     building: Mutex<()>,
-    seal: audit::Seal,
+    seal: build::Seal,
 }
 
 impl Workspace {
     /// Opens (creating when needed) a workspace in `dir`, building against the guest
     /// SDK compiled into this host (written under `dir/sdk/`). The manifest and its lock
     /// file are written here, by the host, and the SDK's dependencies fetched;
-    /// candidates then build sealed (see [`audit::build_crate`]) and can change neither.
+    /// candidates then build sealed (see [`build::build_crate`]) and can change neither.
     pub fn open(dir: &Path) -> Result<Workspace> {
         let io = |what: &str, e| Error::io(format!("{what} {}", dir.display()), e);
         std::fs::create_dir_all(dir.join("src")).map_err(|e| io("cannot create", e))?;
@@ -107,16 +107,16 @@ impl Workspace {
         if !lib.is_file() {
             std::fs::write(&lib, "").map_err(|e| io("cannot write src/lib.rs in", e))?;
         }
-        audit::lock_workspace(dir, "the candidate workspace")?;
+        build::lock_workspace(dir, "the candidate workspace")?;
         Ok(Workspace {
             dir: dir.to_owned(),
             building: Mutex::new(()),
-            seal: audit::Seal::default(),
+            seal: build::Seal::default(),
         })
     }
 
-    /// Replaces the default [`audit::Seal`] (time and memory limits of a build).
-    pub fn with_seal(mut self, seal: audit::Seal) -> Workspace {
+    /// Replaces the default [`build::Seal`] (time and memory limits of a build).
+    pub fn with_seal(mut self, seal: build::Seal) -> Workspace {
         self.seal = seal;
         self
     }
@@ -156,13 +156,13 @@ impl Workspace {
             let lib = self.dir.join("src").join("lib.rs");
             std::fs::write(&lib, &source)
                 .map_err(|e| Error::io(format!("cannot write {}", lib.display()), e))?;
-            let messages = match audit::build_crate(&self.dir, &what, Some(&self.seal))? {
-                audit::CrateBuild::Built(module) => {
-                    return Ok((audit::componentize(&module, &what, false)?, function))
+            let messages = match build::build_crate(&self.dir, &what, Some(&self.seal))? {
+                build::CrateBuild::Built(module) => {
+                    return Ok((build::componentize(&module, &what, false)?, function))
                 }
-                audit::CrateBuild::Failed(messages) => messages,
+                build::CrateBuild::Failed(messages) => messages,
             };
-            let failed = || BuildError::Compile(audit::rendered(&messages));
+            let failed = || BuildError::Compile(build::rendered(&messages));
             if pass >= passes {
                 return Err(failed());
             }
