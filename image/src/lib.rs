@@ -36,7 +36,6 @@ pub mod error;
 mod history;
 pub mod json;
 mod lock;
-mod outside;
 mod pack;
 mod record;
 mod tx;

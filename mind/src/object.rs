@@ -10,10 +10,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::chat::{Message, Mind, Sampling};
-use super::OpenAiMind;
+use crate::chat::{Message, Mind, Sampling};
 use crate::error::{Error, Result};
 use crate::image::{Method, Oid, Value};
+use crate::openai::OpenAiMind;
 use crate::runtime::{Call, Context, Effect, RuntimeBuilder, PRIMORDIAL_PLLM};
 
 /// The primitive name `pLLM`'s `infer` slot holds.

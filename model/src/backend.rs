@@ -53,7 +53,7 @@ impl Backend for OnnxBackend {
             _ => BTreeMap::new(),
         };
         let blob = match weights.get(model) {
-            Some(Value::Blob(blob)) if cx.runtime().image().blobs().contains(&blob.hash) => *blob,
+            Some(Value::Blob(blob)) if cx.image().blobs().contains(&blob.hash) => *blob,
             _ => {
                 let gguf = models_dir().join(format!("{model}.gguf"));
                 if !gguf.is_file() {
@@ -64,7 +64,7 @@ impl Backend for OnnxBackend {
                     return Err(Error::not_found("model", model, hint));
                 }
                 // Hashing and linking a model file takes seconds: outside the transaction.
-                let blobs = cx.runtime().image().blob_store();
+                let blobs = cx.image().blob_store();
                 let source = gguf.clone();
                 let adopted = cx.outside(format!("adopt {}", gguf.display()), move || {
                     Ok(Value::Blob(blobs.adopt_file(&source)?))
@@ -87,7 +87,7 @@ impl Backend for OnnxBackend {
             }
         };
         let key = blob.hash.to_hex();
-        let path = cx.runtime().image().blobs().path(&blob.hash);
+        let path = cx.image().blobs().path(&blob.hash);
         let model = model.to_owned();
         minds.cached(cx, format!("onnx|{key}|{device:?}"), move || {
             let dir = export_dir(&models_dir(), &key);

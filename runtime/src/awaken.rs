@@ -12,10 +12,9 @@
 
 use std::sync::Arc;
 
-use super::primitives::TRAITS_METHODS;
-use super::Runtime;
 use crate::error::Result;
-use crate::image::{Method, Oid, Tx, Value};
+use crate::image::{Image, Method, Oid, Tx, Value};
+use crate::primitives::TRAITS_METHODS;
 
 /// The primordial objects, as the awakening hooks see them.
 #[derive(Clone, Copy, Debug)]
@@ -29,7 +28,7 @@ pub struct Primordials {
 }
 
 /// Work a layer above adds to the awakening transaction (see
-/// [`super::RuntimeBuilder::awakening`]).
+/// [`crate::RuntimeBuilder::awakening`]).
 pub type AwakeningHook = Arc<dyn Fn(&mut Tx<'_>, &Primordials) -> Result<()> + Send + Sync>;
 
 /// Root name of the ultimate ancestor.
@@ -39,12 +38,14 @@ pub const PRIMORDIAL_PLLM: &str = "pLLM";
 /// Root name of the first being.
 pub const PRIMORDIAL_GENESIS: &str = "genesis";
 
-pub(super) fn awaken(mut runtime: Runtime, hooks: &[AwakeningHook]) -> Result<Runtime> {
-    if runtime.image.format()?.is_some() {
-        tracing::info!(image = %runtime.image.path().display(), "resuming the image");
-        return Ok(runtime);
+/// Awakens `image` if it is new (answering true), running `hooks` in the same
+/// transaction; an image already formatted is left as it is.
+pub(crate) fn awaken(image: &Image, hooks: &[AwakeningHook]) -> Result<bool> {
+    if image.format()?.is_some() {
+        tracing::info!(image = %image.path().display(), "resuming the image");
+        return Ok(false);
     }
-    runtime.image.transact("awakening", |tx| {
+    image.transact("awakening", |tx| {
         let traits = tx.create_object(&[])?;
         for selector in TRAITS_METHODS {
             tx.set_slot(
@@ -70,9 +71,8 @@ pub(super) fn awaken(mut runtime: Runtime, hooks: &[AwakeningHook]) -> Result<Ru
         tx.mark_formatted();
         Ok(())
     })?;
-    tracing::info!(image = %runtime.image.path().display(), "awakened a new image");
-    runtime.created = true;
-    Ok(runtime)
+    tracing::info!(image = %image.path().display(), "awakened a new image");
+    Ok(true)
 }
 
 fn describe(tx: &mut crate::image::Tx<'_>, oid: Oid, text: &str) -> Result<()> {

@@ -19,6 +19,7 @@
 
 mod awaken;
 mod call;
+mod dispatch;
 pub mod gate;
 mod outside;
 mod primitives;
@@ -33,6 +34,7 @@ pub use awaken::{
 };
 pub use batos_image::OutsideWork;
 pub use call::Call;
+pub use dispatch::{lookup, Behaviour, ComponentRunner, Context, Primitive, DOES_NOT_UNDERSTAND};
 pub use gate::{Authority, Decision, Effect, Gate, Grant, Grants};
 pub use outside::MAX_OUTSIDE_WORK;
 
@@ -44,28 +46,10 @@ pub use batos_image::{
     Result, Tx, TxId, Value,
 };
 
-/// The selector sent when lookup finds nothing.
-pub const DOES_NOT_UNDERSTAND: &str = "doesNotUnderstand";
-
 /// How deep sends may nest before [`Error::SendTooDeep`]: deep enough for any honest
 /// recursion over the image, shallow enough that a runaway method cannot exhaust the
 /// native stack (each level costs a few hundred bytes of Rust frames).
 pub const DEFAULT_MAX_SEND_DEPTH: usize = 256;
-
-/// A native primitive: a Rust function that a method slot names.
-///
-/// It runs inside the sender's transaction, with the sender's authority, and may run
-/// again if that transaction is retried after a conflict, so it must have no effects
-/// outside the image: work outside it goes through [`Context::outside`], and writes
-/// through [`Context`]'s gated methods.
-pub type Primitive = Arc<dyn Fn(&mut Context<'_, '_>, &Call<'_>) -> Result<Value> + Send + Sync>;
-
-/// Runs [`Method::Component`] methods. The sandbox layer provides one; the runtime
-/// only routes to it, so that this layer does not depend on wasmtime.
-pub trait ComponentRunner: Send + Sync {
-    /// Runs `method` for `call` within the caller's transaction.
-    fn run(&self, cx: &mut Context<'_, '_>, method: &Method, call: &Call<'_>) -> Result<Value>;
-}
 
 /// Configures and opens a [`Runtime`].
 #[derive(Default)]
@@ -122,17 +106,20 @@ impl RuntimeBuilder {
     /// Opens (or creates and awakens) the image at `path`.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Runtime> {
         let image = Image::open(path, self.options)?;
+        let created = awaken::awaken(&image, &self.awakening)?;
         let mut primitives = primitives::builtins();
         primitives.extend(self.primitives);
-        let runtime = Runtime {
-            image,
+        let behaviour = Behaviour {
             primitives,
             component_runner: self.component_runner,
             max_send_depth: self.max_send_depth.unwrap_or(DEFAULT_MAX_SEND_DEPTH),
-            created: false,
-            done_once: std::sync::Mutex::new(std::collections::HashSet::new()),
         };
-        awaken::awaken(runtime, &self.awakening)
+        Ok(Runtime {
+            image,
+            behaviour,
+            created,
+            done_once: std::sync::Mutex::new(std::collections::HashSet::new()),
+        })
     }
 }
 
@@ -148,9 +135,7 @@ impl RuntimeBuilder {
 /// ```
 pub struct Runtime {
     image: Image,
-    primitives: HashMap<String, Primitive>,
-    component_runner: Option<Arc<dyn ComponentRunner>>,
-    max_send_depth: usize,
+    behaviour: Behaviour,
     created: bool,
     done_once: std::sync::Mutex<std::collections::HashSet<&'static str>>,
 }
@@ -226,13 +211,7 @@ impl Runtime {
         let authority = Authority::person();
         outside::Memo::default().drive(|memo| {
             self.image.transact(description, |tx| {
-                work(&mut Context {
-                    runtime: self,
-                    tx,
-                    depth: 0,
-                    authority: authority.clone(),
-                    memo,
-                })
+                work(&mut Context::top(&self.behaviour, tx, authority.clone(), memo))
             })
         })
     }
@@ -242,15 +221,8 @@ impl Runtime {
     pub fn view<R>(&self, mut work: impl FnMut(&mut Context<'_, '_>) -> Result<R>) -> Result<R> {
         let authority = Authority::person();
         outside::Memo::default().drive(|memo| {
-            self.image.view(|tx| {
-                work(&mut Context {
-                    runtime: self,
-                    tx,
-                    depth: 0,
-                    authority: authority.clone(),
-                    memo,
-                })
-            })
+            self.image
+                .view(|tx| work(&mut Context::top(&self.behaviour, tx, authority.clone(), memo)))
         })
     }
 
@@ -293,10 +265,6 @@ impl Runtime {
         })?;
         Ok(committed.value)
     }
-
-    fn primitive(&self, name: &str) -> Option<&Primitive> {
-        self.primitives.get(name)
-    }
 }
 
 /// The object the root `name` names, created (a child of `traits`, described by
@@ -323,244 +291,6 @@ pub fn resolve_in(tx: &Tx<'_>, reference: &str) -> Result<Oid> {
         return Ok(oid);
     }
     tx.root(reference)?.ok_or_else(|| Error::UnknownRoot(reference.to_owned()))
-}
-
-/// What a method runs with: the transaction, the runtime, its place in the send
-/// nesting, and the [`Authority`] it acts for.
-///
-/// Reads are free ([`Context::tx`]); every write asks the [`Gate`]: slots and parents
-/// through [`Context::set_slot`], [`Context::remove_slot`], [`Context::set_parents`],
-/// new objects through [`Context::clone_object`], anything else through
-/// [`Context::tx_mut`], which only a person's authority opens.
-pub struct Context<'a, 'img> {
-    runtime: &'a Runtime,
-    tx: &'a mut Tx<'img>,
-    depth: usize,
-    authority: Authority,
-    memo: &'a outside::Memo,
-}
-
-impl<'img> Context<'_, 'img> {
-    /// The transaction, for reading.
-    pub fn tx(&self) -> &Tx<'img> {
-        self.tx
-    }
-
-    /// The transaction for any write, if the authority is a person's: `what` names the
-    /// work for the refusal.
-    pub fn tx_mut(&mut self, what: &str) -> Result<&mut Tx<'img>> {
-        Gate::check(&self.authority, &Effect::Unrestricted(what))?;
-        Ok(self.tx)
-    }
-
-    /// The authority this work acts for.
-    pub fn authority(&self) -> &Authority {
-        &self.authority
-    }
-
-    /// Asks the gate whether this context may cause `effect`.
-    pub fn permit(&self, effect: Effect<'_>) -> Result<()> {
-        Gate::check(&self.authority, &effect)
-    }
-
-    /// Writes a slot of `oid`, if the gate allows this authority to write it.
-    pub fn set_slot(&mut self, oid: Oid, name: &str, value: &Value) -> Result<()> {
-        self.permit(Effect::Write(oid))?;
-        self.tx.set_slot(oid, name, value)
-    }
-
-    /// Removes a slot of `oid`, if the gate allows; answers whether it existed.
-    pub fn remove_slot(&mut self, oid: Oid, name: &str) -> Result<bool> {
-        self.permit(Effect::Write(oid))?;
-        self.tx.remove_slot(oid, name)
-    }
-
-    /// Replaces the `parent*` list of `oid`, if the gate allows.
-    pub fn set_parents(&mut self, oid: Oid, parents: &[Oid]) -> Result<()> {
-        self.permit(Effect::Write(oid))?;
-        self.tx.set_parents(oid, parents)
-    }
-
-    /// Clones `original` (its slots, the same parents); the clone is writable for the
-    /// rest of this authority's work.
-    pub fn clone_object(&mut self, original: Oid) -> Result<Oid> {
-        let clone = self.tx.clone_object(original)?;
-        self.authority.made(clone);
-        Ok(clone)
-    }
-
-    /// The answer of `work`, run outside any transaction once per top-level send and
-    /// remembered under `key` (see [`OutsideWork`]). The first call stops the send with
-    /// [`Error::Outside`]; the runtime runs the work and the send again.
-    pub fn outside(
-        &self,
-        key: String,
-        work: impl FnOnce() -> Result<Value> + Send + 'static,
-    ) -> Result<Value> {
-        match self.memo.get(&key) {
-            Some(answer) => Ok(answer),
-            None => Err(Error::Outside(OutsideWork::new(key, work))),
-        }
-    }
-
-    /// Runs `work` with `authority` in place of this context's, in the same transaction
-    /// and at the same depth: how a component method gets its own authority.
-    pub fn with_authority<R>(
-        &mut self,
-        authority: Authority,
-        work: impl FnOnce(&mut Context<'_, 'img>) -> R,
-    ) -> R {
-        work(&mut Context {
-            runtime: self.runtime,
-            tx: &mut *self.tx,
-            depth: self.depth,
-            authority,
-            memo: self.memo,
-        })
-    }
-
-    /// The runtime.
-    pub fn runtime(&self) -> &Runtime {
-        self.runtime
-    }
-
-    /// How many sends deep this context is (0 for a top-level send).
-    pub fn depth(&self) -> usize {
-        self.depth
-    }
-
-    /// Sends a message from within a method, with this context's authority. Its writes
-    /// are kept if it succeeds and undone if it fails; either way the caller's
-    /// transaction goes on.
-    pub fn send(&mut self, receiver: Oid, selector: &str, args: &[Value]) -> Result<Value> {
-        let savepoint = self.tx.savepoint();
-        let result = Context {
-            runtime: self.runtime,
-            tx: &mut *self.tx,
-            depth: self.depth + 1,
-            authority: self.authority.clone(),
-            memo: self.memo,
-        }
-        .send_here(receiver, selector, args);
-        match result {
-            Ok(value) => {
-                self.tx.release(savepoint);
-                Ok(value)
-            }
-            Err(e) => {
-                self.tx.rollback_to(savepoint);
-                Err(e)
-            }
-        }
-    }
-
-    /// Finds `selector` from `start`: the holder and the slot's value.
-    pub fn lookup(&self, start: Oid, selector: &str) -> Result<Option<(Oid, Value)>> {
-        lookup(self.tx, start, selector)
-    }
-
-    /// Dispatches at this depth (no savepoint): the body of every send.
-    fn send_here(&mut self, receiver: Oid, selector: &str, args: &[Value]) -> Result<Value> {
-        if self.depth >= self.runtime.max_send_depth {
-            return Err(Error::SendTooDeep { selector: selector.to_owned(), depth: self.depth });
-        }
-        match lookup(self.tx, receiver, selector)? {
-            Some((_, Value::Method(method))) => {
-                self.run(&method, &Call { receiver, selector, args })
-            }
-            Some((_, value)) if args.is_empty() => Ok(value),
-            Some((holder, value)) => Err(Error::bad_arguments(
-                selector,
-                format!(
-                    "the slot on {holder} holds data ({}), not a method, so it takes no arguments; use setSlot:value: to change it",
-                    value.type_name()
-                ),
-            )),
-            None => self.does_not_understand(receiver, selector, args),
-        }
-    }
-
-    fn does_not_understand(
-        &mut self,
-        receiver: Oid,
-        selector: &str,
-        args: &[Value],
-    ) -> Result<Value> {
-        let not_understood =
-            || Error::DoesNotUnderstand { receiver, selector: selector.to_owned() };
-        let Some((_, Value::Method(handler))) = lookup(self.tx, receiver, DOES_NOT_UNDERSTAND)?
-        else {
-            return Err(not_understood());
-        };
-        // Reify the failed message as an object, so that handlers (and, later, the
-        // synthesis cycle) can keep it, inspect it and answer it.
-        let parents = match self.tx.root("traits")? {
-            Some(traits) => vec![traits],
-            None => Vec::new(),
-        };
-        // The runtime's own bookkeeping: the message object is made for this send, and
-        // belongs to whoever sent it.
-        let message = self.tx.create_object(&parents)?;
-        self.authority.made(message);
-        self.tx.set_slot(message, "selector", &Value::Text(selector.to_owned()))?;
-        self.tx.set_slot(message, "arguments", &Value::List(args.to_vec()))?;
-        self.tx.set_slot(message, "receiver", &Value::Object(receiver))?;
-        let message_arg = [Value::Object(message)];
-        self.run(&handler, &Call { receiver, selector: DOES_NOT_UNDERSTAND, args: &message_arg })
-    }
-
-    fn run(&mut self, method: &Method, call: &Call<'_>) -> Result<Value> {
-        match method {
-            Method::Native { primitive } => {
-                let runtime = self.runtime;
-                let f = runtime.primitive(primitive).ok_or_else(|| Error::UnknownPrimitive {
-                    selector: call.selector.to_owned(),
-                    primitive: primitive.clone(),
-                })?;
-                f(self, call)
-            }
-            Method::Component { grants, .. } => {
-                let runtime = self.runtime;
-                let Some(runner) = &runtime.component_runner else {
-                    return Err(Error::NoRunner {
-                        selector: call.selector.to_owned(),
-                        kind: "component",
-                    });
-                };
-                // A component method runs with its own authority (see `gate`): the grants
-                // it was installed with, and its receiver.
-                let grants = gate::parse_grants(grants).map_err(|reason| Error::AuditRefused {
-                    what: call.selector.to_owned(),
-                    reason,
-                })?;
-                let own = Authority::capability(call.selector, grants, [call.receiver]);
-                self.with_authority(own, |cx| runner.run(cx, method, call))
-            }
-        }
-    }
-}
-
-/// Finds `selector` from `start`: own slots, then parents depth-first in order, each
-/// object visited once. Returns the holder and the slot's value.
-pub fn lookup(tx: &Tx<'_>, start: Oid, selector: &str) -> Result<Option<(Oid, Value)>> {
-    let mut visited: Vec<Oid> = Vec::new();
-    let mut pending = vec![start];
-    while let Some(oid) = pending.pop() {
-        if visited.contains(&oid) {
-            continue;
-        }
-        visited.push(oid);
-        if let Some(value) = tx.slot(oid, selector)? {
-            return Ok(Some((oid, value)));
-        }
-        match tx.parents(oid) {
-            Ok(parents) => pending.extend(parents.iter().rev()),
-            // A parent removed by undo or pack no longer answers anything.
-            Err(Error::UnknownObject(_)) if oid != start => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(None)
 }
 
 /// A short, bounded history description of a send.

@@ -21,7 +21,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Call, Context, Primitive};
+use crate::call::Call;
+use crate::dispatch::{Context, Primitive, DOES_NOT_UNDERSTAND};
 use crate::error::{Error, Result};
 use crate::image::Value;
 
@@ -92,7 +93,7 @@ pub(crate) const TRAITS_METHODS: [&str; 9] = [
     "parents",
     "setParents:",
     "respondsTo:",
-    super::DOES_NOT_UNDERSTAND,
+    DOES_NOT_UNDERSTAND,
 ];
 
 pub(crate) fn builtins() -> HashMap<String, Primitive> {
@@ -105,7 +106,7 @@ pub(crate) fn builtins() -> HashMap<String, Primitive> {
         ("parents", Arc::new(parents)),
         ("setParents:", Arc::new(set_parents)),
         ("respondsTo:", Arc::new(responds_to)),
-        (super::DOES_NOT_UNDERSTAND, Arc::new(does_not_understand)),
+        (DOES_NOT_UNDERSTAND, Arc::new(does_not_understand)),
     ];
     table.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

@@ -264,7 +264,7 @@ impl Sandbox {
                 ),
             });
         }
-        let pre = self.prepared(cx.runtime().image(), component, grants)?;
+        let pre = self.prepared(cx.image(), component, grants)?;
         let name = call.selector.to_owned();
         // SAFETY: `store` (and the state holding the pointer to `cx`) is dropped at the
         // end of this function, while `cx` is still mutably borrowed by it.
@@ -310,7 +310,7 @@ impl ComponentRunner for Sandbox {
         let deadline =
             deadline_ms.map_or(self.limits.deadline, |ms| Duration::from_millis(u64::from(ms)));
         let outcome = self.invoke(cx, component, &grants, deadline, call);
-        self.stats.record(component.hash, &outcome, cx.runtime().image());
+        self.stats.record(component.hash, &outcome, cx.image());
         outcome.map(|(value, _)| value)
     }
 }

@@ -6,23 +6,40 @@ use crate::candidate::Signature;
 use crate::cycle::{self, State};
 use crate::error::Result;
 use crate::image::{Method, Value};
+use crate::running::Running;
+use crate::runtime::Runtime;
 use crate::sandbox::Grants;
-use crate::{journal, skills, Running, Synthesizer};
+use crate::sandbox::Sandbox;
+use crate::{journal, skills};
 
-impl Synthesizer {
+/// A candidate that passed: what is installed and recorded.
+pub(crate) struct Proven<'a> {
+    /// Its signature, as adapted to what the model declared.
+    pub(crate) signature: &'a Signature,
+    /// Its source, as finally built.
+    pub(crate) code: &'a str,
+    /// The component.
+    pub(crate) bytes: &'a [u8],
+    /// The mind's proposed cases it does not meet.
+    pub(crate) unconfirmed: &'a [String],
+}
+
+/// What installing needs of a synthesizer: the image, the sandbox that audits once
+/// more, the mind's name for the record.
+pub(crate) struct Installer<'a> {
+    pub(crate) rt: &'a Runtime,
+    pub(crate) sandbox: &'a Sandbox,
+    pub(crate) model: String,
+}
+
+impl Installer<'_> {
     /// One short transaction: the method on the receiver, the skill in the library, the
     /// cycle COMPLETE.
-    pub(crate) fn install(
-        &self,
-        run: &Running<'_>,
-        signature: &Signature,
-        code: &str,
-        bytes: &[u8],
-        unconfirmed: &[String],
-    ) -> Result<()> {
+    pub(crate) fn install(&self, run: &Running<'_>, proven: &Proven<'_>) -> Result<()> {
         let (request, id, oid, purpose) = (run.request, run.id, run.oid, run.purpose.as_str());
+        let Proven { signature, code, bytes, unconfirmed } = *proven;
         self.sandbox.audit(bytes, &Grants::default(), &format!("method `{}`", request.selector))?;
-        let model = self.mind.describe();
+        let model = self.model.clone();
         self.rt.transact(
             &format!("install synthesised {} on {}", request.selector, request.receiver),
             |cx| {

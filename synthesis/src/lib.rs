@@ -32,8 +32,10 @@ mod install;
 pub mod journal;
 pub mod prompt;
 mod request;
+mod running;
 pub mod seal;
 pub mod skills;
+mod text;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -49,18 +51,21 @@ use batos_mind as mind;
 use batos_runtime as runtime;
 use batos_sandbox as sandbox;
 
-pub use request::{starts_cycle, Event, Example, Language, Options, Request};
-pub use validate::Outcome;
+pub use request::{starts_cycle, Event, Example, Language, Options, Outcome, Request};
 
 use crate::error::{Error, Result};
-use crate::image::{Oid, Value};
+use crate::image::Value;
 use crate::mind::{Message, Mind, Sampling};
 use crate::runtime::Runtime;
 use crate::sandbox::Sandbox;
 use candidate::{Signature, Type, Workspace};
 use cycle::State;
 use flight::{Flights, Role};
+use install::{Installer, Proven};
 use journal::Journal;
+use running::Running;
+use text::truncate;
+use validate::Prover;
 
 /// Runs synthesis cycles for one image.
 pub struct Synthesizer {
@@ -71,15 +76,6 @@ pub struct Synthesizer {
     journal: Journal,
     options: Options,
     flights: Flights,
-}
-
-/// One cycle as it runs: what it answers, where it is kept, and who watches it.
-pub(crate) struct Running<'a> {
-    request: &'a Request,
-    id: &'a str,
-    oid: Oid,
-    purpose: String,
-    observe: &'a (dyn Fn(&Event) + Sync),
 }
 
 impl Synthesizer {
@@ -291,10 +287,24 @@ impl Synthesizer {
             };
             // VALIDATING
             self.enter(run, State::Validating, format!("round {round}"), &[])?;
-            match self.validate(request, &signature, &mut code, &proposed, round == rounds) {
+            let prover =
+                Prover { rt: &self.rt, sandbox: &self.sandbox, workspace: &self.workspace };
+            match prover.validate(request, &signature, &mut code, &proposed, round == rounds) {
                 Ok((component, unconfirmed)) => {
                     self.attempt(run, round, &code, Outcome::Passed, &unconfirmed.join("; "))?;
-                    self.install(run, &signature.adapted(&code), &code, &component, &unconfirmed)?;
+                    let installer = Installer {
+                        rt: &self.rt,
+                        sandbox: &self.sandbox,
+                        model: self.mind.describe(),
+                    };
+                    let signature = signature.adapted(&code);
+                    let proven = Proven {
+                        signature: &signature,
+                        code: &code,
+                        bytes: &component,
+                        unconfirmed: &unconfirmed,
+                    };
+                    installer.install(run, &proven)?;
                     self.journal.append(json!({ "cycle": id, "state": "COMPLETE", "rounds": round, "duration_ms": started.elapsed().as_millis() as u64, "model": self.mind.describe() }));
                     (run.observe)(&Event::State {
                         cycle: id.to_owned(),
@@ -394,18 +404,6 @@ fn predicate(selector: &str) -> bool {
             rest.starts_with(|c: char| c.is_ascii_uppercase() || c == ':') || rest.is_empty()
         })
     })
-}
-
-/// `text` cut to at most `max` bytes (on a character boundary), marked with `…`.
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]

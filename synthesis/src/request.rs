@@ -1,10 +1,9 @@
 //! What a synthesis is asked for ([`Request`], [`Example`], [`Language`]), what it
-//! reports as it goes ([`Event`]), and its knobs ([`Options`]).
+//! reports as it goes ([`Event`], [`Outcome`]), and its knobs ([`Options`]).
 
 use crate::cycle::State;
 use crate::error::Error;
 use crate::image::{json as vjson, Oid, Value};
-use crate::validate::Outcome;
 
 /// An example case: arguments and the answer expected.
 #[derive(Clone, Debug, PartialEq)]
@@ -140,4 +139,41 @@ impl Default for Options {
 /// understand the selector (not some method deeper down).
 pub fn starts_cycle(request: &Request, error: &Error) -> bool {
     matches!(error, Error::DoesNotUnderstand { receiver, selector } if *receiver == request.receiver && *selector == request.selector)
+}
+
+/// What became of one candidate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It built, passed the audit and every case: installed.
+    Passed,
+    /// The answer held no code for the function.
+    NoCode,
+    /// Sealing refused it before it was built.
+    Refused,
+    /// It did not compile (or assemble, or componentize).
+    CompileError,
+    /// The audit refused the component.
+    AuditRefused,
+    /// A case, or the real arguments, failed.
+    FailedExample,
+}
+
+impl Outcome {
+    /// Its stable name, as kept in the cycle's attempts and the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::NoCode => "no_code",
+            Outcome::Refused => "refused",
+            Outcome::CompileError => "compile_error",
+            Outcome::AuditRefused => "audit_refused",
+            Outcome::FailedExample => "failed_example",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -2,54 +2,21 @@
 //! clone of the receiver in a transaction that is always rolled back; what fails comes
 //! back as an [`Outcome`] and the feedback for the mind.
 
+use crate::candidate::Workspace;
 use crate::candidate::{self, BuildError, Signature, Type};
 use crate::error::{Error, Result};
 use crate::image::{Method, Value};
-use crate::request::{Example, Language, Request};
+use crate::prompt;
+use crate::request::{Example, Language, Outcome, Request};
+use crate::runtime::Runtime;
 use crate::sandbox::Grants;
-use crate::{prompt, truncate, Synthesizer};
+use crate::sandbox::Sandbox;
+use crate::text::truncate;
 
 /// Passes of the compiler's own suggestions applied to a candidate before its errors go
 /// back to the mind: most of a small model's slips are type errors rustc knows the fix
 /// for, and a pass costs about a second where a round of the mind costs several.
 const COMPILER_FIXES: usize = 3;
-
-/// What became of one candidate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// It built, passed the audit and every case: installed.
-    Passed,
-    /// The answer held no code for the function.
-    NoCode,
-    /// Sealing refused it before it was built.
-    Refused,
-    /// It did not compile (or assemble, or componentize).
-    CompileError,
-    /// The audit refused the component.
-    AuditRefused,
-    /// A case, or the real arguments, failed.
-    FailedExample,
-}
-
-impl Outcome {
-    /// Its stable name, as kept in the cycle's attempts and the journal.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Passed => "passed",
-            Outcome::NoCode => "no_code",
-            Outcome::Refused => "refused",
-            Outcome::CompileError => "compile_error",
-            Outcome::AuditRefused => "audit_refused",
-            Outcome::FailedExample => "failed_example",
-        }
-    }
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Why one candidate was not accepted: what became of it and the feedback for the mind.
 pub(crate) struct Rejection {
@@ -57,7 +24,15 @@ pub(crate) struct Rejection {
     pub(crate) detail: String,
 }
 
-impl Synthesizer {
+/// What validation needs of a synthesizer: the image to prove in, the sandbox that
+/// audits, the workspace that builds.
+pub(crate) struct Prover<'a> {
+    pub(crate) rt: &'a Runtime,
+    pub(crate) sandbox: &'a Sandbox,
+    pub(crate) workspace: &'a Workspace,
+}
+
+impl Prover<'_> {
     /// Builds, audits and proves a candidate; answers its component bytes and the
     /// proposed cases it does not meet (only tolerated in the last round).
     pub(crate) fn validate(

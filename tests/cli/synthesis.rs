@@ -141,7 +141,7 @@ fn the_architect_session_sends_translates_and_inspects() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawns");
-    let script = "help\ngenesis double: 21 --example \"3 => 6\"\ncycles\nplease double four for me\ny\ninspect genesis\nquit\n";
+    let script = "help\ngenesis double: 21 --example \"3 => 6\"\ncycles\nplease double four for me\ny\ninspect genesis\nclone genesis --name twin\ninspect twin\nquit\n";
     child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("types");
     let out = child.wait_with_output().expect("ends");
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -155,5 +155,6 @@ fn the_architect_session_sends_translates_and_inspects() {
         "the translation is shown, then run: {shown}"
     );
     assert!(shown.contains("double:"), "inspect shows the installed method: {shown}");
+    assert!(shown.contains("twin #"), "any command of the command line, flags included: {shown}");
     assert!(text(&out.stderr).contains("COMPLETE"), "the cycle was shown live");
 }

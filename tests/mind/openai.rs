@@ -126,7 +126,9 @@ fn a_retried_transaction_asks_the_mind_once() {
             let answer = cx.send(pllm, "infer", &[call.arg(0)?.clone()])?;
             let _seen = cx.tx().slot(call.receiver, "note")?;
             if counted.fetch_add(1, Ordering::SeqCst) == 0 {
-                cx.runtime().set_slot(call.receiver, "note", "written meanwhile".into())?;
+                cx.image().transact("a write meanwhile", |tx| {
+                    tx.set_slot(call.receiver, "note", &"written meanwhile".into())
+                })?;
             }
             cx.set_slot(call.receiver, "note", &answer)?;
             Ok(answer)

@@ -1,23 +1,26 @@
 //! `batos session`: the interactive face — an `Architect >` prompt, like the seeds'
 //! chat client. A line is a message (`genesis factorial: 5`, with optional
-//! `--brief "…"`, `--example "5 => 120"`, `--stateful`), a command (`inspect OBJ`,
-//! `cycles`, `cycle ID`, `help`, `quit`), or words: the mind translates words into a
-//! message, shows it, and runs it when the user agrees.
+//! `--brief "…"`, `--example "5 => 120"`, `--stateful`), any command of the command
+//! line (`inspect OBJ`, `cycles`, `cycle ID`, `plugin list`, …, parsed by the same clap
+//! definitions), `help`, `quit`, or words: the mind translates words into a message,
+//! shows it, and runs it when the user agrees.
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 
-use batos::image::json;
 use batos::sandbox::Sandbox;
 use batos::synthesis::prompt;
-use batos::{Runtime, Value};
+use batos::Runtime;
+use clap::error::ErrorKind;
+use clap::Parser;
 
-use super::synthesis as synth;
+use crate::args::{Command, SessionLine};
+use crate::commands;
 
 const HELP: &str = "Send a message:   OBJECT SELECTOR [ARGS…] [--brief \"what it should do\"] [--example \"ARGS => RESULT\"]… [--stateful] [--wat]
                   e.g.  genesis factorial: 5
 Or say it:        create a method to report the current system time
-Commands:         inspect OBJECT · cycles · cycle ID · help · quit
+Commands:         any command of `batos` (inspect OBJECT · cycles · cycle ID · history · plugin list …) · help · quit
 A message nothing understands starts a synthesis cycle, shown as it runs.";
 
 /// Splits a line into words, keeping "double quoted" stretches (with \" inside) whole.
@@ -61,14 +64,6 @@ pub fn words(line: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// A flag's value: the quoted text without its quotes.
-fn unquote(word: &str) -> String {
-    match serde_json::from_str::<String>(word) {
-        Ok(s) => s,
-        Err(_) => word.to_owned(),
-    }
-}
-
 /// Runs the session on stdin/stdout until `quit` or end of input.
 pub fn run(rt: Arc<Runtime>, sandbox: Arc<Sandbox>) -> Result<(), batos::Error> {
     let stdin = std::io::stdin();
@@ -110,24 +105,15 @@ fn handle(
     match (first, words.len()) {
         ("quit" | "exit", 1) => return Ok(None),
         ("help", 1) => return Ok(Some(HELP.into())),
-        ("cycles", 1) => return synth::list(rt).map(|(t, _)| Some(t)).map_err(|e| e.to_string()),
-        ("cycle", 2) => {
-            return synth::show(rt, &words[1]).map(|(t, _)| Some(t)).map_err(|e| e.to_string())
-        }
-        ("inspect", 2) => {
-            let oid = rt.resolve(&words[1]).map_err(|e| e.to_string())?;
-            let object = rt.object(oid).map_err(|e| e.to_string())?;
-            let mut text = format!(
-                "{oid} parents {:?}",
-                object.parents.iter().map(ToString::to_string).collect::<Vec<_>>()
-            );
-            for (name, value) in &object.slots {
-                text.push_str(&format!("\n  {name:<20} {}", json::to_json(value)));
-            }
-            return Ok(Some(text));
-        }
         _ => {}
     }
+    // A command of the command line, by the command line's own definitions.
+    match SessionLine::try_parse_from(&words) {
+        Ok(parsed) => return run_command(rt, sandbox, parsed.command, None).map(Some),
+        Err(e) if e.kind() != ErrorKind::InvalidSubcommand => return Err(e.to_string()),
+        Err(_) => {}
+    }
+    // A message: `OBJECT SELECTOR …` is `send OBJECT SELECTOR …`.
     if rt.resolve(first).is_ok() && words.len() >= 2 {
         return message(rt, sandbox, &words, None).map(Some);
     }
@@ -143,8 +129,16 @@ fn handle(
     let proposal = answer
         .lines()
         .map(|l| l.trim().trim_matches('`').trim())
-        .find(|l| l.split_whitespace().next().is_some_and(|w| rt.resolve(w).is_ok()) && l.split_whitespace().count() >= 2)
-        .ok_or_else(|| format!("the mind did not turn that into a message (it said: {}); write it as OBJECT SELECTOR ARGS", answer.trim()))?
+        .find(|l| {
+            l.split_whitespace().next().is_some_and(|w| rt.resolve(w).is_ok())
+                && l.split_whitespace().count() >= 2
+        })
+        .ok_or_else(|| {
+            format!(
+                "the mind did not turn that into a message (it said: {}); write it as OBJECT SELECTOR ARGS",
+                answer.trim()
+            )
+        })?
         .to_owned();
     println!("→ {proposal}");
     if !confirm() {
@@ -153,33 +147,37 @@ fn handle(
     message(rt, sandbox, &self::words(&proposal)?, Some(line.to_owned())).map(Some)
 }
 
-/// `OBJECT SELECTOR ARGS… [--brief T] [--example E]… [--stateful]`, sent.
+/// `OBJECT SELECTOR ARGS… [--brief T] [--example E]… [--stateful] [--wat]`, parsed as
+/// `send` parses it and sent; `brief_from_words` is the brief when the line gives none.
 fn message(
     rt: &Arc<Runtime>,
     sandbox: &Arc<Sandbox>,
     words: &[String],
     brief_from_words: Option<String>,
 ) -> Result<String, String> {
-    let receiver = rt.resolve(&words[0]).map_err(|e| e.to_string())?;
-    let selector = words[1].clone();
-    let (mut args, mut brief, mut examples, mut stateful, mut wat) =
-        (Vec::new(), brief_from_words, Vec::new(), false, false);
-    let mut rest = words[2..].iter();
-    while let Some(word) = rest.next() {
-        match word.as_str() {
-            "--brief" => brief = Some(unquote(rest.next().ok_or("--brief needs a text")?)),
-            "--example" => {
-                examples.push(unquote(rest.next().ok_or("--example needs ARGS => RESULT")?))
+    let line = std::iter::once("send".to_owned()).chain(words.iter().cloned());
+    let parsed = SessionLine::try_parse_from(line).map_err(|e| e.to_string())?;
+    run_command(rt, sandbox, parsed.command, brief_from_words)
+}
+
+/// Runs a parsed command as the command line would, answering its text.
+fn run_command(
+    rt: &Arc<Runtime>,
+    sandbox: &Arc<Sandbox>,
+    command: Command,
+    brief_from_words: Option<String>,
+) -> Result<String, String> {
+    let command = match command {
+        Command::Session => return Err("this is the session already".into()),
+        Command::Send(mut message) => {
+            if message.brief.is_none() {
+                message.brief = brief_from_words;
             }
-            "--stateful" => stateful = true,
-            "--wat" => wat = true,
-            arg => args
-                .push(json::parse(arg, &mut |name| rt.resolve(name).map_err(|e| e.to_string()))?),
+            Command::Send(message)
         }
-    }
-    let request = synth::request(receiver, &selector, args, brief, &examples, stateful, wat)?;
-    let value: Value = synth::send(rt, sandbox, &request, true, true).map_err(|e| e.to_string())?;
-    Ok(json::to_json(&value).to_string())
+        other => other,
+    };
+    commands::dispatch(command, rt, sandbox, false).map(|o| o.text).map_err(|f| f.message)
 }
 
 #[cfg(test)]
@@ -192,6 +190,7 @@ mod tests {
             ["genesis", "greet:", "\"Ada Lovelace\"", "--example", "\"\\\"a\\\" => \\\"b\\\"\""]
         );
         assert!(super::words("say \"unclosed").is_err());
-        assert_eq!(super::unquote("\"5 => 120\""), "5 => 120");
+        assert_eq!(crate::commands::unquote("\"5 => 120\""), "5 => 120");
+        assert_eq!(crate::commands::unquote("5 => 120"), "5 => 120");
     }
 }

