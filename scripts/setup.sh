@@ -21,6 +21,12 @@ if command -v rustup >/dev/null 2>&1; then
     if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
         rustup target add wasm32-unknown-unknown
     fi
+    # The test command checks formatting and lints.
+    for component in rustfmt clippy; do
+        if ! rustup component list --installed | grep -q "^$component"; then
+            rustup component add "$component"
+        fi
+    done
 fi
 
 # ONNX Runtime's shared library, for the mind: from the Python registry's onnxruntime

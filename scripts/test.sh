@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: unit, integration (tests/), the crash harness,
-# the CLI, the examples and benches (benches in their quick mode).
+# Checks the formatting and lints, then runs every test of the workspace: unit,
+# integration (one binary per crate, in tests/<crate>/), the crash harness, the CLI,
+# the examples and benches (benches in their quick mode), and the doc tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc

@@ -11,6 +11,7 @@ use serde_json::json;
 
 mod args;
 mod commands;
+mod minds;
 mod output;
 #[path = "cli/session.rs"]
 mod session;
@@ -21,12 +22,6 @@ use args::{Cli, Command, PluginCommand};
 use commands::{dispatch, model_command, watch_forever};
 use output::{Failure, Output};
 
-/// The minds of this process (the backends and every model loaded), shared by the
-/// sends, the synthesis cycles and the session.
-fn minds() -> &'static batos::mind::Minds {
-    static MINDS: std::sync::OnceLock<batos::mind::Minds> = std::sync::OnceLock::new();
-    MINDS.get_or_init(batos::minds)
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -87,7 +82,7 @@ fn run(cli: Cli) -> Result<Output, Failure> {
         return model_command(command);
     }
     let sandbox = Arc::new(Sandbox::new(Limits::default())?);
-    let rt = minds()
+    let rt = minds::minds()
         .attach(Runtime::builder())
         .image_options(options)
         .component_runner(sandbox.clone())

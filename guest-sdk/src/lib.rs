@@ -23,7 +23,7 @@
 //! The types underneath are generated from `wit/uvm.wit` by wit-bindgen; the
 //! [`Value`] and [`Call`] wrappers keep plugins free of the flat node encoding.
 
-#![warn(missing_docs)]
+
 
 use std::collections::BTreeMap;
 

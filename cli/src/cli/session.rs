@@ -118,7 +118,7 @@ fn handle(
         return message(rt, sandbox, &words, None).map(Some);
     }
     // Words, not a message: the mind proposes one, the user decides.
-    let mind = crate::minds().mind_of(rt).map_err(|e| e.to_string())?;
+    let mind = crate::minds::minds().mind_of(rt).map_err(|e| e.to_string())?;
     let objects: Vec<String> =
         rt.view(|cx| cx.tx().roots()).map_err(|e| e.to_string())?.into_keys().collect();
     let sampling = batos::mind::Sampling { max_tokens: 48, ..Default::default() };

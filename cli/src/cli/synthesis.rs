@@ -19,7 +19,7 @@ pub fn workspace_dir() -> PathBuf {
 
 /// A synthesizer thinking with the mind `pLLM` names (loaded now).
 pub fn synthesizer(rt: &Arc<Runtime>, sandbox: &Arc<Sandbox>) -> Result<Synthesizer, Error> {
-    let mind = crate::minds().mind_of(rt)?;
+    let mind = crate::minds::minds().mind_of(rt)?;
     Synthesizer::new(rt.clone(), sandbox.clone(), mind, &workspace_dir(), Options::default())
 }
 
