@@ -22,7 +22,6 @@ use args::{Cli, Command, PluginCommand};
 use commands::{dispatch, model_command, watch_forever};
 use output::{Failure, Output};
 
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

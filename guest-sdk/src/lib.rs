@@ -23,8 +23,6 @@
 //! The types underneath are generated from `wit/uvm.wit` by wit-bindgen; the
 //! [`Value`] and [`Call`] wrappers keep plugins free of the flat node encoding.
 
-
-
 use std::collections::BTreeMap;
 
 /// The bindings generated from `wit/uvm.wit` (the `capability` world).
