@@ -5,6 +5,10 @@
 //! and sends the message again — which then succeeds, today and after every restart,
 //! without the mind.
 //!
+//! It sees the mind only through `batos-mind`'s [`Mind`] trait (any backend, never
+//! ONNX Runtime), builds through `batos-sandbox` (cargo, sealed; `syn` and `rustfix` for
+//! the candidate's source) and proves on the runtime; nothing else.
+//!
 //! [`Synthesizer::send`] is the door: it sends; when the receiver does not understand
 //! the selector, it runs a cycle *outside* any image transaction (the mind and the
 //! compiler take seconds), commits each state change on its own, installs in one

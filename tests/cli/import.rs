@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::tiny_model;
 
 fn tiny(dir: &Path, name: &str, arch: &str, seed: u64) -> PathBuf {
-    let path = dir.join(format!("{name}.gguf"));
-    tiny_model::write_model(&path, arch, seed);
-    path
+    tiny_model::write_named(dir, name, arch, seed)
 }
 
 /// The command line, on a models folder of its own: import, choose the model on `pLLM`,

@@ -23,9 +23,7 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 fn tiny(dir: &Path, name: &str, arch: &str, seed: u64) -> PathBuf {
-    let path = dir.join(format!("{name}.gguf"));
-    tiny_model::write_model(&path, arch, seed);
-    path
+    tiny_model::write_named(dir, name, arch, seed)
 }
 
 #[test]

@@ -198,3 +198,10 @@ pub fn write_model(path: &std::path::Path, arch: &str, seed: u64) {
     }
     w.write(path).expect("writes the model");
 }
+
+/// Writes a tiny model of `arch` as `dir/NAME.gguf` and answers its path.
+pub fn write_named(dir: &std::path::Path, name: &str, arch: &str, seed: u64) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.gguf"));
+    write_model(&path, arch, seed);
+    path
+}

@@ -136,6 +136,27 @@ fn code(body: &str) -> String {
 
 fn quiet(_: &Event) {}
 
+/// Events as they happen, for a test to wait on in order.
+struct EventLog(Mutex<mpsc::Sender<Event>>);
+
+impl EventLog {
+    fn new() -> (EventLog, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel();
+        (EventLog(Mutex::new(tx)), rx)
+    }
+    fn record(&self, event: &Event) {
+        let _ = self.0.lock().expect("events").send(event.clone());
+    }
+}
+
+/// `double:` sent with 21 (the example 3 => 6) and with 4: two sends of one selector.
+fn two_sends_of_double(w: &World) -> (Request, Request) {
+    let request = double_request(w);
+    let mut other = request.clone();
+    other.args = vec![Value::Int(4)];
+    (request, other)
+}
+
 fn double_request(w: &World) -> Request {
     let mut r = Request::new(w.genesis, "double:", vec![Value::Int(21)]);
     r.examples = vec![Example::parse("3 => 6").expect("example")];
@@ -400,14 +421,9 @@ fn a_panicking_leader_releases_every_waiter_with_its_error() {
         Options::default(),
     )
     .expect("synthesizer");
-    let (events_tx, events) = mpsc::channel::<Event>();
-    let events_tx = Mutex::new(events_tx);
-    let observe = |e: &Event| {
-        let _ = events_tx.lock().expect("events").send(e.clone());
-    };
-    let request = double_request(&w);
-    let mut other = request.clone();
-    other.args = vec![Value::Int(4)];
+    let (log, events) = EventLog::new();
+    let observe = |e: &Event| log.record(e);
+    let (request, other) = two_sends_of_double(&w);
     std::thread::scope(|s| {
         let leader = s.spawn(|| synthesizer.send(&request, &observe));
         assert!(events.iter().any(|e| matches!(e, Event::Started { .. })));
@@ -457,14 +473,9 @@ fn concurrent_sends_of_one_unknown_selector_share_one_cycle() {
     let (release, gate) = mpsc::channel();
     *mind.gate.lock().expect("gate") = Some(gate);
     let synthesizer = w.synthesizer(mind.clone());
-    let (events_tx, events) = mpsc::channel::<Event>();
-    let events_tx = Mutex::new(events_tx);
-    let observe = |e: &Event| {
-        let _ = events_tx.lock().expect("events").send(e.clone());
-    };
-    let request = double_request(&w);
-    let mut other = request.clone();
-    other.args = vec![Value::Int(4)];
+    let (log, events) = EventLog::new();
+    let observe = |e: &Event| log.record(e);
+    let (request, other) = two_sends_of_double(&w);
     std::thread::scope(|s| {
         let first = s.spawn(|| synthesizer.send(&request, &observe));
         // The first send has started its cycle (and its mind waits at the gate).
