@@ -8,10 +8,6 @@
 
 use std::path::PathBuf;
 
-use std::fmt;
-use std::sync::{Mutex, PoisonError};
-
-use crate::Value;
 use crate::{BlobHash, Oid, TxId};
 
 /// Result alias used throughout the host.
@@ -121,12 +117,12 @@ pub enum Error {
     #[error("the mind is unavailable: {0}")]
     MindUnavailable(String),
 
-    /// Work that must run outside any transaction (asking the mind, loading a model)
-    /// before the send can go on. Never reaches a caller of the runtime: its
-    /// transaction loop runs the work, remembers the answer for this send, and runs the
-    /// send again (see [`OutsideWork`]).
-    #[error("internal: work outside the transaction was not run ({0:?})")]
-    Outside(OutsideWork),
+    /// The send stopped because it needs work done outside any transaction (asking the
+    /// mind, loading a model), named by this key. Never reaches a caller of the
+    /// runtime: the runtime holds the work, rolls the transaction back, runs the work,
+    /// and runs the send again (see the runtime's `outside` module).
+    #[error("internal: the send waits for work outside its transaction ({0})")]
+    Outside(String),
 
     /// An error relayed from another thread's operation (a shared synthesis cycle):
     /// the same kind and words as the original.
@@ -358,44 +354,5 @@ impl Error {
     /// Shorthand for a [`Error::BadArguments`].
     pub fn bad_arguments(selector: &str, reason: impl Into<String>) -> Self {
         Error::BadArguments { selector: selector.to_owned(), reason: reason.into() }
-    }
-}
-
-// ---- work outside the transaction -------------------------------------------------
-//
-// [`OutsideWork`] is the payload of [`Error::Outside`]: work a send needs done outside
-// its transaction, which the runtime runs (see its `outside` module). It lives here,
-// beside the error that carries it, because the error type is shared by every layer.
-
-type Work = Box<dyn FnOnce() -> Result<Value> + Send>;
-
-/// One piece of work to run outside the transaction, and the key its answer is
-/// remembered under.
-pub struct OutsideWork {
-    key: String,
-    // A Mutex only to make the error `Sync` (it travels inside wasmtime's errors).
-    work: Mutex<Option<Work>>,
-}
-
-impl fmt::Debug for OutsideWork {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OutsideWork").field("key", &self.key).finish_non_exhaustive()
-    }
-}
-
-impl OutsideWork {
-    /// Work to run outside the transaction, its answer remembered under `key`.
-    pub fn new(key: String, work: impl FnOnce() -> Result<Value> + Send + 'static) -> OutsideWork {
-        OutsideWork { key, work: Mutex::new(Some(Box::new(work))) }
-    }
-
-    /// Runs the work (once) and answers its key and outcome.
-    pub fn run(self) -> (String, Result<Value>) {
-        let work = self.work.into_inner().unwrap_or_else(PoisonError::into_inner);
-        let answer = match work {
-            Some(work) => work(),
-            None => Err(Error::Failed("outside work ran twice".into())),
-        };
-        (self.key, answer)
     }
 }

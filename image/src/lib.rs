@@ -58,7 +58,7 @@ pub use tx::now_ms;
 pub use tx::{Object, Savepoint, Tx};
 pub use value::{BlobHash, BlobRef, Method, Oid, Ref, Value};
 
-pub use error::{Error, OutsideWork, Result};
+pub use error::{Error, Result};
 use lock::ImageLock;
 
 /// The identity of a committed transaction: its position in commit order, from 1.

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gate::{self, Authority, Effect, Gate};
 use crate::image::{Image, Method, Oid, Tx, Value};
 use crate::outside;
-use crate::OutsideWork;
+use crate::outside::OutsideWork;
 
 /// The selector sent when lookup finds nothing.
 pub const DOES_NOT_UNDERSTAND: &str = "doesNotUnderstand";
@@ -123,7 +123,10 @@ impl<'a, 'img> Context<'a, 'img> {
     ) -> Result<Value> {
         match self.memo.get(&key) {
             Some(answer) => Ok(answer),
-            None => Err(Error::Outside(OutsideWork::new(key, work))),
+            None => {
+                self.memo.request(OutsideWork::new(key.clone(), work));
+                Err(Error::Outside(key))
+            }
         }
     }
 

@@ -32,11 +32,11 @@ use std::sync::Arc;
 pub use awaken::{
     AwakeningHook, Primordials, PRIMORDIAL_GENESIS, PRIMORDIAL_PLLM, PRIMORDIAL_TRAITS,
 };
-pub use batos_image::OutsideWork;
+
 pub use call::Call;
 pub use dispatch::{lookup, Behaviour, ComponentRunner, Context, Primitive, DOES_NOT_UNDERSTAND};
 pub use gate::{Authority, Decision, Effect, Gate, Grant, Grants};
-pub use outside::MAX_OUTSIDE_WORK;
+pub use outside::{OutsideWork, MAX_OUTSIDE_WORK};
 
 pub use batos_image as image;
 use batos_image::error;
@@ -211,7 +211,13 @@ impl Runtime {
         let authority = Authority::person();
         outside::Memo::default().drive(|memo| {
             self.image.transact(description, |tx| {
-                work(&mut Context::top(&self.behaviour, tx, authority.clone(), memo))
+                let answer = work(&mut Context::top(&self.behaviour, tx, authority.clone(), memo));
+                // Work left pending means this run is incomplete, even if a method
+                // caught the stop: never commit it.
+                match memo.is_pending() {
+                    Some(key) => Err(Error::Outside(key)),
+                    None => answer,
+                }
             })
         })
     }

@@ -161,3 +161,63 @@ fn a_retried_transaction_asks_the_mind_once() {
         Some(&batos_runtime::Value::Text("first answer".into()))
     );
 }
+
+/// A method that catches the error of a nested send cannot lose the mind's work: the
+/// work waits with the send, the run that swallowed the stop is not committed, and the
+/// send runs again with the answer.
+#[test]
+fn a_method_that_catches_its_sends_errors_still_gets_the_minds_answer() {
+    let server = StubChatServer::start(vec![
+        Reply::Answer(sse(&[r#"{"choices":[{"delta":{"content":"the answer"}}]}"#, "[DONE]"])),
+        Reply::Answer(sse(&[r#"{"choices":[{"delta":{"content":"asked twice"}}]}"#, "[DONE]"])),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = batos_mind::Minds::new()
+        .attach(batos_runtime::Runtime::builder())
+        .primitive("forgivingTestMethod", |cx, call| {
+            let pllm = cx
+                .tx()
+                .root("pLLM")?
+                .ok_or_else(|| batos_runtime::Error::UnknownRoot("pLLM".into()))?;
+            // Any failure of the nested send is forgiven: the method answers nil and
+            // records that it did.
+            match cx.send(pllm, "infer", &[call.arg(0)?.clone()]) {
+                Ok(answer) => {
+                    cx.set_slot(call.receiver, "heard", &answer)?;
+                    Ok(answer)
+                }
+                Err(_) => {
+                    cx.set_slot(
+                        call.receiver,
+                        "heard",
+                        &batos_runtime::Value::Text("nothing".into()),
+                    )?;
+                    Ok(batos_runtime::Value::Nil)
+                }
+            }
+        })
+        .open(dir.path().join("image"))
+        .expect("opens");
+    let pllm = rt.resolve("pLLM").expect("pLLM");
+    rt.set_slot(pllm, "backend", "openai".into()).expect("set");
+    rt.set_slot(pllm, "baseUrl", server.base_url.clone().into()).expect("set");
+    let genesis = rt.resolve("genesis").expect("genesis");
+    let method = batos_runtime::Method::Native { primitive: "forgivingTestMethod".into() };
+    rt.set_slot(genesis, "listen:", batos_runtime::Value::Method(method)).expect("set");
+    let before = rt.image().last_tx();
+
+    let answer = rt.send(genesis, "listen:", vec!["hello".into()]).expect("answers");
+    assert_eq!(answer, batos_runtime::Value::Text("the answer".into()));
+    assert_eq!(server.arrived.try_iter().count(), 1, "the mind was asked once");
+    let heard = rt.object(genesis).expect("genesis").slots.get("heard").cloned();
+    assert_eq!(
+        heard,
+        Some(batos_runtime::Value::Text("the answer".into())),
+        "the forgiving run was not committed"
+    );
+    assert_eq!(
+        rt.image().last_tx().map(|t| t.0),
+        before.map(|t| t.0 + 1),
+        "one transaction for the send"
+    );
+}
