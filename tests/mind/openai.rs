@@ -101,53 +101,79 @@ fn pllm_infer_asks_the_mind_its_slots_name() {
     assert!(err.to_string().contains("telepathy"), "{err}");
 }
 
+/// A stand-in server that can answer twice (so a second question would be answered,
+/// and counted, rather than hang the test).
+fn answers_twice(first: &str, second: &str) -> StubChatServer {
+    let reply = |text: &str| {
+        let chunk =
+            serde_json::json!({ "choices": [{ "delta": { "content": text } }] }).to_string();
+        Reply::Answer(sse(&[&chunk, "[DONE]"]))
+    };
+    StubChatServer::start(vec![reply(first), reply(second)])
+}
+
+/// An image whose pLLM asks `server`, with the native test method `method` installed
+/// on genesis as `selector`. Answers the runtime and genesis.
+fn thinking_image(
+    dir: &std::path::Path,
+    server: &StubChatServer,
+    selector: &str,
+    method: impl Fn(
+            &mut batos_runtime::Context<'_, '_>,
+            &batos_runtime::Call<'_>,
+        ) -> batos_runtime::Result<batos_runtime::Value>
+        + Send
+        + Sync
+        + 'static,
+) -> (batos_runtime::Runtime, batos_runtime::Oid) {
+    let rt = batos_mind::Minds::new()
+        .attach(batos_runtime::Runtime::builder())
+        .primitive("testMethod", method)
+        .open(dir.join("image"))
+        .expect("opens");
+    let pllm = rt.resolve("pLLM").expect("pLLM");
+    rt.set_slot(pllm, "backend", "openai".into()).expect("set");
+    rt.set_slot(pllm, "baseUrl", server.base_url.clone().into()).expect("set");
+    let genesis = rt.resolve("genesis").expect("genesis");
+    let native = batos_runtime::Method::Native { primitive: "testMethod".into() };
+    rt.set_slot(genesis, selector, batos_runtime::Value::Method(native)).expect("set");
+    (rt, genesis)
+}
+
+/// `infer` sent to pLLM from inside a method, with the method's first argument.
+fn infer_from(
+    cx: &mut batos_runtime::Context<'_, '_>,
+    call: &batos_runtime::Call<'_>,
+) -> batos_runtime::Result<batos_runtime::Value> {
+    let pllm =
+        cx.tx().root("pLLM")?.ok_or_else(|| batos_runtime::Error::UnknownRoot("pLLM".into()))?;
+    cx.send(pllm, "infer", &[call.arg(0)?.clone()])
+}
+
 /// The mind is asked outside the transaction, once per send: a send whose transaction
 /// conflicts and runs again finds the answer it already has. The stand-in server can
 /// answer twice; it must be asked once.
 #[test]
 fn a_retried_transaction_asks_the_mind_once() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let server = StubChatServer::start(vec![
-        Reply::Answer(sse(&[r#"{"choices":[{"delta":{"content":"first answer"}}]}"#, "[DONE]"])),
-        Reply::Answer(sse(&[r#"{"choices":[{"delta":{"content":"second answer"}}]}"#, "[DONE]"])),
-    ]);
+    let server = answers_twice("first answer", "second answer");
     let dir = tempfile::tempdir().expect("tempdir");
     let runs = std::sync::Arc::new(AtomicUsize::new(0));
     let counted = runs.clone();
     // A method that thinks, then makes its own transaction conflict once: between its
     // read of `genesis.note` and its commit, another transaction writes that slot.
-    let rt = batos_mind::Minds::new()
-        .attach(batos_runtime::Runtime::builder())
-        .primitive("conflictingTestMethod", move |cx, call| {
-            let pllm = cx
-                .tx()
-                .root("pLLM")?
-                .ok_or_else(|| batos_runtime::Error::UnknownRoot("pLLM".into()))?;
-            let answer = cx.send(pllm, "infer", &[call.arg(0)?.clone()])?;
-            let _seen = cx.tx().slot(call.receiver, "note")?;
-            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
-                cx.image().transact("a write meanwhile", |tx| {
-                    tx.set_slot(call.receiver, "note", &"written meanwhile".into())
-                })?;
-            }
-            cx.set_slot(call.receiver, "note", &answer)?;
-            Ok(answer)
-        })
-        .open(dir.path().join("image"))
-        .expect("opens");
-    let pllm = rt.resolve("pLLM").expect("pLLM");
-    rt.set_slot(pllm, "backend", "openai".into()).expect("set");
-    rt.set_slot(pllm, "baseUrl", server.base_url.clone().into()).expect("set");
-    let genesis = rt.resolve("genesis").expect("genesis");
+    let (rt, genesis) = thinking_image(dir.path(), &server, "think:", move |cx, call| {
+        let answer = infer_from(cx, call)?;
+        let _seen = cx.tx().slot(call.receiver, "note")?;
+        if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            cx.image().transact("a write meanwhile", |tx| {
+                tx.set_slot(call.receiver, "note", &"written meanwhile".into())
+            })?;
+        }
+        cx.set_slot(call.receiver, "note", &answer)?;
+        Ok(answer)
+    });
     rt.set_slot(genesis, "note", "initial".into()).expect("set");
-    rt.set_slot(
-        genesis,
-        "think:",
-        batos_runtime::Value::Method(batos_runtime::Method::Native {
-            primitive: "conflictingTestMethod".into(),
-        }),
-    )
-    .expect("set");
 
     let answer = rt.send(genesis, "think:", vec!["hello".into()]).expect("answers");
     assert_eq!(answer, batos_runtime::Value::Text("first answer".into()));
@@ -167,43 +193,18 @@ fn a_retried_transaction_asks_the_mind_once() {
 /// send runs again with the answer.
 #[test]
 fn a_method_that_catches_its_sends_errors_still_gets_the_minds_answer() {
-    let server = StubChatServer::start(vec![
-        Reply::Answer(sse(&[r#"{"choices":[{"delta":{"content":"the answer"}}]}"#, "[DONE]"])),
-        Reply::Answer(sse(&[r#"{"choices":[{"delta":{"content":"asked twice"}}]}"#, "[DONE]"])),
-    ]);
+    let server = answers_twice("the answer", "asked twice");
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = batos_mind::Minds::new()
-        .attach(batos_runtime::Runtime::builder())
-        .primitive("forgivingTestMethod", |cx, call| {
-            let pllm = cx
-                .tx()
-                .root("pLLM")?
-                .ok_or_else(|| batos_runtime::Error::UnknownRoot("pLLM".into()))?;
-            // Any failure of the nested send is forgiven: the method answers nil and
-            // records that it did.
-            match cx.send(pllm, "infer", &[call.arg(0)?.clone()]) {
-                Ok(answer) => {
-                    cx.set_slot(call.receiver, "heard", &answer)?;
-                    Ok(answer)
-                }
-                Err(_) => {
-                    cx.set_slot(
-                        call.receiver,
-                        "heard",
-                        &batos_runtime::Value::Text("nothing".into()),
-                    )?;
-                    Ok(batos_runtime::Value::Nil)
-                }
-            }
-        })
-        .open(dir.path().join("image"))
-        .expect("opens");
-    let pllm = rt.resolve("pLLM").expect("pLLM");
-    rt.set_slot(pllm, "backend", "openai".into()).expect("set");
-    rt.set_slot(pllm, "baseUrl", server.base_url.clone().into()).expect("set");
-    let genesis = rt.resolve("genesis").expect("genesis");
-    let method = batos_runtime::Method::Native { primitive: "forgivingTestMethod".into() };
-    rt.set_slot(genesis, "listen:", batos_runtime::Value::Method(method)).expect("set");
+    // Any failure of the nested send is forgiven: the method answers nil and records
+    // that it did.
+    let (rt, genesis) = thinking_image(dir.path(), &server, "listen:", |cx, call| {
+        let (heard, answer) = match infer_from(cx, call) {
+            Ok(answer) => (answer.clone(), answer),
+            Err(_) => (batos_runtime::Value::Text("nothing".into()), batos_runtime::Value::Nil),
+        };
+        cx.set_slot(call.receiver, "heard", &heard)?;
+        Ok(answer)
+    });
     let before = rt.image().last_tx();
 
     let answer = rt.send(genesis, "listen:", vec!["hello".into()]).expect("answers");
