@@ -15,10 +15,17 @@
 //! same graph in standard operators: separate rotary, Expand/MatMul/Softmax attention,
 //! six-node norms) to about 3 ms.
 
-use super::model::{Architecture, Weights};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::gguf::Gguf;
+use super::model::{Architecture, Config};
 use super::onnx_proto::{
-    DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto,
+    DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, ValueInfoProto,
 };
+use super::progress::Progress;
+use super::quant::GgmlType;
 
 /// How weights go into the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,15 +41,129 @@ pub enum Weighting {
     },
 }
 
-struct Graph<'w> {
+/// The external data file beside `model.onnx`.
+const DATA: &str = "model.onnx.data";
+
+/// Initializers smaller than this stay inside `model.onnx`.
+const INLINE_BELOW: usize = 1024;
+
+/// Where initializers go as the graph is built.
+enum Store {
+    /// Inside the model (tests, tiny models: the whole model in memory).
+    Inline,
+    /// Streamed to the external data file as each one is made, so an export holds one
+    /// tensor in memory at a time, not the model.
+    External {
+        data: io::BufWriter<std::fs::File>,
+        offset: u64,
+        /// The first write error; the export fails with it at the end.
+        failed: Option<io::Error>,
+    },
+}
+
+/// The weights an export reads, one tensor at a time, straight from a GGUF: nothing is
+/// loaded before the graph asks for it, and nothing is kept after it is stored.
+struct Source<'g> {
+    gguf: &'g Gguf,
+    config: Config,
+    progress: &'g mut dyn Progress,
+}
+
+impl Source<'_> {
+    fn has(&self, name: &str) -> bool {
+        self.gguf.tensor(name).is_some()
+    }
+
+    /// A tensor dequantized to `f32`, checked to hold `len` values.
+    fn float(&mut self, name: &str, len: usize) -> Result<Vec<f32>, String> {
+        let info =
+            self.gguf.tensor(name).ok_or_else(|| format!("the model has no tensor `{name}`"))?;
+        let values = self.gguf.tensor_f32(info).map_err(|e| e.to_string())?;
+        self.progress.advance(info.byte_len().unwrap_or(0));
+        if values.len() != len {
+            return Err(format!("tensor `{name}` has {} values, expected {len}", values.len()));
+        }
+        Ok(values)
+    }
+
+    /// Like [`Source::float`], but an absent tensor is empty (optional biases).
+    fn optional(&mut self, name: &str, len: usize) -> Result<Vec<f32>, String> {
+        if self.has(name) {
+            self.float(name, len)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// The raw blocks of a block-quantized matrix, when it is one.
+    fn quantized(&mut self, name: &str) -> Result<Option<(GgmlType, Vec<u8>)>, String> {
+        let Some(info) = self.gguf.tensor(name) else { return Ok(None) };
+        if info.ggml_type.block().0 <= 1 || info.dims.len() != 2 {
+            return Ok(None);
+        }
+        let bytes = self.gguf.tensor_bytes(info).map_err(|e| e.to_string())?;
+        self.progress.advance(info.byte_len().unwrap_or(0));
+        Ok(Some((info.ggml_type, bytes)))
+    }
+}
+
+struct Graph<'g> {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     next: usize,
     weighting: Weighting,
-    raw: &'w std::collections::HashMap<String, (super::quant::GgmlType, Vec<u8>)>,
+    source: Source<'g>,
+    store: Store,
 }
 
 impl Graph<'_> {
+    /// Keeps an initializer whose bytes `write` produces (`len` of them): inline, or
+    /// appended to the data file 64-byte aligned so ONNX Runtime can map it directly.
+    fn keep(
+        &mut self,
+        name: &str,
+        data_type: DataType,
+        dims: &[i64],
+        len: usize,
+        write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) {
+        let mut tensor = TensorProto {
+            dims: dims.to_vec(),
+            data_type: data_type as i32,
+            name: name.to_owned(),
+            ..Default::default()
+        };
+        match &mut self.store {
+            Store::External { data, offset, failed } if len >= INLINE_BELOW => {
+                if failed.is_none() {
+                    let pad = (64 - *offset % 64) % 64;
+                    let written = data
+                        .write_all(&[0u8; 64][..pad as usize])
+                        .and_then(|()| write(data as &mut dyn Write));
+                    if let Err(e) = written {
+                        *failed = Some(e);
+                    }
+                    *offset += pad;
+                }
+                let entry = |k: &str, v: String| StringStringEntryProto { key: k.into(), value: v };
+                tensor.external_data = vec![
+                    entry("location", DATA.into()),
+                    entry("offset", offset.to_string()),
+                    entry("length", len.to_string()),
+                ];
+                tensor.data_location = 1;
+                *offset += len as u64;
+            }
+            _ => {
+                let mut bytes = Vec::with_capacity(len);
+                // Writing into a Vec cannot fail.
+                let _ = write(&mut bytes);
+                tensor.raw_data = bytes;
+            }
+        }
+        self.initializers.push(tensor);
+    }
+
     fn fresh(&mut self, hint: &str) -> String {
         self.next += 1;
         format!("{hint}_{}", self.next)
@@ -68,7 +189,20 @@ impl Graph<'_> {
 
     fn f32(&mut self, hint: &str, dims: &[i64], values: &[f32]) -> String {
         let name = self.fresh(hint);
-        self.initializers.push(TensorProto::f32(&name, dims, values));
+        self.keep(&name, DataType::Float, dims, values.len() * 4, |out| {
+            // In chunks: the largest tensor is never copied whole into bytes.
+            for chunk in values.chunks(1 << 16) {
+                let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+                out.write_all(&bytes)?;
+            }
+            Ok(())
+        });
+        name
+    }
+
+    fn u8(&mut self, hint: &str, dims: &[i64], values: &[u8]) -> String {
+        let name = self.fresh(hint);
+        self.keep(&name, DataType::Uint8, dims, values.len(), |out| out.write_all(values));
         name
     }
 
@@ -78,6 +212,7 @@ impl Graph<'_> {
         name
     }
 
+    /// A `[out][in]` weight as the `[in][out]` right operand of MatMul.
     /// A `[out][in]` weight as the `[in][out]` right operand of MatMul.
     fn weight(&mut self, hint: &str, w: &[f32], out: usize, inp: usize) -> String {
         let mut t = vec![0f32; w.len()];
@@ -89,46 +224,46 @@ impl Graph<'_> {
         self.f32(hint, &[inp as i64, out as i64], &t)
     }
 
-    fn rms_norm(&mut self, x: &str, weight: &[f32], eps: f32) -> String {
-        let w = self.f32("norm", &[weight.len() as i64], weight);
-        self.op_with(
+    fn rms_norm(&mut self, x: &str, weight: &str, eps: f32) -> Result<String, String> {
+        let weight = self.source.float(weight, self.source.config.hidden)?;
+        let w = self.f32("norm", &[weight.len() as i64], &weight);
+        Ok(self.op_with(
             |n| n.int("axis", -1).float("epsilon", eps),
             "SimplifiedLayerNormalization",
             &[x, &w],
-        )
+        ))
     }
 
-    /// `MatMulNBits` over the GGUF's own blocks, with the bias (when there is one) as its
-    /// sixth input rather than a separate Add.
-    fn nbits(
+    /// The GGUF's own blocks of `name` repacked for `MatMulNBits`, when the weighting
+    /// asks for it and the format maps onto it exactly.
+    fn repacked(
         &mut self,
-        x: &str,
         name: &str,
-        bias: &[f32],
         out: usize,
         inp: usize,
-    ) -> Option<String> {
-        let q = self.repacked(name, out, inp)?;
-        Some(self.nbits_node(x, &q, bias, out, inp))
+    ) -> Result<Option<super::quant::NBits>, String> {
+        let Weighting::NBits { .. } = self.weighting else { return Ok(None) };
+        let Some((t, bytes)) = self.source.quantized(name)? else { return Ok(None) };
+        Ok(super::quant::to_nbits(t, &bytes, out, inp))
     }
 
-    fn repacked(&self, name: &str, out: usize, inp: usize) -> Option<super::quant::NBits> {
-        let Weighting::NBits { .. } = self.weighting else { return None };
-        let (t, bytes) = self.raw.get(name)?;
-        super::quant::to_nbits(*t, bytes, out, inp)
-    }
-
-    /// Several projections of one input as one `MatMulNBits` over their stacked rows,
-    /// split after: one pass over the activations and one kernel launch instead of
-    /// several (q/k/v, gate/up). Only when their blocks share a layout; else one each.
+    /// Several projections of one input (`(weight, bias or "", rows)`) as one
+    /// `MatMulNBits` over their stacked rows, split after: one pass over the activations
+    /// and one kernel launch instead of several (q/k/v, gate/up). Only when their
+    /// blocks share a layout; else one each.
     fn linears(
         &mut self,
         x: &str,
-        parts: &[(&str, &[f32], &[f32], usize)],
+        parts: &[(&str, &str, usize)],
         inp: usize,
-    ) -> Vec<String> {
-        let packed: Option<Vec<_>> =
-            parts.iter().map(|(name, _, _, out)| self.repacked(name, *out, inp)).collect();
+    ) -> Result<Vec<String>, String> {
+        let mut packed = Vec::with_capacity(parts.len());
+        for (name, _, out) in parts {
+            match self.repacked(name, *out, inp)? {
+                Some(q) => packed.push(q),
+                None => break,
+            }
+        }
         let same = |qs: &[super::quant::NBits]| {
             qs.windows(2).all(|w| {
                 w[0].bits == w[1].bits
@@ -136,36 +271,37 @@ impl Graph<'_> {
                     && w[0].mins.is_empty() == w[1].mins.is_empty()
             })
         };
-        let Some(qs) = packed.filter(|qs| same(qs)) else {
+        if packed.len() != parts.len() || !same(&packed) {
+            drop(packed);
             return parts
                 .iter()
-                .map(|(name, w, bias, out)| self.linear(x, name, w, bias, *out, inp))
+                .map(|(name, bias, out)| self.linear(x, name, bias, *out, inp))
                 .collect();
-        };
+        }
         let mut all = super::quant::NBits {
-            bits: qs[0].bits,
-            block_size: qs[0].block_size,
+            bits: packed[0].bits,
+            block_size: packed[0].block_size,
             packed: vec![],
             scales: vec![],
             zero_points: vec![],
             mins: vec![],
         };
-        for q in &qs {
+        for q in packed {
             all.packed.extend_from_slice(&q.packed);
             all.scales.extend_from_slice(&q.scales);
             all.zero_points.extend_from_slice(&q.zero_points);
             all.mins.extend_from_slice(&q.mins);
         }
-        let any_bias = parts.iter().any(|(_, _, b, _)| !b.is_empty());
-        let bias: Vec<f32> = if any_bias {
-            parts
-                .iter()
-                .flat_map(|(_, _, b, out)| if b.is_empty() { vec![0.0; *out] } else { b.to_vec() })
-                .collect()
-        } else {
-            vec![]
-        };
-        let outs: Vec<usize> = parts.iter().map(|p| p.3).collect();
+        let mut bias = Vec::new();
+        if parts.iter().any(|(_, b, _)| self.source.has(b)) {
+            for (_, b, out) in parts {
+                match self.source.optional(b, *out)? {
+                    v if v.is_empty() => bias.extend(std::iter::repeat_n(0.0, *out)),
+                    v => bias.extend(v),
+                }
+            }
+        }
+        let outs: Vec<usize> = parts.iter().map(|p| p.2).collect();
         let total = outs.iter().sum();
         let y = self.nbits_node(x, &all, &bias, total, inp);
         let split = self.i64(
@@ -176,7 +312,7 @@ impl Graph<'_> {
         let names: Vec<String> = outs.iter().map(|_| self.fresh("part")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         self.nodes.push(NodeProto::op("Split", &[&y, &split], &refs).int("axis", -1));
-        names
+        Ok(names)
     }
 
     fn nbits_node(
@@ -194,10 +330,8 @@ impl Graph<'_> {
         };
         let blocks = (inp / q.block_size) as i64;
         let blob = (q.block_size * q.bits as usize / 8) as i64;
-        let b = self.fresh("qweight");
-        self.initializers.push(TensorProto::u8(&b, &[out as i64, blocks, blob], &q.packed));
+        let b = self.u8("qweight", &[out as i64, blocks, blob], &q.packed);
         let scales = self.f32("scales", &[out as i64 * blocks], &q.scales);
-        let zero_points = self.fresh("zero_points");
         let zps: Vec<u8> = if q.bits == 4 {
             // Two 4-bit zero points a byte, low nibble first, each row padded to a byte.
             q.zero_points
@@ -207,7 +341,7 @@ impl Graph<'_> {
         } else {
             q.zero_points.clone()
         };
-        self.initializers.push(TensorProto::u8(&zero_points, &[zps.len() as i64], &zps));
+        let zero_points = self.u8("zero_points", &[zps.len() as i64], &zps);
         let y = self.fresh("matmulnbits");
         let bias = if bias.is_empty() { String::new() } else { self.f32("b", &[out as i64], bias) };
         let inputs: Vec<&str> = if bias.is_empty() {
@@ -242,32 +376,43 @@ impl Graph<'_> {
         self.op("Sub", &[&y, &correction])
     }
 
+    /// `x · nameᵀ (+ bias)`: `MatMulNBits` over the GGUF's blocks where they map onto
+    /// it, else an `f32` MatMul of the dequantized weight.
     fn linear(
         &mut self,
         x: &str,
         name: &str,
-        w: &[f32],
-        bias: &[f32],
+        bias: &str,
         out: usize,
         inp: usize,
-    ) -> String {
-        if let Some(y) = self.nbits(x, name, bias, out, inp) {
-            return y;
+    ) -> Result<String, String> {
+        let bias = self.source.optional(bias, out)?;
+        if let Some(q) = self.repacked(name, out, inp)? {
+            return Ok(self.nbits_node(x, &q, &bias, out, inp));
         }
-        let wt = self.weight("w", w, out, inp);
+        let w = self.source.float(name, out * inp)?;
+        let wt = self.weight("w", &w, out, inp);
+        drop(w);
         let y = self.op("MatMul", &[x, &wt]);
-        if bias.is_empty() {
+        Ok(if bias.is_empty() {
             y
         } else {
-            let b = self.f32("b", &[out as i64], bias);
+            let b = self.f32("b", &[out as i64], &bias);
             self.op("Add", &[&y, &b])
-        }
+        })
     }
 
     /// `SkipSimplifiedLayerNormalization`: the residual sum `x + skip` and its RMS norm
     /// in one kernel; returns `(normed, sum)`.
-    fn skip_norm(&mut self, x: &str, skip: &str, weight: &[f32], eps: f32) -> (String, String) {
-        let w = self.f32("norm", &[weight.len() as i64], weight);
+    fn skip_norm(
+        &mut self,
+        x: &str,
+        skip: &str,
+        weight: &str,
+        eps: f32,
+    ) -> Result<(String, String), String> {
+        let weight = self.source.float(weight, self.source.config.hidden)?;
+        let w = self.f32("norm", &[weight.len() as i64], &weight);
         let (normed, sum) = (self.fresh("normed"), self.fresh("residual"));
         let mut node = NodeProto::op(
             "SkipSimplifiedLayerNormalization",
@@ -277,35 +422,82 @@ impl Graph<'_> {
         .float("epsilon", eps);
         node.domain = "com.microsoft".into();
         self.nodes.push(node);
-        (normed, sum)
+        Ok((normed, sum))
     }
-}
-
-/// The ONNX model of `weights`, with f32 weights.
-pub fn export(weights: &Weights) -> ModelProto {
-    export_with(weights, Weighting::Float)
 }
 
 /// The cos/sin tables cover at most this many positions (8 MB for a head of 64): a
 /// longer context than batos feeds a 0.5B model, and a bound on the export's size.
 pub const MAX_POSITIONS: usize = 32_768;
 
-/// The ONNX model of `weights`, weighted as asked.
-pub fn export_with(weights: &Weights, weighting: Weighting) -> ModelProto {
-    let c = &weights.config;
-    let (h, d) = (c.hidden, c.head_dim());
-    let kv = c.kv_heads * d;
+/// The whole ONNX model of a GGUF in memory, weighted as asked: for tests and tiny
+/// models. Real models go through [`write`], which streams.
+pub fn export_with(gguf: &Gguf, weighting: Weighting) -> Result<ModelProto, String> {
+    let mut quiet = super::progress::Quiet;
+    build(gguf, weighting, Store::Inline, &mut quiet)
+}
+
+/// Exports a GGUF as `<dir>/model.onnx` with its large initializers in
+/// `<dir>/model.onnx.data` (protobuf cannot hold a file over 2 GB), weighted as asked.
+///
+/// The export streams: each tensor is read from the GGUF when the graph needs it,
+/// converted and appended to the data file, then dropped, so memory holds the graph and
+/// one tensor — about the largest tensor's size twice over, not the model's. It is
+/// written into a temporary folder renamed into place, so a crash never leaves half an
+/// export. `progress` counts the GGUF's tensor bytes read.
+pub fn write(
+    gguf: &Gguf,
+    weighting: Weighting,
+    dir: &Path,
+    progress: &mut dyn Progress,
+) -> Result<PathBuf, String> {
+    let failed = |e: io::Error| format!("cannot write the ONNX export to {}: {e}", dir.display());
+    let staging = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(failed)?;
+    let file = std::fs::File::create(staging.join(DATA)).map_err(failed)?;
+    let store = Store::External {
+        data: io::BufWriter::with_capacity(1 << 22, file),
+        offset: 0,
+        failed: None,
+    };
+    let total: u64 = gguf.tensors.iter().filter_map(|t| t.byte_len()).sum();
+    progress.start("import: export to ONNX", Some(total));
+    let built = build(gguf, weighting, store, progress);
+    progress.finish();
+    let model = built?;
+    let mut file = std::fs::File::create(staging.join("model.onnx")).map_err(failed)?;
+    use prost::Message;
+    file.write_all(&model.encode_to_vec()).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    drop(file);
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&staging, dir).map_err(failed)?;
+    Ok(dir.join("model.onnx"))
+}
+
+fn build(
+    gguf: &Gguf,
+    weighting: Weighting,
+    store: Store,
+    progress: &mut dyn Progress,
+) -> Result<ModelProto, String> {
+    let c = super::model::config(gguf)?;
     let mut g = Graph {
         nodes: Vec::new(),
         initializers: Vec::new(),
         next: 0,
         weighting,
-        raw: &weights.raw,
+        source: Source { gguf, config: c.clone(), progress },
+        store,
     };
+    let (h, d) = (c.hidden, c.head_dim());
+    let kv = c.kv_heads * d;
 
-    let embed = g.f32("embed", &[c.vocab as i64, h as i64], &weights.embed);
+    let embed_values = g.source.float("token_embd.weight", c.vocab * h)?;
+    let embed = g.f32("embed", &[c.vocab as i64, h as i64], &embed_values);
+    drop(embed_values);
     let mut x = g.op("Gather", &[&embed, "input_ids"]);
-
     // GroupQueryAttention rotates queries and keys itself from cos/sin tables indexed by
     // position, and takes the cache's length from the mask: every real token is 1, so
     // positions are 0.. in order, as `position_ids` also says.
@@ -340,8 +532,8 @@ pub fn export_with(weights: &Weights, weighting: Weighting) -> ModelProto {
         vec![ValueInfoProto::tensor("logits", DataType::Float, &["1", "1", &c.vocab.to_string()])];
     let (kvh, dd) = (c.kv_heads.to_string(), d.to_string());
 
-    let mut hn = g.rms_norm(&x, &weights.blocks[0].attn_norm, c.rms_eps);
-    for (i, b) in weights.blocks.iter().enumerate() {
+    let mut hn = g.rms_norm(&x, "blk.0.attn_norm.weight", c.rms_eps)?;
+    for i in 0..c.layers {
         let (past_k, past_v) =
             (format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value"));
         let (present_k, present_v) = (format!("present.{i}.key"), format!("present.{i}.value"));
@@ -358,13 +550,10 @@ pub fn export_with(weights: &Weights, weighting: Weighting) -> ModelProto {
             &["1", &kvh, "total", &dd],
         ));
 
-        let n = |part: &str| format!("blk.{i}.{part}.weight");
-        let (nq, nk, nv) = (n("attn_q"), n("attn_k"), n("attn_v"));
-        let qkv = g.linears(
-            &hn,
-            &[(&nq, &b.wq, &b.bq, h), (&nk, &b.wk, &b.bk, kv), (&nv, &b.wv, &b.bv, kv)],
-            h,
-        );
+        let n = |part: &str| format!("blk.{i}.{part}");
+        let (nq, nk, nv) = (n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight"));
+        let (bq, bk, bv) = (n("attn_q.bias"), n("attn_k.bias"), n("attn_v.bias"));
+        let qkv = g.linears(&hn, &[(&nq, &bq, h), (&nk, &bk, kv), (&nv, &bv, kv)], h)?;
         let (q, k, v) = (&qkv[0], &qkv[1], &qkv[2]);
         let attended = g.fresh("attended");
         let mut node = NodeProto::op(
@@ -379,20 +568,22 @@ pub fn export_with(weights: &Weights, weighting: Weighting) -> ModelProto {
         .float("scale", 1.0 / (d as f32).sqrt());
         node.domain = "com.microsoft".into();
         g.nodes.push(node);
-        let projected = g.linear(&attended, &n("attn_output"), &b.wo, &[], h, h);
-        let (normed, sum) = g.skip_norm(&x, &projected, &b.ffn_norm, c.rms_eps);
+        let projected = g.linear(&attended, &n("attn_output.weight"), "", h, h)?;
+        let (normed, sum) = g.skip_norm(&x, &projected, &n("ffn_norm.weight"), c.rms_eps)?;
         x = sum;
 
-        let (ng, nu) = (n("ffn_gate"), n("ffn_up"));
-        let gate_up =
-            g.linears(&normed, &[(&ng, &b.gate, &[], c.ffn), (&nu, &b.up, &[], c.ffn)], h);
+        let (ng, nu) = (n("ffn_gate.weight"), n("ffn_up.weight"));
+        let gate_up = g.linears(&normed, &[(&ng, "", c.ffn), (&nu, "", c.ffn)], h)?;
         let sig = g.op("Sigmoid", &[&gate_up[0]]);
         let silu = g.op("Mul", &[&gate_up[0], &sig]);
         let act = g.op("Mul", &[&silu, &gate_up[1]]);
-        let down = g.linear(&act, &n("ffn_down"), &b.down, &[], h, c.ffn);
-        let next_norm =
-            weights.blocks.get(i + 1).map_or(&weights.output_norm, |next| &next.attn_norm);
-        let (normed, sum) = g.skip_norm(&x, &down, next_norm, c.rms_eps);
+        let down = g.linear(&act, &n("ffn_down.weight"), "", h, c.ffn)?;
+        let next_norm = if i + 1 < c.layers {
+            format!("blk.{}.attn_norm.weight", i + 1)
+        } else {
+            "output_norm.weight".to_owned()
+        };
+        let (normed, sum) = g.skip_norm(&x, &down, &next_norm, c.rms_eps)?;
         hn = normed;
         x = sum;
     }
@@ -401,15 +592,22 @@ pub fn export_with(weights: &Weights, weighting: Weighting) -> ModelProto {
     // the vocabulary would cost prefill a `seq × vocab × hidden` product for nothing.
     let minus_one = g.i64("index", &[1], &[-1]);
     let xn = g.op_with(|n| n.int("axis", 1), "Gather", &[&hn, &minus_one]);
-    let output_name = if weights.raw.contains_key("output.weight") {
-        "output.weight"
-    } else {
-        "token_embd.weight"
-    };
-    let logits = g.linear(&xn, output_name, &weights.output, &[], c.vocab, h);
+    // Models that tie their output projection to the embeddings have no `output.weight`.
+    let output_name =
+        if g.source.has("output.weight") { "output.weight" } else { "token_embd.weight" };
+    let logits = g.linear(&xn, output_name, "", c.vocab, h)?;
     g.nodes.push(NodeProto::op("Identity", &[&logits], &["logits"]));
 
-    ModelProto {
+    if let Store::External { data, failed, .. } = g.store {
+        if let Some(e) = failed {
+            return Err(format!("cannot write the ONNX export's data: {e}"));
+        }
+        let file = data
+            .into_inner()
+            .map_err(|e| format!("cannot write the ONNX export's data: {}", e.error()))?;
+        file.sync_all().map_err(|e| format!("cannot sync the ONNX export's data: {e}"))?;
+    }
+    Ok(ModelProto {
         ir_version: 10,
         opset_import: vec![
             OperatorSetIdProto { domain: String::new(), version: 21 },
@@ -424,55 +622,5 @@ pub fn export_with(weights: &Weights, weighting: Weighting) -> ModelProto {
             input: inputs,
             output: outputs,
         }),
-    }
-}
-
-/// Writes `model` as `<dir>/model.onnx` with its large initializers in
-/// `<dir>/model.onnx.data` (protobuf cannot hold a file over 2 GB), through a temporary
-/// folder renamed into place, so a crash never leaves half an export.
-pub fn write_with_external_data(
-    mut model: ModelProto,
-    dir: &std::path::Path,
-) -> std::io::Result<std::path::PathBuf> {
-    use prost::Message;
-    use std::io::Write;
-    const DATA: &str = "model.onnx.data";
-    let staging = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)?;
-    let mut data =
-        std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(staging.join(DATA))?);
-    let mut offset = 0u64;
-    if let Some(graph) = model.graph.as_mut() {
-        for t in &mut graph.initializer {
-            if t.raw_data.len() < 1024 {
-                continue;
-            }
-            // Keep each tensor 64-byte aligned so ONNX Runtime can map it directly.
-            let pad = (64 - offset % 64) % 64;
-            data.write_all(&vec![0u8; pad as usize])?;
-            offset += pad;
-            let bytes = std::mem::take(&mut t.raw_data);
-            data.write_all(&bytes)?;
-            let entry = |k: &str, v: String| super::onnx_proto::StringStringEntryProto {
-                key: k.into(),
-                value: v,
-            };
-            t.external_data = vec![
-                entry("location", DATA.into()),
-                entry("offset", offset.to_string()),
-                entry("length", bytes.len().to_string()),
-            ];
-            t.data_location = 1;
-            offset += bytes.len() as u64;
-        }
-    }
-    data.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
-    let mut file = std::fs::File::create(staging.join("model.onnx"))?;
-    file.write_all(&model.encode_to_vec())?;
-    file.sync_all()?;
-    drop(file);
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&staging, dir)?;
-    Ok(dir.join("model.onnx"))
+    })
 }

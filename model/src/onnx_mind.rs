@@ -61,17 +61,7 @@ pub fn ensure_export(
         return Ok(onnx);
     }
     let g = Gguf::read(gguf_path).map_err(|e| model_error(e.to_string()))?;
-    progress.start("import: read and repack weights", None);
-    let weights = model::load(&g).map_err(model_error);
-    progress.finish();
-    let weights = weights?;
-    progress.start("import: build and write the ONNX graph", None);
-    let written = export::write_with_external_data(export::export_with(&weights, WEIGHTING), dir)
-        .map_err(|e| {
-            model_error(format!("cannot write the ONNX export to {}: {e}", dir.display()))
-        });
-    progress.finish();
-    written?;
+    export::write(&g, WEIGHTING, dir, progress).map_err(model_error)?;
     if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) {
         let stem = name.rsplit_once("-v").map_or(name, |(stem, _)| stem);
         for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {

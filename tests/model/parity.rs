@@ -18,7 +18,7 @@ fn parity(arch: &str, weighting: export::Weighting) {
     write_model(&path, arch, 42);
     let gguf = Gguf::read(&path).expect("reads");
     let weights = model::load(&gguf).expect("loads");
-    let onnx = export::export_with(&weights, weighting).encode_to_vec();
+    let onnx = export::export_with(&gguf, weighting).expect("exports").encode_to_vec();
     let env = runtime::environment().expect("ONNX Runtime loads");
     let mut session = ort::session::Session::builder(env)
         .expect("builder")
@@ -127,4 +127,42 @@ fn repacked_blocks_are_exact() {
 fn quantized_onnx_matches_the_reference() {
     parity("qwen2", export::Weighting::NBits { accuracy_level: 4 });
     parity("llama", export::Weighting::NBits { accuracy_level: 4 });
+}
+
+/// The streamed export (each tensor appended to `model.onnx.data` as it is made) is the
+/// in-memory export exactly: reading every external tensor back gives the same model.
+#[test]
+fn the_streamed_export_is_the_in_memory_export() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("qwen2.gguf");
+    write_model(&path, "qwen2", 7);
+    let gguf = Gguf::read(&path).expect("reads");
+    let weighting = export::Weighting::NBits { accuracy_level: 4 };
+    let inline = export::export_with(&gguf, weighting).expect("exports");
+    let out = dir.path().join("export");
+    let onnx =
+        export::write(&gguf, weighting, &out, &mut batos_model::pull::Quiet).expect("writes");
+    let data = std::fs::read(out.join("model.onnx.data")).expect("data file");
+    let mut streamed = batos_model::onnx_proto::ModelProto::decode(
+        std::fs::read(&onnx).expect("model").as_slice(),
+    )
+    .expect("decodes");
+    let mut external = 0;
+    for t in &mut streamed.graph.as_mut().expect("graph").initializer {
+        if t.data_location != 1 {
+            continue;
+        }
+        external += 1;
+        let field = |k: &str| {
+            t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone()).expect(k)
+        };
+        let offset: usize = field("offset").parse().expect("offset");
+        let length: usize = field("length").parse().expect("length");
+        assert_eq!(offset % 64, 0, "{} is 64-byte aligned", t.name);
+        t.raw_data = data[offset..offset + length].to_vec();
+        t.external_data.clear();
+        t.data_location = 0;
+    }
+    assert!(external > 0, "the large tensors went to the data file");
+    assert_eq!(streamed, inline);
 }
