@@ -9,3 +9,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
+# The example plugins are a workspace of their own (built for wasm by `batos plugin
+# add`); their unit tests run natively through the SDK's test harness.
+(cd plugins && cargo test --locked)

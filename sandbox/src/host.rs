@@ -42,6 +42,9 @@ pub(crate) struct CallState {
     pub(crate) memory: MemoryCap,
     pub(crate) name: String,
     pub(crate) max_result_bytes: usize,
+    /// The message of a panic the guest reported (the SDK's panic hook logs it just
+    /// before the module traps), so the trap can say why.
+    pub(crate) panic: Option<String>,
 }
 
 impl CallState {
@@ -54,7 +57,7 @@ impl CallState {
         max_result_bytes: usize,
     ) -> Self {
         let cx = std::ptr::from_mut(cx).cast::<Context<'static, 'static>>();
-        CallState { cx, table: ResourceTable::new(), memory, name, max_result_bytes }
+        CallState { cx, table: ResourceTable::new(), memory, name, max_result_bytes, panic: None }
     }
 
     fn cx(&mut self) -> &mut Context<'static, 'static> {
@@ -437,11 +440,20 @@ impl wit::HostObject for CallState {
     }
 }
 
+/// What the guest SDK's panic hook writes before the panic's message (the SDK's
+/// `PANIC_PREFIX`; the WIT contract is the only thing the two share, so it is repeated).
+const PANIC_PREFIX: &str = "panicked: ";
+
 impl batos::uvm::log::Host for CallState {
     fn log(&mut self, level: batos::uvm::log::Level, message: String) -> wasmtime::Result<()> {
         use batos::uvm::log::Level;
         let capability = self.name.as_str();
         let message: String = message.chars().take(4096).collect();
+        if matches!(level, Level::Error) {
+            if let Some(reason) = message.strip_prefix(PANIC_PREFIX) {
+                self.panic = Some(reason.to_owned());
+            }
+        }
         match level {
             Level::Debug => tracing::debug!(capability, "{message}"),
             Level::Info => tracing::info!(capability, "{message}"),

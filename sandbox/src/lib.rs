@@ -293,7 +293,15 @@ impl Sandbox {
         let result = match outcome {
             Ok(Ok(value)) => store.data_mut().lift_result(value),
             Ok(Err(e)) => Err(host::error_from_wit(&name, e)),
-            Err(trap) => Err(classify(&name, trap, deadline, &self.limits)),
+            Err(trap) => Err(
+                match (classify(&name, trap, deadline, &self.limits), store.data_mut().panic.take())
+                {
+                    (Error::Trapped { capability, .. }, Some(reason)) => {
+                        Error::Trapped { capability, detail: format!("panicked: {reason}") }
+                    }
+                    (other, _) => other,
+                },
+            ),
         };
         drop(store);
         result.map(|v| (v, fuel_used))

@@ -209,9 +209,10 @@ impl Synthesizer {
         let returns = request
             .examples
             .first()
-            .and_then(|e| Type::of(&e.expected))
+            .map(|e| Type::of(&e.expected))
             .or_else(|| predicate(&request.selector).then_some(Type::Bool));
-        let signature = Signature::infer(&request.selector, &request.args, returns, stateful)?;
+        let signature =
+            Signature::infer(&request.selector, &request.args, returns.clone(), stateful)?;
         let mut proposed = Vec::new();
         let mut proposal_text = Value::Nil;
         if request.examples.is_empty() {
@@ -220,7 +221,7 @@ impl Synthesizer {
             proposed = prompt::parse_examples(&signature, &answer);
             proposal_text = Value::Text(answer);
             if returns.is_some() {
-                proposed.retain(|e| Type::of(&e.expected) == returns);
+                proposed.retain(|e| returns.as_ref().is_none_or(|t| t.fits(&e.expected)));
             }
         }
         let mut all_examples = examples_value(&request.examples, "caller");

@@ -198,18 +198,14 @@ pub fn parse_examples(signature: &Signature, answer: &str) -> Vec<Example> {
     let all = parse_cases(signature, answer);
     let mut counts: Vec<(super::candidate::Type, usize)> = Vec::new();
     for e in &all {
-        if let Some(t) = super::candidate::Type::of(&e.expected) {
-            match counts.iter_mut().find(|(c, _)| *c == t) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((t, 1)),
-            }
+        let t = super::candidate::Type::of(&e.expected);
+        match counts.iter_mut().find(|(c, _)| *c == t) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((t, 1)),
         }
     }
-    let Some((common, _)) = counts.iter().max_by_key(|(_, n)| *n).copied() else { return vec![] };
-    all.into_iter()
-        .filter(|e| super::candidate::Type::of(&e.expected) == Some(common))
-        .take(3)
-        .collect()
+    let Some((common, _)) = counts.iter().max_by_key(|(_, n)| *n).cloned() else { return vec![] };
+    all.into_iter().filter(|e| common.fits(&e.expected)).take(3).collect()
 }
 
 fn parse_cases(signature: &Signature, answer: &str) -> Vec<Example> {
@@ -241,8 +237,8 @@ fn parse_cases(signature: &Signature, answer: &str) -> Vec<Example> {
             && args
                 .iter()
                 .zip(&signature.params)
-                .all(|(a, t)| super::candidate::Type::of(a) == Some(*t));
-        if types_match && super::candidate::Type::of(&expected).is_some() {
+                .all(|(a, t)| t.fits(a) || t.unify(&super::candidate::Type::of(a)) == *t);
+        if types_match {
             out.push(Example { args, expected });
         }
     }

@@ -3,7 +3,7 @@
 //! back as an [`Outcome`] and the feedback for the mind.
 
 use crate::candidate::Workspace;
-use crate::candidate::{self, BuildError, Signature, Type};
+use crate::candidate::{self, BuildError, Signature};
 use crate::error::{Error, Result};
 use crate::image::{Method, Value};
 use crate::prompt;
@@ -115,11 +115,8 @@ impl Prover<'_> {
             });
         }
         // Proposed cases of another answer type than the candidate's say nothing about it.
-        let proposed: Vec<Example> = proposed
-            .iter()
-            .filter(|e| Type::of(&e.expected) == Some(signature.returns))
-            .cloned()
-            .collect();
+        let proposed: Vec<Example> =
+            proposed.iter().filter(|e| signature.returns.fits(&e.expected)).cloned().collect();
         let failures = self
             .prove(request, signature, &bytes, &proposed, typed)
             .map_err(|e| Rejection { outcome: Outcome::FailedExample, detail: e.to_string() })?;
@@ -185,7 +182,7 @@ impl Prover<'_> {
                 }
             }
             match cx.send(clone, &request.selector, &request.args) {
-                Ok(got) if !typed || Type::of(&got) == Some(signature.returns) => {}
+                Ok(got) if !typed || signature.returns.fits(&got) => {}
                 Ok(got) => failures.push((
                     true,
                     format!(

@@ -60,7 +60,7 @@ fn candidates_build_run_and_report_compile_errors() {
     let words = Signature::infer(
         "sortWords:",
         &[Value::List(vec![Value::Text("b".into()), Value::Text("a".into())])],
-        Some(Type::TextList),
+        Some(Type::List(Box::new(Type::Text))),
         false,
     )
     .expect("signature");
@@ -175,4 +175,78 @@ fn a_sealed_build_sees_a_scrubbed_environment() {
         "the host's variable reached the sealed build: {sealed:?}"
     );
     assert!(sealed.iter().any(|n| n == "PATH"), "what cargo needs is kept: {sealed:?}");
+}
+
+/// Every value kind goes in and out of a synthesised function through the SDK's typed
+/// conversions; common std items are in scope without imports; a panic's message is
+/// the trap's reason.
+#[test]
+fn every_value_kind_converts_and_a_panic_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
+    let rt = Runtime::builder()
+        .component_runner(sandbox.clone())
+        .open(dir.path().join("image"))
+        .expect("image");
+    let workspace = Workspace::open(&dir.path().join("workspace")).expect("workspace");
+    let floats = Value::List(vec![Value::Float(1.0), Value::Int(2), Value::Float(4.5)]);
+    let nested = Value::List(vec![
+        Value::List(vec![Value::Int(3), Value::Int(1)]),
+        Value::List(vec![Value::Int(3)]),
+    ]);
+    let label = Value::Map([("x".to_owned(), Value::Int(2))].into());
+    let sig = Signature::infer(
+        "summarize:rows:scale:",
+        &[floats.clone(), nested.clone(), label.clone()],
+        None,
+        false,
+    )
+    .expect("signature");
+    // `HashSet` and `BTreeMap` without a `use`: the fixed code brings them in.
+    let f = r#"fn summarize_rows_scale(xs: &[f64], rows: Vec<Vec<i32>>, scale: HashMap<String, i64>) -> BTreeMap<String, Option<f64>> {
+    let distinct: HashSet<i32> = rows.iter().flatten().copied().collect();
+    let mut out = BTreeMap::new();
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    out.insert("mean".to_string(), Some(mean * scale["x"] as f64));
+    out.insert("distinct".to_string(), Some(distinct.len() as f64));
+    out.insert("none".to_string(), None);
+    out
+}"#;
+    let bytes = workspace.build(&sig, f).expect("builds");
+    let answer = install_and_send(
+        &rt,
+        &sandbox,
+        &bytes,
+        "summarize:rows:scale:",
+        vec![floats, nested, label],
+    )
+    .expect("runs");
+    assert_eq!(
+        answer,
+        Value::Map(
+            [
+                ("distinct".to_owned(), Value::Float(2.0)),
+                ("mean".to_owned(), Value::Float(5.0)),
+                ("none".to_owned(), Value::Nil),
+            ]
+            .into()
+        )
+    );
+
+    let sig = Signature::infer("half:", &[Value::Int(3)], None, false).expect("signature");
+    let bytes = workspace
+        .build(
+            &sig,
+            "fn half(n: u8) -> u8 {\n    if n % 2 == 1 { panic!(\"{n} is odd\") }\n    n / 2\n}",
+        )
+        .expect("builds");
+    let err =
+        install_and_send(&rt, &sandbox, &bytes, "half:", vec![Value::Int(3)]).expect_err("panics");
+    assert!(err.to_string().contains("panicked: 3 is odd"), "the panic's message: {err}");
+    let genesis = rt.resolve("genesis").expect("genesis");
+    let err = rt.send(genesis, "half:", vec![Value::Int(300)]).expect_err("out of range");
+    assert!(
+        err.to_string().contains("argument 1 must be an integer that fits u8, got 300"),
+        "the argument is range-checked against the declared type: {err}"
+    );
 }

@@ -4,17 +4,15 @@
 
 use batos_guest_sdk::prelude::*;
 
-fn increment(call: Call) -> Result<Value, Error> {
-    let count = match call.receiver.get("count") {
-        Ok(Value::Int(n)) => n,
-        Ok(other) => {
-            return Err(error(ErrorKind::BadArguments, format!("`count` holds {}, not an integer", other.type_name())))
-        }
+#[capability]
+fn increment(this: &Object) -> Result<i64, Error> {
+    let count = match this.get("count") {
+        Ok(value) => i64::from_value(value).map_err(|expected| {
+            error(ErrorKind::BadArguments, format!("`count` must be {expected}"))
+        })?,
         Err(e) if e.kind == ErrorKind::NotFound => 0,
         Err(e) => return Err(e),
     };
-    call.receiver.set("count", &Value::Int(count + 1))?;
-    Ok(Value::Int(count + 1))
+    this.set("count", &Value::Int(count + 1))?;
+    Ok(count + 1)
 }
-
-capability!(increment);

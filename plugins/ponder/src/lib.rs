@@ -4,13 +4,11 @@
 
 use batos_guest_sdk::prelude::*;
 
-fn ponder(call: Call) -> Result<Value, Error> {
-    let question = call.text(0)?;
+#[capability]
+fn ponder(question: &str) -> Result<String, Error> {
     if question.trim().is_empty() {
         return Err(error(ErrorKind::BadArguments, "ponder: needs a question"));
     }
     let answer = batos_guest_sdk::complete(&format!("Answer in one sentence: {question}"))?;
-    Ok(Value::Text(answer.trim().to_owned()))
+    Ok(answer.trim().to_owned())
 }
-
-capability!(ponder);

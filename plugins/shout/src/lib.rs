@@ -3,12 +3,10 @@
 
 use batos_guest_sdk::prelude::*;
 
-fn shout(call: Call) -> Result<Value, Error> {
-    let name = call.text(0)?;
-    match call.receiver.send_message("greet:", &[Value::from(name)])? {
-        Value::Text(greeting) => Ok(greeting.to_uppercase().into()),
-        other => Err(error(ErrorKind::Failed, format!("`greet:` answered {}, not text", other.type_name()))),
-    }
+#[capability]
+fn shout(this: &Object, name: &str) -> Result<String, Error> {
+    let greeting = this.send_message("greet:", &[Value::from(name)])?;
+    let greeting = String::from_value(greeting)
+        .map_err(|expected| error(ErrorKind::Failed, format!("`greet:` answered {expected}")))?;
+    Ok(greeting.to_uppercase())
 }
-
-capability!(shout);

@@ -64,13 +64,26 @@ mod tests {
         assert_eq!(s.rust(), "fn join_with(a: Vec<String>, b: String) -> String");
         let s = Signature::infer("increment", &[], Some(Type::Int), true).expect("signature");
         assert_eq!(s.rust(), "fn increment(this: &Object) -> i64");
-        let err = Signature::infer("f:", &[Value::Nil], None, false)
-            .expect_err("nil is no parameter type");
-        assert!(err.to_string().contains("argument 1 is nil"), "{err}");
+        let every_kind = Signature::infer(
+            "f:g:h:i:",
+            &[
+                Value::Nil,
+                Value::List(vec![Value::Float(1.5), Value::Int(2)]),
+                Value::List(vec![Value::List(vec![Value::Int(1)]), Value::List(vec![])]),
+                Value::Map([("a".to_owned(), Value::Bool(true))].into()),
+            ],
+            None,
+            false,
+        )
+        .expect("every value kind is a parameter type");
+        assert_eq!(
+            every_kind.rust(),
+            "fn f_g_h_i(a: Option<Value>, b: Vec<f64>, c: Vec<Vec<i64>>, d: BTreeMap<String, bool>) -> RETURN"
+        );
     }
 
     #[test]
-    fn the_fixed_code_adapts_to_what_the_model_declared() {
+    fn the_entry_forwards_with_the_types_the_model_declared() {
         let sig = Signature::infer("sumList:", &[Value::List(vec![Value::Int(1)])], None, false)
             .expect("signature");
         let f = "fn sum_list(numbers: &[i32]) -> i32 { numbers.iter().sum() }";
@@ -81,27 +94,34 @@ mod tests {
         assert_eq!(sig.adapted(f).returns, Type::Int);
         let wrapped = sig.wrap(f);
         assert!(
-            wrapped.contains("sum_list(&a.iter().map(|x| *x as i32).collect::<Vec<i32>>())")
-                && wrapped.contains("Value::Int(r as i64)"),
+            wrapped.contains(
+                "#[capability]\nfn __batos_entry(a: &[i32]) -> i32 {\n    sum_list(a)\n}"
+            ),
             "{wrapped}"
         );
-        let f = "fn shout_times<'a>(text: &'a str, times: u32) -> String { text.repeat(times as usize) }";
+        assert!(wrapped.contains(f), "the model's function is kept as written: {wrapped}");
+        let f = "fn push_all_text<'a>(this: &Object, into: &mut Vec<i64>, text: &'a str) { }";
         let sig = Signature::infer(
-            "shout:times:",
-            &[Value::Text("a".into()), Value::Int(2)],
+            "pushAll:text:",
+            &[Value::List(vec![]), Value::Text("a".into())],
             None,
             false,
         )
         .expect("signature");
-        assert!(sig.wrap(f).contains("shout_times(a.as_str(), b as u32)"), "{}", sig.wrap(f));
-        assert_eq!(
-            sig.adapted("fn shout_times(a: String, b: i64) -> bool { true }").returns,
-            Type::Bool
+        assert!(
+            sig.wrap(f).contains("fn __batos_entry(a: &Object, b: &mut Vec<i64>, c: &str) {"),
+            "a receiver the model chose to use is passed; `&mut` keeps its space: {}",
+            sig.wrap(f)
         );
         let counter = Signature::infer("increment", &[], Some(Type::Int), true).expect("signature");
-        assert!(counter
-            .wrap("fn increment(this: &Object) -> usize { 1 }")
-            .contains("increment(&call.receiver)"));
+        let unreadable = "fn increment() -> usize { 1 }";
+        assert!(
+            counter
+                .wrap(unreadable)
+                .contains("fn __batos_entry(a: &Object) -> i64 {\n    increment(a)\n}"),
+            "a header that does not fit the call takes the signature's types: {}",
+            counter.wrap(unreadable)
+        );
     }
 
     #[test]
@@ -114,7 +134,7 @@ mod tests {
             None,
             "only that one error is fixed"
         );
-        let weird = stderr.replace("found `String`", "found `HashMap<String, i64>`");
+        let weird = stderr.replace("found `String`", "found `std::rc::Rc<i64>`");
         assert_eq!(retype(f, "reverse_text", &weird), None, "only to a type batos carries");
     }
 

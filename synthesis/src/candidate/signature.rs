@@ -34,13 +34,9 @@ impl Signature {
         receiver: bool,
     ) -> Result<Signature> {
         let name = rust_name(selector).ok_or_else(|| Error::BadInput(format!("`{selector}` cannot name a method: use letters, digits and colons, starting with a letter")))?;
-        let params = args
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Type::of(v).ok_or_else(|| Error::BadInput(format!("argument {} is {}, which synthesised methods do not take yet (integers, floats, booleans, text and lists of integers or text)", i + 1, v.type_name()))))
-            .collect::<Result<Vec<_>>>()?;
+        let params = args.iter().map(Type::of).collect::<Vec<_>>();
         let returns_known = returns.is_some();
-        let returns = returns.or_else(|| params.first().copied()).unwrap_or(Type::Int);
+        let returns = returns.or_else(|| params.first().cloned()).unwrap_or(Type::Int);
         Ok(Signature { name, params, returns, receiver, returns_known })
     }
 
@@ -55,7 +51,7 @@ impl Signature {
         if self.receiver {
             params.insert(0, "this: &Object".into());
         }
-        let returns = if self.returns_known { self.returns.rust() } else { "RETURN" };
+        let returns = if self.returns_known { self.returns.rust() } else { "RETURN".into() };
         format!("fn {}({}) -> {returns}", self.name, params.join(", "))
     }
 
@@ -75,7 +71,8 @@ impl Signature {
     }
 }
 
-/// The parameter types and answer type `function` declares for `fn name`.
+/// The parameter types and answer type `function` declares for `fn name` (normalized:
+/// no spaces, no lifetimes), receiver included.
 pub(super) fn declared(function: &str, name: &str) -> Option<(Vec<String>, Option<String>)> {
     let start = function.find(&format!("fn {name}"))? + 3 + name.len();
     let rest = &function[start..];

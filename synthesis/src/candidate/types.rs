@@ -1,11 +1,12 @@
-//! The value types a synthesised function takes and answers, and how Rust spells,
-//! lifts and lowers them.
+//! The value types a synthesised function takes and answers — every kind a batos value
+//! has — and how Rust spells them. The conversions themselves are the guest SDK's
+//! (`FromValue`/`IntoValue`, through `#[capability]`); the host only needs the types
+//! to ask for a signature, to read what the model declared, and to check an answer.
 
 use crate::image::Value;
 
-/// The value types a synthesised function can take and answer, with their Rust
-/// spelling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A value type, with its Rust spelling.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Type {
     /// `i64`
     Int,
@@ -15,70 +16,88 @@ pub enum Type {
     Bool,
     /// `String`
     Text,
-    /// `Vec<i64>`
-    IntList,
-    /// `Vec<String>`
-    TextList,
+    /// `Vec<T>`
+    List(Box<Type>),
+    /// `BTreeMap<String, T>`
+    Map(Box<Type>),
+    /// `Option<T>`: nil or a `T`.
+    Option(Box<Type>),
+    /// `Object`: a handle to an object of the image.
+    Object,
+    /// `Value`: anything (mixed lists, blobs, methods, an empty list's items).
+    Any,
 }
 
 impl Type {
-    /// The type of a value, when it is one of these.
-    pub fn of(value: &Value) -> Option<Type> {
-        Some(match value {
+    /// The type of a value. Lists and maps take the type their items share: integers
+    /// and floats together are floats; items of no common type make `Value`.
+    pub fn of(value: &Value) -> Type {
+        match value {
             Value::Int(_) => Type::Int,
             Value::Float(_) => Type::Float,
             Value::Bool(_) => Type::Bool,
             Value::Text(_) => Type::Text,
-            Value::List(items) if items.iter().all(|v| matches!(v, Value::Int(_))) => Type::IntList,
-            Value::List(items) if items.iter().all(|v| matches!(v, Value::Text(_))) => {
-                Type::TextList
-            }
-            _ => return None,
-        })
+            Value::Nil => Type::Option(Box::new(Type::Any)),
+            Value::Bytes(_) => Type::List(Box::new(Type::Int)),
+            Value::List(items) => Type::List(Box::new(common(items.iter()))),
+            Value::Map(map) => Type::Map(Box::new(common(map.values()))),
+            Value::Object(_) => Type::Object,
+            _ => Type::Any,
+        }
+    }
+
+    /// The type both `self` and `other` values belong to.
+    pub fn unify(&self, other: &Type) -> Type {
+        match (self, other) {
+            (a, b) if a == b => a.clone(),
+            (Type::Any, t) | (t, Type::Any) => t.clone(),
+            (Type::Int, Type::Float) | (Type::Float, Type::Int) => Type::Float,
+            (Type::Option(a), Type::Option(b)) => Type::Option(Box::new(a.unify(b))),
+            (Type::Option(a), t) | (t, Type::Option(a)) => Type::Option(Box::new(a.unify(t))),
+            (Type::List(a), Type::List(b)) => Type::List(Box::new(a.unify(b))),
+            (Type::Map(a), Type::Map(b)) => Type::Map(Box::new(a.unify(b))),
+            _ => Type::Any,
+        }
+    }
+
+    /// Whether `value` is of this type (an integer is not a float: an answer declared
+    /// `f64` always carries a float).
+    pub fn fits(&self, value: &Value) -> bool {
+        match (self, value) {
+            (Type::Any, _) => true,
+            (Type::Option(_), Value::Nil) => true,
+            (Type::Option(t), v) => t.fits(v),
+            (Type::Int, Value::Int(_))
+            | (Type::Float, Value::Float(_))
+            | (Type::Bool, Value::Bool(_))
+            | (Type::Text, Value::Text(_))
+            | (Type::Object, Value::Object(_)) => true,
+            (Type::List(t), Value::List(items)) => items.iter().all(|v| t.fits(v)),
+            (Type::List(t), Value::Bytes(_)) => **t == Type::Int,
+            (Type::Map(t), Value::Map(map)) => map.values().all(|v| t.fits(v)),
+            _ => false,
+        }
     }
 
     /// How Rust spells it.
-    pub fn rust(self) -> &'static str {
+    pub fn rust(&self) -> String {
         match self {
-            Type::Int => "i64",
-            Type::Float => "f64",
-            Type::Bool => "bool",
-            Type::Text => "String",
-            Type::IntList => "Vec<i64>",
-            Type::TextList => "Vec<String>",
+            Type::Int => "i64".into(),
+            Type::Float => "f64".into(),
+            Type::Bool => "bool".into(),
+            Type::Text => "String".into(),
+            Type::List(t) => format!("Vec<{}>", t.rust()),
+            Type::Map(t) => format!("BTreeMap<String, {}>", t.rust()),
+            Type::Option(t) => format!("Option<{}>", t.rust()),
+            Type::Object => "Object".into(),
+            Type::Any => "Value".into(),
         }
     }
+}
 
-    /// Guest code turning argument `i` of `call` into this type.
-    pub(super) fn lift(self, i: usize) -> String {
-        let item = |pattern: &str| {
-            format!(
-                "match call.arg({i})? {{ Value::List(items) => items.iter().map(|v| match v {{ {pattern}, _ => Err(error(ErrorKind::BadArguments, \"argument {n} must be a list of {t}\")) }}).collect::<Result<_, _>>()?, _ => return Err(error(ErrorKind::BadArguments, \"argument {n} must be a list\")) }}",
-                n = i + 1,
-                t = if self == Type::IntList { "integers" } else { "texts" }
-            )
-        };
-        match self {
-            Type::Int => format!("call.int({i})?"),
-            Type::Text => format!("call.text({i})?.to_owned()"),
-            Type::Float => format!("match call.arg({i})? {{ Value::Float(f) => *f, Value::Int(n) => *n as f64, _ => return Err(error(ErrorKind::BadArguments, \"argument {} must be a number\")) }}", i + 1),
-            Type::Bool => format!("match call.arg({i})? {{ Value::Bool(b) => *b, _ => return Err(error(ErrorKind::BadArguments, \"argument {} must be a boolean\")) }}", i + 1),
-            Type::IntList => item("Value::Int(n) => Ok(*n)"),
-            Type::TextList => item("Value::Text(s) => Ok(s.clone())"),
-        }
-    }
-
-    /// Guest code turning `r` of this type into a `Value`.
-    pub(super) fn lower(self) -> &'static str {
-        match self {
-            Type::Int => "Value::Int(r)",
-            Type::Float => "Value::Float(r)",
-            Type::Bool => "Value::Bool(r)",
-            Type::Text => "Value::Text(r)",
-            Type::IntList => "Value::List(r.into_iter().map(Value::Int).collect())",
-            Type::TextList => "Value::List(r.into_iter().map(Value::Text).collect())",
-        }
-    }
+/// The type a sequence of values shares.
+fn common<'v>(values: impl Iterator<Item = &'v Value>) -> Type {
+    values.map(Type::of).reduce(|a, b| a.unify(&b)).unwrap_or(Type::Any)
 }
 
 pub(super) const INTEGERS: [&str; 12] =
@@ -97,71 +116,70 @@ pub(super) fn normalize(rust: &str) -> String {
             out.push(c);
         }
     }
-    out.replace("std::string::String", "String").replace("std::vec::Vec", "Vec")
+    out.replace("std::string::String", "String")
+        .replace("std::vec::Vec", "Vec")
+        .replace("std::collections::", "")
 }
 
-/// The batos type a declared Rust answer type carries as.
+/// The parameters of a generic type as written: `HashMap<String,Vec<i64>>` with `HashMap`
+/// gives `["String", "Vec<i64>"]`.
+fn generic_args<'t>(rust: &'t str, name: &str) -> Option<Vec<&'t str>> {
+    let inner = rust.strip_prefix(name)?.strip_prefix('<')?.strip_suffix('>')?;
+    let (mut depth, mut start, mut args) = (0i32, 0, Vec::new());
+    for (i, c) in inner.char_indices() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => depth -= 1,
+            ',' if depth == 0 => {
+                args.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    args.push(&inner[start..]);
+    Some(args)
+}
+
+/// The batos type a declared Rust type (normalized) carries as.
 pub(super) fn type_of_rust(rust: &str) -> Option<Type> {
-    let element =
-        |t: &str| t.strip_prefix("Vec<").and_then(|t| t.strip_suffix('>')).map(str::to_owned);
+    let one = |name: &str| {
+        generic_args(rust, name).and_then(|a| (a.len() == 1).then(|| type_of_rust(a[0])).flatten())
+    };
+    let rust = rust.strip_prefix("&mut").or_else(|| rust.strip_prefix('&')).unwrap_or(rust);
     Some(match rust {
         t if INTEGERS.contains(&t) => Type::Int,
         "f32" | "f64" => Type::Float,
         "bool" => Type::Bool,
-        "String" | "&str" | "char" => Type::Text,
-        t => match element(t).as_deref() {
-            Some(e) if INTEGERS.contains(&e) => Type::IntList,
-            Some("String" | "&str" | "char") => Type::TextList,
-            _ => return None,
-        },
-    })
-}
-
-/// Guest code turning the answer `r` of declared type `rust` into a `Value`.
-pub(super) fn lower_declared(rust: &str) -> Option<String> {
-    Some(match type_of_rust(rust)? {
-        Type::Int => "Value::Int(r as i64)".into(),
-        Type::Float => "Value::Float(r as f64)".into(),
-        Type::Bool => "Value::Bool(r)".into(),
-        Type::Text => "Value::Text(r.to_string())".into(),
-        Type::IntList => {
-            "Value::List(r.into_iter().map(|x| Value::Int(x as i64)).collect())".into()
+        "String" | "str" | "char" => Type::Text,
+        "Object" => Type::Object,
+        "Value" => Type::Any,
+        t if t.starts_with('[') && t.ends_with(']') && !t.contains(';') => {
+            Type::List(Box::new(type_of_rust(&t[1..t.len() - 1])?))
         }
-        Type::TextList => {
-            "Value::List(r.into_iter().map(|x| Value::Text(x.to_string())).collect())".into()
+        t if t.starts_with('(') && t.ends_with(')') && t.len() > 2 => {
+            Type::List(Box::new(Type::Any))
         }
-    })
-}
-
-/// Guest code passing the lifted argument `a` (of batos type `t`) as declared type `rust`.
-pub(super) fn convert_arg(a: &str, t: Type, rust: Option<&str>) -> String {
-    let Some(rust) = rust else { return a.to_owned() };
-    let element = |prefix: &str| {
-        rust.strip_prefix(prefix)
-            .and_then(|r| r.strip_suffix(if prefix.ends_with('[') { "]" } else { ">" }))
-            .map(str::to_owned)
-    };
-    let numbers = |e: &str| format!("{a}.iter().map(|x| *x as {e}).collect::<Vec<{e}>>()");
-    let texts = "{a}.iter().map(|s| s.as_str()).collect::<Vec<&str>>()".replace("{a}", a);
-    match t {
-        Type::Int | Type::Float if INTEGERS.contains(&rust) || rust == "f32" || rust == "f64" => {
-            format!("{a} as {rust}")
-        }
-        Type::Text if rust == "&str" => format!("{a}.as_str()"),
-        Type::Text if rust == "&String" => format!("&{a}"),
-        Type::IntList => match (element("Vec<"), element("&["), element("&Vec<")) {
-            (Some(e), _, _) if INTEGERS.contains(&e.as_str()) => numbers(&e),
-            (_, Some(e), _) | (_, _, Some(e)) if INTEGERS.contains(&e.as_str()) => {
-                format!("&{}", numbers(&e))
+        t => {
+            for list in ["Vec", "VecDeque", "HashSet", "BTreeSet"] {
+                if t.starts_with(list) {
+                    return one(list).map(|item| Type::List(Box::new(item)));
+                }
             }
-            _ => a.to_owned(),
-        },
-        Type::TextList => match rust {
-            "&[String]" | "&Vec<String>" => format!("&{a}"),
-            "Vec<&str>" => texts,
-            "&[&str]" | "&Vec<&str>" => format!("&{texts}"),
-            _ => a.to_owned(),
-        },
-        _ => a.to_owned(),
-    }
+            for map in ["HashMap", "BTreeMap"] {
+                if let Some(args) = generic_args(t, map) {
+                    return (args.len() == 2)
+                        .then(|| type_of_rust(args[1]).map(|v| Type::Map(Box::new(v))))
+                        .flatten();
+                }
+            }
+            if t.starts_with("Option") {
+                return one("Option").map(|v| Type::Option(Box::new(v)));
+            }
+            if let Some(args) = generic_args(t, "Result") {
+                return type_of_rust(args.first()?);
+            }
+            return None;
+        }
+    })
 }

@@ -41,12 +41,24 @@ impl From<Error> for BuildError {
     }
 }
 
-/// The guest SDK and the WIT contract, compiled into the host: an installed `batos`
-/// synthesises anywhere, with no source tree beside it.
-const SDK_SOURCE: &str = include_str!("../../../guest-sdk/src/lib.rs");
-const WIT_SOURCE: &str = include_str!("../../../wit/uvm.wit");
+/// The guest SDK (its macros crate included) and the WIT contract, compiled into the
+/// host: an installed `batos` synthesises anywhere, with no source tree beside it.
+/// Paths are relative to the workspace's `sdk/` folder.
+const SDK_FILES: &[(&str, &str)] = &[
+    ("guest-sdk/Cargo.toml", SDK_MANIFEST),
+    ("guest-sdk/src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
+    ("guest-sdk/src/convert.rs", include_str!("../../../guest-sdk/src/convert.rs")),
+    ("guest-sdk/src/helpers.rs", include_str!("../../../guest-sdk/src/helpers.rs")),
+    ("guest-sdk/src/testing.rs", include_str!("../../../guest-sdk/src/testing.rs")),
+    ("guest-sdk/src/value.rs", include_str!("../../../guest-sdk/src/value.rs")),
+    ("guest-sdk/macros/Cargo.toml", MACROS_MANIFEST),
+    ("guest-sdk/macros/src/lib.rs", include_str!("../../../guest-sdk/macros/src/lib.rs")),
+    // The SDK reads the WIT at `../wit` from its manifest, as in the source tree.
+    ("wit/uvm.wit", include_str!("../../../wit/uvm.wit")),
+];
+
 /// The SDK's manifest as a crate of its own (the source tree's uses workspace
-/// inheritance); the wit-bindgen requirement matches the workspace's.
+/// inheritance); the requirements match the workspace's.
 const SDK_MANIFEST: &str = r#"[package]
 name = "batos-guest-sdk"
 version = "0.1.0"
@@ -54,6 +66,22 @@ edition = "2021"
 
 [dependencies]
 wit-bindgen = { version = "0.49", default-features = false, features = ["macros", "realloc"] }
+batos-guest-sdk-macros = { path = "macros" }
+"#;
+
+/// The macros crate's manifest, likewise.
+const MACROS_MANIFEST: &str = r#"[package]
+name = "batos-guest-sdk-macros"
+version = "0.1.0"
+edition = "2021"
+
+[lib]
+proc-macro = true
+
+[dependencies]
+syn = { version = "2", features = ["full"] }
+quote = "1"
+proc-macro2 = "1"
 "#;
 
 /// The candidate crate's manifest (`{tag}` and `{sdk}` filled in by [`Workspace::open`]).
@@ -207,13 +235,8 @@ fn suggested_fix(source: &str, messages: &[serde_json::Value]) -> Option<String>
 /// only when its content differs (so cargo's fingerprints stay warm), and answers the
 /// SDK crate's folder.
 fn write_sdk(dir: &Path) -> Result<PathBuf> {
-    let sdk = dir.join("sdk").join("guest-sdk");
-    // The SDK reads the WIT at `../wit` from its manifest, as in the source tree.
-    let files = [
-        (sdk.join("Cargo.toml"), SDK_MANIFEST),
-        (sdk.join("src").join("lib.rs"), SDK_SOURCE),
-        (dir.join("sdk").join("wit").join("uvm.wit"), WIT_SOURCE),
-    ];
+    let sdk = dir.join("sdk");
+    let files = SDK_FILES.iter().map(|(path, text)| (sdk.join(path), *text));
     for (path, text) in files {
         if std::fs::read_to_string(&path).ok().as_deref() == Some(text) {
             continue;
@@ -225,5 +248,5 @@ fn write_sdk(dir: &Path) -> Result<PathBuf> {
         std::fs::write(&path, text)
             .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
     }
-    Ok(sdk)
+    Ok(sdk.join("guest-sdk"))
 }

@@ -1,71 +1,82 @@
-//! The fixed code around the model's function: the prelude, the argument conversions
-//! to the types it declares, the answer's conversion back, and the export. Written by
-//! the host, so a small model cannot break it.
+//! The fixed code around the model's function: the imports a small model expects in
+//! scope, and an entry with the function's own parameter and answer types, exported by
+//! the guest SDK's `#[capability]` — which converts every argument and the answer. The
+//! host writes no conversion code; the model's function is not touched.
 
 use super::signature::{declared, param_name, Signature};
-use super::types::{convert_arg, lower_declared};
 
 /// The lines around the model's function in the crate source, so that a fixed source
 /// gives the fixed function back.
 pub(super) const BEGIN: &str = "// ---- the candidate ----";
 pub(super) const END: &str = "// ---- end of the candidate ----";
 
-/// The crate source; `{…}` places are filled in by [`Signature::wrap`].
+/// The crate source; `{…}` places are filled in by [`Signature::wrap`]. The `use` lines
+/// bring in what small models reach for without importing (rustc names the import, but
+/// its suggestion is not machine-applicable, so the compiler's fixes skip it).
 const TEMPLATE: &str = r#"#![allow(unused, clippy::all)]
 use batos_guest_sdk::prelude::*;
 use batos_guest_sdk::helpers::*;
+use std::cmp::{max, min, Ordering, Reverse};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
+use std::iter::FromIterator;
 {begin}
 {function}
 {end}
 
-fn __batos_entry(call: Call) -> Result<Value, Error> {
-    if call.args.len() != {n} {
-        return Err(error(ErrorKind::BadArguments, "expects {n} argument(s)"));
-    }
-{lifts}    let r = {name}({names});
-    Ok({lower})
+#[capability]
+fn __batos_entry({params}){returns} {
+    {name}({names})
 }
-
-capability!(__batos_entry);
 "#;
 
 impl Signature {
-    /// The whole crate source: the fixed code around `function`, converting the
-    /// arguments to the types it declares and its answer back to a value.
+    /// The whole crate source: `function`, and an entry with the parameter and answer
+    /// types it declares (the signature's, where its header cannot be read) that calls
+    /// it.
     pub fn wrap(&self, function: &str) -> String {
-        let (mut params, ret) = declared(function, &self.name).unwrap_or_default();
-        if self.receiver && params.first().is_some_and(|p| p.contains("Object")) {
-            params.remove(0);
-        }
-        let lifts: Vec<String> = self
-            .params
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("    let {}: {} = {};\n", param_name(i), t.rust(), t.lift(i)))
-            .collect();
-        let mut names: Vec<String> = self
-            .params
-            .iter()
-            .enumerate()
-            .map(|(i, t)| convert_arg(&param_name(i), *t, params.get(i).map(String::as_str)))
-            .collect();
-        if self.receiver {
-            names.insert(0, "&call.receiver".into());
-        }
-        let lower = ret
-            .as_deref()
-            .and_then(lower_declared)
-            .unwrap_or_else(|| self.returns.lower().to_owned());
+        let (params, returns) = match declared(function, &self.name) {
+            Some((params, returns))
+                if params.len() == self.arity()
+                    || (params.len() == self.arity() + 1 && params[0] == "&Object") =>
+            {
+                (params, returns)
+            }
+            _ => (self.declared_params(), Some(self.returns.rust())),
+        };
+        let names: Vec<String> = (0..params.len()).map(param_name).collect();
+        // `declared` writes types without spaces; `&mut` needs its space back.
+        let spaced = |t: &str| t.strip_prefix("&mut").map_or(t.to_owned(), |t| format!("&mut {t}"));
+        let typed: Vec<String> =
+            names.iter().zip(&params).map(|(n, t)| format!("{n}: {}", spaced(t))).collect();
+        let returns = match returns.as_deref() {
+            None | Some("()") => String::new(),
+            Some(t) => format!(" -> {t}"),
+        };
         // Placeholders are replaced one at a time, in an order where no replacement
         // can create another (the function goes in last: it is the model's text).
         TEMPLATE
             .replace("{begin}", BEGIN)
             .replace("{end}", END)
-            .replace("{n}", &self.params.len().to_string())
-            .replace("{lifts}", &lifts.concat())
+            .replace("{params}", &typed.join(", "))
+            .replace("{returns}", &returns)
             .replace("{names}", &names.join(", "))
-            .replace("{lower}", &lower)
             .replace("{name}", &self.name)
             .replacen("{function}", function, 1)
+    }
+
+    /// How many parameters the function takes: the arguments, and the receiver first
+    /// when it uses one.
+    fn arity(&self) -> usize {
+        self.params.len() + usize::from(self.receiver)
+    }
+
+    /// The parameter types as the signature asks for them.
+    fn declared_params(&self) -> Vec<String> {
+        let mut params: Vec<String> = self.params.iter().map(|t| t.rust()).collect();
+        if self.receiver {
+            params.insert(0, "&Object".into());
+        }
+        params
     }
 }
