@@ -139,7 +139,7 @@ pub enum PluginCommand {
 }
 
 /// A message, as `send` and the session take it.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct MessageArgs {
     /// The receiver.
     pub obj: String,

@@ -17,7 +17,13 @@ pub struct Failure {
 
 impl From<batos::Error> for Failure {
     fn from(e: batos::Error) -> Self {
-        Failure { kind: e.kind(), what: e.subject(), message: e.to_string() }
+        let mut message = e.to_string();
+        if let batos::Error::NeedsExample { .. } = e {
+            message.push_str(
+                ": send it again with --example 'ARGS => RESULT' (e.g. --example '10 => 55')",
+            );
+        }
+        Failure { kind: e.kind(), what: e.subject(), message }
     }
 }
 

@@ -117,6 +117,16 @@ pub enum Error {
     #[error("the mind is unavailable: {0}")]
     MindUnavailable(String),
 
+    /// A synthesis cycle with no example from the caller found no two candidates that
+    /// agree, so it installed nothing: the caller should say what the answer is.
+    #[error("no two candidates for `{selector}` agree ({detail}), so none was installed; give an example of what it should answer")]
+    NeedsExample {
+        /// The selector.
+        selector: String,
+        /// How the candidates differ.
+        detail: String,
+    },
+
     /// The send stopped because it needs work done outside any transaction (asking the
     /// mind, loading a model), named by this key. Never reaches a caller of the
     /// runtime: the runtime holds the work, rolls the transaction back, runs the work,
@@ -302,6 +312,7 @@ impl Error {
             Error::SendTooDeep { .. } | Error::Limit { .. } => "limit",
             Error::Failed(_) => "failed",
             Error::MindUnavailable(_) => "mind_unavailable",
+            Error::NeedsExample { .. } => "needs_example",
             Error::NotAnImage { .. } => "not_an_image",
             Error::ImageTooNew { .. } => "image_too_new",
             Error::ImageLocked { .. } => "image_locked",

@@ -43,6 +43,13 @@ pub fn to_json(value: &Value) -> Json {
         Value::Method(Method::Component { component, grants, deadline_ms }) => {
             json!({ "$method": { "component": blob_json(component), "grants": grants, "deadline_ms": deadline_ms } })
         }
+        Value::Method(Method::Unconfirmed { method, reason }) => {
+            let mut shown = to_json(&Value::Method((**method).clone()));
+            if let Some(Json::Object(m)) = shown.get_mut("$method") {
+                m.insert("unconfirmed".into(), Json::String(reason.clone()));
+            }
+            shown
+        }
     }
 }
 
@@ -110,6 +117,20 @@ fn from_tagged(
             hex::decode(s).map(Value::Bytes).map_err(|_| format!("`$bytes` needs hex digits, got `{s}`"))
         }
         ("$blob", blob) => Ok(Value::Blob(parse_blob(blob)?)),
+        ("$method", Json::Object(m)) if m.contains_key("unconfirmed") => {
+            let Some(Json::String(reason)) = m.get("unconfirmed") else {
+                return Err("`unconfirmed` says why, as text".into());
+            };
+            let mut inner = m.clone();
+            inner.remove("unconfirmed");
+            match from_json(&json!({ "$method": inner }), resolve)? {
+                Value::Method(method) => Ok(Value::Method(Method::Unconfirmed {
+                    method: Box::new(method),
+                    reason: reason.clone(),
+                })),
+                _ => Err("`$method` holds a method".into()),
+            }
+        }
         ("$method", Json::Object(m)) => {
             if let Some(("native", Json::String(name))) = tagless(m) {
                 return Ok(Value::Method(Method::Native { primitive: name.clone() }));

@@ -98,6 +98,26 @@ pub enum Method {
         /// Its wall-time limit per call, when not the sandbox's default.
         deadline_ms: Option<u32>,
     },
+    /// A synthesised method installed on the agreement of its candidates alone, with
+    /// no example from the caller: it runs as `method` does, and is shown as
+    /// unconfirmed until an example the caller gives passes (which installs `method`
+    /// itself) or fails (which removes it and synthesises anew).
+    Unconfirmed {
+        /// What runs.
+        method: Box<Method>,
+        /// Why it is unconfirmed, for people.
+        reason: String,
+    },
+}
+
+impl Method {
+    /// The method that runs: this one, or what an [`Method::Unconfirmed`] wraps.
+    pub fn runnable(&self) -> &Method {
+        match self {
+            Method::Unconfirmed { method, .. } => method.runnable(),
+            other => other,
+        }
+    }
 }
 
 /// Everything a slot can hold.
@@ -155,7 +175,11 @@ impl Value {
         match self {
             Value::Object(oid) => f(Ref::Object(*oid)),
             Value::Blob(blob) => f(Ref::Blob(*blob)),
-            Value::Method(Method::Component { component, .. }) => f(Ref::Blob(*component)),
+            Value::Method(method) => {
+                if let Method::Component { component, .. } = method.runnable() {
+                    f(Ref::Blob(*component));
+                }
+            }
             Value::List(items) => items.iter().for_each(|v| v.visit_refs(f)),
             Value::Map(map) => map.values().for_each(|v| v.visit_refs(f)),
             Value::Nil
@@ -163,8 +187,7 @@ impl Value {
             | Value::Int(_)
             | Value::Float(_)
             | Value::Text(_)
-            | Value::Bytes(_)
-            | Value::Method(Method::Native { .. }) => {}
+            | Value::Bytes(_) => {}
         }
     }
 }

@@ -270,6 +270,7 @@ impl<'a, 'img> Context<'a, 'img> {
                 let own = Authority::capability(call.selector, grants, [call.receiver]);
                 self.with_authority(own, |cx| runner.run(cx, method, call))
             }
+            Method::Unconfirmed { method, .. } => self.run(method, call),
         }
     }
 }

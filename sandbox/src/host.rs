@@ -287,6 +287,7 @@ fn method_to_wit(m: &Method) -> wit::MethodRef {
     match m {
         Method::Native { primitive } => wit::MethodRef::Native(primitive.clone()),
         Method::Component { component, .. } => wit::MethodRef::Component(blob_to_wit(component)),
+        Method::Unconfirmed { method, .. } => method_to_wit(method),
     }
 }
 

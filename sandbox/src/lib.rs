@@ -310,7 +310,7 @@ impl Sandbox {
 
 impl ComponentRunner for Sandbox {
     fn run(&self, cx: &mut Context<'_, '_>, method: &Method, call: &Call<'_>) -> Result<Value> {
-        let Method::Component { component, grants, deadline_ms } = method else {
+        let Method::Component { component, grants, deadline_ms } = method.runnable() else {
             return Err(Error::Failed(format!("`{}` is not a component method", call.selector)));
         };
         let grants = gate::parse_grants(grants)

@@ -22,6 +22,15 @@ pub(crate) struct Proven<'a> {
     pub(crate) bytes: &'a [u8],
     /// The mind's proposed cases it does not meet.
     pub(crate) unconfirmed: &'a [String],
+    /// Whether the caller gave examples it meets; if not, the method is installed
+    /// marked unconfirmed.
+    pub(crate) confirmed: bool,
+    /// Which candidate it was (`round 1 candidate 2`).
+    pub(crate) chosen: &'a str,
+    /// How many passing candidates answered as it did.
+    pub(crate) agreeing: usize,
+    /// The clusters of passing candidates, largest first.
+    pub(crate) clusters: Value,
 }
 
 /// What installing needs of a synthesizer: the image, the sandbox that audits once
@@ -37,7 +46,8 @@ impl Installer<'_> {
     /// cycle COMPLETE.
     pub(crate) fn install(&self, run: &Running<'_>, proven: &Proven<'_>) -> Result<()> {
         let (request, id, oid, purpose) = (run.request, run.id, run.oid, run.purpose.as_str());
-        let Proven { signature, code, bytes, unconfirmed } = *proven;
+        let Proven { signature, code, bytes, unconfirmed, confirmed, chosen, agreeing, .. } =
+            *proven;
         self.sandbox.audit(bytes, &Grants::default(), &format!("method `{}`", request.selector))?;
         let model = self.model.clone();
         self.rt.transact(
@@ -46,15 +56,16 @@ impl Installer<'_> {
                 let tx = cx.tx_mut("record synthesis")?;
                 let component = tx.put_blob(bytes)?;
                 let source = tx.put_blob(code.as_bytes())?;
-                tx.set_slot(
-                    request.receiver,
-                    &request.selector,
-                    &Value::Method(Method::Component {
-                        component,
-                        grants: vec![],
-                        deadline_ms: None,
-                    }),
-                )?;
+                let method = Method::Component { component, grants: vec![], deadline_ms: None };
+                let method = if confirmed {
+                    method
+                } else {
+                    Method::Unconfirmed {
+                        method: Box::new(method),
+                        reason: format!("installed because {agreeing} independent candidates agreed, with no example from the caller; give one (`--example`) to confirm it"),
+                    }
+                };
+                tx.set_slot(request.receiver, &request.selector, &Value::Method(method))?;
                 let entry = BTreeMap::from([
                     ("selector".to_owned(), Value::Text(request.selector.clone())),
                     ("description".to_owned(), Value::Text(purpose.to_owned())),
@@ -66,6 +77,7 @@ impl Installer<'_> {
                     ("cycle".to_owned(), Value::Text(id.to_owned())),
                     ("model".to_owned(), Value::Text(model.clone())),
                     ("promptHash".to_owned(), Value::Text(journal::brief_hash(purpose))),
+                    ("confirmed".to_owned(), Value::Bool(confirmed)),
                 ]);
                 skills::record(tx, request.receiver, entry)?;
                 tx.set_slot(oid, "method", &Value::Text(request.selector.clone()))?;
@@ -74,6 +86,10 @@ impl Installer<'_> {
                     "unconfirmed",
                     &Value::List(unconfirmed.iter().map(|u| Value::Text(u.clone())).collect()),
                 )?;
+                tx.set_slot(oid, "chosen", &Value::Text(chosen.to_owned()))?;
+                tx.set_slot(oid, "agreeing", &Value::Int(agreeing as i64))?;
+                tx.set_slot(oid, "clusters", &proven.clusters)?;
+                tx.set_slot(oid, "confirmed", &Value::Bool(confirmed))?;
                 cycle::set_state(tx, oid, State::Complete)
             },
         )?;

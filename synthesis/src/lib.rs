@@ -30,8 +30,11 @@
 //!   cycle: the later ones wait for it and then re-send.
 
 pub mod candidate;
+pub mod choose;
+mod confirm;
 pub mod cycle;
 mod flight;
+pub mod inputs;
 mod install;
 pub mod journal;
 pub mod prompt;
@@ -63,6 +66,7 @@ use crate::mind::{Message, Mind, Sampling};
 use crate::runtime::Runtime;
 use crate::sandbox::Sandbox;
 use candidate::{Signature, Type, Workspace};
+use choose::Verdict;
 use cycle::State;
 use flight::{Flights, Role};
 use install::{Installer, Proven};
@@ -117,6 +121,9 @@ impl Synthesizer {
     /// Sends the message; when it is not understood, synthesises the method and sends
     /// it again. `observe` sees the cycle's events as they happen.
     pub fn send(&self, request: &Request, observe: &(dyn Fn(&Event) + Sync)) -> Result<Value> {
+        if !request.examples.is_empty() {
+            confirm::confirm_or_remove(&self.rt, request)?;
+        }
         match self.rt.send(request.receiver, &request.selector, request.args.clone()) {
             Err(e) if starts_cycle(request, &e) => {}
             other => return other,
@@ -216,8 +223,9 @@ impl Synthesizer {
         let mut proposed = Vec::new();
         let mut proposal_text = Value::Nil;
         if request.examples.is_empty() {
+            let greedy = Sampling { max_tokens: self.options.max_tokens, ..Sampling::default() };
             let answer =
-                self.ask(id, &prompt::propose_examples(&signature, purpose), "examples", 0)?;
+                self.ask(id, &prompt::propose_examples(&signature, purpose), "examples", &greedy)?;
             proposed = prompt::parse_examples(&signature, &answer);
             proposal_text = Value::Text(answer);
             if returns.is_some() {
@@ -238,14 +246,23 @@ impl Synthesizer {
             ],
         )?;
 
-        // DELEGATING: similar verified skills as worked examples.
+        // DELEGATING: similar verified skills, a different one for each candidate as
+        // its worked example, and what the receiver already understands, to compose.
+        let candidates = self.options.candidates.max(1);
+        let library = skills::all(&self.rt)?;
         let similar =
-            skills::similar(&skills::all(&self.rt)?, &format!("{} {purpose}", request.selector), 2);
+            skills::similar(&library, &format!("{} {purpose}", request.selector), candidates);
+        let understood = match request.language {
+            Language::Rust => {
+                skills::understood(&self.rt, request.receiver, &library, &request.selector, 8)?
+            }
+            Language::Wat => Vec::new(),
+        };
         let names: Vec<Value> = similar.iter().map(|s| Value::Text(s.selector.clone())).collect();
         self.enter(
             run,
             State::Delegating,
-            format!("{} similar skill(s)", similar.len()),
+            format!("{} similar skill(s), {} understood", similar.len(), understood.len()),
             &[("context", Value::List(names))],
         )?;
 
@@ -256,81 +273,175 @@ impl Synthesizer {
         } else {
             request.examples.clone()
         };
-        let first = match request.language {
-            Language::Rust => prompt::synthesize(&signature, purpose, &shown, &similar),
-            Language::Wat => prompt::synthesize_wat(&request.selector, purpose, &shown),
-        };
+        // The inputs every passing candidate is run on, to tell them apart.
+        let seen: Vec<Vec<Value>> = request
+            .examples
+            .iter()
+            .chain(&proposed)
+            .map(|e| e.args.clone())
+            .chain(std::iter::once(request.args.clone()))
+            .collect();
+        let inputs = inputs::generate(&signature.params, &seen);
         let rounds = self.options.max_rounds.max(1);
-        let mut messages = first.clone();
+        let caller_examples = !request.examples.is_empty();
+        let mut pool: Vec<Candidate> = Vec::new();
+        let mut feedback: Option<Feedback> = None;
         let mut last = String::from("no round ran");
         for round in 1..=rounds {
             // SYNTHESIZING
             self.enter(
                 run,
                 State::Synthesizing,
-                format!("round {round}"),
+                format!("round {round}: {candidates} candidate(s)"),
                 &[("round", Value::Int(round as i64))],
             )?;
-            let answer = self.ask(id, &messages, "code", round)?;
-            let extracted = match request.language {
-                Language::Rust => candidate::extract_function(&answer, &signature.name),
-                Language::Wat => prompt::extract_wat(&answer),
-            };
-            let Some(mut code) = extracted else {
-                let detail = match request.language {
-                    Language::Rust => format!(
-                        "The answer held no Rust code defining `fn {}`. Write `{} {{ ... }}`.",
-                        signature.name,
-                        signature.rust()
-                    ),
-                    Language::Wat => "The answer held no WAT `(func $invoke ...)`.".to_owned(),
+            let mut failure: Option<Feedback> = None;
+            for index in 0..candidates {
+                let worked: Vec<skills::Skill> =
+                    similar.get(index % similar.len().max(1)).cloned().into_iter().collect();
+                let first = match request.language {
+                    Language::Rust => {
+                        prompt::synthesize(&signature, purpose, &shown, &worked, &understood)
+                    }
+                    Language::Wat => prompt::synthesize_wat(&request.selector, purpose, &shown),
                 };
-                self.attempt(run, round, "", Outcome::NoCode, &detail)?;
-                messages = prompt::repair(&first, answer.trim(), &detail);
-                last = detail;
-                continue;
-            };
-            // VALIDATING
-            self.enter(run, State::Validating, format!("round {round}"), &[])?;
-            let prover =
-                Prover { rt: &self.rt, sandbox: &self.sandbox, workspace: &self.workspace };
-            match prover.validate(request, &signature, &mut code, &proposed, round == rounds) {
-                Ok((component, unconfirmed)) => {
-                    self.attempt(run, round, &code, Outcome::Passed, &unconfirmed.join("; "))?;
-                    let installer = Installer {
-                        rt: &self.rt,
-                        sandbox: &self.sandbox,
-                        model: self.mind.describe(),
+                let messages = match &feedback {
+                    Some(f) => prompt::repair(&first, &f.code, &f.detail),
+                    None => first,
+                };
+                let variant = Variant::of(round, index, self.options.max_tokens);
+                let answer = self.ask(id, &messages, "code", &variant.sampling)?;
+                let tried = Tried {
+                    round,
+                    index,
+                    temperature: variant.sampling.temperature,
+                    worked: worked.first().map(|s| s.selector.clone()),
+                };
+                let extracted = match request.language {
+                    Language::Rust => candidate::extract_function(&answer, &signature.name),
+                    Language::Wat => prompt::extract_wat(&answer),
+                };
+                let Some(mut code) = extracted else {
+                    let detail = match request.language {
+                        Language::Rust => format!(
+                            "The answer held no Rust code defining `fn {}`. Write `{} {{ ... }}`.",
+                            signature.name,
+                            signature.rust()
+                        ),
+                        Language::Wat => "The answer held no WAT `(func $invoke ...)`.".to_owned(),
                     };
-                    let signature = signature.adapted(&code);
-                    let proven = Proven {
-                        signature: &signature,
-                        code: &code,
-                        bytes: &component,
-                        unconfirmed: &unconfirmed,
-                    };
-                    installer.install(run, &proven)?;
-                    self.journal.append(json!({ "cycle": id, "state": "COMPLETE", "rounds": round, "duration_ms": started.elapsed().as_millis() as u64, "model": self.mind.describe() }));
-                    (run.observe)(&Event::State {
-                        cycle: id.to_owned(),
-                        state: State::Complete,
-                        detail: format!("installed `{}` after {round} round(s)", request.selector),
+                    self.attempt(run, &tried, "", Outcome::NoCode, &detail)?;
+                    failure.get_or_insert(Feedback {
+                        outcome: Outcome::NoCode,
+                        code: answer.trim().to_owned(),
+                        detail: detail.clone(),
                     });
-                    return Ok(());
-                }
-                Err(rejection) => {
-                    self.attempt(run, round, &code, rejection.outcome, &rejection.detail)?;
-                    // Wrong answers go back without the code: shown its own code, a small
-                    // model copies it. Compiler errors need the code they point into.
-                    let shown = if rejection.outcome == Outcome::FailedExample {
-                        ""
-                    } else {
-                        code.as_str()
-                    };
-                    messages = prompt::repair(&first, shown, &rejection.detail);
-                    last = format!("{}: {}", rejection.outcome, rejection.detail);
+                    last = detail;
+                    continue;
+                };
+                // VALIDATING
+                self.enter(
+                    run,
+                    State::Validating,
+                    format!("round {round}, candidate {}", index + 1),
+                    &[],
+                )?;
+                let prover =
+                    Prover { rt: &self.rt, sandbox: &self.sandbox, workspace: &self.workspace };
+                match prover.validate(request, &signature, &mut code, &proposed, &inputs) {
+                    Ok(passed) => {
+                        self.attempt(
+                            run,
+                            &tried,
+                            &code,
+                            Outcome::Passed,
+                            &passed.misses.join("; "),
+                        )?;
+                        pool.push(Candidate { tried, code, passed });
+                        let behaviours: Vec<&choose::Behaviour> =
+                            pool.iter().map(|c| &c.passed.behaviour).collect();
+                        if choose::settled(&behaviours) {
+                            break;
+                        }
+                    }
+                    Err(rejection) => {
+                        self.attempt(run, &tried, &code, rejection.outcome, &rejection.detail)?;
+                        last = format!("{}: {}", rejection.outcome, rejection.detail);
+                        // A wrong answer goes back without its code (shown its own code,
+                        // a small model copies it) and wins over a compile error: fresh
+                        // samples with the failing case shown beat repairing.
+                        let wrong = rejection.outcome == Outcome::FailedExample;
+                        let shown = if wrong { String::new() } else { code };
+                        let next = Feedback {
+                            outcome: rejection.outcome,
+                            code: shown,
+                            detail: rejection.detail,
+                        };
+                        if failure
+                            .as_ref()
+                            .is_none_or(|f| wrong && f.outcome != Outcome::FailedExample)
+                        {
+                            failure = Some(next);
+                        }
+                    }
                 }
             }
+            if pool.is_empty() || (!caller_examples && pool.len() < 2 && round < rounds) {
+                feedback = failure;
+                continue;
+            }
+            let behaviours: Vec<&choose::Behaviour> =
+                pool.iter().map(|c| &c.passed.behaviour).collect();
+            let misses: Vec<usize> = pool.iter().map(|c| c.passed.misses.len()).collect();
+            let clusters = choose::clusters(&behaviours, &misses);
+            let choice = Value::List(
+                clusters
+                    .iter()
+                    .map(|g| {
+                        Value::List(g.iter().map(|i| Value::Text(pool[*i].tried.label())).collect())
+                    })
+                    .collect(),
+            );
+            let Verdict::Install { index, agreeing } =
+                choose::decide(&behaviours, &misses, caller_examples)
+            else {
+                let detail = disagreement(&pool, &proposed, &inputs);
+                cycle::transition(
+                    &self.rt,
+                    run.oid,
+                    State::Validating,
+                    &[("clusters", choice), ("disagreement", Value::Text(detail.clone()))],
+                )?;
+                return Err(Error::NeedsExample { selector: request.selector.clone(), detail });
+            };
+            let chosen = &pool[index];
+            let installer =
+                Installer { rt: &self.rt, sandbox: &self.sandbox, model: self.mind.describe() };
+            let signature = chosen.passed.signature.adapted(&chosen.code);
+            let proven = Proven {
+                signature: &signature,
+                code: &chosen.code,
+                bytes: &chosen.passed.bytes,
+                unconfirmed: &chosen.passed.misses,
+                confirmed: caller_examples,
+                chosen: &chosen.tried.label(),
+                agreeing,
+                clusters: choice,
+            };
+            installer.install(run, &proven)?;
+            self.journal.append(json!({ "cycle": id, "state": "COMPLETE", "rounds": round, "candidates": pool.len(), "agreeing": agreeing, "duration_ms": started.elapsed().as_millis() as u64, "model": self.mind.describe() }));
+            (run.observe)(&Event::State {
+                cycle: id.to_owned(),
+                state: State::Complete,
+                detail: format!(
+                    "installed `{}` ({}; {agreeing} of {} passing candidate(s) agree{})",
+                    request.selector,
+                    chosen.tried.label(),
+                    pool.len(),
+                    if caller_examples { "" } else { "; unconfirmed: no example was given" }
+                ),
+            });
+            return Ok(());
         }
         Err(Error::Failed(format!(
             "no candidate for `{}` passed after {rounds} round(s); the last: {}",
@@ -339,24 +450,22 @@ impl Synthesizer {
         )))
     }
 
-    /// Asks the mind, outside any transaction, journalling time and tokens. The first
-    /// round is greedy; repair rounds sample (seeded by the round), because a greedy
-    /// small model tends to answer a repair request with the code it wrote before.
-    fn ask(&self, id: &str, messages: &[Message], what: &str, round: usize) -> Result<String> {
+    /// Asks the mind, outside any transaction, journalling time and tokens.
+    fn ask(
+        &self,
+        id: &str,
+        messages: &[Message],
+        what: &str,
+        sampling: &Sampling,
+    ) -> Result<String> {
         let t = Instant::now();
-        let mut sampling = Sampling { max_tokens: self.options.max_tokens, ..Sampling::default() };
-        if round > 1 {
-            sampling.temperature = 1.0;
-            sampling.top_p = 0.95;
-            sampling.seed = round as u64;
-        }
         let completion = self
             .mind
-            .complete(messages, &sampling, &mut |_| {})
+            .complete(messages, sampling, &mut |_| {})
             .map_err(|e| Error::MindUnavailable(e.to_string()))?;
         self.journal.append(json!({
             "cycle": id, "event": "mind", "asked_for": what, "model": self.mind.describe(), "duration_ms": t.elapsed().as_millis() as u64,
-            "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
+            "temperature": sampling.temperature, "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
         }));
         Ok(completion.text)
     }
@@ -365,27 +474,95 @@ impl Synthesizer {
     fn attempt(
         &self,
         run: &Running<'_>,
-        round: usize,
+        tried: &Tried,
         code: &str,
         outcome: Outcome,
         detail: &str,
     ) -> Result<()> {
         let entry = BTreeMap::from([
-            ("round".to_owned(), Value::Int(round as i64)),
+            ("round".to_owned(), Value::Int(tried.round as i64)),
+            ("candidate".to_owned(), Value::Int(tried.index as i64 + 1)),
+            ("temperature".to_owned(), Value::Float(f64::from(tried.temperature))),
+            ("workedExample".to_owned(), tried.worked.clone().map_or(Value::Nil, Value::Text)),
             ("code".to_owned(), Value::Text(code.to_owned())),
             ("outcome".to_owned(), Value::Text(outcome.as_str().to_owned())),
             ("detail".to_owned(), Value::Text(truncate(detail, 4000))),
         ]);
         cycle::record_attempt(&self.rt, run.oid, entry)?;
-        self.journal.append(json!({ "cycle": run.id, "state": "VALIDATING", "round": round, "outcome": outcome.as_str() }));
+        self.journal.append(json!({ "cycle": run.id, "state": "VALIDATING", "round": tried.round, "candidate": tried.index + 1, "outcome": outcome.as_str() }));
         (run.observe)(&Event::Attempt {
             cycle: run.id.to_owned(),
-            round,
+            round: tried.round,
+            candidate: tried.index + 1,
             outcome,
             detail: truncate(detail, 4000),
         });
         Ok(())
     }
+}
+
+/// How one candidate of a round is asked for: the first of the first round greedily,
+/// the others sampled warmer and each with its own seed, so a small model's candidates
+/// differ rather than repeat one idea.
+struct Variant {
+    sampling: Sampling,
+}
+
+impl Variant {
+    fn of(round: usize, index: usize, max_tokens: usize) -> Variant {
+        let mut sampling = Sampling { max_tokens, ..Sampling::default() };
+        if round > 1 || index > 0 {
+            sampling.temperature = [0.7, 0.9, 1.0][(round + index) % 3];
+            sampling.top_p = 0.95;
+            sampling.seed = (round * 64 + index) as u64;
+        }
+        Variant { sampling }
+    }
+}
+
+/// Which candidate this is, for the record.
+struct Tried {
+    round: usize,
+    index: usize,
+    temperature: f32,
+    worked: Option<String>,
+}
+
+impl Tried {
+    fn label(&self) -> String {
+        format!("round {} candidate {}", self.round, self.index + 1)
+    }
+}
+
+/// A candidate that passed, waiting for the choice.
+struct Candidate {
+    tried: Tried,
+    code: String,
+    passed: validate::Passed,
+}
+
+/// What the next round is told about this one's failures.
+struct Feedback {
+    outcome: Outcome,
+    code: String,
+    detail: String,
+}
+
+/// How the passing candidates differ, for the person asked for an example: the first
+/// input on which they answer differently, and their answers.
+fn disagreement(pool: &[Candidate], proposed: &[Example], inputs: &[Vec<Value>]) -> String {
+    let all: Vec<&Vec<Value>> = proposed.iter().map(|e| &e.args).chain(inputs).collect();
+    for (i, args) in all.iter().enumerate() {
+        let mut answers: Vec<&str> =
+            pool.iter().filter_map(|c| c.passed.behaviour.get(i).map(String::as_str)).collect();
+        answers.dedup();
+        if answers.len() > 1 {
+            let shown: Vec<String> =
+                args.iter().map(|a| crate::image::json::to_json(a).to_string()).collect();
+            return format!("for {} they answered {}", shown.join(", "), answers.join(" / "));
+        }
+    }
+    format!("only {} candidate(s) passed", pool.len())
 }
 
 /// Examples as the cycle keeps them: a map each, with where they came from.

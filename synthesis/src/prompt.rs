@@ -11,14 +11,16 @@ use crate::request::Example;
 
 /// What the host offers synthesised code, beyond the standard library.
 pub const SDK_SUMMARY: &str =
-    "Use only the Rust standard library (no crates, no files, no network, no threads). \
-Integers are i64, floats f64, text String, lists Vec<i64> or Vec<String>.";
+    "Use only the Rust standard library (no crates, no files, no network, no threads); \
+HashMap, HashSet, BTreeMap, VecDeque, max, min and Ordering are already imported. \
+Parameters and answers may be integers of any width, f64, bool, String, &str, char, Vec<T>, &[T], \
+HashSet<T>, HashMap<String, T>, Option<T>, or Result<T, String> to report an error.";
 
-/// What a stateful method may call on its receiver `this`.
+/// What a stateful method may call on its receiver `this` (the SDK's `helpers`).
 pub const STATE_SUMMARY: &str = "`this` is the object receiving the message. \
-Read and write its slots with this.get_int(\"total\") -> Option<i64> (None when unset), this.set_int(\"total\", n), \
-this.get_text(\"label\") -> Option<String>, this.set_text(\"label\", text). \
-Send it a message with this.send_int(\"double:\", &[n]) -> i64 or this.send_text(\"greet:\", &[\"Ada\"]) -> String.";
+Read and write its slots with get::<i64>(this, \"total\") -> Option<i64> (None when unset) and set(this, \"total\", n); \
+any type above works, e.g. get::<String>(this, \"label\"). \
+Send it a message with send::<i64>(this, \"double:\", (n,)) (the arguments as a tuple).";
 
 /// A value as a Rust expression, for prompts.
 pub fn rust_literal(value: &Value) -> String {
@@ -66,23 +68,45 @@ pub fn purpose(selector: &str, args: &[Value], brief: Option<&str>) -> String {
     }
 }
 
-/// The first request for code.
+/// The first request for code: the signature, the purpose, the examples, one worked
+/// example of the library (`skills`), and what the receiver already understands
+/// (`understood`), which the method may use by taking `this: &Object` first.
 pub fn synthesize(
     signature: &Signature,
     purpose: &str,
     examples: &[Example],
     skills: &[Skill],
+    understood: &[Skill],
 ) -> Vec<Message> {
     let mut user = format!(
         "Write this Rust function:\n\n{} {{ ... }}\n\nIt should {purpose}.\n{SDK_SUMMARY}\n",
         signature.rust()
     );
     if !signature.returns_known {
-        user.push_str("Replace RETURN with the fitting type: i64, f64, bool, String, Vec<i64> or Vec<String>.\n");
+        user.push_str("Replace RETURN with the fitting type (i64, f64, bool, String, Vec<i64>, Vec<f64>, Vec<String>, Option<i64>, ...).\n");
     }
     if signature.receiver {
         user.push_str(STATE_SUMMARY);
         user.push('\n');
+    }
+    if !understood.is_empty() {
+        if !signature.receiver {
+            user.push_str("\nIt may take `this: &Object` as its first parameter to use what the receiving object already understands:\n");
+        } else {
+            user.push_str("\n`this` already understands:\n");
+        }
+        for s in understood {
+            let how =
+                if s.signature.is_empty() { String::new() } else { format!(" ({})", s.signature) };
+            user.push_str(&format!(
+                "- \"{}\"{how}: {}\n",
+                s.selector,
+                s.description.trim_end_matches('.')
+            ));
+        }
+        user.push_str(
+            "Call one with send::<T>(this, \"selector\", (arguments,)), T being its answer type.\n",
+        );
     }
     if !examples.is_empty() {
         user.push_str("\nIt must satisfy:\n");

@@ -113,6 +113,8 @@ pub enum Event {
         cycle: String,
         /// Its round, from 1.
         round: usize,
+        /// Which candidate of the round, from 1.
+        candidate: usize,
         /// What became of it.
         outcome: Outcome,
         /// What went wrong (diagnostics, the failing case).
@@ -127,11 +129,16 @@ pub struct Options {
     pub max_rounds: usize,
     /// Tokens the mind may spend on one answer.
     pub max_tokens: usize,
+    /// Candidates asked for in a round (each sampled differently, with its own worked
+    /// example); a round stops early once two that pass agree. Several diverse samples
+    /// filtered by execution beat long repair chains for small models (Olausson et al.
+    /// 2023; Brown et al. 2024); three keeps a round within seconds on two cores.
+    pub candidates: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_rounds: 4, max_tokens: 400 }
+        Options { max_rounds: 4, max_tokens: 400, candidates: 3 }
     }
 }
 

@@ -92,6 +92,32 @@ pub fn all(rt: &Runtime) -> Result<Vec<Skill>> {
     Ok(skills)
 }
 
+/// The skills `receiver` already understands (its lookup finds a method for the
+/// selector), other than `except`, at most `k`: what a new method on it can compose.
+pub fn understood(
+    rt: &Runtime,
+    receiver: Oid,
+    skills: &[Skill],
+    except: &str,
+    k: usize,
+) -> Result<Vec<Skill>> {
+    rt.view(|cx| {
+        let mut out: Vec<Skill> = Vec::new();
+        for s in skills {
+            if out.len() >= k
+                || s.selector == except
+                || out.iter().any(|o| o.selector == s.selector)
+            {
+                continue;
+            }
+            if let Some((_, Value::Method(_))) = cx.lookup(receiver, &s.selector)? {
+                out.push(s.clone());
+            }
+        }
+        Ok(out)
+    })
+}
+
 fn words(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut word = String::new();

@@ -4,6 +4,7 @@
 
 use crate::candidate::Workspace;
 use crate::candidate::{self, BuildError, Signature};
+use crate::choose::{self, Behaviour};
 use crate::error::{Error, Result};
 use crate::image::{Method, Value};
 use crate::prompt;
@@ -17,6 +18,18 @@ use crate::text::truncate;
 /// back to the mind: most of a small model's slips are type errors rustc knows the fix
 /// for, and a pass costs about a second where a round of the mind costs several.
 const COMPILER_FIXES: usize = 3;
+
+/// A candidate that built, passed the audit and met every example the caller gave.
+pub(crate) struct Passed {
+    /// The component.
+    pub(crate) bytes: Vec<u8>,
+    /// Its signature, as adapted to what the model declared.
+    pub(crate) signature: Signature,
+    /// The mind's proposed cases it does not meet.
+    pub(crate) misses: Vec<String>,
+    /// What it answered on the generated inputs.
+    pub(crate) behaviour: Behaviour,
+}
 
 /// Why one candidate was not accepted: what became of it and the feedback for the mind.
 pub(crate) struct Rejection {
@@ -33,16 +46,16 @@ pub(crate) struct Prover<'a> {
 }
 
 impl Prover<'_> {
-    /// Builds, audits and proves a candidate; answers its component bytes and the
-    /// proposed cases it does not meet (only tolerated in the last round).
+    /// Builds, audits and proves a candidate (`code` becomes the code as finally
+    /// built), and runs it on the generated `inputs`.
     pub(crate) fn validate(
         &self,
         request: &Request,
         signature: &Signature,
         code: &mut String,
         proposed: &[Example],
-        last_round: bool,
-    ) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
+        inputs: &[Vec<Value>],
+    ) -> std::result::Result<Passed, Rejection> {
         if request.language == Language::Wat {
             let bytes = crate::sandbox::build::component_from_wat(
                 code,
@@ -52,7 +65,7 @@ impl Prover<'_> {
                 outcome: Outcome::CompileError,
                 detail: format!("It does not assemble: {}", truncate(&e.to_string(), 1500)),
             })?;
-            return self.check(request, signature, bytes, proposed, last_round, false);
+            return self.check(request, signature, bytes, proposed, inputs, false);
         }
         let mut built = self.workspace.build_fixing(&signature.adapted(code), code, COMPILER_FIXES);
         // A function whose body answers another type than it declares is the commonest
@@ -90,7 +103,7 @@ impl Prover<'_> {
                 return Err(Rejection { outcome: Outcome::CompileError, detail: e.to_string() })
             }
         };
-        self.check(request, signature, bytes, proposed, last_round, true)
+        self.check(request, signature, bytes, proposed, inputs, true)
     }
 
     /// Audits and proves built candidate bytes. `typed`: the signature's answer type is
@@ -101,9 +114,9 @@ impl Prover<'_> {
         signature: &Signature,
         bytes: Vec<u8>,
         proposed: &[Example],
-        last_round: bool,
+        inputs: &[Vec<Value>],
         typed: bool,
-    ) -> std::result::Result<(Vec<u8>, Vec<String>), Rejection> {
+    ) -> std::result::Result<Passed, Rejection> {
         if let Err(e) = self.sandbox.audit(
             &bytes,
             &Grants::default(),
@@ -117,31 +130,33 @@ impl Prover<'_> {
         // Proposed cases of another answer type than the candidate's say nothing about it.
         let proposed: Vec<Example> =
             proposed.iter().filter(|e| signature.returns.fits(&e.expected)).cloned().collect();
-        let failures = self
-            .prove(request, signature, &bytes, &proposed, typed)
+        let (failures, behaviour) = self
+            .prove(request, signature, &bytes, &proposed, inputs, typed)
             .map_err(|e| Rejection { outcome: Outcome::FailedExample, detail: e.to_string() })?;
         let (hard, soft): (Vec<_>, Vec<_>) = failures.into_iter().partition(|(caller, _)| *caller);
         if let Some((_, detail)) = hard.first() {
             return Err(Rejection { outcome: Outcome::FailedExample, detail: detail.clone() });
         }
-        if let Some((_, detail)) = soft.first() {
-            if !last_round {
-                return Err(Rejection { outcome: Outcome::FailedExample, detail: detail.clone() });
-            }
-        }
-        Ok((bytes, soft.into_iter().map(|(_, d)| d).collect()))
+        Ok(Passed {
+            bytes,
+            signature: signature.clone(),
+            misses: soft.into_iter().map(|(_, d)| d).collect(),
+            behaviour,
+        })
     }
 
-    /// Runs the cases, then the real arguments, on a clone of the receiver in a
-    /// transaction that is always rolled back. Answers `(from the caller, what failed)`.
+    /// Runs the cases, the real arguments, then the generated inputs, on a clone of
+    /// the receiver in a transaction that is always rolled back. Answers `(from the
+    /// caller, what failed)` and the behaviour on the inputs.
     fn prove(
         &self,
         request: &Request,
         signature: &Signature,
         bytes: &[u8],
         proposed: &[Example],
+        inputs: &[Vec<Value>],
         typed: bool,
-    ) -> Result<Vec<(bool, String)>> {
+    ) -> Result<(Vec<(bool, String)>, Behaviour)> {
         self.rt.view(|cx| {
             let clone = cx.clone_object(request.receiver)?;
             let component = cx.tx_mut("store a blob")?.put_blob(bytes)?;
@@ -205,7 +220,15 @@ impl Prover<'_> {
                     ),
                 )),
             }
-            Ok(failures)
+            // The mind's proposed cases are inputs too: candidates that agree on them
+            // agree on what the mind meant.
+            let behaviour = proposed
+                .iter()
+                .map(|e| &e.args)
+                .chain(inputs)
+                .map(|args| choose::render(&cx.send(clone, &request.selector, args)))
+                .collect();
+            Ok((failures, behaviour))
         })
     }
 }

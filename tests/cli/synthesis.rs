@@ -39,11 +39,13 @@ fn image_thinking_with(dir: &Path, server: &StubChatServer) -> std::path::PathBu
 }
 
 const DOUBLE: &str = "```rust\nfn double(a: i64) -> i64 {\n    a * 2\n}\n```";
+/// Another way to write it: the cycle installs once two candidates agree.
+const DOUBLE_TOO: &str = "```rust\nfn double(a: i64) -> i64 {\n    a + a\n}\n```";
 
 #[test]
 fn a_send_synthesises_live_and_the_cycle_can_be_inspected() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = StubChatServer::start(vec![answer(DOUBLE)]);
+    let server = StubChatServer::start(vec![answer(DOUBLE), answer(DOUBLE_TOO)]);
     let image = image_thinking_with(dir.path(), &server);
     let out = batos(&image)
         .env("BATOS_WORKSPACE", dir.path().join("ws"))
@@ -65,7 +67,8 @@ fn a_send_synthesises_live_and_the_cycle_can_be_inspected() {
     for shown in [
         "DECOMPOSING fn double(a: i64) -> i64",
         "SYNTHESIZING round 1",
-        "round 1 passed",
+        "round 1 candidate 1 passed",
+        "round 1 candidate 2 passed",
         "COMPLETE",
     ] {
         assert!(live.contains(shown), "the cycle is shown live ({shown}): {live}");
@@ -131,7 +134,11 @@ fn a_process_killed_mid_cycle_leaves_a_failed_cycle_and_nothing_installed() {
 #[test]
 fn the_architect_session_sends_translates_and_inspects() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = StubChatServer::start(vec![answer(DOUBLE), answer("genesis double: 4")]);
+    let server = StubChatServer::start(vec![
+        answer(DOUBLE),
+        answer(DOUBLE_TOO),
+        answer("genesis double: 4"),
+    ]);
     let image = image_thinking_with(dir.path(), &server);
     let mut child = batos(&image)
         .env("BATOS_WORKSPACE", dir.path().join("ws"))
@@ -157,4 +164,49 @@ fn the_architect_session_sends_translates_and_inspects() {
     assert!(shown.contains("double:"), "inspect shows the installed method: {shown}");
     assert!(shown.contains("twin #"), "any command of the command line, flags included: {shown}");
     assert!(text(&out.stderr).contains("COMPLETE"), "the cycle was shown live");
+}
+
+/// With no example, candidates that disagree install nothing: the command line says how
+/// to give an example; the session asks for one and sends again with it.
+#[test]
+fn an_undecided_cycle_asks_for_an_example() {
+    let proposals = "fib(1) == 1\nfib(2) == 1\nfib(5) == 5";
+    let wrong = "```rust\nfn fib(n: i64) -> i64 {\n    n\n}\n```";
+    let doubled = "```rust\nfn fib(n: i64) -> i64 {\n    n * 2\n}\n```";
+    let right = "```rust\nfn fib(n: i64) -> i64 {\n    let (mut a, mut b) = (0, 1);\n    for _ in 0..n {\n        let t = a + b;\n        a = b;\n        b = t;\n    }\n    a\n}\n```";
+    let recursive =
+        "```rust\nfn fib(n: i64) -> i64 {\n    if n < 2 { n } else { fib(n - 1) + fib(n - 2) }\n}\n```";
+    let undecided = || vec![answer(proposals), answer(wrong), answer(right), answer(doubled)];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = StubChatServer::start(undecided());
+    let image = image_thinking_with(dir.path(), &server);
+    let out = batos(&image)
+        .env("BATOS_WORKSPACE", dir.path().join("ws"))
+        .args(["--json", "send", "genesis", "fib:", "10"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).expect("JSON error");
+    assert_eq!(error["error"]["kind"], "needs_example", "{error}");
+    assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("--example")), "{error}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut replies = undecided();
+    replies.extend([answer(right), answer(recursive)]);
+    let server = StubChatServer::start(replies);
+    let image = image_thinking_with(dir.path(), &server);
+    let mut child = batos(&image)
+        .env("BATOS_WORKSPACE", dir.path().join("ws"))
+        .arg("session")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let script = "genesis fib: 10\n7 => 13\nquit\n";
+    child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("types");
+    let out = child.wait_with_output().expect("ends");
+    let shown = text(&out.stdout);
+    assert!(shown.contains("What should it answer?"), "the session asks: {shown}");
+    assert!(shown.contains("55"), "and sends again with the example: {shown}");
 }

@@ -95,13 +95,17 @@ fn world() -> World {
 }
 
 impl World {
+    /// One candidate a round, so that a script reads as the rounds of a cycle.
     fn synthesizer(&self, mind: Arc<ScriptedTestMind>) -> Synthesizer {
+        self.synthesizer_with(mind, Options { candidates: 1, ..Options::default() })
+    }
+    fn synthesizer_with(&self, mind: Arc<ScriptedTestMind>, options: Options) -> Synthesizer {
         Synthesizer::new(
             self.rt.clone(),
             self.sandbox.clone(),
             mind,
             &self.dir.path().join("workspace"),
-            Options::default(),
+            options,
         )
         .expect("synthesizer")
     }
@@ -319,7 +323,7 @@ fn code_reaching_for_the_host_is_refused_before_it_is_built() {
         ("a } core::arch::global_asm!(\"nop\"); fn unused() {", "global_asm"),
         ("#![allow(unused)] a", "inner attribute"),
     ];
-    let once = Options { max_rounds: 1, ..Options::default() };
+    let once = Options { max_rounds: 1, candidates: 1, ..Options::default() };
     for (i, (body, named)) in cases.iter().enumerate() {
         let selector = format!("leak{i}:");
         let answer = code(&format!("fn leak{i}(a: i64) -> i64 {{ {body} }}"));
@@ -507,7 +511,7 @@ fn a_stateful_method_keeps_its_count_across_restart() {
     );
     assert!(
         mind.last_prompt().contains("fn increment(this: &Object) -> i64")
-            && mind.last_prompt().contains("set_int"),
+            && mind.last_prompt().contains("set(this, \"total\", n)"),
         "{}",
         mind.last_prompt()
     );
@@ -558,4 +562,110 @@ fn a_candidate_that_traps_on_the_real_arguments_is_not_installed() {
         w.rt.view(|cx| cx.lookup(w.genesis, "double:")).expect("lookup").is_none(),
         "nothing installed"
     );
+}
+
+const FIB_WRONG: &str = "fn fib(n: i64) -> i64 {\n    n\n}";
+const FIB_LOOP: &str = "fn fib(n: i64) -> i64 {\n    let (mut a, mut b) = (0, 1);\n    for _ in 0..n {\n        let t = a + b;\n        a = b;\n        b = t;\n    }\n    a\n}";
+const FIB_RECURSIVE: &str =
+    "fn fib(n: i64) -> i64 {\n    if n < 2 { n } else { fib(n - 1) + fib(n - 2) }\n}";
+
+fn fib_request(w: &World, examples: &[&str]) -> Request {
+    let mut r = Request::new(w.genesis, "fib:", vec![Value::Int(10)]);
+    r.examples = examples.iter().map(|e| Example::parse(e).expect("example")).collect();
+    r
+}
+
+/// Several candidates a round: all three meet the caller's one example, but only two
+/// agree on the inputs the host makes up, and the largest cluster is installed.
+#[test]
+fn candidates_that_agree_outvote_one_that_only_meets_the_example() {
+    let w = world();
+    let mind = ScriptedTestMind::new(&[&code(FIB_WRONG), &code(FIB_LOOP), &code(FIB_RECURSIVE)]);
+    let answer = w
+        .synthesizer_with(mind.clone(), Options::default())
+        .send(&fib_request(&w, &["1 => 1"]), &quiet)
+        .expect("synthesised");
+    assert_eq!(answer, Value::Int(55), "the agreeing pair, not the first to pass");
+    assert_eq!(mind.calls(), 3);
+    assert_eq!(w.outcomes("c1"), ["passed", "passed", "passed"]);
+    let slots = w.cycle_slots("c1");
+    assert_eq!(slots.get("chosen"), Some(&Value::Text("round 1 candidate 2".into())));
+    assert_eq!(slots.get("agreeing"), Some(&Value::Int(2)));
+    let clusters = format!("{:?}", slots.get("clusters"));
+    assert!(clusters.contains("candidate 2") && clusters.contains("candidate 1"), "{clusters}");
+    assert!(
+        matches!(
+            w.rt.object(w.genesis).expect("genesis").slots.get("fib:"),
+            Some(Value::Method(batos_runtime::image::Method::Component { .. }))
+        ),
+        "with the caller's example the method is confirmed"
+    );
+}
+
+/// With no example, candidates that disagree install nothing: the caller is asked for
+/// an example, told where they differ.
+#[test]
+fn disagreeing_candidates_without_an_example_ask_for_one() {
+    let w = world();
+    let proposals = "fib(1) == 1\nfib(2) == 1\nfib(5) == 5";
+    let doubled = "fn fib(n: i64) -> i64 {\n    n * 2\n}";
+    let mind =
+        ScriptedTestMind::new(&[proposals, &code(FIB_WRONG), &code(FIB_LOOP), &code(doubled)]);
+    let err = w
+        .synthesizer_with(mind.clone(), Options::default())
+        .send(&fib_request(&w, &[]), &quiet)
+        .expect_err("undecided");
+    assert!(matches!(err, Error::NeedsExample { .. }), "{err}");
+    assert!(err.to_string().contains("they answered"), "{err}");
+    assert!(w.rt.view(|cx| cx.lookup(w.genesis, "fib:")).expect("lookup").is_none());
+}
+
+/// With no example, two agreeing candidates install the method marked unconfirmed; a
+/// later send with an example it meets confirms it, one it fails replaces it.
+#[test]
+fn agreeing_candidates_install_an_unconfirmed_method_that_an_example_settles() {
+    use batos_runtime::image::Method;
+    let w = world();
+    let proposals = "fib(1) == 1\nfib(2) == 1\nfib(5) == 5";
+    let mind = ScriptedTestMind::new(&[proposals, &code(FIB_LOOP), &code(FIB_RECURSIVE)]);
+    let synthesizer = w.synthesizer_with(mind.clone(), Options::default());
+    assert_eq!(synthesizer.send(&fib_request(&w, &[]), &quiet).expect("agreed"), Value::Int(55));
+    let slot = || w.rt.object(w.genesis).expect("genesis").slots.get("fib:").cloned();
+    assert!(
+        matches!(slot(), Some(Value::Method(Method::Unconfirmed { .. }))),
+        "marked unconfirmed: {:?}",
+        slot()
+    );
+    assert_eq!(w.cycle_slots("c1").get("confirmed"), Some(&Value::Bool(false)));
+    assert_eq!(w.rt.send(w.genesis, "fib:", vec![Value::Int(6)]).expect("it runs"), Value::Int(8));
+
+    assert_eq!(
+        synthesizer.send(&fib_request(&w, &["7 => 13"]), &quiet).expect("confirmed"),
+        Value::Int(55)
+    );
+    assert!(matches!(slot(), Some(Value::Method(Method::Component { .. }))), "{:?}", slot());
+    assert_eq!(mind.calls(), 3, "confirming asked the mind nothing");
+
+    // An example the installed method fails removes it and synthesises anew.
+    let w2 = world();
+    let mind = ScriptedTestMind::new(&[
+        proposals,
+        &code(FIB_WRONG),
+        &code("fn fib(n: i64) -> i64 {\n    n + 0\n}"),
+        &code(FIB_LOOP),
+        &code(FIB_RECURSIVE),
+    ]);
+    let synthesizer = w2.synthesizer_with(mind.clone(), Options::default());
+    assert_eq!(
+        synthesizer.send(&fib_request(&w2, &[]), &quiet).expect("agreed, wrongly"),
+        Value::Int(10)
+    );
+    assert_eq!(
+        synthesizer.send(&fib_request(&w2, &["7 => 13"]), &quiet).expect("replaced"),
+        Value::Int(55)
+    );
+    assert!(matches!(
+        w2.rt.object(w2.genesis).expect("genesis").slots.get("fib:"),
+        Some(Value::Method(Method::Component { .. }))
+    ));
 }

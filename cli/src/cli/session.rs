@@ -80,10 +80,13 @@ pub fn run(rt: Arc<Runtime>, sandbox: Arc<Sandbox>) -> Result<(), batos::Error> 
         if line.is_empty() {
             continue;
         }
-        match handle(&rt, &sandbox, line, &mut || {
-            print!("run it? [Y/n] ");
+        match handle(&rt, &sandbox, line, &mut |question| {
+            print!("{question}");
             let _ = std::io::stdout().flush();
-            matches!(lines.next(), Some(Ok(answer)) if !answer.trim().to_lowercase().starts_with('n'))
+            match lines.next() {
+                Some(Ok(answer)) => Some(answer.trim().to_owned()),
+                _ => None,
+            }
         }) {
             Ok(Some(text)) => println!("{text}"),
             Ok(None) => break,
@@ -93,12 +96,15 @@ pub fn run(rt: Arc<Runtime>, sandbox: Arc<Sandbox>) -> Result<(), batos::Error> 
     Ok(())
 }
 
+/// Asks the person a question and answers their reply (`None`: input ended).
+type Ask<'a> = dyn FnMut(&str) -> Option<String> + 'a;
+
 /// One line; `Ok(None)` ends the session.
 fn handle(
     rt: &Arc<Runtime>,
     sandbox: &Arc<Sandbox>,
     line: &str,
-    confirm: &mut dyn FnMut() -> bool,
+    ask: &mut Ask<'_>,
 ) -> Result<Option<String>, String> {
     let words = words(line)?;
     let first = words.first().map(String::as_str).unwrap_or_default();
@@ -109,13 +115,13 @@ fn handle(
     }
     // A command of the command line, by the command line's own definitions.
     match SessionLine::try_parse_from(&words) {
-        Ok(parsed) => return run_command(rt, sandbox, parsed.command, None).map(Some),
+        Ok(parsed) => return run_command(rt, sandbox, parsed.command, None, ask).map(Some),
         Err(e) if e.kind() != ErrorKind::InvalidSubcommand => return Err(e.to_string()),
         Err(_) => {}
     }
     // A message: `OBJECT SELECTOR …` is `send OBJECT SELECTOR …`.
     if rt.resolve(first).is_ok() && words.len() >= 2 {
-        return message(rt, sandbox, &words, None).map(Some);
+        return message(rt, sandbox, &words, None, ask).map(Some);
     }
     // Words, not a message: the mind proposes one, the user decides.
     let mind = crate::minds::minds().mind_of(rt).map_err(|e| e.to_string())?;
@@ -141,10 +147,11 @@ fn handle(
         })?
         .to_owned();
     println!("→ {proposal}");
-    if !confirm() {
+    let run = ask("run it? [Y/n] ").is_some_and(|a| !a.to_lowercase().starts_with('n'));
+    if !run {
         return Ok(Some("not run".into()));
     }
-    message(rt, sandbox, &self::words(&proposal)?, Some(line.to_owned())).map(Some)
+    message(rt, sandbox, &self::words(&proposal)?, Some(line.to_owned()), ask).map(Some)
 }
 
 /// `OBJECT SELECTOR ARGS… [--brief T] [--example E]… [--stateful] [--wat]`, parsed as
@@ -154,30 +161,50 @@ fn message(
     sandbox: &Arc<Sandbox>,
     words: &[String],
     brief_from_words: Option<String>,
+    ask: &mut Ask<'_>,
 ) -> Result<String, String> {
     let line = std::iter::once("send".to_owned()).chain(words.iter().cloned());
     let parsed = SessionLine::try_parse_from(line).map_err(|e| e.to_string())?;
-    run_command(rt, sandbox, parsed.command, brief_from_words)
+    run_command(rt, sandbox, parsed.command, brief_from_words, ask)
 }
 
-/// Runs a parsed command as the command line would, answering its text.
+/// Runs a parsed command as the command line would, answering its text. A send whose
+/// cycle could not decide without an example asks the person for one and tries again.
 fn run_command(
     rt: &Arc<Runtime>,
     sandbox: &Arc<Sandbox>,
     command: Command,
     brief_from_words: Option<String>,
+    ask: &mut Ask<'_>,
 ) -> Result<String, String> {
-    let command = match command {
+    let mut message = match command {
         Command::Session => return Err("this is the session already".into()),
-        Command::Send(mut message) => {
-            if message.brief.is_none() {
-                message.brief = brief_from_words;
-            }
-            Command::Send(message)
+        Command::Send(message) => message,
+        other => {
+            return commands::dispatch(other, rt, sandbox, false)
+                .map(|o| o.text)
+                .map_err(|f| f.message)
         }
-        other => other,
     };
-    commands::dispatch(command, rt, sandbox, false).map(|o| o.text).map_err(|f| f.message)
+    if message.brief.is_none() {
+        message.brief = brief_from_words;
+    }
+    loop {
+        match commands::dispatch(Command::Send(message.clone()), rt, sandbox, false) {
+            Ok(output) => return Ok(output.text),
+            Err(f) if f.kind == "needs_example" => {
+                let question = format!(
+                    "{}\nWhat should it answer? Give an example as ARGS => RESULT (empty to give up): ",
+                    f.message.split(": send it again").next().unwrap_or(&f.message)
+                );
+                match ask(&question) {
+                    Some(example) if !example.is_empty() => message.examples.push(example),
+                    _ => return Err(f.message),
+                }
+            }
+            Err(f) => return Err(f.message),
+        }
+    }
 }
 
 #[cfg(test)]

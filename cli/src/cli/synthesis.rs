@@ -35,10 +35,10 @@ pub fn describe(event: &Event) -> String {
         Event::State { cycle, state, detail } => {
             format!("cycle {cycle}: {} {detail}", state.as_str())
         }
-        Event::Attempt { cycle, round, outcome, detail } => {
+        Event::Attempt { cycle, round, candidate, outcome, detail } => {
             let first = detail.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
             format!(
-                "cycle {cycle}: round {round} {outcome}{}",
+                "cycle {cycle}: round {round} candidate {candidate} {outcome}{}",
                 if first.is_empty() { String::new() } else { format!(" — {first}") }
             )
         }

@@ -12,14 +12,14 @@ pub(super) const END: &str = "// ---- end of the candidate ----";
 
 /// The crate source; `{…}` places are filled in by [`Signature::wrap`]. The `use` lines
 /// bring in what small models reach for without importing (rustc names the import, but
-/// its suggestion is not machine-applicable, so the compiler's fixes skip it).
+/// its suggestion is not machine-applicable, so the compiler's fixes skip it). They are
+/// globs so that a function of the model's own named `max` shadows them, not clashes.
 const TEMPLATE: &str = r#"#![allow(unused, clippy::all)]
 use batos_guest_sdk::prelude::*;
 use batos_guest_sdk::helpers::*;
-use std::cmp::{max, min, Ordering, Reverse};
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::cmp::*;
+use std::collections::*;
 use std::fmt::Write as _;
-use std::iter::FromIterator;
 {begin}
 {function}
 {end}
