@@ -158,6 +158,10 @@ pub struct MessageArgs {
     /// sends it messages).
     #[arg(long)]
     pub stateful: bool,
+    /// If synthesised: allow the method this grant (clock, random or mind; repeatable).
+    /// A cycle whose method needs a grant not given stops and says which.
+    #[arg(long = "grant", value_name = "NAME")]
+    pub grants: Vec<String>,
     /// If synthesised: ask the mind for WAT instead of Rust (for stronger minds).
     #[arg(long)]
     pub wat: bool,

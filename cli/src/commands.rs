@@ -129,7 +129,7 @@ pub fn model_command(command: ModelCommand) -> Result<Output, Failure> {
     let dir = pull::models_dir();
     let pull_failure = |e: pull::PullError| {
         let what = matches!(e, pull::PullError::UnknownModel(_)).then_some("model");
-        Failure { kind: e.kind(), what, message: e.to_string() }
+        Failure { kind: e.kind(), what, message: e.to_string(), grants: vec![] }
     };
     match command {
         ModelCommand::Pull { name } => {
@@ -142,6 +142,7 @@ pub fn model_command(command: ModelCommand) -> Result<Output, Failure> {
                 kind: e.kind(),
                 what: None,
                 message: e.to_string(),
+                grants: vec![],
             })?;
             Ok(output::imported_output(&model))
         }
@@ -267,6 +268,10 @@ pub fn request(rt: &Runtime, message: &MessageArgs) -> Result<batos::synthesis::
         message.stateful,
         message.wat,
     )
+    .map(|mut request| {
+        request.grants = message.grants.iter().map(|g| unquote(g)).collect();
+        request
+    })
     .map_err(bad_input)
 }
 

@@ -13,22 +13,33 @@ pub struct Failure {
     /// For `not_found`: what was not found (`object`, `plugin`, `cycle`, `model`, …).
     pub what: Option<&'static str>,
     pub message: String,
+    /// For `needs_grant`: the grants the method needs, for the session to ask about.
+    pub grants: Vec<String>,
 }
 
 impl From<batos::Error> for Failure {
     fn from(e: batos::Error) -> Self {
         let mut message = e.to_string();
-        if let batos::Error::NeedsExample { .. } = e {
-            message.push_str(
+        match &e {
+            batos::Error::NeedsExample { .. } => message.push_str(
                 ": send it again with --example 'ARGS => RESULT' (e.g. --example '10 => 55')",
-            );
+            ),
+            batos::Error::NeedsGrant { grants, .. } => message.push_str(&format!(
+                ": send it again with {}",
+                grants.iter().map(|g| format!("--grant {g}")).collect::<Vec<_>>().join(" ")
+            )),
+            _ => {}
         }
-        Failure { kind: e.kind(), what: e.subject(), message }
+        let grants = match &e {
+            batos::Error::NeedsGrant { grants, .. } => grants.clone(),
+            _ => Vec::new(),
+        };
+        Failure { kind: e.kind(), what: e.subject(), message, grants }
     }
 }
 
 pub fn bad_input(message: String) -> Failure {
-    Failure { kind: "bad_input", what: None, message }
+    Failure { kind: "bad_input", what: None, message, grants: vec![] }
 }
 
 /// A command's answer: text for people, JSON for `--json`.

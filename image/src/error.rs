@@ -117,6 +117,16 @@ pub enum Error {
     #[error("the mind is unavailable: {0}")]
     MindUnavailable(String),
 
+    /// A synthesised method needs grants the person has not given: it was not
+    /// installed; the person decides.
+    #[error("the method `{selector}` needs the grant(s) {} to run, which were not given, so it was not installed; grant them if it should have them", grants.join(", "))]
+    NeedsGrant {
+        /// The selector.
+        selector: String,
+        /// The grants it needs (`clock`, `random`, `mind`).
+        grants: Vec<String>,
+    },
+
     /// A synthesis cycle with no example from the caller found no two candidates that
     /// agree, so it installed nothing: the caller should say what the answer is.
     #[error("no two candidates for `{selector}` agree ({detail}), so none was installed; give an example of what it should answer")]
@@ -313,6 +323,7 @@ impl Error {
             Error::Failed(_) => "failed",
             Error::MindUnavailable(_) => "mind_unavailable",
             Error::NeedsExample { .. } => "needs_example",
+            Error::NeedsGrant { .. } => "needs_grant",
             Error::NotAnImage { .. } => "not_an_image",
             Error::ImageTooNew { .. } => "image_too_new",
             Error::ImageLocked { .. } => "image_locked",

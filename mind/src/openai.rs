@@ -1,5 +1,16 @@
 //! [`OpenAiMind`]: any server that speaks the OpenAI chat-completions API (Ollama, vLLM,
 //! llama.cpp's server, OpenAI itself), streamed as server-sent events.
+//!
+//! **The sampling contract.** A local server fills every parameter a request leaves out
+//! with its own defaults — llama-cpp-python's server samples with `top_k` 40, `min_p`
+//! 0.05 and a repeat penalty of 1.1 — so the same model answers differently through it
+//! than in process, and a repeat penalty is poison for code, which repeats by nature.
+//! Every request therefore says everything: temperature, `top_p`, `top_k` (0: off),
+//! `min_p` 0, `typical_p` 1, the repetition penalty under both names servers use
+//! (`repeat_penalty`: llama.cpp; `repetition_penalty`: vLLM) at [`Sampling`]'s value
+//! (1.0: off), presence and frequency penalties 0, no mirostat, the seed, the token
+//! budget and the stops. OpenAI's own API refuses parameters it does not know, so to
+//! `api.openai.com` only its standard ones go.
 
 use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
@@ -53,6 +64,17 @@ impl OpenAiMind {
         });
         if !sampling.stop.is_empty() {
             body["stop"] = json!(sampling.stop);
+        }
+        // OpenAI's own parameters, off unless asked: servers differ in their defaults.
+        body["presence_penalty"] = json!(0.0);
+        body["frequency_penalty"] = json!(0.0);
+        if !self.base_url.contains("api.openai.com") {
+            body["top_k"] = json!(sampling.top_k);
+            body["min_p"] = json!(0.0);
+            body["typical_p"] = json!(1.0);
+            body["repeat_penalty"] = json!(sampling.repetition_penalty);
+            body["repetition_penalty"] = json!(sampling.repetition_penalty);
+            body["mirostat_mode"] = json!(0);
         }
         body
     }

@@ -11,7 +11,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-use super::gate::{self, Decision, Effect, Gate, Grants};
+use super::gate::{self, Decision, Effect, Gate, Grant, Grants};
 use super::host::{CallState, CapabilityPre};
 use super::limits::Limits;
 use crate::error::{Error, Result};
@@ -84,6 +84,30 @@ pub(crate) fn check_imports(
         }
     }
     Ok(())
+}
+
+/// The grants a component's imports need: for each import the gate denies with no
+/// grants, the grant under which the gate allows it. Imports no grant allows are left
+/// to the audit, which refuses them.
+pub(crate) fn grants_needed(engine: &Engine, bytes: &[u8], what: &str) -> Result<Grants> {
+    let component = Component::new(engine, bytes)
+        .map_err(|e| refused(what, format!("it does not compile: {e:#}")))?;
+    let none = gate::linking(what, &Grants::default());
+    let mut needed = Grants::default();
+    for (name, item) in component.component_type().imports(engine) {
+        if matches!(item, ComponentItem::Type(_) | ComponentItem::Resource(_))
+            || Gate::decide(&none, &Effect::Import(name)).allowed()
+        {
+            continue;
+        }
+        for grant in Grant::ALL {
+            let one: Grants = [grant].into_iter().collect();
+            if Gate::decide(&gate::linking(what, &one), &Effect::Import(name)).allowed() {
+                needed.insert(grant);
+            }
+        }
+    }
+    Ok(needed)
 }
 
 /// Links the component against exactly what the gate allows and type-checks its export.

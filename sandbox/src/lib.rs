@@ -159,6 +159,12 @@ impl Sandbox {
         Ok(())
     }
 
+    /// The grants component `bytes` would need to pass the audit (the optional
+    /// interfaces it imports), as the gate decides them; `what` names it in errors.
+    pub fn grants_needed(&self, bytes: &[u8], what: &str) -> Result<Grants> {
+        audit::grants_needed(&self.engine, bytes, what)
+    }
+
     /// Keeps the compiled form of an audited component in the image's blob store, so
     /// that the next process loads it instead of compiling it again.
     pub fn save_artifact(&self, image: &Image, component: &BlobRef, grants: &Grants) {

@@ -8,7 +8,6 @@ use crate::error::Result;
 use crate::image::{Method, Value};
 use crate::running::Running;
 use crate::runtime::Runtime;
-use crate::sandbox::Grants;
 use crate::sandbox::Sandbox;
 use crate::{journal, skills};
 
@@ -48,7 +47,10 @@ impl Installer<'_> {
         let (request, id, oid, purpose) = (run.request, run.id, run.oid, run.purpose.as_str());
         let Proven { signature, code, bytes, unconfirmed, confirmed, chosen, agreeing, .. } =
             *proven;
-        self.sandbox.audit(bytes, &Grants::default(), &format!("method `{}`", request.selector))?;
+        let grants = crate::sandbox::gate::parse_grants(&request.grants).map_err(|reason| {
+            crate::error::Error::AuditRefused { what: request.selector.clone(), reason }
+        })?;
+        self.sandbox.audit(bytes, &grants, &format!("method `{}`", request.selector))?;
         let model = self.model.clone();
         self.rt.transact(
             &format!("install synthesised {} on {}", request.selector, request.receiver),
@@ -56,7 +58,11 @@ impl Installer<'_> {
                 let tx = cx.tx_mut("record synthesis")?;
                 let component = tx.put_blob(bytes)?;
                 let source = tx.put_blob(code.as_bytes())?;
-                let method = Method::Component { component, grants: vec![], deadline_ms: None };
+                let method = Method::Component {
+                    component,
+                    grants: request.grants.clone(),
+                    deadline_ms: None,
+                };
                 let method = if confirmed {
                     method
                 } else {

@@ -364,6 +364,15 @@ impl Synthesizer {
                             break;
                         }
                     }
+                    Err(rejection) if rejection.outcome == Outcome::NeedsGrant => {
+                        // The person decides what a method may do: the cycle stops and
+                        // asks, rather than writing around the grant.
+                        self.attempt(run, &tried, &code, rejection.outcome, &rejection.detail)?;
+                        return Err(Error::NeedsGrant {
+                            selector: request.selector.clone(),
+                            grants: rejection.detail.split(", ").map(str::to_owned).collect(),
+                        });
+                    }
                     Err(rejection) => {
                         self.attempt(run, &tried, &code, rejection.outcome, &rejection.detail)?;
                         last = format!("{}: {}", rejection.outcome, rejection.detail);

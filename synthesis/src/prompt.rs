@@ -14,7 +14,11 @@ pub const SDK_SUMMARY: &str =
     "Use only the Rust standard library (no crates, no files, no network, no threads); \
 HashMap, HashSet, BTreeMap, VecDeque, max, min and Ordering are already imported. \
 Parameters and answers may be integers of any width, f64, bool, String, &str, char, Vec<T>, &[T], \
-HashSet<T>, HashMap<String, T>, Option<T>, or Result<T, String> to report an error.";
+HashSet<T>, HashMap<String, T>, Option<T>, or Result<T, String> to report an error. \
+The host also offers batos_guest_sdk::now() -> (u64, u32) (seconds and nanoseconds since the Unix epoch), \
+batos_guest_sdk::random_u64() -> u64 and batos_guest_sdk::complete(prompt: &str) -> Result<String, Error> \
+(an answer from the system's language model); use them only when the task needs the time, \
+randomness or the model: each needs the person's grant.";
 
 /// What a stateful method may call on its receiver `this` (the SDK's `helpers`).
 pub const STATE_SUMMARY: &str = "`this` is the object receiving the message. \

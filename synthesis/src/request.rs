@@ -25,6 +25,7 @@ impl Request {
             examples: vec![],
             stateful: false,
             language: Language::Rust,
+            grants: vec![],
         }
     }
 }
@@ -81,6 +82,11 @@ pub struct Request {
     pub stateful: bool,
     /// What the mind writes the method in.
     pub language: Language,
+    /// Grants the person allows the synthesised method (`clock`, `random`, `mind`):
+    /// the audit admits those imports, the method is installed with them, and the gate
+    /// enforces them on every call. A brief that needs one the request lacks stops the
+    /// cycle with `needs_grant` before the mind is asked.
+    pub grants: Vec<String>,
 }
 
 /// What a cycle reports as it goes, for live views.
@@ -163,6 +169,8 @@ pub enum Outcome {
     AuditRefused,
     /// A case, or the real arguments, failed.
     FailedExample,
+    /// It needs grants the person did not give.
+    NeedsGrant,
 }
 
 impl Outcome {
@@ -175,6 +183,7 @@ impl Outcome {
             Outcome::CompileError => "compile_error",
             Outcome::AuditRefused => "audit_refused",
             Outcome::FailedExample => "failed_example",
+            Outcome::NeedsGrant => "needs_grant",
         }
     }
 }

@@ -10,7 +10,6 @@ use crate::image::{Method, Value};
 use crate::prompt;
 use crate::request::{Example, Language, Outcome, Request};
 use crate::runtime::Runtime;
-use crate::sandbox::Grants;
 use crate::sandbox::Sandbox;
 use crate::text::truncate;
 
@@ -117,11 +116,19 @@ impl Prover<'_> {
         inputs: &[Vec<Value>],
         typed: bool,
     ) -> std::result::Result<Passed, Rejection> {
-        if let Err(e) = self.sandbox.audit(
-            &bytes,
-            &Grants::default(),
-            &format!("candidate `{}`", request.selector),
-        ) {
+        let what = format!("candidate `{}`", request.selector);
+        let granted = crate::sandbox::gate::parse_grants(&request.grants)
+            .map_err(|e| Rejection { outcome: Outcome::AuditRefused, detail: e })?;
+        let needed = self.sandbox.grants_needed(&bytes, &what).map_err(|e| Rejection {
+            outcome: Outcome::AuditRefused,
+            detail: format!("The audit refused it: {e}."),
+        })?;
+        let missing: Vec<String> =
+            needed.difference(&granted).map(|g| g.name().to_owned()).collect();
+        if !missing.is_empty() {
+            return Err(Rejection { outcome: Outcome::NeedsGrant, detail: missing.join(", ") });
+        }
+        if let Err(e) = self.sandbox.audit(&bytes, &granted, &what) {
             return Err(Rejection {
                 outcome: Outcome::AuditRefused,
                 detail: format!("The audit refused it: {e}. Use only plain computation."),
@@ -163,7 +170,11 @@ impl Prover<'_> {
             cx.set_slot(
                 clone,
                 &request.selector,
-                &Value::Method(Method::Component { component, grants: vec![], deadline_ms: None }),
+                &Value::Method(Method::Component {
+                    component,
+                    grants: request.grants.clone(),
+                    deadline_ms: None,
+                }),
             )?;
             let mut failures = Vec::new();
             let cases = request

@@ -37,6 +37,22 @@ fn a_streamed_completion_arrives_piece_by_piece() {
     assert_eq!(request["stream"], true);
     assert_eq!(request["max_tokens"], 64);
     assert_eq!(request["stop"], serde_json::json!(["```"]));
+    // The sampling contract: every parameter a local server would otherwise default.
+    for (key, value) in [
+        ("temperature", serde_json::json!(0.0)),
+        ("top_p", serde_json::json!(1.0)),
+        ("top_k", serde_json::json!(0)),
+        ("min_p", serde_json::json!(0.0)),
+        ("typical_p", serde_json::json!(1.0)),
+        ("repeat_penalty", serde_json::json!(1.0)),
+        ("repetition_penalty", serde_json::json!(1.0)),
+        ("presence_penalty", serde_json::json!(0.0)),
+        ("frequency_penalty", serde_json::json!(0.0)),
+        ("mirostat_mode", serde_json::json!(0)),
+        ("seed", serde_json::json!(0)),
+    ] {
+        assert_eq!(request[key], value, "{key}");
+    }
     assert_eq!(request["messages"][0]["role"], "system");
     assert_eq!(request["messages"][1]["content"], "add two numbers");
 }

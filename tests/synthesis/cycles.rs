@@ -669,3 +669,31 @@ fn agreeing_candidates_install_an_unconfirmed_method_that_an_example_settles() {
         Some(Value::Method(Method::Component { .. }))
     ));
 }
+
+/// A method that needs a grant the person did not give is not installed: the cycle
+/// stops and names the grant. Given, it is installed with it, and the gate holds it to
+/// exactly that grant.
+#[test]
+fn a_method_that_needs_a_grant_waits_for_the_person() {
+    use batos_runtime::image::Method;
+    let w = world();
+    let body = code("fn after2020() -> bool {\n    batos_guest_sdk::now().0 > 1_577_836_800\n}");
+    let mut request = Request::new(w.genesis, "after2020", vec![]);
+    request.examples = vec![Example::parse(" => true").expect("example")];
+    let mind = ScriptedTestMind::new(&[&body]);
+    let err = w.synthesizer(mind).send(&request, &quiet).expect_err("needs the clock");
+    assert!(matches!(&err, Error::NeedsGrant { grants, .. } if grants == &["clock"]), "{err}");
+    assert_eq!(w.outcomes("c1"), ["needs_grant"]);
+    assert!(w.rt.view(|cx| cx.lookup(w.genesis, "after2020")).expect("lookup").is_none());
+
+    request.grants = vec!["clock".into()];
+    let mind = ScriptedTestMind::new(&[&body]);
+    assert_eq!(w.synthesizer(mind).send(&request, &quiet).expect("granted"), Value::Bool(true));
+    assert!(
+        matches!(
+            w.rt.object(w.genesis).expect("genesis").slots.get("after2020"),
+            Some(Value::Method(Method::Component { grants, .. })) if grants == &["clock"]
+        ),
+        "the grant is recorded in the method"
+    );
+}

@@ -192,6 +192,19 @@ fn run_command(
     loop {
         match commands::dispatch(Command::Send(message.clone()), rt, sandbox, false) {
             Ok(output) => return Ok(output.text),
+            Err(f) if f.kind == "needs_grant" => {
+                let grants = f.grants.clone();
+                let question = format!(
+                    "The method needs the grant(s) {}. Allow it? [y/N] ",
+                    grants.join(", ")
+                );
+                match ask(&question) {
+                    Some(a) if a.to_lowercase().starts_with('y') && !grants.is_empty() => {
+                        message.grants.extend(grants)
+                    }
+                    _ => return Err(f.message),
+                }
+            }
             Err(f) if f.kind == "needs_example" => {
                 let question = format!(
                     "{}\nWhat should it answer? Give an example as ARGS => RESULT (empty to give up): ",

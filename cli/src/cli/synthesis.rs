@@ -65,6 +65,7 @@ pub fn request(
         examples,
         stateful,
         language,
+        grants: vec![],
     })
 }
 
