@@ -61,6 +61,64 @@ pub struct Sampling {
     pub max_tokens: usize,
     /// Stop when the generated text ends with any of these (not included in the answer).
     pub stop: Vec<String>,
+    /// A shape the answer must take, enforced while sampling (see [`Constraint`]).
+    pub constraint: Option<Constraint>,
+}
+
+/// How a prefix of an answer stands against a [`Constraint`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefix {
+    /// It can still become a whole answer.
+    Open,
+    /// It is a whole answer: generation ends here.
+    Complete,
+    /// Nothing that starts this way fits.
+    Dead,
+}
+
+/// The shape an answer must take — a small model asked for "a JSON object" writes
+/// prose around it, or echoes the placeholders of the prompt — enforced while the
+/// answer is sampled rather than hoped for after. The in-process mind asks `check` of
+/// every candidate token's continuation and samples only among those that keep the
+/// answer `Open` or make it `Complete`; a server is sent `schema` (a JSON Schema) as
+/// its `response_format`.
+#[derive(Clone)]
+pub struct Constraint {
+    check: std::sync::Arc<dyn Fn(&str) -> Prefix + Send + Sync>,
+    schema: Option<serde_json::Value>,
+}
+
+impl Constraint {
+    /// A constraint deciding prefixes with `check`, described to servers by `schema`.
+    pub fn new(
+        check: impl Fn(&str) -> Prefix + Send + Sync + 'static,
+        schema: Option<serde_json::Value>,
+    ) -> Constraint {
+        Constraint { check: std::sync::Arc::new(check), schema }
+    }
+
+    /// How `text` stands.
+    pub fn check(&self, text: &str) -> Prefix {
+        (self.check)(text)
+    }
+
+    /// The JSON Schema a server can enforce, if there is one.
+    pub fn schema(&self) -> Option<&serde_json::Value> {
+        self.schema.as_ref()
+    }
+}
+
+impl std::fmt::Debug for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Constraint").field("schema", &self.schema).finish_non_exhaustive()
+    }
+}
+
+/// Two constraints are equal when they are the same one.
+impl PartialEq for Constraint {
+    fn eq(&self, other: &Constraint) -> bool {
+        std::sync::Arc::ptr_eq(&self.check, &other.check)
+    }
 }
 
 impl Default for Sampling {
@@ -74,6 +132,7 @@ impl Default for Sampling {
             seed: 0,
             max_tokens: 512,
             stop: Vec::new(),
+            constraint: None,
         }
     }
 }

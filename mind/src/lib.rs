@@ -15,7 +15,7 @@ pub mod object;
 pub mod openai;
 pub mod session;
 
-pub use chat::{Completion, Finish, Message, Mind, MindError, Role, Sampling};
+pub use chat::{Completion, Constraint, Finish, Message, Mind, MindError, Prefix, Role, Sampling};
 pub use object::{Backend, Minds, INFER};
 pub use openai::OpenAiMind;
 

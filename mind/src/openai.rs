@@ -65,6 +65,13 @@ impl OpenAiMind {
         if !sampling.stop.is_empty() {
             body["stop"] = json!(sampling.stop);
         }
+        if let Some(schema) = sampling.constraint.as_ref().and_then(|c| c.schema()) {
+            // llama.cpp's server and vLLM turn a schema into a grammar they sample under.
+            body["response_format"] = json!({
+                "type": "json_object",
+                "schema": schema,
+            });
+        }
         // OpenAI's own parameters, off unless asked: servers differ in their defaults.
         body["presence_penalty"] = json!(0.0);
         body["frequency_penalty"] = json!(0.0);

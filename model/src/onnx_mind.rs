@@ -2,7 +2,7 @@
 //! prefill, incremental decoding over the KV cache, sampling and stop strings.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use ort::session::Session;
 use ort::value::{DynValue, Tensor};
@@ -14,7 +14,7 @@ use super::progress::{Progress, Quiet};
 use super::sample::{stop_at, Sampler};
 use super::template::ChatTemplate;
 use super::{export, model, tokenizer};
-use batos_mind::{Completion, Finish, Message, Mind, MindError, Sampling};
+use batos_mind::{Completion, Finish, Message, Mind, MindError, Prefix, Sampling};
 
 /// Bumped whenever the exported graph changes, so stale exports are rebuilt.
 const EXPORT_VERSION: u32 = 4;
@@ -32,6 +32,8 @@ pub struct OnnxMind {
     tokenizer: tokenizers::Tokenizer,
     template: ChatTemplate,
     stop_ids: Vec<u32>,
+    /// Each token's text alone, for constrained sampling; made on first use.
+    pieces: OnceLock<Vec<String>>,
 }
 
 fn model_error(detail: impl Into<String>) -> MindError {
@@ -75,6 +77,22 @@ pub fn ensure_export(
 }
 
 impl OnnxMind {
+    /// Every token's text on its own (empty for one that is only part of a character).
+    fn pieces(&self) -> &[String] {
+        self.pieces.get_or_init(|| {
+            (0..self.config.vocab as u32)
+                .map(|t| {
+                    let piece = self.tokenizer.decode(&[t], true).unwrap_or_default();
+                    if piece.contains('\u{FFFD}') {
+                        String::new()
+                    } else {
+                        piece
+                    }
+                })
+                .collect()
+        })
+    }
+
     /// Opens a GGUF model named `name`, exporting it to ONNX into `dir` (see
     /// [`export_dir`]) the first time, on `device`.
     pub fn open(
@@ -118,6 +136,7 @@ impl OnnxMind {
             tokenizer,
             template,
             stop_ids,
+            pieces: OnceLock::new(),
         })
     }
 
@@ -189,7 +208,24 @@ impl OnnxMind {
             }
             let mut outputs = session.run(inputs).map_err(ort_error)?;
             let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(ort_error)?;
-            let token = sampler.next(&logits[..c.vocab], &history);
+            let token = match &sampling.constraint {
+                None => sampler.next(&logits[..c.vocab], &history),
+                Some(constraint) => {
+                    let pieces = self.pieces();
+                    let mut allowed = |t: u32| {
+                        if self.stop_ids.contains(&t) {
+                            return constraint.check(&text) == Prefix::Complete;
+                        }
+                        let piece = pieces.get(t as usize).map_or("", String::as_str);
+                        !piece.is_empty()
+                            && constraint.check(&format!("{text}{piece}")) != Prefix::Dead
+                    };
+                    match sampler.next_allowed(&logits[..c.vocab], &history, &mut allowed) {
+                        Some(token) => token,
+                        None => break Finish::Stop,
+                    }
+                }
+            };
             for i in 0..2 * c.layers {
                 let kind = if i % 2 == 0 { "key" } else { "value" };
                 let name = format!("present.{}.{kind}", i / 2);
@@ -209,6 +245,12 @@ impl OnnxMind {
                 .tokenizer
                 .decode(&generated, true)
                 .map_err(|e| model_error(format!("cannot decode tokens: {e}")))?;
+            if sampling.constraint.as_ref().is_some_and(|c| c.check(&text) == Prefix::Complete) {
+                if text.len() > emitted && text.is_char_boundary(emitted) {
+                    on_text(&text[emitted..]);
+                }
+                break Finish::Stop;
+            }
             if let Some(at) = stop_at(&text, &sampling.stop) {
                 text.truncate(at);
                 if text.len() > emitted {

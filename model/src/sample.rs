@@ -20,6 +20,38 @@ impl Sampler {
         }
     }
 
+    /// The next token among those `allowed` accepts, or `None` when it accepts none.
+    /// Only tokens worth sampling are asked about: the most likely first (a shape
+    /// usually admits one of them), all of them only when none of those fits.
+    pub fn next_allowed(
+        &mut self,
+        logits: &[f32],
+        history: &[u32],
+        allowed: &mut dyn FnMut(u32) -> bool,
+    ) -> Option<u32> {
+        const LIKELY: usize = 256;
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
+        if order.len() > LIKELY {
+            order.select_nth_unstable_by(LIKELY, by_logit);
+        }
+        let (likely, rest) = order.split_at_mut(LIKELY.min(logits.len()));
+        likely.sort_by(by_logit);
+        let mut keep: Vec<u32> = likely.iter().copied().filter(|t| allowed(*t)).collect();
+        if keep.is_empty() {
+            rest.sort_by(by_logit);
+            keep.extend(rest.iter().copied().find(|t| allowed(*t)));
+        }
+        if keep.is_empty() {
+            return None;
+        }
+        let mut masked = vec![f32::NEG_INFINITY; logits.len()];
+        for t in &keep {
+            masked[*t as usize] = logits[*t as usize];
+        }
+        Some(self.next(&masked, history))
+    }
+
     /// The next token, given the logits over the vocabulary and the tokens so far
     /// (prompt and generated) for the repetition penalty.
     pub fn next(&mut self, logits: &[f32], history: &[u32]) -> u32 {

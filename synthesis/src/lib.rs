@@ -43,6 +43,7 @@ mod running;
 pub mod seal;
 pub mod skills;
 mod text;
+pub mod translate;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -330,7 +331,13 @@ impl Synthesizer {
                         ),
                         Language::Wat => "The answer held no WAT `(func $invoke ...)`.".to_owned(),
                     };
-                    self.attempt(run, &tried, "", Outcome::NoCode, &detail)?;
+                    self.attempt(
+                        run,
+                        &tried,
+                        &truncate(answer.trim(), 2000),
+                        Outcome::NoCode,
+                        &detail,
+                    )?;
                     failure.get_or_insert(Feedback {
                         outcome: Outcome::NoCode,
                         code: answer.trim().to_owned(),

@@ -20,11 +20,13 @@ batos_guest_sdk::random_u64() -> u64 and batos_guest_sdk::complete(prompt: &str)
 (an answer from the system's language model); use them only when the task needs the time, \
 randomness or the model: each needs the person's grant.";
 
-/// What a stateful method may call on its receiver `this` (the SDK's `helpers`).
+/// What a stateful method may call on its receiver `this` (the SDK's `helpers`: method
+/// calls on `this`, which a small model gets right more often than generic functions).
 pub const STATE_SUMMARY: &str = "`this` is the object receiving the message. \
-Read and write its slots with get::<i64>(this, \"total\") -> Option<i64> (None when unset) and set(this, \"total\", n); \
-any type above works, e.g. get::<String>(this, \"label\"). \
-Send it a message with send::<i64>(this, \"double:\", (n,)) (the arguments as a tuple).";
+Read and write its slots with this.get_int(\"total\") -> Option<i64> (None when unset), this.set_int(\"total\", n), \
+this.get_text(\"label\") -> Option<String>, this.set_text(\"label\", text). \
+Send it a message with this.send_int(\"double:\", &[n]) -> i64 or this.send_text(\"greet:\", &[\"Ada\"]) -> String; \
+for other types, send::<T>(this, \"selector\", (arguments,)) answers a T.";
 
 /// A value as a Rust expression, for prompts.
 pub fn rust_literal(value: &Value) -> String {
@@ -109,7 +111,7 @@ pub fn synthesize(
             ));
         }
         user.push_str(
-            "Call one with send::<T>(this, \"selector\", (arguments,)), T being its answer type.\n",
+            "Call one with this.send_int(\"selector\", &[n]) or this.send_text(\"selector\", &[text]), or send::<T>(this, \"selector\", (arguments,)) for an answer of type T.\n",
         );
     }
     if !examples.is_empty() {
@@ -118,7 +120,9 @@ pub fn synthesize(
             user.push_str(&format!("{}\n", call_text(signature, e)));
         }
     }
-    for s in skills.iter().filter(|s| !s.source.trim().is_empty()).take(2) {
+    // Worked examples in Rust only: shown a WAT plugin's source, a small model copies it.
+    let rust = |s: &&Skill| s.source.contains("fn ") && !s.source.contains("(func ");
+    for s in skills.iter().filter(rust).take(2) {
         user.push_str(&format!(
             "\nA verified function of this system that {}:\n```rust\n{}\n```\n",
             s.description.trim_end_matches('.'),
@@ -311,18 +315,6 @@ fn from_rust(text: &str) -> Option<Value> {
         .replace("i64", "")
         .replace("_u64", "");
     json::parse(normalized.trim(), &mut |_| Err("no objects in examples".into())).ok()
-}
-
-/// Asks the mind to turn a request in words into one message.
-pub fn translate(request: &str, objects: &[String]) -> Vec<Message> {
-    let user = format!(
-        "Objects: {}.\nTurn this request into one message, answering with exactly one line of the form\nOBJECT SELECTOR ARG1 ARG2 ...\nwhere SELECTOR is a camelCase name (ending in `:` when it takes arguments) and arguments are JSON values.\nExamples:\ngenesis factorial: 5\ngenesis reverseText: \"hello\"\ngenesis reportTime\n\nRequest: {request}",
-        objects.join(", ")
-    );
-    vec![
-        Message::system("You translate requests into messages for an object system."),
-        Message::user(user),
-    ]
 }
 
 #[cfg(test)]

@@ -511,7 +511,7 @@ fn a_stateful_method_keeps_its_count_across_restart() {
     );
     assert!(
         mind.last_prompt().contains("fn increment(this: &Object) -> i64")
-            && mind.last_prompt().contains("set(this, \"total\", n)"),
+            && mind.last_prompt().contains("this.set_int(\"total\", n)"),
         "{}",
         mind.last_prompt()
     );

@@ -9,7 +9,7 @@ use std::io::{BufRead, Write};
 use std::sync::Arc;
 
 use batos::sandbox::Sandbox;
-use batos::synthesis::prompt;
+use batos::synthesis::translate;
 use batos::Runtime;
 use clap::error::ErrorKind;
 use clap::Parser;
@@ -127,31 +127,29 @@ fn handle(
     let mind = crate::minds::minds().mind_of(rt).map_err(|e| e.to_string())?;
     let objects: Vec<String> =
         rt.view(|cx| cx.tx().roots()).map_err(|e| e.to_string())?.into_keys().collect();
-    let sampling = batos::mind::Sampling { max_tokens: 48, ..Default::default() };
+    let sampling = batos::mind::Sampling {
+        max_tokens: 96,
+        constraint: Some(translate::constraint(&objects)),
+        ..Default::default()
+    };
     let answer = mind
-        .complete(&prompt::translate(line, &objects), &sampling, &mut |_| {})
+        .complete(&translate::messages(line, &objects), &sampling, &mut |_| {})
         .map_err(|e| e.to_string())?
         .text;
-    let proposal = answer
-        .lines()
-        .map(|l| l.trim().trim_matches('`').trim())
-        .find(|l| {
-            l.split_whitespace().next().is_some_and(|w| rt.resolve(w).is_ok())
-                && l.split_whitespace().count() >= 2
-        })
-        .ok_or_else(|| {
+    let words = translate::parse(&answer)
+        .map_err(|why| {
             format!(
-                "the mind did not turn that into a message (it said: {}); write it as OBJECT SELECTOR ARGS",
+                "the mind did not turn that into a message ({why}; it said: {}); write it as OBJECT SELECTOR ARGS",
                 answer.trim()
             )
         })?
-        .to_owned();
-    println!("→ {proposal}");
+        .words();
+    println!("→ {}", words.join(" "));
     let run = ask("run it? [Y/n] ").is_some_and(|a| !a.to_lowercase().starts_with('n'));
     if !run {
         return Ok(Some("not run".into()));
     }
-    message(rt, sandbox, &self::words(&proposal)?, Some(line.to_owned()), ask).map(Some)
+    message(rt, sandbox, &words, Some(line.to_owned()), ask).map(Some)
 }
 
 /// `OBJECT SELECTOR ARGS… [--brief T] [--example E]… [--stateful] [--wat]`, parsed as
