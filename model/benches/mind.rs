@@ -1,7 +1,9 @@
-//! The embedded model on this machine, side by side in one run with llama.cpp (the
-//! `llama-cpp-python` package, when installed under ~/.cache/batos/llama-cpp) on the
-//! same GGUF and the same number of threads: prefill and decode tokens/s, import time,
-//! peak memory, and greedy top-1 agreement.
+//! Every catalogued model (or `BATOS_BENCH_MODELS`) on this machine, side by side in
+//! one run with llama.cpp (the `llama-cpp-python` package that `scripts/llama-cpp.sh`
+//! installs under ~/.cache/batos/llama-cpp) on the same GGUF and the same number of
+//! threads: prefill and decode tokens/s and their ratios, import time, peak memory (of
+//! the whole run so far: models are benched in catalogue order), and greedy top-1
+//! agreement. `BATOS_BENCH_REIMPORT=1` times a fresh import.
 //! Run: `cargo bench -p batos-model --bench mind`
 
 use std::time::Instant;
@@ -52,9 +54,18 @@ fn main() {
         println!("mind benchmark: skipped outside `cargo bench` (it loads the real model)");
         return;
     }
+    let models: Vec<String> = match std::env::var("BATOS_BENCH_MODELS") {
+        Ok(list) => list.split(',').map(str::to_owned).collect(),
+        Err(_) => pull::CATALOGUE.iter().map(|e| e.name.to_owned()).collect(),
+    };
+    for name in &models {
+        bench(name);
+    }
+}
+
+fn bench(name: &str) {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let model =
-        pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet).expect("model");
+    let model = pull::pull(name, &pull::models_dir(), &mut pull::Quiet).expect("model");
     let path = model.gguf.clone();
     let export_dir = batos_model::onnx_mind::export_dir(&pull::models_dir(), &model.key);
     let fresh = std::env::var_os("BATOS_BENCH_REIMPORT").is_some();
@@ -96,7 +107,7 @@ fn main() {
         })
         .collect();
 
-    println!("embedded model, {threads} threads ({})", path.display());
+    println!("{name}, {threads} threads ({})", path.display());
     println!(
         "  import + load          {open_s:>8.1} s {}",
         if fresh { "(fresh import)" } else { "(cached import)" }

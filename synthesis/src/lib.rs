@@ -421,7 +421,7 @@ impl Synthesizer {
             let Verdict::Install { index, agreeing } =
                 choose::decide(&behaviours, &misses, caller_examples)
             else {
-                let detail = disagreement(&pool, &proposed, &inputs);
+                let detail = disagreement(&pool, &request.args, &proposed, &inputs);
                 cycle::transition(
                     &self.rt,
                     run.oid,
@@ -566,8 +566,16 @@ struct Feedback {
 
 /// How the passing candidates differ, for the person asked for an example: the first
 /// input on which they answer differently, and their answers.
-fn disagreement(pool: &[Candidate], proposed: &[Example], inputs: &[Vec<Value>]) -> String {
-    let all: Vec<&Vec<Value>> = proposed.iter().map(|e| &e.args).chain(inputs).collect();
+fn disagreement(
+    pool: &[Candidate],
+    args: &[Value],
+    proposed: &[Example],
+    inputs: &[Vec<Value>],
+) -> String {
+    let all: Vec<&[Value]> = std::iter::once(args)
+        .chain(proposed.iter().map(|e| e.args.as_slice()))
+        .chain(inputs.iter().map(Vec::as_slice))
+        .collect();
     for (i, args) in all.iter().enumerate() {
         let mut answers: Vec<&str> =
             pool.iter().filter_map(|c| c.passed.behaviour.get(i).map(String::as_str)).collect();

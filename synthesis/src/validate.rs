@@ -231,11 +231,10 @@ impl Prover<'_> {
                     ),
                 )),
             }
-            // The mind's proposed cases are inputs too: candidates that agree on them
-            // agree on what the mind meant.
-            let behaviour = proposed
-                .iter()
-                .map(|e| &e.args)
+            // The real arguments and the mind's proposed cases are inputs too:
+            // candidates that agree on them agree on what was asked.
+            let behaviour = std::iter::once(&request.args)
+                .chain(proposed.iter().map(|e| &e.args))
                 .chain(inputs)
                 .map(|args| choose::render(&cx.send(clone, &request.selector, args)))
                 .collect();
