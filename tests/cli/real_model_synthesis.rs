@@ -63,3 +63,39 @@ fn factorial_is_synthesised_by_the_embedded_model_and_survives_restart() {
         Value::Int(720)
     );
 }
+
+/// Words into a message with the embedded model, the shape enforced while sampling: the
+/// phrasings the issue found failing become messages with the right arguments.
+#[test]
+fn the_embedded_model_turns_words_into_messages() {
+    use batos::mind::Sampling;
+    use batos::synthesis::translate;
+    pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet)
+        .expect("the model pulls");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rt, _sandbox) = open(dir.path());
+    let mind = batos::minds().mind_of(&rt).expect("the embedded mind loads");
+    let objects: Vec<String> = rt.view(|cx| cx.tx().roots()).expect("roots").into_keys().collect();
+    for (words, args, selector_word) in [
+        ("create a method to report the current system time", vec![], "time"),
+        (
+            "create a method that tells whether a year is a leap year, and ask it about 2024",
+            vec![Value::Int(2024)],
+            "leap",
+        ),
+    ] {
+        let sampling = Sampling {
+            max_tokens: 96,
+            constraint: Some(translate::constraint(&objects)),
+            ..Sampling::default()
+        };
+        let answer = mind
+            .complete(&translate::messages(words, &objects), &sampling, &mut |_| {})
+            .expect("answers")
+            .text;
+        let proposal = translate::parse(&answer).expect("the answer has the message's shape");
+        assert_eq!(proposal.object, "genesis", "{words}: {answer}");
+        assert_eq!(proposal.args, args, "{words}: {answer}");
+        assert!(proposal.selector.to_lowercase().contains(selector_word), "{words}: {answer}");
+    }
+}

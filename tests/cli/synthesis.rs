@@ -38,6 +38,20 @@ fn image_thinking_with(dir: &Path, server: &StubChatServer) -> std::path::PathBu
     image
 }
 
+/// A session on `image` fed `script`, to its end.
+fn session(image: &Path, dir: &Path, script: &str) -> Output {
+    let mut child = batos(image)
+        .env("BATOS_WORKSPACE", dir.join("ws"))
+        .arg("session")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("types");
+    child.wait_with_output().expect("ends")
+}
+
 const DOUBLE: &str = "```rust\nfn double(a: i64) -> i64 {\n    a * 2\n}\n```";
 /// Another way to write it: the cycle installs once two candidates agree.
 const DOUBLE_TOO: &str = "```rust\nfn double(a: i64) -> i64 {\n    a + a\n}\n```";
@@ -140,17 +154,8 @@ fn the_architect_session_sends_translates_and_inspects() {
         answer("genesis double: 4"),
     ]);
     let image = image_thinking_with(dir.path(), &server);
-    let mut child = batos(&image)
-        .env("BATOS_WORKSPACE", dir.path().join("ws"))
-        .arg("session")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawns");
     let script = "help\ngenesis double: 21 --example \"3 => 6\"\ncycles\nplease double four for me\ny\ninspect genesis\nclone genesis --name twin\ninspect twin\nquit\n";
-    child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("types");
-    let out = child.wait_with_output().expect("ends");
+    let out = session(&image, dir.path(), script);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
     assert!(shown.contains("Architect > "), "{shown}");
@@ -195,17 +200,7 @@ fn an_undecided_cycle_asks_for_an_example() {
     replies.extend([answer(right), answer(recursive)]);
     let server = StubChatServer::start(replies);
     let image = image_thinking_with(dir.path(), &server);
-    let mut child = batos(&image)
-        .env("BATOS_WORKSPACE", dir.path().join("ws"))
-        .arg("session")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawns");
-    let script = "genesis fib: 10\n7 => 13\nquit\n";
-    child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("types");
-    let out = child.wait_with_output().expect("ends");
+    let out = session(&image, dir.path(), "genesis fib: 10\n7 => 13\nquit\n");
     let shown = text(&out.stdout);
     assert!(shown.contains("What should it answer?"), "the session asks: {shown}");
     assert!(shown.contains("55"), "and sends again with the example: {shown}");

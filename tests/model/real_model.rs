@@ -3,7 +3,8 @@
 //! $BATOS_MODELS or ~/.cache/batos/models) and checks what batos reads of it: the
 //! architecture the importer relies on, every tensor decoding to finite values, and the
 //! rebuilt tokenizer against token ids Qwen's own tokenizer gives, and its chat
-//! template rendered with minijinja.
+//! template rendered with minijinja. One more test pulls every catalogued model (the
+//! 1.5B too: 1.1 GB once) and samples from each under a constraint.
 
 use std::collections::BTreeSet;
 
@@ -79,20 +80,25 @@ fn the_embedded_model_pulls_parses_and_tokenizes() {
 /// THE REAL EMBEDDED MODEL, end to end: imported to ONNX (once, cached next to the
 /// model), run by ONNX Runtime on the CPU, greedy; its answer to a trivial coding prompt
 /// must compile with rustc.
-#[test]
-fn the_embedded_model_answers_with_compilable_rust() {
-    use batos_mind::{Mind, Sampling};
+/// Pulls (and imports) a catalogued model and loads it.
+fn load(name: &str) -> batos_model::OnnxMind {
     use batos_model::onnx_mind::export_dir;
-    use batos_model::{Device, OnnxMind};
-    let model = pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet)
-        .expect("the model pulls");
-    let mind = OnnxMind::open(
+    let model = pull::pull(name, &pull::models_dir(), &mut pull::Quiet)
+        .expect("the model pulls and imports");
+    assert!(model.onnx.is_file(), "{name}: imported");
+    batos_model::OnnxMind::open(
         &model.gguf,
         &export_dir(&pull::models_dir(), &model.key),
         &model.name,
-        Device::Auto,
+        batos_model::Device::Auto,
     )
-    .expect("the model loads");
+    .expect("the model loads")
+}
+
+#[test]
+fn the_embedded_model_answers_with_compilable_rust() {
+    use batos_mind::{Mind, Sampling};
+    let mind = load(pull::CATALOGUE[0].name);
     println!("running on {}", mind.provider());
     let messages = [
         Message::system("You are a Rust programmer. Answer with one Rust code block and nothing else."),
@@ -130,4 +136,60 @@ fn the_embedded_model_answers_with_compilable_rust() {
         "the model's code does not compile:\n{code}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Every catalogued model pulls, imports and answers — under a constraint enforced
+/// while sampling: asked for three primes, the answer can only be a JSON list of three
+/// integers.
+#[test]
+fn every_catalogued_model_pulls_imports_and_samples_under_a_constraint() {
+    use batos_mind::{Constraint, Mind, Prefix, Sampling};
+    let three_integers = Constraint::new(
+        |text: &str| {
+            let Some(inner) = text.strip_prefix('[') else {
+                return if text.is_empty() { Prefix::Open } else { Prefix::Dead };
+            };
+            let (items, closed) = match inner.strip_suffix(']') {
+                Some(items) => (items, true),
+                None => (inner, false),
+            };
+            let parts: Vec<&str> = items.split(',').map(str::trim).collect();
+            let well_formed = parts.len() <= 3
+                && parts.iter().enumerate().all(|(i, p)| {
+                    p.chars().all(|c| c.is_ascii_digit())
+                        && (!p.is_empty() || (i + 1 == parts.len() && !closed))
+                });
+            match (well_formed, closed) {
+                (false, _) => Prefix::Dead,
+                (true, true) if parts.len() == 3 => Prefix::Complete,
+                (true, true) => Prefix::Dead,
+                (true, false) => Prefix::Open,
+            }
+        },
+        None,
+    );
+    for entry in pull::CATALOGUE {
+        let mind = load(entry.name);
+        let sampling = Sampling {
+            max_tokens: 24,
+            constraint: Some(three_integers.clone()),
+            ..Sampling::default()
+        };
+        let answer = mind
+            .complete(
+                &[Message::user("What are the first three prime numbers?")],
+                &sampling,
+                &mut |_| {},
+            )
+            .expect("generates");
+        assert_eq!(
+            three_integers.check(&answer.text),
+            Prefix::Complete,
+            "{}: {}",
+            entry.name,
+            answer.text
+        );
+        let primes: Vec<u64> = serde_json::from_str(&answer.text).expect("a JSON list");
+        assert_eq!(primes.len(), 3, "{}: {}", entry.name, answer.text);
+    }
 }

@@ -29,8 +29,8 @@ fn install_and_send(
     rt.send(genesis, selector, args)
 }
 
-#[test]
-fn candidates_build_run_and_report_compile_errors() {
+/// An image with a sandbox, and a candidate workspace beside it.
+fn bench() -> (tempfile::TempDir, Runtime, Arc<Sandbox>, Workspace) {
     let dir = tempfile::tempdir().expect("tempdir");
     let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
     let rt = Runtime::builder()
@@ -38,6 +38,12 @@ fn candidates_build_run_and_report_compile_errors() {
         .open(dir.path().join("image"))
         .expect("image");
     let workspace = Workspace::open(&dir.path().join("workspace")).expect("workspace");
+    (dir, rt, sandbox, workspace)
+}
+
+#[test]
+fn candidates_build_run_and_report_compile_errors() {
+    let (_dir, rt, sandbox, workspace) = bench();
 
     let factorial =
         Signature::infer("factorial", &[Value::Int(5)], None, false).expect("signature");
@@ -182,13 +188,7 @@ fn a_sealed_build_sees_a_scrubbed_environment() {
 /// the trap's reason.
 #[test]
 fn every_value_kind_converts_and_a_panic_says_why() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
-    let rt = Runtime::builder()
-        .component_runner(sandbox.clone())
-        .open(dir.path().join("image"))
-        .expect("image");
-    let workspace = Workspace::open(&dir.path().join("workspace")).expect("workspace");
+    let (_dir, rt, sandbox, workspace) = bench();
     let floats = Value::List(vec![Value::Float(1.0), Value::Int(2), Value::Float(4.5)]);
     let nested = Value::List(vec![
         Value::List(vec![Value::Int(3), Value::Int(1)]),
