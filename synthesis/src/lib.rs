@@ -286,6 +286,8 @@ impl Synthesizer {
         let rounds = self.options.max_rounds.max(1);
         let caller_examples = !request.examples.is_empty();
         let mut pool: Vec<Candidate> = Vec::new();
+        // Grants that candidates reached for.
+        let mut wanted = std::collections::BTreeSet::new();
         let mut feedback: Option<Feedback> = None;
         let mut last = String::from("no round ran");
         for round in 1..=rounds {
@@ -297,6 +299,8 @@ impl Synthesizer {
                 &[("round", Value::Int(round as i64))],
             )?;
             let mut failure: Option<Feedback> = None;
+            // How many candidates of this round reached for a grant not given.
+            let mut wanting = 0;
             for index in 0..candidates {
                 let worked: Vec<skills::Skill> =
                     similar.get(index % similar.len().max(1)).cloned().into_iter().collect();
@@ -372,13 +376,11 @@ impl Synthesizer {
                         }
                     }
                     Err(rejection) if rejection.outcome == Outcome::NeedsGrant => {
-                        // The person decides what a method may do: the cycle stops and
-                        // asks, rather than writing around the grant.
+                        // Not this candidate; the person decides whether the method may
+                        // have the grant once no candidate does without it.
                         self.attempt(run, &tried, &code, rejection.outcome, &rejection.detail)?;
-                        return Err(Error::NeedsGrant {
-                            selector: request.selector.clone(),
-                            grants: rejection.detail.split(", ").map(str::to_owned).collect(),
-                        });
+                        wanted.extend(rejection.detail.split(", ").map(str::to_owned));
+                        wanting += 1;
                     }
                     Err(rejection) => {
                         self.attempt(run, &tried, &code, rejection.outcome, &rejection.detail)?;
@@ -401,6 +403,15 @@ impl Synthesizer {
                         }
                     }
                 }
+            }
+            // A task that needs a grant shows it in most candidates: the cycle stops and
+            // asks, rather than writing around it. One candidate reaching for the clock
+            // while others do without is only that candidate's failure.
+            if pool.is_empty() && (wanting * 2 > candidates || (round == rounds && wanting > 0)) {
+                return Err(Error::NeedsGrant {
+                    selector: request.selector.clone(),
+                    grants: wanted.into_iter().collect(),
+                });
             }
             if pool.is_empty() || (!caller_examples && pool.len() < 2 && round < rounds) {
                 feedback = failure;

@@ -686,6 +686,18 @@ fn a_method_that_needs_a_grant_waits_for_the_person() {
     assert_eq!(w.outcomes("c1"), ["needs_grant"]);
     assert!(w.rt.view(|cx| cx.lookup(w.genesis, "after2020")).expect("lookup").is_none());
 
+    // One candidate of three reaching for the clock is only that candidate's failure.
+    let mut doubling = Request::new(w.genesis, "twice:", vec![Value::Int(4)]);
+    doubling.examples = vec![Example::parse("3 => 6").expect("example")];
+    let mind = ScriptedTestMind::new(&[
+        &code("fn twice(a: i64) -> i64 {\n    a * 2 + (batos_guest_sdk::now().0 as i64) * 0\n}"),
+        &code("fn twice(a: i64) -> i64 {\n    a * 2\n}"),
+        &code("fn twice(a: i64) -> i64 {\n    a + a\n}"),
+    ]);
+    let answer = w.synthesizer_with(mind, Options::default()).send(&doubling, &quiet);
+    assert_eq!(answer.expect("the others do without"), Value::Int(8));
+    assert_eq!(w.outcomes("c2"), ["needs_grant", "passed", "passed"]);
+
     request.grants = vec!["clock".into()];
     let mind = ScriptedTestMind::new(&[&body]);
     assert_eq!(w.synthesizer(mind).send(&request, &quiet).expect("granted"), Value::Bool(true));
