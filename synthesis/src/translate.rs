@@ -28,12 +28,25 @@ impl Proposal {
     }
 }
 
+/// What the primordial objects are for, so that a small model does not send a
+/// question about years to the language model because the request says "ask".
+fn described(object: &str) -> String {
+    match object {
+        "genesis" => "genesis (the first object: new methods go on it)".into(),
+        "pLLM" => "pLLM (the language model itself, for its settings)".into(),
+        "traits" => "traits (behaviour every object shares)".into(),
+        other => other.to_owned(),
+    }
+}
+
 /// The request to the mind.
 pub fn messages(request: &str, objects: &[String]) -> Vec<Message> {
+    let objects: Vec<String> = objects.iter().map(|o| described(o)).collect();
     let user = format!(
         "Objects: {}.\n\
 Turn the request into one message to one of these objects, as JSON: \
 {{\"object\": OBJECT, \"selector\": SELECTOR, \"args\": [ARGUMENTS]}}.\n\
+OBJECT is genesis unless the request names another object. \
 SELECTOR names what to do in camelCase, with one colon per argument \
 (`square:` takes one argument, `between:and:` two, `shout` none). \
 To create a method and try it, the selector is the method's name and the arguments what to try it on. \
@@ -91,9 +104,12 @@ pub fn parse(answer: &str) -> Result<Proposal, String> {
     if crate::candidate::rust_name(&selector).is_none() {
         return Err(format!("`{selector}` is not a selector"));
     }
-    // One argument and no colon: the colon the selector should have had.
+    // One argument and no colon: the colon the selector should have had; no argument
+    // and one colon at the end: a colon too many.
     if args.len() == 1 && !selector.contains(':') {
         selector.push(':');
+    } else if args.is_empty() && selector.matches(':').count() == 1 && selector.ends_with(':') {
+        selector.pop();
     }
     Ok(Proposal { object: text("object")?, selector, args })
 }

@@ -65,7 +65,8 @@ fn factorial_is_synthesised_by_the_embedded_model_and_survives_restart() {
 }
 
 /// Words into a message with the embedded model, the shape enforced while sampling: the
-/// phrasings the issue found failing become messages with the right arguments.
+/// phrasings the issue found failing become messages to a root, with the right
+/// arguments and a selector that names the task.
 #[test]
 fn the_embedded_model_turns_words_into_messages() {
     use batos::mind::Sampling;
@@ -94,7 +95,10 @@ fn the_embedded_model_turns_words_into_messages() {
             .expect("answers")
             .text;
         let proposal = translate::parse(&answer).expect("the answer has the message's shape");
-        assert_eq!(proposal.object, "genesis", "{words}: {answer}");
+        // Which object is the model's to choose (the constraint admits only roots); a
+        // method synthesised on any of them works.
+        assert!(objects.contains(&proposal.object), "{words}: {answer}");
+        assert!(!proposal.selector.ends_with(':') || !args.is_empty(), "{words}: {answer}");
         assert_eq!(proposal.args, args, "{words}: {answer}");
         assert!(proposal.selector.to_lowercase().contains(selector_word), "{words}: {answer}");
     }

@@ -151,7 +151,7 @@ fn the_architect_session_sends_translates_and_inspects() {
     let server = StubChatServer::start(vec![
         answer(DOUBLE),
         answer(DOUBLE_TOO),
-        answer("genesis double: 4"),
+        answer(r#"{"object": "genesis", "selector": "double:", "args": [4]}"#),
     ]);
     let image = image_thinking_with(dir.path(), &server);
     let script = "help\ngenesis double: 21 --example \"3 => 6\"\ncycles\nplease double four for me\ny\ninspect genesis\nclone genesis --name twin\ninspect twin\nquit\n";
