@@ -119,16 +119,15 @@ impl Prover<'_> {
         let what = format!("candidate `{}`", request.selector);
         let granted = crate::sandbox::gate::parse_grants(&request.grants)
             .map_err(|e| Rejection { outcome: Outcome::AuditRefused, detail: e })?;
-        let needed = self.sandbox.grants_needed(&bytes, &what).map_err(|e| Rejection {
-            outcome: Outcome::AuditRefused,
-            detail: format!("The audit refused it: {e}."),
-        })?;
-        let missing: Vec<String> =
-            needed.difference(&granted).map(|g| g.name().to_owned()).collect();
-        if !missing.is_empty() {
-            return Err(Rejection { outcome: Outcome::NeedsGrant, detail: missing.join(", ") });
-        }
+        // The audit compiles the component once; only a refused one is asked which
+        // grants its imports need, to tell a missing grant from any other refusal.
         if let Err(e) = self.sandbox.audit(&bytes, &granted, &what) {
+            let needed = self.sandbox.grants_needed(&bytes, &what).unwrap_or_default();
+            let missing: Vec<String> =
+                needed.difference(&granted).map(|g| g.name().to_owned()).collect();
+            if !missing.is_empty() {
+                return Err(Rejection { outcome: Outcome::NeedsGrant, detail: missing.join(", ") });
+            }
             return Err(Rejection {
                 outcome: Outcome::AuditRefused,
                 detail: format!("The audit refused it: {e}. Use only plain computation."),
