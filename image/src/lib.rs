@@ -135,9 +135,30 @@ pub struct Image {
     commit_serial: Mutex<()>,
     // Transactions that put or reference blobs hold it shared; pack holds it exclusive.
     blob_gate: RwLock<()>,
+    // Told of every commit (the kernel's transaction events); set at most once.
+    commit_observer: std::sync::OnceLock<CommitObserver>,
     // Declared last: released only after the store above is closed.
     _lock: ImageLock,
 }
+
+/// What a commit observer is told: a committed transaction and what it touched.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommitNotice {
+    /// The transaction.
+    pub tx: TxId,
+    /// Its history description.
+    pub description: String,
+    /// The slots it created, changed or removed, by object.
+    pub slots: Vec<(Oid, String)>,
+    /// The objects it created, reparented or removed.
+    pub objects: Vec<Oid>,
+    /// The root names it bound or unbound.
+    pub roots: Vec<String>,
+}
+
+/// Called on the committing thread right after each commit that changed anything
+/// (see [`Image::observe_commits`]).
+pub type CommitObserver = Box<dyn Fn(&CommitNotice) + Send + Sync>;
 
 impl std::fmt::Debug for Image {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -190,6 +211,7 @@ impl Image {
             last_tx: AtomicU64::new(0),
             commit_serial: Mutex::new(()),
             blob_gate: RwLock::new(()),
+            commit_observer: std::sync::OnceLock::new(),
             path,
             _lock: lock,
         };
@@ -248,6 +270,11 @@ impl Image {
     /// Writes advisory data; see [`Image::aux_get`].
     pub fn aux_put(&self, key: &str, value: &[u8]) -> Result<()> {
         Ok(self.aux.insert(key, value)?)
+    }
+
+    /// Removes advisory data; see [`Image::aux_get`].
+    pub fn aux_remove(&self, key: &str) -> Result<()> {
+        Ok(self.aux.remove(key)?)
     }
 
     /// Every advisory entry whose key starts with `prefix`.
@@ -343,6 +370,18 @@ impl Image {
 
     pub(crate) fn committed(&self, tx: TxId) {
         self.last_tx.store(tx.0, Ordering::SeqCst);
+    }
+
+    /// Has `observer` told of every later commit, on the committing thread, in
+    /// transaction order: it runs inside the commit's short serial section, so it must
+    /// be quick and must not commit (reading the image is fine). Answers false, and changes nothing, if an observer was already set: one process
+    /// has one kernel.
+    pub fn observe_commits(&self, observer: CommitObserver) -> bool {
+        self.commit_observer.set(observer).is_ok()
+    }
+
+    pub(crate) fn commit_observer(&self) -> Option<&CommitObserver> {
+        self.commit_observer.get()
     }
 
     /// Works around a cost in fjall 3.1's optimistic oracle: every commit walks all

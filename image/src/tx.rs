@@ -452,11 +452,43 @@ impl<'img> Tx<'img> {
             Ok(()) => {
                 image.committed(tx);
                 image.nudge_snapshot_gc();
+                // Still in the commit's serial section, so observers see commits in
+                // transaction order.
+                if let Some(observer) = image.commit_observer() {
+                    observer(&notice(tx, entry));
+                }
                 Ok(Ok(Some(tx)))
             }
             Err(fjall::Conflict) => Ok(Err(())),
         }
     }
+}
+
+/// What a commit observer is told of `entry`.
+fn notice(tx: TxId, entry: record::TxRecord) -> crate::CommitNotice {
+    let mut notice = crate::CommitNotice {
+        tx,
+        description: entry.description,
+        slots: Vec::new(),
+        objects: Vec::new(),
+        roots: Vec::new(),
+    };
+    for w in entry.writes {
+        match w.space {
+            Space::Slots => {
+                if let Ok(slot) = record::split_slot_key(&w.key) {
+                    notice.slots.push(slot);
+                }
+            }
+            Space::Objects => {
+                if let Ok(oid) = record::decode_u64(&w.key, "an object key") {
+                    notice.objects.push(Oid(oid));
+                }
+            }
+            Space::Roots => notice.roots.push(String::from_utf8_lossy(&w.key).into_owned()),
+        }
+    }
+    notice
 }
 
 /// Milliseconds since the Unix epoch, by the system clock (0 if it is before it).

@@ -126,12 +126,70 @@ pub fn read_manifest(path: &Path) -> Result<Manifest> {
         ),
         _ => Error::io(format!("cannot read {}", path.display()), e),
     })?;
-    let manifest: Manifest =
-        toml::from_str(&text).map_err(|e| bad_manifest(path, e.to_string()))?;
+    parse_manifest(&text, path)
+}
+
+/// Reads a manifest's TOML text; `path` names it in errors.
+pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest> {
+    let manifest: Manifest = toml::from_str(text).map_err(|e| bad_manifest(path, e.to_string()))?;
     parse_grants(&manifest.grants).map_err(|e| bad_manifest(path, e))?;
     crate::image::validate_name(&manifest.selector)
         .map_err(|e| bad_manifest(path, format!("selector: {e}")))?;
     Ok(manifest)
+}
+
+/// A plugin sent as bytes rather than found on disk (the bridge's `plugin_add`):
+/// `file` is its file name (`NAME.wasm`, or `NAME.wat` for WAT text), `manifest` its
+/// manifest's TOML text, `origin` where it came from, for `plugin list`.
+pub fn from_bytes(
+    file: &str,
+    bytes: Vec<u8>,
+    manifest: &str,
+    source: Option<Vec<u8>>,
+    origin: &str,
+) -> Result<Built> {
+    let path = Path::new(file);
+    let manifest_file = path.with_extension("toml");
+    let manifest = parse_manifest(manifest, &manifest_file)?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let name = manifest.name.clone().unwrap_or_else(|| stem.to_owned());
+    crate::image::validate_name(&name)
+        .map_err(|e| bad_manifest(&manifest_file, format!("name: {e}")))?;
+    let what = format!("plugin `{name}`");
+    let (component, source) = match path.extension().and_then(|e| e.to_str()) {
+        Some("wat") => {
+            let text = String::from_utf8(bytes).map_err(|_| Error::BuildFailed {
+                what: what.clone(),
+                detail: format!("{file} is not UTF-8 text"),
+            })?;
+            (build::component_from_wat(&text, &what)?, Some(text.into_bytes()))
+        }
+        Some("wasm") => (bytes, source),
+        _ => {
+            return Err(Error::BuildFailed {
+                what,
+                detail: format!("{file} is neither NAME.wasm nor NAME.wat"),
+            })
+        }
+    };
+    check_pin(&manifest, &manifest_file, &component)?;
+    Ok(Built { name, manifest, component, source, origin: PathBuf::from(origin) })
+}
+
+/// Refuses a component other than the one the manifest's `hash` pins.
+fn check_pin(manifest: &Manifest, manifest_file: &Path, component: &[u8]) -> Result<()> {
+    if let Some(pinned) = &manifest.hash {
+        let pinned: BlobHash =
+            pinned.parse().map_err(|e: String| bad_manifest(manifest_file, e))?;
+        let actual = BlobHash::of(component);
+        if pinned != actual {
+            return Err(bad_manifest(
+                manifest_file,
+                format!("`hash` pins {pinned}, but the component hashes to {actual}; refusing a component that is not the one pinned"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Builds a plugin from its path (a `.wasm`, a `.wat`, or a crate directory).
@@ -166,17 +224,7 @@ pub fn build(path: &Path) -> Result<Built> {
             ),
         });
     };
-    if let Some(pinned) = &manifest.hash {
-        let pinned: BlobHash =
-            pinned.parse().map_err(|e: String| bad_manifest(&manifest_file, e))?;
-        let actual = BlobHash::of(&component);
-        if pinned != actual {
-            return Err(bad_manifest(
-                &manifest_file,
-                format!("`hash` pins {pinned}, but the component hashes to {actual}; refusing a component that is not the one pinned"),
-            ));
-        }
-    }
+    check_pin(&manifest, &manifest_file, &component)?;
     Ok(Built { name, manifest, component, source, origin: path.to_path_buf() })
 }
 

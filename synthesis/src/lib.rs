@@ -85,6 +85,9 @@ pub struct Synthesizer {
     journal: Journal,
     options: Options,
     flights: Flights,
+    /// Set by the person (the bridge's `cancel`, a stopping kernel): the cycle fails
+    /// before its next step.
+    cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Synthesizer {
@@ -111,7 +114,25 @@ impl Synthesizer {
             journal,
             options,
             flights: Flights::default(),
+            cancel: None,
         })
+    }
+
+    /// Makes the cycles this synthesizer leads stop, failed and recorded, before their
+    /// next step (a state change or a question to the mind) once `flag` is set.
+    pub fn cancelled_by(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Synthesizer {
+        self.cancel = Some(flag);
+        self
+    }
+
+    /// Fails with why when the person cancelled the cycle.
+    fn check_cancel(&self, id: &str) -> Result<()> {
+        match &self.cancel {
+            Some(flag) if flag.load(std::sync::atomic::Ordering::SeqCst) => Err(Error::Failed(
+                format!("cycle {id} was cancelled before it finished; nothing was installed"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The metacognition journal.
@@ -198,6 +219,9 @@ impl Synthesizer {
         detail: String,
         extra: &[(&str, Value)],
     ) -> Result<()> {
+        if state != State::Complete {
+            self.check_cancel(run.id)?;
+        }
         cycle::transition(&self.rt, run.oid, state, extra)?;
         self.journal.append(json!({ "cycle": run.id, "state": state.as_str(), "detail": detail, "model": self.mind.describe(), "brief_blake3": journal::brief_hash(&run.purpose) }));
         (run.observe)(&Event::State { cycle: run.id.to_owned(), state, detail });
@@ -485,6 +509,7 @@ impl Synthesizer {
         what: &str,
         sampling: &Sampling,
     ) -> Result<String> {
+        self.check_cancel(id)?;
         let t = Instant::now();
         let completion = self
             .mind
