@@ -51,6 +51,16 @@ pub enum Command {
     /// The interactive session: an `Architect >` prompt for messages, commands and
     /// requests in words.
     Session,
+    /// Serve the image: the kernel, one long-lived process holding it, that clients
+    /// (this command line, the session, your programs) talk to over the Synaptic Bridge
+    /// (batos.v1 on WebSocket at ws://ADDR/ws). Writes <image>/kernel.json (address and
+    /// access token, readable only by you) so commands on this machine find it; stops
+    /// cleanly on SIGTERM or Ctrl-C.
+    Serve {
+        /// Where to listen; port 0 picks a free one.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7777")]
+        listen: std::net::SocketAddr,
+    },
     /// Write one slot; VALUE is JSON.
     Set {
         /// The object.

@@ -2,37 +2,34 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use batos::sandbox::{Limits, Sandbox};
-use batos::{Durability, ImageOptions, Runtime};
+use batos::{Durability, ImageOptions};
 use clap::Parser;
 use serde_json::json;
 
 mod args;
+mod backend;
 mod commands;
-mod minds;
-mod output;
 #[path = "cli/session.rs"]
 mod session;
-#[path = "cli/synthesis.rs"]
-mod synthesis;
 
 use args::{Cli, Command, PluginCommand};
+use backend::Backend;
+use batos_kernel::{Failure, Kernel};
+use batos_protocol::Output;
 use commands::{dispatch, model_command, watch_forever};
-use output::{Failure, Output};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             // Warnings, and (for people, not scripts reading JSON) which model and
-            // execution provider the mind runs on.
+            // execution provider the mind runs on, and where the kernel listens.
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 if cli.json {
                     "warn".into()
                 } else {
-                    "warn,batos_mind=info,batos_model=info".into()
+                    "warn,batos_mind=info,batos_model=info,batos_kernel=info".into()
                 }
             }),
         )
@@ -48,7 +45,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(f) => {
+        Err(Failure(f)) => {
             if json_mode {
                 let mut error = json!({ "kind": f.kind, "message": f.message });
                 if let Some(what) = f.what {
@@ -76,31 +73,47 @@ fn run(cli: Cli) -> Result<Output, Failure> {
         durability: if cli.durable { Durability::Durable } else { Durability::Buffered },
         ..ImageOptions::default()
     };
-    if let Command::Model(command) = cli.command {
+    match cli.command {
         // Models live outside any image: no image is opened for these.
-        return model_command(command);
+        Command::Model(command) => model_command(command),
+        Command::Serve { listen } => {
+            let kernel = Kernel::open(&dir, options)?;
+            let serve = batos_kernel::ServeOptions { listen, ..Default::default() };
+            let json_mode = cli.json;
+            let served = batos_kernel::serve(kernel, serve, |info| {
+                // The one line a script or a person waits for.
+                if json_mode {
+                    println!(
+                        "{}",
+                        json!({ "listening": info.address, "pid": info.pid, "url": info.url() })
+                    );
+                } else {
+                    println!("batos kernel serving {} at {}", dir.display(), info.url());
+                }
+            })?;
+            Ok(Output {
+                text: format!(
+                    "the kernel stopped ({} request(s) abandoned at the deadline)",
+                    served.abandoned
+                ),
+                json: json!({ "stopped": true, "abandoned": served.abandoned }),
+            })
+        }
+        command => {
+            let mut backend = Backend::open(&dir, options)?;
+            match command {
+                Command::Plugin(PluginCommand::Watch) => match &backend {
+                    Backend::Local(kernel) => watch_forever(kernel.clone(), cli.json),
+                    Backend::Remote(_) => Err(batos_kernel::bad_input(
+                        "a kernel serves this image and already keeps its drop-in folder in sync",
+                    )),
+                },
+                Command::Session => {
+                    session::run(&mut backend, &dir)?;
+                    Ok(Output { text: String::new(), json: json!(null) })
+                }
+                command => dispatch(command, &mut backend, cli.json),
+            }
+        }
     }
-    let sandbox = Arc::new(Sandbox::new(Limits::default())?);
-    let rt = minds::minds()
-        .attach(Runtime::builder())
-        .image_options(options)
-        .component_runner(sandbox.clone())
-        .open(&dir)?;
-    if matches!(cli.command, Command::Plugin(PluginCommand::Watch)) {
-        return watch_forever(rt, sandbox, cli.json);
-    }
-    let rt = Arc::new(rt);
-    // A cycle a killed process left mid-way is marked FAILED at the next awakening.
-    for id in batos::synthesis::cycle::recover(&rt)? {
-        tracing::warn!("cycle {id} was interrupted by the end of its process; marked FAILED");
-    }
-    if matches!(cli.command, Command::Session) {
-        session::run(rt.clone(), sandbox.clone())?;
-        let _ = sandbox.flush_stats(rt.image());
-        return Ok(Output { text: String::new(), json: json!(null) });
-    }
-    let output = dispatch(cli.command, &rt, &sandbox, cli.json);
-    // Statistics are advisory; a failure to save them must not fail the command.
-    let _ = sandbox.flush_stats(rt.image());
-    output
 }

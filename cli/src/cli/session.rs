@@ -6,15 +6,14 @@
 //! shows it, and runs it when the user agrees.
 
 use std::io::{BufRead, Write};
-use std::sync::Arc;
 
-use batos::sandbox::Sandbox;
-use batos::synthesis::translate;
-use batos::Runtime;
+use batos_kernel::Failure;
+use batos_protocol::Request;
 use clap::error::ErrorKind;
 use clap::Parser;
 
 use crate::args::{Command, SessionLine};
+use crate::backend::Backend;
 use crate::commands;
 
 const HELP: &str = "Send a message:   OBJECT SELECTOR [ARGS…] [--brief \"what it should do\"] [--example \"ARGS => RESULT\"]… [--stateful] [--wat]
@@ -64,14 +63,13 @@ pub fn words(line: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Runs the session on stdin/stdout until `quit` or end of input.
-pub fn run(rt: Arc<Runtime>, sandbox: Arc<Sandbox>) -> Result<(), batos::Error> {
+/// Runs the session on stdin/stdout until `quit` or end of input, through `backend`
+/// (the kernel serving the image at `dir`, or this process's own).
+pub fn run(backend: &mut Backend, dir: &std::path::Path) -> Result<(), Failure> {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
-    println!(
-        "batos — the image at {}. Type `help` for what you can say.",
-        rt.image().path().display()
-    );
+    let how = if backend.remote() { " (through its kernel)" } else { "" };
+    println!("batos — the image at {}{how}. Type `help` for what you can say.", dir.display());
     loop {
         print!("Architect > ");
         let _ = std::io::stdout().flush();
@@ -80,7 +78,7 @@ pub fn run(rt: Arc<Runtime>, sandbox: Arc<Sandbox>) -> Result<(), batos::Error> 
         if line.is_empty() {
             continue;
         }
-        match handle(&rt, &sandbox, line, &mut |question| {
+        match handle(backend, line, &mut |question| {
             print!("{question}");
             let _ = std::io::stdout().flush();
             match lines.next() {
@@ -100,12 +98,7 @@ pub fn run(rt: Arc<Runtime>, sandbox: Arc<Sandbox>) -> Result<(), batos::Error> 
 type Ask<'a> = dyn FnMut(&str) -> Option<String> + 'a;
 
 /// One line; `Ok(None)` ends the session.
-fn handle(
-    rt: &Arc<Runtime>,
-    sandbox: &Arc<Sandbox>,
-    line: &str,
-    ask: &mut Ask<'_>,
-) -> Result<Option<String>, String> {
+fn handle(backend: &mut Backend, line: &str, ask: &mut Ask<'_>) -> Result<Option<String>, String> {
     let words = words(line)?;
     let first = words.first().map(String::as_str).unwrap_or_default();
     match (first, words.len()) {
@@ -115,82 +108,71 @@ fn handle(
     }
     // A command of the command line, by the command line's own definitions.
     match SessionLine::try_parse_from(&words) {
-        Ok(parsed) => return run_command(rt, sandbox, parsed.command, None, ask).map(Some),
+        Ok(parsed) => return run_command(backend, parsed.command, None, ask).map(Some),
         Err(e) if e.kind() != ErrorKind::InvalidSubcommand => return Err(e.to_string()),
         Err(_) => {}
     }
     // A message: `OBJECT SELECTOR …` is `send OBJECT SELECTOR …`.
-    if rt.resolve(first).is_ok() && words.len() >= 2 {
-        return message(rt, sandbox, &words, None, ask).map(Some);
+    let known =
+        backend.execute(Request::Inspect { object: first.to_owned(), at: None }, false).is_ok();
+    if known && words.len() >= 2 {
+        return message(backend, &words, None, ask).map(Some);
     }
     // Words, not a message: the mind proposes one, the user decides.
-    let mind = crate::minds::minds().mind_of(rt).map_err(|e| e.to_string())?;
-    let objects: Vec<String> =
-        rt.view(|cx| cx.tx().roots()).map_err(|e| e.to_string())?.into_keys().collect();
-    let sampling = batos::mind::Sampling {
-        max_tokens: 96,
-        constraint: Some(translate::constraint(&objects)),
-        ..Default::default()
-    };
-    let answer = mind
-        .complete(&translate::messages(line, &objects), &sampling, &mut |_| {})
-        .map_err(|e| e.to_string())?
-        .text;
-    let words = translate::parse(&answer)
-        .map_err(|why| {
-            format!(
-                "the mind did not turn that into a message ({why}; it said: {}); write it as OBJECT SELECTOR ARGS",
-                answer.trim()
-            )
-        })?
-        .words();
+    let translated = backend
+        .execute(Request::Translate { words: line.to_owned() }, false)
+        .map_err(|Failure(f)| f.message)?;
+    let words: Vec<String> = serde_json::from_value(translated.json["words"].clone())
+        .map_err(|e| format!("the kernel's translation is not a list of words: {e}"))?;
     println!("→ {}", words.join(" "));
     let run = ask("run it? [Y/n] ").is_some_and(|a| !a.to_lowercase().starts_with('n'));
     if !run {
         return Ok(Some("not run".into()));
     }
-    message(rt, sandbox, &words, Some(line.to_owned()), ask).map(Some)
+    message(backend, &words, Some(line.to_owned()), ask).map(Some)
 }
 
 /// `OBJECT SELECTOR ARGS… [--brief T] [--example E]… [--stateful] [--wat]`, parsed as
 /// `send` parses it and sent; `brief_from_words` is the brief when the line gives none.
 fn message(
-    rt: &Arc<Runtime>,
-    sandbox: &Arc<Sandbox>,
+    backend: &mut Backend,
     words: &[String],
     brief_from_words: Option<String>,
     ask: &mut Ask<'_>,
 ) -> Result<String, String> {
     let line = std::iter::once("send".to_owned()).chain(words.iter().cloned());
     let parsed = SessionLine::try_parse_from(line).map_err(|e| e.to_string())?;
-    run_command(rt, sandbox, parsed.command, brief_from_words, ask)
+    run_command(backend, parsed.command, brief_from_words, ask)
 }
 
 /// Runs a parsed command as the command line would, answering its text. A send whose
 /// cycle could not decide without an example asks the person for one and tries again.
 fn run_command(
-    rt: &Arc<Runtime>,
-    sandbox: &Arc<Sandbox>,
+    backend: &mut Backend,
     command: Command,
     brief_from_words: Option<String>,
     ask: &mut Ask<'_>,
 ) -> Result<String, String> {
     let mut message = match command {
         Command::Session => return Err("this is the session already".into()),
+        Command::Serve { .. } => return Err("serve the image from a shell: `batos serve`".into()),
+        Command::Model(command) => {
+            return commands::model_command(command).map(|o| o.text).map_err(|Failure(f)| f.message)
+        }
         Command::Send(message) => message,
         other => {
-            return commands::dispatch(other, rt, sandbox, false)
+            return commands::dispatch(other, backend, false)
                 .map(|o| o.text)
-                .map_err(|f| f.message)
+                .map_err(|Failure(f)| f.message)
         }
     };
     if message.brief.is_none() {
         message.brief = brief_from_words;
     }
     loop {
-        match commands::dispatch(Command::Send(message.clone()), rt, sandbox, false) {
+        match commands::dispatch(Command::Send(message.clone()), backend, false) {
             Ok(output) => return Ok(output.text),
-            Err(f) if f.kind == "needs_grant" => {
+            Err(Failure(f)) if f.kind == "needs_grant" => {
                 let grants = f.grants.clone();
                 let question = format!(
                     "The method needs the grant(s) {}. Allow it? [y/N] ",
@@ -203,7 +185,7 @@ fn run_command(
                     _ => return Err(f.message),
                 }
             }
-            Err(f) if f.kind == "needs_example" => {
+            Err(Failure(f)) if f.kind == "needs_example" => {
                 let question = format!(
                     "{}\nWhat should it answer? Give an example as ARGS => RESULT (empty to give up): ",
                     f.message.split(": send it again").next().unwrap_or(&f.message)
@@ -213,7 +195,7 @@ fn run_command(
                     _ => return Err(f.message),
                 }
             }
-            Err(f) => return Err(f.message),
+            Err(Failure(f)) => return Err(f.message),
         }
     }
 }

@@ -1,60 +1,45 @@
-//! What commands answer: text for people, JSON for scripts, and errors with their
-//! stable kind.
+//! What requests answer, in both representations: text for people (exactly what the
+//! command line prints) and JSON for programs (what `--json` prints).
 
 use batos::image::json;
-use batos::model::import;
+use batos::model::{import, pull};
 use batos::sandbox::plugin;
+use batos::synthesis::{cycle, Event};
 use batos::{Oid, Runtime, TxId, Value};
+use batos_protocol::Output;
 use serde_json::json;
 
-/// An error with the kind that `--json` reports.
-pub struct Failure {
-    pub kind: &'static str,
-    /// For `not_found`: what was not found (`object`, `plugin`, `cycle`, `model`, …).
-    pub what: Option<&'static str>,
-    pub message: String,
-    /// For `needs_grant`: the grants the method needs, for the session to ask about.
-    pub grants: Vec<String>,
-}
+use crate::Failure;
 
-impl From<batos::Error> for Failure {
-    fn from(e: batos::Error) -> Self {
-        let mut message = e.to_string();
-        match &e {
-            batos::Error::NeedsExample { .. } => message.push_str(
-                ": send it again with --example 'ARGS => RESULT' (e.g. --example '10 => 55')",
-            ),
-            batos::Error::NeedsGrant { grants, .. } => message.push_str(&format!(
-                ": send it again with {}",
-                grants.iter().map(|g| format!("--grant {g}")).collect::<Vec<_>>().join(" ")
-            )),
-            _ => {}
+/// One line for a cycle event.
+pub fn describe(event: &Event) -> String {
+    match event {
+        Event::Started { cycle, selector } => {
+            format!("cycle {cycle}: nothing understands `{selector}`; synthesising it")
         }
-        let grants = match &e {
-            batos::Error::NeedsGrant { grants, .. } => grants.clone(),
-            _ => Vec::new(),
-        };
-        Failure { kind: e.kind(), what: e.subject(), message, grants }
+        Event::Joined { cycle } => {
+            format!("cycle {cycle} is already synthesising this; waiting for it")
+        }
+        Event::State { cycle, state, detail } => {
+            format!("cycle {cycle}: {} {detail}", state.as_str())
+        }
+        Event::Attempt { cycle, round, candidate, outcome, detail } => {
+            let first = detail.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            format!(
+                "cycle {cycle}: round {round} candidate {candidate} {outcome}{}",
+                if first.is_empty() { String::new() } else { format!(" — {first}") }
+            )
+        }
     }
 }
 
-pub fn bad_input(message: String) -> Failure {
-    Failure { kind: "bad_input", what: None, message, grants: vec![] }
-}
-
-/// A command's answer: text for people, JSON for `--json`.
-pub struct Output {
-    /// For people.
-    pub text: String,
-    /// For scripts.
-    pub json: serde_json::Value,
-}
-
+/// A value answered by a send or a set, with the transaction that committed it.
 pub fn value_output(value: &Value, tx: Option<TxId>) -> Output {
     let j = json::to_json(value);
     Output { text: j.to_string(), json: json!({ "result": j, "tx": tx.map(|t| t.0) }) }
 }
 
+/// A model pulled or imported.
 pub fn imported_output(model: &import::Imported) -> Output {
     Output {
         text: format!(
@@ -67,6 +52,7 @@ pub fn imported_output(model: &import::Imported) -> Output {
     }
 }
 
+/// An installed plugin as JSON.
 pub fn installed_json(p: &plugin::Installed) -> serde_json::Value {
     json!({
         "name": p.name, "selector": p.selector, "target": p.target, "description": p.description,
@@ -74,6 +60,7 @@ pub fn installed_json(p: &plugin::Installed) -> serde_json::Value {
     })
 }
 
+/// What a sync of the drop-in folder did.
 pub fn sync_output(report: &batos::sandbox::watch::SyncReport) -> Output {
     let mut text = String::new();
     for name in &report.installed {
@@ -99,6 +86,7 @@ pub fn sync_output(report: &batos::sandbox::watch::SyncReport) -> Output {
     }
 }
 
+/// The image, its last transaction and its roots.
 pub fn awaken(rt: &Runtime) -> Result<Output, Failure> {
     let roots = rt.view(|cx| cx.tx().roots())?;
     let path = rt.image().path().display().to_string();
@@ -122,6 +110,7 @@ pub fn awaken(rt: &Runtime) -> Result<Output, Failure> {
     })
 }
 
+/// An object's parents and slots, now or as of a transaction.
 pub fn inspect(rt: &Runtime, obj: &str, at: Option<TxId>) -> Result<Output, Failure> {
     let oid = rt.resolve(obj).or_else(|e| match (at, obj.parse::<Oid>()) {
         // An object that no longer exists can still be seen as of the past.
@@ -173,6 +162,7 @@ pub fn inspect(rt: &Runtime, obj: &str, at: Option<TxId>) -> Result<Output, Fail
     })
 }
 
+/// The newest `limit` transactions.
 pub fn history(rt: &Runtime, limit: usize) -> Result<Output, Failure> {
     let entries = rt.image().history(limit)?;
     let mut text = String::new();
@@ -195,4 +185,111 @@ pub fn history(rt: &Runtime, limit: usize) -> Result<Output, Failure> {
         text.push_str("no transactions yet");
     }
     Ok(Output { text, json: json!(out) })
+}
+
+/// `batos cycles`: one line per cycle.
+pub fn cycles(rt: &Runtime) -> Result<Output, Failure> {
+    let mut text = String::new();
+    let mut out = Vec::new();
+    for (id, oid) in cycle::list(rt)? {
+        let slots = rt.object(oid)?.slots;
+        let get = |k: &str| slots.get(k).map(json::to_json).unwrap_or(serde_json::Value::Null);
+        let rounds = match slots.get("attempts") {
+            Some(Value::List(a)) => a.len(),
+            _ => 0,
+        };
+        let shown = |k: &str| match slots.get(k) {
+            Some(Value::Text(t)) => t.clone(),
+            Some(Value::Object(o)) => o.to_string(),
+            _ => String::new(),
+        };
+        text.push_str(&format!(
+            "{id:<5} {:<12} {:<24} on {:<5} {rounds} round(s)\n",
+            shown("state"),
+            shown("selector"),
+            shown("receiver")
+        ));
+        out.push(json!({ "id": id, "state": get("state"), "selector": get("selector"), "receiver": get("receiver"), "rounds": rounds }));
+    }
+    if text.is_empty() {
+        text = "no cycles yet: send a message nothing understands".into();
+    }
+    Ok(Output { text: text.trim_end().to_owned(), json: json!(out) })
+}
+
+/// `batos cycle ID`: everything the cycle recorded.
+pub fn cycle(rt: &Runtime, id: &str) -> Result<Output, Failure> {
+    let oid = cycle::find(rt, id)?;
+    let slots = rt.object(oid)?.slots;
+    let mut text = String::new();
+    for key in [
+        "id",
+        "state",
+        "selector",
+        "receiver",
+        "args",
+        "brief",
+        "purpose",
+        "signature",
+        "examples",
+        "proposedCases",
+        "context",
+        "model",
+        "method",
+        "reason",
+        "unconfirmed",
+    ] {
+        if let Some(v) = slots.get(key) {
+            if *v != Value::Nil {
+                text.push_str(&format!("{key:<11} {}\n", json::to_json(v)));
+            }
+        }
+    }
+    if let Some(Value::List(attempts)) = slots.get("attempts") {
+        for a in attempts {
+            if let Value::Map(m) = a {
+                let field = |k: &str| match m.get(k) {
+                    Some(Value::Text(t)) => t.clone(),
+                    Some(other) => json::to_json(other).to_string(),
+                    None => String::new(),
+                };
+                text.push_str(&format!(
+                    "\nround {}: {}\n{}\n",
+                    field("round"),
+                    field("outcome"),
+                    field("code")
+                ));
+                if !field("detail").is_empty() {
+                    text.push_str(&format!("-- {}\n", field("detail")));
+                }
+            }
+        }
+    }
+    let map: serde_json::Map<String, serde_json::Value> =
+        slots.iter().map(|(k, v)| (k.clone(), json::to_json(v))).collect();
+    Ok(Output { text: text.trim_end().to_owned(), json: serde_json::Value::Object(map) })
+}
+
+/// The model catalogue and the imported models.
+pub fn model_list() -> Output {
+    let dir = pull::models_dir();
+    let mut text = String::new();
+    let mut out = Vec::new();
+    let installed = import::installed(&dir);
+    for e in pull::CATALOGUE {
+        let present = installed.iter().any(|(n, _)| n == e.name);
+        text.push_str(&format!(
+            "{:<40} {:>5} MB  {:<10}  {}\n",
+            e.name,
+            e.size >> 20,
+            if present { "pulled" } else { "not pulled" },
+            e.description
+        ));
+        out.push(json!({ "name": e.name, "size": e.size, "sha256": e.sha256, "present": present, "catalogue": true, "description": e.description }));
+    }
+    for (name, size) in installed.iter().filter(|(n, _)| pull::entry(n).is_err()) {
+        text.push_str(&format!("{name:<40} {:>5} MB  imported\n", size >> 20));
+        out.push(json!({ "name": name, "size": size, "present": true, "catalogue": false }));
+    }
+    Output { text: text.trim_end().to_owned(), json: json!(out) }
 }

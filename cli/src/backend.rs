@@ -1,0 +1,101 @@
+//! Where the command line's requests go: to the kernel serving the image (found
+//! through `<image>/kernel.json`), or to a kernel of this process that opens the image
+//! itself. Both execute the same `batos_protocol::Request` and answer the same output,
+//! so a command prints the same either way.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use batos::ImageOptions;
+use batos_client::{Client, ClientError, ConnectOptions};
+use batos_kernel::{Failure, Kernel};
+use batos_protocol::{ErrorBody, Event, Format, Output, Request, ServerMessage};
+
+/// The kernel the command line talks to.
+pub enum Backend {
+    /// This process holds the image.
+    Local(Arc<Kernel>),
+    /// A kernel serves the image; this process is its client.
+    Remote(Box<Client>),
+}
+
+fn client_failure(e: ClientError) -> Failure {
+    Failure(ErrorBody::new("kernel", e.to_string()))
+}
+
+impl Backend {
+    /// Connects to the kernel serving `dir`, or opens the image when none does.
+    pub fn open(dir: &Path, options: ImageOptions) -> Result<Backend, Failure> {
+        if let Some(info) = batos_protocol::read_kernel_info(dir) {
+            let connect = ConnectOptions {
+                format: Format::Msgpack,
+                client: format!("batos-cli {}", env!("CARGO_PKG_VERSION")),
+                resume_from: None,
+            };
+            return match Client::connect(&info, connect) {
+                Ok(client) => Ok(Backend::Remote(Box::new(client))),
+                Err(e) => Err(Failure(ErrorBody::new(
+                    "kernel",
+                    format!(
+                        "a kernel (pid {}) serves {} at {}, but {e}; stop it, or remove {} if it is gone",
+                        info.pid,
+                        dir.display(),
+                        info.address,
+                        dir.join(batos_protocol::KERNEL_FILE).display()
+                    ),
+                ))),
+            };
+        }
+        Ok(Backend::Local(Arc::new(Kernel::open(dir, options)?)))
+    }
+
+    /// Whether a kernel serves the image.
+    pub fn remote(&self) -> bool {
+        matches!(self, Backend::Remote(_))
+    }
+
+    /// Executes `request`; with `live`, the cycle lines it causes go to stderr as
+    /// they happen.
+    pub fn execute(&mut self, request: Request, live: bool) -> Result<Output, Failure> {
+        match self {
+            Backend::Local(kernel) => {
+                if !live {
+                    return kernel.execute(request, None);
+                }
+                // Our own subscription, read by a printer thread while the request runs.
+                // The queue ends once the log lets go of it and its own sender is dropped.
+                let batos_kernel::events::Subscription { id, mut queue, sender, .. } =
+                    kernel.events().subscribe(None);
+                drop(sender);
+                let printer = std::thread::spawn(move || {
+                    while let Some(out) = queue.blocking_recv() {
+                        if let batos_kernel::events::Outgoing::Event(stored) = out {
+                            show(&stored.event);
+                        }
+                    }
+                });
+                let result = kernel.execute(request, None);
+                kernel.events().unsubscribe(id);
+                let _ = printer.join();
+                result
+            }
+            Backend::Remote(client) => {
+                let answer = client
+                    .request(request, &mut |m| {
+                        if let (true, ServerMessage::Event { event, .. }) = (live, m) {
+                            show(event);
+                        }
+                    })
+                    .map_err(client_failure)?;
+                answer.map_err(Failure)
+            }
+        }
+    }
+}
+
+/// Prints a cycle event's line on stderr.
+fn show(event: &Event) {
+    if let Event::Cycle { line, .. } = event {
+        eprintln!("{line}");
+    }
+}

@@ -1,0 +1,489 @@
+//! The Synaptic Bridge: a kernel served over WebSocket at `/ws` (axum on tokio),
+//! speaking `batos.v1` (`docs/protocol.md`).
+//!
+//! Each connection has one task that reads the client's frames and writes the
+//! connection's queue (its replies and statuses, and the events it subscribed to) to
+//! the socket. Requests run on tokio's blocking pool, since a send holds a
+//! transaction and a cycle waits on a mind and a compiler.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State as AxumState;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use batos_protocol::limits::{HELLO_TIMEOUT_MS, MAX_FRAME_BYTES, STOP_DEADLINE_MS};
+use batos_protocol::{
+    close, Cause, ClientMessage, ErrorBody, Format, Frame, KernelInfo, Output, ServerMessage,
+    State, PROTOCOL, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK,
+};
+use tokio::sync::watch;
+
+use crate::events::{Filter, Outgoing};
+use crate::{Failure, Kernel};
+
+/// Requests one connection may have running at once: enough for a client that sends
+/// many small requests without waiting, few enough that one client cannot occupy the
+/// blocking pool.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// How `batos serve` listens and stops.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Where to listen (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// How long a stopping kernel lets requests in flight finish.
+    pub stop_deadline: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            stop_deadline: Duration::from_millis(STOP_DEADLINE_MS),
+        }
+    }
+}
+
+/// How a served kernel ended.
+#[derive(Debug)]
+pub struct Served {
+    /// Requests that were still running at the deadline (their cycles were cancelled).
+    pub abandoned: usize,
+}
+
+struct Shared {
+    kernel: Arc<Kernel>,
+    token: String,
+    /// The origin a browser page served by this kernel has.
+    origin: String,
+    /// New requests are refused.
+    stopping: watch::Receiver<bool>,
+    /// Connections close with `restarting`.
+    closing: watch::Receiver<bool>,
+    connections: AtomicUsize,
+    sessions: AtomicU64,
+}
+
+/// Serves `kernel` until SIGTERM or SIGINT: writes `<image>/kernel.json` once listening
+/// (calling `ready` with it), and on a signal stops accepting, refuses new requests,
+/// cancels running cycles, lets other requests in flight finish within the deadline,
+/// closes every connection with [`close::RESTARTING`], removes `kernel.json`, flushes
+/// and closes the image.
+pub fn serve(
+    kernel: Kernel,
+    options: ServeOptions,
+    ready: impl FnOnce(&KernelInfo),
+) -> Result<Served, Failure> {
+    serve_until(Arc::new(kernel), options, ready, signal())
+}
+
+/// [`serve`], stopping when `stop` completes instead of on a signal (for embedders
+/// that run a kernel among other work, and for tests).
+pub fn serve_until(
+    kernel: Arc<Kernel>,
+    options: ServeOptions,
+    ready: impl FnOnce(&KernelInfo),
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Served, Failure> {
+    let io = |what: &str, e: std::io::Error| Failure(ErrorBody::new("io", format!("{what}: {e}")));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("batos-kernel")
+        .build()
+        .map_err(|e| io("cannot start the kernel's runtime", e))?;
+    let image: PathBuf = kernel.runtime().image().path().to_path_buf();
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| io(&format!("cannot listen on {}", options.listen), e))?;
+        let address = listener.local_addr().map_err(|e| io("no local address", e))?;
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        let info = KernelInfo {
+            address: address.to_string(),
+            pid: std::process::id(),
+            protocol: PROTOCOL.to_owned(),
+            token: token.clone(),
+        };
+        info.write(&image).map_err(|e| io("cannot write kernel.json", e))?;
+        let (stop_tx, stopping) = watch::channel(false);
+        let (close_tx, closing) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            kernel: kernel.clone(),
+            token,
+            origin: format!("http://{address}"),
+            stopping,
+            closing,
+            connections: AtomicUsize::new(0),
+            sessions: AtomicU64::new(0),
+        });
+        let app = axum::Router::new().route("/ws", get(upgrade)).with_state(shared.clone());
+        // The drop-in folder is the kernel's to watch while it holds the image.
+        let watched = kernel.clone();
+        let _folder = batos::sandbox::watch::DropFolder::watch(
+            kernel.runtime().clone(),
+            kernel.sandbox().clone(),
+            &image.join("plugins"),
+            move |report| match report {
+                Ok(report) => watched.publish_sync(&report),
+                Err(e) => tracing::warn!("the drop-in folder: {e}"),
+            },
+        )?;
+        tracing::info!(%address, "the kernel is serving");
+        ready(&info);
+        let mut stop_rx = stop_tx.subscribe();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        stop.await;
+        tracing::info!("stopping: no new connections or requests");
+        let _ = stop_tx.send(true);
+        kernel.cancel_all();
+        let deadline = tokio::time::Instant::now() + options.stop_deadline;
+        while kernel.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let abandoned = kernel.in_flight();
+        let _ = close_tx.send(true);
+        // Connections drain their queues (the last replies) and close.
+        let until = tokio::time::Instant::now() + Duration::from_secs(2);
+        while shared.connections.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        let _ = std::fs::remove_file(image.join(batos_protocol::KERNEL_FILE));
+        Ok::<_, Failure>(Served { abandoned })
+    })?;
+    // Requests past the deadline are left to end with the process; the image needs no
+    // goodbye (every acknowledged commit is already in the OS, `--durable` on disk).
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    kernel.flush();
+    Ok(served)
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        // No signal handling: serve until killed.
+        _ => std::future::pending::<()>().await,
+    }
+}
+
+async fn upgrade(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // Browsers always send Origin; a page from anywhere but the kernel itself must not
+    // drive the image with the person's authority (the token is the other half).
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        if origin.as_bytes() != shared.origin.as_bytes() {
+            return (
+                StatusCode::FORBIDDEN,
+                format!("connections from another origin are refused; open {}", shared.origin),
+            )
+                .into_response();
+        }
+    }
+    let ws = ws
+        .protocols([SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON])
+        .max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_FRAME_BYTES);
+    let format = match ws.selected_protocol() {
+        Some(p) if p.as_bytes() == SUBPROTOCOL_MSGPACK.as_bytes() => Format::Msgpack,
+        _ => Format::Json,
+    };
+    ws.on_upgrade(move |socket| connection(shared, socket, format))
+}
+
+fn to_message(message: &ServerMessage, format: Format) -> Message {
+    match batos_protocol::encode(message, format) {
+        Frame::Text(t) => Message::Text(t.into()),
+        Frame::Binary(b) => Message::Binary(b.into()),
+    }
+}
+
+async fn say(socket: &mut WebSocket, format: Format, message: &ServerMessage) -> bool {
+    socket.send(to_message(message, format)).await.is_ok()
+}
+
+async fn close_with(socket: &mut WebSocket, code: u16, reason: &str) {
+    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+}
+
+fn error(re: Option<String>, kind: &str, message: impl Into<String>) -> ServerMessage {
+    ServerMessage::Error { re, error: ErrorBody::new(kind, message) }
+}
+
+/// Counts a connection while it lives.
+struct Counted(Arc<Shared>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn connection(shared: Arc<Shared>, mut socket: WebSocket, format: Format) {
+    shared.connections.fetch_add(1, Ordering::SeqCst);
+    let _counted = Counted(shared.clone());
+    let hello = tokio::time::timeout(Duration::from_millis(HELLO_TIMEOUT_MS), socket.recv()).await;
+    let frame = match hello {
+        Err(_) => {
+            let _ =
+                say(&mut socket, format, &error(None, "hello_timeout", "no hello in time")).await;
+            return close_with(&mut socket, close::HELLO_TIMEOUT, "no hello").await;
+        }
+        Ok(Some(Ok(m))) => match frame_of(m) {
+            Some(f) => f,
+            None => return,
+        },
+        Ok(_) => return,
+    };
+    let resume_from = match batos_protocol::decode::<ClientMessage>(&frame, format) {
+        Ok(ClientMessage::Hello { protocol, client, token, resume_from }) => {
+            if protocol != PROTOCOL {
+                let text = format!("this kernel speaks {PROTOCOL}, not `{protocol}`");
+                let _ = say(&mut socket, format, &error(None, "bad_version", &text)).await;
+                return close_with(&mut socket, close::BAD_VERSION, "bad version").await;
+            }
+            if !same(token.as_bytes(), shared.token.as_bytes()) {
+                let text = "wrong token: use the one in the image's kernel.json";
+                let _ = say(&mut socket, format, &error(None, "bad_token", text)).await;
+                return close_with(&mut socket, close::BAD_TOKEN, "bad token").await;
+            }
+            tracing::debug!(%client, "a client said hello");
+            resume_from
+        }
+        Ok(_) => {
+            let text = "the first message must be `hello`";
+            let _ = say(&mut socket, format, &error(None, "hello_first", text)).await;
+            return close_with(&mut socket, close::PROTOCOL_ERROR, "hello first").await;
+        }
+        Err(e) => {
+            let _ = say(&mut socket, format, &error(None, e.kind, e.message)).await;
+            return close_with(&mut socket, close::PROTOCOL_ERROR, "not batos.v1").await;
+        }
+    };
+    let n = shared.sessions.fetch_add(1, Ordering::SeqCst);
+    let session = format!("{}-{n}", hex::encode(rand::random::<[u8; 4]>()));
+    let events = shared.kernel.events().clone();
+    let mut sub = events.subscribe(resume_from);
+    let welcome = ServerMessage::Welcome {
+        protocol: PROTOCOL.into(),
+        server: format!("batos-kernel {}", env!("CARGO_PKG_VERSION")),
+        session: session.clone(),
+        capabilities: vec!["msgpack".into(), "cancel".into(), "subscribe".into(), "resume".into()],
+        head_seq: sub.head,
+    };
+    let mut open = say(&mut socket, format, &welcome).await;
+    if open && sub.expired {
+        let text = "some events you missed are no longer retained; the oldest retained follow";
+        open = say(&mut socket, format, &error(None, "resume_expired", text)).await;
+    }
+    for stored in std::mem::take(&mut sub.replay) {
+        if !open {
+            break;
+        }
+        open = say(&mut socket, format, &stored.message()).await;
+    }
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut closing = shared.closing.clone();
+    while open {
+        tokio::select! {
+            biased;
+            _ = async { let _ = closing.wait_for(|c| *c).await; } => {
+                // The last replies first.
+                while let Ok(out) = sub.queue.try_recv() {
+                    if !say(&mut socket, format, &outgoing(out)).await { break; }
+                }
+                close_with(&mut socket, close::RESTARTING, "the kernel is stopping").await;
+                break;
+            }
+            _ = sub.lag.wait() => {
+                while let Ok(out) = sub.queue.try_recv() {
+                    if !say(&mut socket, format, &outgoing(out)).await { break; }
+                }
+                let seq = sub.lag.lagged().unwrap_or(0);
+                let _ = say(&mut socket, format, &ServerMessage::Lagged { seq }).await;
+                close_with(&mut socket, close::LAGGED, "lagged").await;
+                break;
+            }
+            out = sub.queue.recv() => match out {
+                Some(out) => open = say(&mut socket, format, &outgoing(out)).await,
+                None => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(m)) => {
+                    // Control frames are the library's (it answers pings).
+                    if let Some(frame) = frame_of(m) {
+                        let ctx = Ctx { shared: &shared, session: &session, sub_id: sub.id, in_flight: &in_flight };
+                        if let Some(reply) = handle(&ctx, &frame, format, &sub.sender, &sub.filter) {
+                            open = say(&mut socket, format, &reply).await;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    // The one read error a client causes on purpose: a frame too big.
+                    let text = e.to_string();
+                    if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
+                        let _ = say(&mut socket, format, &error(None, "too_big", format!("a frame over {MAX_FRAME_BYTES} bytes"))).await;
+                        close_with(&mut socket, close::TOO_BIG, "frame too big").await;
+                    }
+                    break;
+                }
+                None => break,
+            },
+        }
+    }
+    events.unsubscribe(sub.id);
+}
+
+/// Constant-time comparison, so the token cannot be found a byte at a time.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn outgoing(out: Outgoing) -> ServerMessage {
+    match out {
+        Outgoing::Direct(m) => m,
+        Outgoing::Event(stored) => stored.message(),
+    }
+}
+
+/// A data frame, or `None` for control frames (pings are answered by the library).
+fn frame_of(message: Message) -> Option<Frame> {
+    match message {
+        Message::Text(t) => Some(Frame::Text(t.as_str().to_owned())),
+        Message::Binary(b) => Some(Frame::Binary(b.to_vec())),
+        _ => None,
+    }
+}
+
+struct Ctx<'a> {
+    shared: &'a Arc<Shared>,
+    session: &'a str,
+    sub_id: u64,
+    in_flight: &'a Arc<AtomicUsize>,
+}
+
+/// One frame after `hello`; answers what to send back at once, if anything.
+fn handle(
+    ctx: &Ctx<'_>,
+    frame: &Frame,
+    format: Format,
+    sender: &tokio::sync::mpsc::Sender<Outgoing>,
+    filter: &Arc<std::sync::Mutex<Filter>>,
+) -> Option<ServerMessage> {
+    let message: ClientMessage = match batos_protocol::decode(frame, format) {
+        Ok(m) => m,
+        Err(e) => {
+            // Not a message this kernel knows: say whether it is not even JSON/msgpack,
+            // and name its id when it has one, so the client can match the error.
+            if let Err(e) = batos_protocol::decode::<serde::de::IgnoredAny>(frame, format) {
+                return Some(error(None, e.kind, e.message));
+            }
+            let id = batos_protocol::decode::<Envelope>(frame, format).ok().and_then(|e| e.id);
+            let text = e.message.replace("not a batos.v1 message", "not a batos.v1 client message");
+            return Some(error(id, "bad_message", text));
+        }
+    };
+    match message {
+        ClientMessage::Hello { .. } => {
+            Some(error(None, "hello_again", "this connection already said hello"))
+        }
+        ClientMessage::Subscribe { id, kinds, objects } => {
+            if let Ok(mut f) = filter.lock() {
+                *f = Filter { kinds, objects };
+            }
+            Some(ServerMessage::Reply {
+                re: id,
+                ok: Some(Output {
+                    text: "subscribed".into(),
+                    json: serde_json::json!({"subscribed": true}),
+                }),
+                error: None,
+            })
+        }
+        ClientMessage::Cancel { id, target } => {
+            let cause = Cause { session: ctx.session.to_owned(), id: target.clone() };
+            let found = ctx.shared.kernel.cancel(&cause);
+            let text = if found {
+                format!("asked request {target} to stop")
+            } else {
+                format!("request {target} is not running")
+            };
+            Some(ServerMessage::Reply {
+                re: id,
+                ok: Some(Output { text, json: serde_json::json!({ "cancelled": found }) }),
+                error: None,
+            })
+        }
+        ClientMessage::Request { id, request } => {
+            if *ctx.shared.stopping.borrow() {
+                return Some(reply_error(
+                    id,
+                    ErrorBody::new(
+                        "stopping",
+                        "the kernel is stopping: send it again to the next one",
+                    ),
+                ));
+            }
+            if ctx.in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT {
+                return Some(reply_error(id, ErrorBody::new("limit", format!("this connection already has {MAX_IN_FLIGHT} requests running; wait for their replies"))));
+            }
+            ctx.in_flight.fetch_add(1, Ordering::SeqCst);
+            let kernel = ctx.shared.kernel.clone();
+            let sender = sender.clone();
+            let in_flight = ctx.in_flight.clone();
+            let events = kernel.events().clone();
+            let sub_id = ctx.sub_id;
+            let cause = Cause { session: ctx.session.to_owned(), id: id.clone() };
+            tokio::task::spawn_blocking(move || {
+                let put = |m: ServerMessage| {
+                    if sender.try_send(Outgoing::Direct(m)).is_err() {
+                        events.mark_lagged(sub_id);
+                    }
+                };
+                put(ServerMessage::Status { re: id.clone(), state: State::Busy });
+                let reply = match kernel.execute(request, Some(cause)) {
+                    Ok(output) => {
+                        ServerMessage::Reply { re: id.clone(), ok: Some(output), error: None }
+                    }
+                    Err(Failure(body)) => reply_error(id.clone(), body),
+                };
+                put(reply);
+                put(ServerMessage::Status { re: id, state: State::Idle });
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+            });
+            None
+        }
+    }
+}
+
+/// Just the `id` of a message this kernel could not read (other fields ignored, so
+/// reading it works on any map, whatever its values are).
+#[derive(serde::Deserialize)]
+struct Envelope {
+    id: Option<String>,
+}
+
+fn reply_error(re: String, body: ErrorBody) -> ServerMessage {
+    ServerMessage::Reply { re, ok: None, error: Some(body) }
+}
