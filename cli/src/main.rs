@@ -1,5 +1,6 @@
 //! `batos`: the command-line face of the living image.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,11 +39,16 @@ fn main() -> ExitCode {
     let json_mode = cli.json;
     match run(cli) {
         Ok(output) => {
-            if json_mode {
-                println!("{}", output.json);
+            // A reader that went away (`batos serve | head -1`) is no failure of the
+            // command: its work is done.
+            let mut stdout = std::io::stdout();
+            let _ = if json_mode {
+                writeln!(stdout, "{}", output.json)
             } else if !output.text.is_empty() {
-                println!("{}", output.text);
-            }
+                writeln!(stdout, "{}", output.text)
+            } else {
+                Ok(())
+            };
             ExitCode::SUCCESS
         }
         Err(Failure(f)) => {
@@ -81,15 +87,15 @@ fn run(cli: Cli) -> Result<Output, Failure> {
             let serve = batos_kernel::ServeOptions { listen, ..Default::default() };
             let json_mode = cli.json;
             let served = batos_kernel::serve(kernel, serve, |info| {
-                // The one line a script or a person waits for.
-                if json_mode {
-                    println!(
-                        "{}",
-                        json!({ "listening": info.address, "pid": info.pid, "url": info.url() })
-                    );
+                // The one line a script or a person waits for (one that stopped
+                // reading does not stop the kernel).
+                let line = if json_mode {
+                    json!({ "listening": info.address, "pid": info.pid, "url": info.url() })
+                        .to_string()
                 } else {
-                    println!("batos kernel serving {} at {}", dir.display(), info.url());
-                }
+                    format!("batos kernel serving {} at {}", dir.display(), info.url())
+                };
+                let _ = writeln!(std::io::stdout(), "{line}");
             })?;
             Ok(Output {
                 text: format!(

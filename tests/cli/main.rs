@@ -1,4 +1,5 @@
 //! The command line's integration tests, run as a user would run `batos`: the
+//! kernel it becomes a client of (`batos serve`),
 //! commands and their error kinds, plugins, synthesis against a stand-in chat server,
 //! the kill -9 crash harness, model import, and THE REAL EMBEDDED MODEL end to end.
 
@@ -7,6 +8,7 @@ mod chat_stub;
 #[path = "../support/tiny_model.rs"]
 mod tiny_model;
 
+mod bridge;
 mod commands;
 mod crash;
 mod import;

@@ -1,0 +1,202 @@
+//! `batos serve` as a real process: the command line becomes its client, a SIGTERM
+//! under load stops it cleanly (exit 0, `kernel.json` gone, every acknowledged write
+//! kept), and a `kill -9` under load loses no acknowledged write either.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use batos_client::{Client, ConnectOptions};
+use batos_protocol::{Event, Format, KernelInfo, Request, ServerMessage, KERNEL_FILE};
+use serde_json::{json, Value as Json};
+
+fn batos(image: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_batos"))
+        .arg("--json")
+        .arg("--image")
+        .arg(image)
+        .args(args)
+        .env_remove("BATOS_IMAGE")
+        .output()
+        .expect("batos runs")
+}
+
+fn ok_json(image: &Path, args: &[&str]) -> Json {
+    let out = batos(image, args);
+    assert!(
+        out.status.success(),
+        "batos {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+/// A `batos serve` process on a free port, and what its `kernel.json` says.
+struct Kernel {
+    child: Child,
+    info: KernelInfo,
+}
+
+impl Kernel {
+    fn start(image: &Path) -> Kernel {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_batos"))
+            .arg("--json")
+            .arg("--image")
+            .arg(image)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_remove("BATOS_IMAGE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("batos serve starts");
+        // The kernel prints one line once it listens (and kernel.json is written).
+        let stdout = child.stdout.take().expect("piped");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("a line");
+        let said: Json = serde_json::from_str(&line).expect("the listening line is JSON");
+        let info = batos_protocol::read_kernel_info(image).expect("kernel.json names the kernel");
+        assert_eq!(said["listening"], json!(info.address));
+        assert_eq!(said["pid"], json!(child.id()));
+        Kernel { child, info }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(info: &KernelInfo) -> Client {
+    let options = ConnectOptions { format: Format::Msgpack, ..Default::default() };
+    Client::connect(info, options).expect("connects")
+}
+
+#[test]
+fn commands_become_clients_of_the_kernel_serving_the_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image");
+    ok_json(&image, &["awaken"]);
+    let kernel = Kernel::start(&image);
+    let mut watcher = client(&kernel.info);
+
+    // The kernel holds the image's lock, so these can only work through it.
+    ok_json(&image, &["clone", "genesis", "--name", "acct"]);
+    ok_json(&image, &["set", "acct", "balance", "41"]);
+    let sent = ok_json(&image, &["send", "acct", "balance"]);
+    assert_eq!(sent["result"], 41);
+    assert_eq!(ok_json(&image, &["inspect", "acct"])["slots"]["balance"], 41);
+
+    // A watching client saw the command's transactions, each linked to its request.
+    let mut set_by_cli = None;
+    while set_by_cli.is_none() {
+        if let ServerMessage::Event {
+            cause, event: Event::Transaction { description, .. }, ..
+        } = watcher.next_message().expect("events")
+        {
+            if description.starts_with("set ") {
+                set_by_cli = Some(cause);
+            }
+        }
+    }
+    assert!(matches!(set_by_cli, Some(Some(_))), "the set names the request that caused it");
+
+    // A bad request is refused by the kernel with the same error kinds as ever.
+    let out = batos(&image, &["inspect", "nobody"]);
+    assert!(!out.status.success());
+    let error: Json = serde_json::from_slice(&out.stderr).expect("stderr is JSON");
+    assert_eq!(error["error"]["kind"], "not_found");
+}
+
+/// Writers that each set their own slot to 1, 2, 3… until the kernel goes away; each
+/// tells `acked` of every write the kernel acknowledged, and answers its last.
+fn writers(info: &KernelInfo, count: usize, acked: mpsc::Sender<()>) -> Vec<JoinHandle<i64>> {
+    (0..count)
+        .map(|w| {
+            let info = info.clone();
+            let acked = acked.clone();
+            std::thread::spawn(move || {
+                let mut client = client(&info);
+                let mut last = 0;
+                for i in 1.. {
+                    let request = Request::Set {
+                        object: "genesis".into(),
+                        slot: format!("w{w}"),
+                        value: json!(i),
+                    };
+                    match client.request(request, &mut |_| {}) {
+                        Ok(Ok(_)) => {
+                            last = i;
+                            let _ = acked.send(());
+                        }
+                        // Refused (`stopping`) or disconnected: the kernel is going.
+                        Ok(Err(_)) | Err(_) => break,
+                    }
+                }
+                last
+            })
+        })
+        .collect()
+}
+
+/// Starts a kernel, loads it with writers, signals it after 200 acknowledged writes,
+/// and answers each writer's last acknowledged value and how the kernel exited.
+fn load_then_signal(image: &Path, signal: &str) -> (Vec<i64>, std::process::ExitStatus) {
+    let mut kernel = Kernel::start(image);
+    let (acked, acks) = mpsc::channel();
+    let workers = writers(&kernel.info, 4, acked);
+    for _ in 0..200 {
+        acks.recv().expect("writers acknowledged");
+    }
+    kernel.signal(signal);
+    let status = kernel.child.wait().expect("the kernel exits");
+    let last = workers.into_iter().map(|w| w.join().expect("a writer")).collect();
+    (last, status)
+}
+
+fn assert_kept(image: &Path, last: &[i64]) {
+    let slots = ok_json(image, &["inspect", "genesis"])["slots"].clone();
+    for (w, acked) in last.iter().enumerate() {
+        let kept = slots[format!("w{w}")].as_i64().unwrap_or(0);
+        assert!(kept >= *acked, "writer {w}: acknowledged {acked} but the image has {kept}");
+        // At most the one write in flight when the kernel went.
+        assert!(kept <= acked + 1, "writer {w}: {kept} was never sent after {acked}");
+    }
+}
+
+#[test]
+fn sigterm_under_load_exits_zero_and_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image");
+    ok_json(&image, &["awaken"]);
+    let (last, status) = load_then_signal(&image, "-TERM");
+    assert!(status.success(), "a SIGTERM is a clean stop: {status:?}");
+    assert!(!image.join(KERNEL_FILE).exists(), "kernel.json goes with the kernel");
+    assert!(last.iter().sum::<i64>() >= 200);
+    assert_kept(&image, &last);
+}
+
+#[test]
+fn kill_nine_under_load_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image");
+    ok_json(&image, &["awaken"]);
+    let (last, status) = load_then_signal(&image, "-KILL");
+    assert!(!status.success());
+    // The dead kernel's kernel.json is left behind; commands see it is stale.
+    assert!(image.join(KERNEL_FILE).exists());
+    assert_kept(&image, &last);
+    // And a new kernel serves the image again.
+    let _again = Kernel::start(&image);
+}
