@@ -119,6 +119,19 @@ impl Kernel {
                 );
             }
         }));
+        let observer = Arc::downgrade(&events);
+        sandbox.observe_logs(Box::new(move |capability, level, message| {
+            if let Some(events) = observer.upgrade() {
+                events.publish(
+                    cause::current(),
+                    Event::Log {
+                        capability: capability.to_owned(),
+                        level: level.to_owned(),
+                        message: message.to_owned(),
+                    },
+                );
+            }
+        }));
         // A cycle a killed process left mid-way is marked FAILED at the next awakening.
         for id in batos::synthesis::cycle::recover(&runtime)? {
             tracing::warn!("cycle {id} was interrupted by the end of its process; marked FAILED");

@@ -45,6 +45,8 @@ pub(crate) struct CallState {
     /// The message of a panic the guest reported (the SDK's panic hook logs it just
     /// before the module traps), so the trap can say why.
     pub(crate) panic: Option<String>,
+    /// Who else hears the capability's log lines (the kernel's event log).
+    log_observer: std::sync::Arc<std::sync::OnceLock<crate::LogObserver>>,
 }
 
 impl CallState {
@@ -55,9 +57,18 @@ impl CallState {
         memory: MemoryCap,
         name: String,
         max_result_bytes: usize,
+        log_observer: std::sync::Arc<std::sync::OnceLock<crate::LogObserver>>,
     ) -> Self {
         let cx = std::ptr::from_mut(cx).cast::<Context<'static, 'static>>();
-        CallState { cx, table: ResourceTable::new(), memory, name, max_result_bytes, panic: None }
+        CallState {
+            cx,
+            table: ResourceTable::new(),
+            memory,
+            name,
+            max_result_bytes,
+            panic: None,
+            log_observer,
+        }
     }
 
     fn cx(&mut self) -> &mut Context<'static, 'static> {
@@ -460,6 +471,15 @@ impl batos::uvm::log::Host for CallState {
             Level::Info => tracing::info!(capability, "{message}"),
             Level::Warn => tracing::warn!(capability, "{message}"),
             Level::Error => tracing::error!(capability, "{message}"),
+        }
+        if let Some(observer) = self.log_observer.get() {
+            let level = match level {
+                Level::Debug => "debug",
+                Level::Info => "info",
+                Level::Warn => "warn",
+                Level::Error => "error",
+            };
+            observer(capability, level, &message);
         }
         Ok(())
     }

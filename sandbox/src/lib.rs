@@ -68,7 +68,13 @@ pub struct Sandbox {
     prepared: Mutex<HashMap<(BlobHash, Grants), CapabilityPre<CallState>>>,
     stats: stats::Recorder,
     stop_ticker: Arc<AtomicBool>,
+    log_observer: Arc<std::sync::OnceLock<LogObserver>>,
 }
+
+/// Told of every line a capability logs: its name, the level (`error`, `warn`, `info`,
+/// `debug`) and the line. Called on the calling thread, inside the call: it must be
+/// quick and must not send to the image.
+pub type LogObserver = Box<dyn Fn(&str, &str, &str) + Send + Sync>;
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -133,6 +139,7 @@ impl Sandbox {
             prepared: Mutex::new(HashMap::new()),
             stats: stats::Recorder::default(),
             stop_ticker,
+            log_observer: Arc::default(),
         })
     }
 
@@ -180,6 +187,13 @@ impl Sandbox {
     /// Statistics of every capability called, persisted and in this process.
     pub fn stats(&self, image: &Image) -> Result<HashMap<BlobHash, CapabilityStats>> {
         self.stats.all(image)
+    }
+
+    /// Has `observer` told of every line a capability logs from now on (beside the
+    /// `tracing` record every line gets). Answers false, and changes nothing, if an
+    /// observer was already set.
+    pub fn observe_logs(&self, observer: LogObserver) -> bool {
+        self.log_observer.set(observer).is_ok()
     }
 
     /// Writes the statistics gathered in this process to the image's advisory store.
@@ -280,6 +294,7 @@ impl Sandbox {
                 limits::MemoryCap::new(self.limits.memory_bytes),
                 name.clone(),
                 self.limits.max_value_bytes,
+                self.log_observer.clone(),
             )
         };
         let mut store = Store::new(&self.engine, state);

@@ -298,3 +298,61 @@ fn install_increment_quietly(client: &mut batos_client::Client, events: &mut Vec
         .expect("connected")
         .expect("installs");
 }
+
+#[test]
+fn a_capability_s_log_line_is_an_event_caused_by_the_send_that_ran_it() {
+    let served = support::serve();
+    let mut client = support::client(&served, Format::Msgpack);
+    let wat = r#"
+  (data (i32.const 512) "counting sheep")
+  (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+    (call $log_info (i32.const 512) (i32.const 14))
+    (call $ok_int (i64.const 7)))
+"#;
+    client
+        .request(
+            Request::PluginAdd {
+                file: "sheep.wat".into(),
+                component: batos_protocol::Bytes(wat.as_bytes().to_vec()),
+                manifest: "selector = \"sheep\"\ntarget = \"genesis\"\ndescription = \"Logs.\"\n"
+                    .into(),
+                source: None,
+                origin: None,
+            },
+            &mut |_| {},
+        )
+        .expect("connected")
+        .expect("installs");
+    let id = client.next_id();
+    let send = Request::Send {
+        object: "genesis".into(),
+        selector: "sheep".into(),
+        args: vec![],
+        brief: None,
+        examples: vec![],
+        stateful: false,
+        grants: vec![],
+        wat: false,
+        no_synthesis: true,
+    };
+    client.say(&ClientMessage::Request { id: id.clone(), request: send }).expect("sent");
+    let mut logged = None;
+    loop {
+        match client.next_message().expect("a message") {
+            ServerMessage::Event {
+                cause,
+                event: Event::Log { capability, level, message },
+                ..
+            } => {
+                logged = Some((cause.map(|c| c.id), capability, level, message));
+            }
+            ServerMessage::Status { re, state: State::Idle } if re == id => break,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        logged,
+        Some((Some(id), "sheep".into(), "info".into(), "counting sheep".into())),
+        "the line arrives before idle, linked to the send"
+    );
+}
