@@ -1,5 +1,6 @@
 //! The `batos.v1` message contract: both encodings round-trip every message shape,
-//! unknown fields are ignored, unknown types and wrong frames are refused with a kind.
+//! unknown fields are ignored, unknown types and wrong frames are refused with a kind,
+//! and every message has an example in `docs/protocol.md` that decodes.
 
 use batos_protocol::{
     decode, encode, Bytes, ClientMessage, DecodeError, Event, Format, Frame, Request, ServerMessage,
@@ -107,4 +108,102 @@ fn server_events_round_trip_with_seq_and_cause() {
     assert_eq!(cause.as_ref().map(|c| c.id.as_str()), Some("r4"));
     assert!(matches!(event, Event::Log { .. }), "{event:?}");
     round_trip(&message);
+}
+
+/// The examples in `docs/protocol.md`: the ```json client / ```json server blocks.
+fn documented(side: &str) -> Vec<String> {
+    let doc = include_str!("../../docs/protocol.md");
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in doc.lines() {
+        let trimmed = line.trim();
+        match &mut current {
+            None if trimmed == format!("```json {side}") => current = Some(String::new()),
+            Some(block) if trimmed == "```" => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            Some(block) => block.push_str(trimmed),
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// Which variant a client message is, named so that a new variant (a compile error
+/// here) must be given an example in the document.
+fn client_variant(message: &ClientMessage) -> String {
+    match message {
+        ClientMessage::Hello { .. } => "hello".into(),
+        ClientMessage::Cancel { .. } => "cancel".into(),
+        ClientMessage::Subscribe { .. } => "subscribe".into(),
+        ClientMessage::Request { request, .. } => format!(
+            "request {}",
+            match request {
+                Request::Awaken => "awaken",
+                Request::Roots => "roots",
+                Request::Inspect { .. } => "inspect",
+                Request::Send { .. } => "send",
+                Request::Set { .. } => "set",
+                Request::Clone { .. } => "clone",
+                Request::History { .. } => "history",
+                Request::Undo { .. } => "undo",
+                Request::Pack { .. } => "pack",
+                Request::PluginAdd { .. } => "plugin_add",
+                Request::PluginList => "plugin_list",
+                Request::PluginRemove { .. } => "plugin_remove",
+                Request::PluginStats => "plugin_stats",
+                Request::PluginSync => "plugin_sync",
+                Request::Cycles => "cycles",
+                Request::Cycle { .. } => "cycle",
+                Request::ModelList => "model_list",
+                Request::ModelPull { .. } => "model_pull",
+                Request::Translate { .. } => "translate",
+            }
+        ),
+    }
+}
+
+const CLIENT_VARIANTS: usize = 3 + 19;
+
+fn server_variant(message: &ServerMessage) -> String {
+    match message {
+        ServerMessage::Welcome { .. } => "welcome".into(),
+        ServerMessage::Reply { .. } => "reply".into(),
+        ServerMessage::Status { .. } => "status".into(),
+        ServerMessage::Error { .. } => "error".into(),
+        ServerMessage::Lagged { .. } => "lagged".into(),
+        ServerMessage::Event { event, .. } => format!(
+            "event {}",
+            match event {
+                Event::Transaction { .. } => "transaction",
+                Event::Cycle { .. } => "cycle",
+                Event::Log { .. } => "log",
+                Event::Plugin { .. } => "plugin",
+                Event::Model { .. } => "model",
+            }
+        ),
+    }
+}
+
+const SERVER_VARIANTS: usize = 5 + 5;
+
+#[test]
+fn every_message_has_a_documented_example_that_decodes() {
+    let mut seen = std::collections::BTreeSet::new();
+    for json in documented("client") {
+        let message: ClientMessage = decode(&Frame::Text(json.clone()), Format::Json)
+            .unwrap_or_else(|e| panic!("docs/protocol.md: {e}\n{json}"));
+        seen.insert(client_variant(&message));
+        round_trip(&message);
+    }
+    assert_eq!(seen.len(), CLIENT_VARIANTS, "client messages with an example: {seen:?}");
+    let mut seen = std::collections::BTreeSet::new();
+    for json in documented("server") {
+        let message: ServerMessage = decode(&Frame::Text(json.clone()), Format::Json)
+            .unwrap_or_else(|e| panic!("docs/protocol.md: {e}\n{json}"));
+        seen.insert(server_variant(&message));
+        round_trip(&message);
+    }
+    assert_eq!(seen.len(), SERVER_VARIANTS, "server messages with an example: {seen:?}");
 }
