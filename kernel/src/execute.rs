@@ -22,7 +22,12 @@ pub fn execute(
 ) -> Result<Output, Failure> {
     let rt = &kernel.runtime;
     match request {
-        Request::Awaken => render::awaken(rt),
+        // A kernel that created its image tells the first `awaken` so, as the command
+        // line did when each command opened the image itself.
+        Request::Awaken => {
+            let first = !kernel.awakened.swap(true, std::sync::atomic::Ordering::SeqCst);
+            render::awaken(rt, rt.created() && first)
+        }
         Request::Roots => {
             let roots = rt.view(|cx| cx.tx().roots())?;
             let text = roots.iter().map(|(n, o)| format!("{n:<10} {o}")).collect::<Vec<_>>();

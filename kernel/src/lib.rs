@@ -84,6 +84,8 @@ pub struct Kernel {
     events: Arc<events::EventLog>,
     /// The cancel flags of running requests, by cause.
     running: Mutex<Vec<(Cause, Arc<AtomicBool>)>>,
+    /// Whether an `awaken` request has been answered.
+    awakened: AtomicBool,
 }
 
 impl Kernel {
@@ -136,7 +138,13 @@ impl Kernel {
         for id in batos::synthesis::cycle::recover(&runtime)? {
             tracing::warn!("cycle {id} was interrupted by the end of its process; marked FAILED");
         }
-        Ok(Kernel { runtime, sandbox, events, running: Mutex::new(Vec::new()) })
+        Ok(Kernel {
+            runtime,
+            sandbox,
+            events,
+            running: Mutex::new(Vec::new()),
+            awakened: AtomicBool::new(false),
+        })
     }
 
     /// The runtime (for embedders and tests that look inside).

@@ -87,10 +87,11 @@ pub fn sync_output(report: &batos::sandbox::watch::SyncReport) -> Output {
 }
 
 /// The image, its last transaction and its roots.
-pub fn awaken(rt: &Runtime) -> Result<Output, Failure> {
+/// What `awaken` says; `created` is whether this awakening created the image.
+pub fn awaken(rt: &Runtime, created: bool) -> Result<Output, Failure> {
     let roots = rt.view(|cx| cx.tx().roots())?;
     let path = rt.image().path().display().to_string();
-    let verb = if rt.created() { "awakened a new image" } else { "resumed the image" };
+    let verb = if created { "awakened a new image" } else { "resumed the image" };
     let mut text = format!("{verb} at {path}");
     if let Some(last) = rt.image().last_tx() {
         text.push_str(&format!(" (last transaction {last})"));
@@ -104,7 +105,7 @@ pub fn awaken(rt: &Runtime) -> Result<Output, Failure> {
     Ok(Output {
         text,
         json: json!({
-            "image": path, "created": rt.created(),
+            "image": path, "created": created,
             "last_tx": rt.image().last_tx().map(|t| t.0), "roots": roots_json,
         }),
     })

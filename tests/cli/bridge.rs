@@ -34,19 +34,26 @@ fn ok_json(image: &Path, args: &[&str]) -> Json {
 }
 
 /// A `batos serve` process on a free port, and what its `kernel.json` says.
-struct Kernel {
+pub struct Kernel {
     child: Child,
     info: KernelInfo,
 }
 
 impl Kernel {
-    fn start(image: &Path) -> Kernel {
+    /// Serves `image` (creating it), once it listens.
+    pub fn start(image: &Path) -> Kernel {
+        Kernel::start_with(image, &[])
+    }
+
+    /// [`Kernel::start`] with these environment variables.
+    pub fn start_with(image: &Path, env: &[(&str, &Path)]) -> Kernel {
         let mut child = Command::new(env!("CARGO_BIN_EXE_batos"))
             .arg("--json")
             .arg("--image")
             .arg(image)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env_remove("BATOS_IMAGE")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -1,4 +1,6 @@
-//! The `batos` command line, run as a user would run it.
+//! The `batos` command line, run as a user would run it: each test runs on an image
+//! the commands open themselves, and again on one a `batos serve` kernel holds (the
+//! commands are its clients), except the two about opening an image.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -36,10 +38,36 @@ fn err_json(image: &Path, args: &[&str]) -> Json {
     serde_json::from_slice(&out.stderr).expect("stderr is JSON")
 }
 
+/// How the commands reach the image.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    /// Each command opens the image itself.
+    Direct,
+    /// A kernel (`batos serve`) holds the image and each command is its client.
+    Served,
+}
+
+/// Runs `test` on a fresh temporary folder (the image is its `image`, a models folder
+/// with nothing in it its `no-models`) once per mode: the same commands must answer the
+/// same either way.
+fn in_each_mode(test: impl Fn(&Path)) {
+    for mode in [Mode::Direct, Mode::Served] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let image = dir.path().join("image");
+        let models = dir.path().join("no-models");
+        let _kernel = (mode == Mode::Served)
+            .then(|| super::bridge::Kernel::start_with(&image, &[("BATOS_MODELS", &models)]));
+        test(dir.path());
+    }
+}
+
 #[test]
 fn a_session_from_the_command_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let image = dir.path().join("image");
+    in_each_mode(a_session);
+}
+
+fn a_session(dir: &Path) {
+    let image = dir.join("image");
 
     let awake = ok_json(&image, &["awaken"]);
     assert_eq!(awake["created"], true);
@@ -81,8 +109,11 @@ fn a_session_from_the_command_line() {
 
 #[test]
 fn failures_exit_non_zero_with_a_typed_error_and_change_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let image = dir.path().join("image");
+    in_each_mode(|dir| failures(&dir.join("image")));
+}
+
+fn failures(image: &Path) {
+    let image = image.to_path_buf();
     ok_json(&image, &["awaken"]);
     let cases: [(&[&str], &str); 7] = [
         (&["send", "--no-synthesis", "genesis", "frobnicate"], "does_not_understand"),
@@ -133,8 +164,11 @@ fn repo_path(relative: &str) -> String {
 
 #[test]
 fn plugins_from_the_command_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let image = dir.path().join("image");
+    in_each_mode(|dir| plugins(&dir.join("image")));
+}
+
+fn plugins(image: &Path) {
+    let image = image.to_path_buf();
     // The three kinds: WAT, Rust, and Rust with the clock grant.
     for (path, selector) in [
         ("plugins/double.wat", "double:"),
@@ -189,11 +223,14 @@ fn plugins_from_the_command_line() {
 /// pinned here.
 #[test]
 fn error_kinds_name_what_happened() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let image = dir.path().join("image");
-    let models = dir.path().join("no-models");
+    in_each_mode(error_kinds);
+}
+
+fn error_kinds(dir: &Path) {
+    let image = dir.join("image");
+    let models = dir.join("no-models");
     ok_json(&image, &["awaken"]);
-    let files = dir.path().join("files");
+    let files = dir.join("files");
     std::fs::create_dir(&files).expect("mkdir");
     let plugin = |name: &str, manifest: &str, wat: &str| -> String {
         std::fs::write(files.join(format!("{name}.toml")), format!("selector = \"{name}\"\ntarget = \"genesis\"\ndescription = \"fixture\"\n{manifest}")).expect("toml");
