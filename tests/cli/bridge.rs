@@ -157,16 +157,16 @@ fn writers(info: &KernelInfo, count: usize, acked: mpsc::Sender<()>) -> Vec<Join
         .collect()
 }
 
-/// Starts a kernel, loads it with writers, signals it after 200 acknowledged writes,
+/// Starts a kernel, loads it with writers, kills it after 200 acknowledged writes,
 /// and answers each writer's last acknowledged value and how the kernel exited.
-fn load_then_signal(image: &Path, signal: &str) -> (Vec<i64>, std::process::ExitStatus) {
+fn load_then_kill(image: &Path) -> (Vec<i64>, std::process::ExitStatus) {
     let mut kernel = Kernel::start(image);
     let (acked, acks) = mpsc::channel();
     let workers = writers(&kernel.info, 4, acked);
     for _ in 0..200 {
         acks.recv().expect("writers acknowledged");
     }
-    kernel.signal(signal);
+    kernel.signal("-KILL");
     let status = kernel.child.wait().expect("the kernel exits");
     let last = workers.into_iter().map(|w| w.join().expect("a writer")).collect();
     (last, status)
@@ -187,11 +187,62 @@ fn sigterm_under_load_exits_zero_and_keeps_every_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = dir.path().join("image");
     ok_json(&image, &["awaken"]);
-    let (last, status) = load_then_signal(&image, "-TERM");
+    let mut kernel = Kernel::start(&image);
+    // A watcher reads events until the kernel closes its connection.
+    let watcher = {
+        let mut client = client(&kernel.info);
+        std::thread::spawn(move || loop {
+            match client.next_message() {
+                Ok(_) => {}
+                Err(batos_client::ClientError::Closed { code, .. }) => {
+                    return (code, client.last_seq())
+                }
+                Err(e) => panic!("the watcher: {e}"),
+            }
+        })
+    };
+    let (acked, acks) = mpsc::channel();
+    let workers = writers(&kernel.info, 4, acked);
+    for _ in 0..200 {
+        acks.recv().expect("writers acknowledged");
+    }
+    kernel.signal("-TERM");
+    let status = kernel.child.wait().expect("the kernel exits");
+    let last: Vec<i64> = workers.into_iter().map(|w| w.join().expect("a writer")).collect();
     assert!(status.success(), "a SIGTERM is a clean stop: {status:?}");
     assert!(!image.join(KERNEL_FILE).exists(), "kernel.json goes with the kernel");
     assert!(last.iter().sum::<i64>() >= 200);
+    let (code, seen) = watcher.join().expect("the watcher");
+    assert_eq!(code, batos_protocol::close::RESTARTING, "clients are told to come back");
     assert_kept(&image, &last);
+
+    // The watcher comes back to the next kernel and misses nothing: the events after
+    // the last it saw, then the live stream, with seq continuing.
+    let next = Kernel::start(&image);
+    let mut writer = client(&next.info);
+    writer
+        .request(
+            Request::Set { object: "genesis".into(), slot: "after".into(), value: json!(true) },
+            &mut |_| {},
+        )
+        .expect("connected")
+        .expect("set");
+    let options =
+        ConnectOptions { format: Format::Json, resume_from: Some(seen), ..Default::default() };
+    let mut back = Client::connect(&next.info, options).expect("resumes");
+    let mut seqs = Vec::new();
+    loop {
+        if let ServerMessage::Event { seq, event, .. } = back.next_message().expect("events") {
+            seqs.push(seq);
+            if let Event::Transaction { changes, .. } = event {
+                if changes.values().any(|slots| slots.iter().any(|s| s == "after")) {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(seqs.first(), Some(&(seen + 1)), "resumes right after the last event seen");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gap, no repeat: {seqs:?}");
 }
 
 #[test]
@@ -199,7 +250,7 @@ fn kill_nine_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = dir.path().join("image");
     ok_json(&image, &["awaken"]);
-    let (last, status) = load_then_signal(&image, "-KILL");
+    let (last, status) = load_then_kill(&image);
     assert!(!status.success());
     // The dead kernel's kernel.json is left behind; commands see it is stale.
     assert!(image.join(KERNEL_FILE).exists());
