@@ -110,7 +110,12 @@ impl Client {
                 .map_err(|_| ClientError::Protocol("bad subprotocol header".into()))?;
             request.headers_mut().insert("Sec-WebSocket-Protocol", protocol);
         }
-        let (socket, _) = tungstenite::connect(request).map_err(connection)?;
+        // Our own stream, so that a request goes out at once (no Nagle delay).
+        let stream = TcpStream::connect(&info.address)
+            .map_err(|e| ClientError::Connection(format!("{}: {e}", info.address)))?;
+        let _ = stream.set_nodelay(true);
+        let (socket, _) = tungstenite::client(request, MaybeTlsStream::Plain(stream))
+            .map_err(|e| ClientError::Connection(e.to_string()))?;
         let mut client = Client {
             socket,
             format: options.format,

@@ -103,6 +103,14 @@ pub fn serve_until(
             .await
             .map_err(|e| io(&format!("cannot listen on {}", options.listen), e))?;
         let address = listener.local_addr().map_err(|e| io("no local address", e))?;
+        // A request's answer is several small frames (busy, events, reply, idle): with
+        // Nagle's algorithm each after the first would wait for the client's delayed
+        // ACK, some 40 ms a request.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+        });
         let token = hex::encode(rand::random::<[u8; 32]>());
         let info = KernelInfo {
             address: address.to_string(),

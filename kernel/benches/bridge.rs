@@ -1,0 +1,218 @@
+//! Bridge benchmarks, side by side in one run: the round trip of a trivial send over
+//! loopback WebSocket (request → busy, reply, idle) beside the same send executed
+//! in-process and beside a bare WebSocket echo on the same stack (axum on tokio, a
+//! tungstenite client); then events per second delivered to 1 and to 50 subscribers.
+//! Run: `cargo bench -p batos-kernel --bench bridge`
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message as AxumMessage, WebSocketUpgrade};
+use batos_client::{Client, ConnectOptions};
+use batos_kernel::{Kernel, ServeOptions};
+use batos_protocol::{Event, Format, KernelInfo, Request, ServerMessage};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+/// The trivial send: `genesis description`, a data slot answered by lookup.
+fn trivial() -> Request {
+    Request::Send {
+        object: "genesis".into(),
+        selector: "description".into(),
+        args: vec![],
+        brief: None,
+        examples: vec![],
+        stateful: false,
+        grants: vec![],
+        wat: false,
+        no_synthesis: true,
+    }
+}
+
+/// p50 and p99 of `n` timed runs of `f` (after a warm-up of a tenth as many).
+fn sample(n: usize, mut f: impl FnMut()) -> (Duration, Duration) {
+    for _ in 0..n / 10 {
+        f();
+    }
+    let mut times: Vec<Duration> = (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    (times[n / 2], times[(n * 99 / 100).min(n - 1)])
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+/// A bare WebSocket echo server on the kernel's stack, on its own runtime thread.
+fn echo_server() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/ws",
+                axum::routing::get(|ws: WebSocketUpgrade| async move {
+                    ws.on_upgrade(|mut socket| async move {
+                        while let Some(Ok(m)) = socket.recv().await {
+                            if matches!(m, AxumMessage::Text(_) | AxumMessage::Binary(_))
+                                && socket.send(m).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    })
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+            tx.send(listener.local_addr().expect("an address")).expect("told");
+            // As the kernel does.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app).await.expect("serves");
+        });
+    });
+    rx.recv().expect("the echo server listens")
+}
+
+fn main() {
+    let quick = std::env::args().all(|a| a != "--bench");
+    let n = if quick { 200 } else { 5_000 };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = Arc::new(
+        Kernel::open(&dir.path().join("image"), batos::ImageOptions::default()).expect("opens"),
+    );
+    let (ready_tx, ready) = std::sync::mpsc::channel::<KernelInfo>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = {
+        let kernel = kernel.clone();
+        std::thread::spawn(move || {
+            let options = ServeOptions {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..Default::default()
+            };
+            let until = async {
+                let _ = stopped.await;
+            };
+            batos_kernel::serve_until(
+                kernel,
+                options,
+                |i| ready_tx.send(i.clone()).expect("told"),
+                until,
+            )
+            .expect("serves");
+        })
+    };
+    let info = ready.recv().expect("the kernel listens");
+    println!("bridge benchmarks{}", if quick { " — quick mode" } else { "" });
+    println!();
+
+    // The round trip, three ways.
+    let (in50, in99) = sample(n, || {
+        kernel.execute(trivial(), None).expect("answers");
+    });
+    let mut json =
+        Client::connect(&info, ConnectOptions { format: Format::Json, ..Default::default() })
+            .expect("connects");
+    let (j50, j99) = sample(n, || {
+        json.request(trivial(), &mut |_| {}).expect("connected").expect("answers");
+    });
+    let mut msgpack =
+        Client::connect(&info, ConnectOptions { format: Format::Msgpack, ..Default::default() })
+            .expect("connects");
+    let (m50, m99) = sample(n, || {
+        msgpack.request(trivial(), &mut |_| {}).expect("connected").expect("answers");
+    });
+    // The echo carries a frame the size of the JSON request.
+    let frame = serde_json::to_string(&batos_protocol::ClientMessage::Request {
+        id: "1".into(),
+        request: trivial(),
+    })
+    .expect("encodes");
+    let echo = echo_server();
+    let (mut socket, _): (WebSocket<MaybeTlsStream<TcpStream>>, _) =
+        tungstenite::connect(format!("ws://{echo}/ws")).expect("connects");
+    let (e50, e99) = sample(n, || {
+        socket.send(Message::text(frame.clone())).expect("sent");
+        socket.read().expect("echoed");
+    });
+    println!("round trip of a trivial send ({n} runs)        p50          p99     p50 vs echo");
+    for (name, p50, p99) in [
+        ("in-process (Kernel::execute)", in50, in99),
+        ("bridge, JSON", j50, j99),
+        ("bridge, msgpack", m50, m99),
+        ("bare WebSocket echo (anchor)", e50, e99),
+    ] {
+        let ratio = p50.as_secs_f64() / e50.as_secs_f64();
+        println!("  {name:<38} {:>12} {:>12}     {ratio:.2}×", us(p50), us(p99));
+    }
+    println!();
+
+    // Events to subscribers: published straight into the log, each subscriber reading
+    // on its own thread; the publisher stays within the queue of the slowest one, so
+    // nobody lags and every event is delivered.
+    let events = if quick { 2_000 } else { 100_000 };
+    for subscribers in [1usize, 50] {
+        let per = if subscribers == 1 { events } else { events / 5 };
+        let start_seq = kernel.events().head();
+        let seen: Vec<Arc<AtomicU64>> =
+            (0..subscribers).map(|_| Arc::new(AtomicU64::new(start_seq))).collect();
+        let readers: Vec<_> = seen
+            .iter()
+            .map(|seen| {
+                let seen = seen.clone();
+                let mut client = Client::connect(
+                    &info,
+                    ConnectOptions { format: Format::Msgpack, ..Default::default() },
+                )
+                .expect("connects");
+                std::thread::spawn(move || {
+                    let last = start_seq + per as u64;
+                    while seen.load(Ordering::Relaxed) < last {
+                        if let ServerMessage::Event { seq, .. } =
+                            client.next_message().expect("delivered")
+                        {
+                            seen.store(seq, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let start = Instant::now();
+        for i in 0..per as u64 {
+            while seen.iter().map(|s| s.load(Ordering::Relaxed)).min().unwrap_or(0) + 2_000
+                < start_seq + i
+            {
+                std::thread::yield_now();
+            }
+            kernel.events().publish(
+                None,
+                Event::Log {
+                    capability: "bench".into(),
+                    level: "info".into(),
+                    message: "tick".into(),
+                },
+            );
+        }
+        for reader in readers {
+            reader.join().expect("a reader");
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        println!(
+            "events to {subscribers:>2} subscriber(s): {per} events in {elapsed:.2} s = {:.0} events/s to each, {:.0} deliveries/s in all",
+            per as f64 / elapsed,
+            (per * subscribers) as f64 / elapsed,
+        );
+    }
+    let _ = stop.send(());
+    served.join().expect("the kernel stopped");
+}
