@@ -269,12 +269,18 @@ impl Image {
 
     /// Writes advisory data; see [`Image::aux_get`].
     pub fn aux_put(&self, key: &str, value: &[u8]) -> Result<()> {
-        Ok(self.aux.insert(key, value)?)
+        self.aux.insert(key, value)?;
+        // Each write here is a transaction of its own in fjall's oracle, so it needs the
+        // same nudge as a commit (a kernel writes one per event).
+        self.nudge_snapshot_gc();
+        Ok(())
     }
 
     /// Removes advisory data; see [`Image::aux_get`].
     pub fn aux_remove(&self, key: &str) -> Result<()> {
-        Ok(self.aux.remove(key)?)
+        self.aux.remove(key)?;
+        self.nudge_snapshot_gc();
+        Ok(())
     }
 
     /// Every advisory entry whose key starts with `prefix`.

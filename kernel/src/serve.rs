@@ -334,7 +334,7 @@ async fn connection(shared: Arc<Shared>, mut socket: WebSocket, format: Format) 
                 break;
             }
             out = sub.queue.recv() => match out {
-                Some(out) => open = say(&mut socket, format, &outgoing(out)).await,
+                Some(out) => open = write_queued(&mut socket, format, out, &mut sub.queue).await,
                 None => break,
             },
             incoming = socket.recv() => match incoming {
@@ -361,6 +361,29 @@ async fn connection(shared: Arc<Shared>, mut socket: WebSocket, format: Format) 
         }
     }
     events.unsubscribe(sub.id);
+}
+
+/// Writes `first` and what else is already queued (a bounded batch), then flushes
+/// once: a quick request's busy, events, reply and idle go out in one write.
+async fn write_queued(
+    socket: &mut WebSocket,
+    format: Format,
+    first: Outgoing,
+    queue: &mut tokio::sync::mpsc::Receiver<Outgoing>,
+) -> bool {
+    use futures_util::SinkExt as _;
+    /// Enough to coalesce a burst; few enough that a busy queue still flushes often.
+    const BATCH: usize = 64;
+    if socket.feed(to_message(&outgoing(first), format)).await.is_err() {
+        return false;
+    }
+    for _ in 1..BATCH {
+        let Ok(out) = queue.try_recv() else { break };
+        if socket.feed(to_message(&outgoing(out), format)).await.is_err() {
+            return false;
+        }
+    }
+    socket.flush().await.is_ok()
 }
 
 /// Constant-time comparison, so the token cannot be found a byte at a time.

@@ -69,6 +69,11 @@ impl Kernel {
         Kernel { child, info }
     }
 
+    /// What its `kernel.json` says.
+    pub fn info(&self) -> &KernelInfo {
+        &self.info
+    }
+
     fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])

@@ -1,6 +1,7 @@
 //! Synthesis from the command line, thinking through a stand-in chat server (a test
 //! double on loopback, `pLLM` pointed at it): a send that synthesises live, `batos
-//! cycles` and `batos cycle`, a process killed mid-cycle, and the `Architect >` session.
+//! cycles` and `batos cycle`, a process killed mid-cycle, a cycle cancelled over the
+//! bridge, and the `Architect >` session.
 
 use crate::chat_stub;
 
@@ -204,4 +205,60 @@ fn an_undecided_cycle_asks_for_an_example() {
     let shown = text(&out.stdout);
     assert!(shown.contains("What should it answer?"), "the session asks: {shown}");
     assert!(shown.contains("55"), "and sends again with the example: {shown}");
+}
+
+#[test]
+fn a_cycle_cancelled_over_the_bridge_fails_recorded_with_nothing_installed() {
+    use batos_protocol::{ClientMessage, Request, ServerMessage};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (release, gate) = std::sync::mpsc::channel();
+    let server = StubChatServer::start(vec![
+        Reply::Gated(chat_stub::answer_bytes(DOUBLE), gate),
+        answer(DOUBLE_TOO),
+    ]);
+    let image = image_thinking_with(dir.path(), &server);
+    let workspace = dir.path().join("ws");
+    let kernel = super::bridge::Kernel::start_with(&image, &[("BATOS_WORKSPACE", &workspace)]);
+    let mut client =
+        batos_client::Client::connect(kernel.info(), Default::default()).expect("connects");
+    let send = Request::Send {
+        object: "genesis".into(),
+        selector: "double:".into(),
+        args: vec![serde_json::json!(21)],
+        brief: None,
+        examples: vec!["3 => 6".into()],
+        stateful: false,
+        grants: vec![],
+        wat: false,
+        no_synthesis: false,
+    };
+    client.say(&ClientMessage::Request { id: "s".into(), request: send }).expect("sent");
+    // The cycle is waiting on its mind; the cancel is answered at once, not behind it.
+    server.arrived.recv().expect("the kernel asks its mind");
+    client.say(&ClientMessage::Cancel { id: "c".into(), target: "s".into() }).expect("sent");
+    let cancelled = loop {
+        if let ServerMessage::Reply { re, ok, .. } = client.next_message().expect("a message") {
+            if re == "c" {
+                break ok.expect("answered");
+            }
+        }
+    };
+    assert_eq!(cancelled.json["cancelled"], true);
+    release.send(()).expect("the mind answers now");
+    let error = loop {
+        if let ServerMessage::Reply { re, error, .. } = client.next_message().expect("a message") {
+            if re == "s" {
+                break error.expect("the send fails");
+            }
+        }
+    };
+    assert!(error.message.contains("cancelled"), "{error:?}");
+    client.close();
+    let out = run(&image, &["--json", "cycle", "c1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cycle: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(cycle["state"], "FAILED", "{cycle}");
+    let out = run(&image, &["--json", "inspect", "genesis"]);
+    assert!(!text(&out.stdout).contains("double:"), "nothing installed: {}", text(&out.stdout));
 }

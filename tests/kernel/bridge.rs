@@ -356,3 +356,58 @@ fn a_capability_s_log_line_is_an_event_caused_by_the_send_that_ran_it() {
         "the line arrives before idle, linked to the send"
     );
 }
+
+#[test]
+fn a_frame_over_the_limit_and_thousands_of_dropped_connections_harm_no_one() {
+    let served = support::serve();
+    let mut bystander = support::client(&served, Format::Msgpack);
+    set(&mut bystander, "kept", serde_json::json!("yes"));
+
+    // One frame over the limit: an error naming it, and a close with 1009.
+    let mut ws = support::raw(&served);
+    hello(&mut ws, &served);
+    let huge = "x".repeat(batos_protocol::limits::MAX_FRAME_BYTES + 1);
+    // The kernel may close before the whole frame is written.
+    let _ = ws.send(tungstenite::Message::text(huge));
+    match read(&mut ws) {
+        Ok(ServerMessage::Error { error, .. }) => {
+            assert_eq!(error.kind, "too_big");
+            assert_eq!(read(&mut ws), Err(close::TOO_BIG));
+        }
+        Err(code) => assert!(code == close::TOO_BIG || code == 1006, "closed with {code}"),
+        Ok(other) => panic!("expected too_big, got {other:?}"),
+    }
+
+    // Connections dropped at every stage: before the WebSocket handshake, before
+    // hello, after hello, and with a request just sent.
+    for i in 0..2_000 {
+        match i % 4 {
+            0 => drop(std::net::TcpStream::connect(&served.info.address).expect("connects")),
+            1 => drop(support::raw(&served)),
+            2 => {
+                let mut ws = support::raw(&served);
+                hello(&mut ws, &served);
+            }
+            _ => {
+                let mut ws = support::raw(&served);
+                hello(&mut ws, &served);
+                let request = format!(
+                    r#"{{"type":"request","id":"d{i}","request":{{"op":"set","object":"genesis","slot":"dropped","value":{i}}}}}"#
+                );
+                send_json(&mut ws, &request);
+            }
+        }
+    }
+    // The bystander is still served, the image holds what it held, and a request
+    // whose client left either committed whole or not at all.
+    let out = bystander
+        .request(Request::Inspect { object: "genesis".into(), at: None }, &mut |_| {})
+        .expect("the bystander is still connected")
+        .expect("inspects");
+    assert_eq!(out.json["slots"]["kept"], serde_json::json!("yes"));
+    if let Some(dropped) = out.json["slots"].get("dropped") {
+        assert_eq!(dropped.as_i64().map(|d| d % 4), Some(3), "{dropped}");
+    }
+    let mut fresh = support::client(&served, Format::Json);
+    assert!(fresh.request(Request::Roots, &mut |_| {}).expect("a new client is served").is_ok());
+}

@@ -14,6 +14,9 @@ pub enum Reply {
     /// Tells the test (through `arrived`) and never answers: for killing a client
     /// while it waits on its mind.
     Hang,
+    /// Answers these raw HTTP bytes once the test says so on the channel: for acting
+    /// while a client waits on its mind.
+    Gated(String, mpsc::Receiver<()>),
 }
 
 /// The server: its base URL, the requests it saw (`(head, body)`, once it has served
@@ -57,6 +60,11 @@ impl StubChatServer {
                         let mut stream = stream;
                         stream.write_all(response.as_bytes()).expect("answer");
                     }
+                    Reply::Gated(response, gate) => {
+                        let _ = gate.recv();
+                        let mut stream = stream;
+                        stream.write_all(response.as_bytes()).expect("answer");
+                    }
                     Reply::Hang => {
                         // Hold the connection until the client goes away.
                         let mut rest = Vec::new();
@@ -78,6 +86,11 @@ pub fn sse(chunks: &[&str]) -> String {
 
 /// A streamed response whose whole content is `text`.
 pub fn answer(text: &str) -> Reply {
+    Reply::Answer(answer_bytes(text))
+}
+
+/// The raw HTTP of [`answer`], for [`Reply::Gated`].
+pub fn answer_bytes(text: &str) -> String {
     let chunk = serde_json::json!({ "choices": [{ "delta": { "content": text }, "finish_reason": "stop" }] }).to_string();
-    Reply::Answer(sse(&[&chunk, "[DONE]"]))
+    sse(&[&chunk, "[DONE]"])
 }
