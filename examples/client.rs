@@ -26,18 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let requests = [
         Request::Clone { object: "genesis".into(), name: Some("counter".into()) },
         Request::Set { object: "counter".into(), slot: "count".into(), value: 41.into() },
-        Request::Send {
-            object: "counter".into(),
-            selector: "count".into(),
-            args: vec![],
-            brief: None,
-            examples: vec![],
-            stateful: false,
-            grants: vec![],
-            wat: false,
-            // A selector nothing understands fails instead of starting a synthesis cycle.
-            no_synthesis: true,
-        },
+        // A selector nothing understands fails instead of starting a synthesis cycle.
+        Request::send_known("counter", "count", vec![]),
     ];
     for request in requests {
         // Every message between the request's `busy` and `idle` that is not its reply

@@ -18,17 +18,7 @@ use tungstenite::{Message, WebSocket};
 
 /// The trivial send: `genesis description`, a data slot answered by lookup.
 fn trivial() -> Request {
-    Request::Send {
-        object: "genesis".into(),
-        selector: "description".into(),
-        args: vec![],
-        brief: None,
-        examples: vec![],
-        stateful: false,
-        grants: vec![],
-        wat: false,
-        no_synthesis: true,
-    }
+    Request::send_known("genesis", "description", vec![])
 }
 
 /// p50 and p99 of `n` timed runs of `f` (after a warm-up of a tenth as many).

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use batos::Runtime;
 use batos_protocol::limits::{QUEUE_LENGTH, RETAINED_EVENTS};
-use batos_protocol::{Cause, Event, EventKind, ServerMessage};
+use batos_protocol::{Cause, Event, EventKind, Format, Frame, ServerMessage};
 use tokio::sync::{mpsc, Notify};
 
 /// The `aux` keys of retained events: the prefix and a zero-padded `seq`, so the keys
@@ -33,12 +33,29 @@ pub struct Stored {
     pub cause: Option<Cause>,
     /// What happened.
     pub event: Event,
+    /// Its frame in each format, encoded by the first connection that sends it and
+    /// shared by the rest (fifty subscribers, one encoding).
+    encoded: [std::sync::OnceLock<Frame>; 2],
 }
 
 impl Stored {
+    /// An event as kept.
+    pub fn new(seq: u64, cause: Option<Cause>, event: Event) -> Stored {
+        Stored { seq, cause, event, encoded: Default::default() }
+    }
+
     /// As a message to a client.
     pub fn message(&self) -> ServerMessage {
         ServerMessage::Event { seq: self.seq, cause: self.cause.clone(), event: self.event.clone() }
+    }
+
+    /// As a frame for a connection using `format`.
+    pub fn frame(&self, format: Format) -> &Frame {
+        let slot = match format {
+            Format::Json => &self.encoded[0],
+            Format::Msgpack => &self.encoded[1],
+        };
+        slot.get_or_init(|| batos_protocol::encode(&self.message(), format))
     }
 }
 
@@ -153,7 +170,7 @@ impl EventLog {
             if let Ok((seq, cause, event)) =
                 rmp_serde::from_slice::<(u64, Option<Cause>, Event)>(&bytes)
             {
-                retained.push_back(Arc::new(Stored { seq, cause, event }));
+                retained.push_back(Arc::new(Stored::new(seq, cause, event)));
             }
         }
         let head = retained.back().map_or(0, |s| s.seq);
@@ -181,7 +198,7 @@ impl EventLog {
         let mut inner = lock(&self.inner);
         let seq = inner.head + 1;
         inner.head = seq;
-        let stored = Arc::new(Stored { seq, cause, event });
+        let stored = Arc::new(Stored::new(seq, cause, event));
         if let Some(rt) = self.runtime.get().and_then(Weak::upgrade) {
             let image = rt.image();
             // Advisory, like all of `aux`: an event that cannot be kept is still sent.

@@ -221,9 +221,21 @@ async fn upgrade(
 }
 
 fn to_message(message: &ServerMessage, format: Format) -> Message {
-    match batos_protocol::encode(message, format) {
+    frame_message(batos_protocol::encode(message, format))
+}
+
+fn frame_message(frame: Frame) -> Message {
+    match frame {
         Frame::Text(t) => Message::Text(t.into()),
         Frame::Binary(b) => Message::Binary(b.into()),
+    }
+}
+
+/// What goes on the wire for `out`: an event's frame is encoded once for everyone.
+fn outgoing_message(out: &Outgoing, format: Format) -> Message {
+    match out {
+        Outgoing::Direct(m) => to_message(m, format),
+        Outgoing::Event(stored) => frame_message(stored.frame(format).clone()),
     }
 }
 
@@ -309,7 +321,7 @@ async fn connection(shared: Arc<Shared>, mut socket: WebSocket, format: Format) 
         if !open {
             break;
         }
-        open = say(&mut socket, format, &stored.message()).await;
+        open = socket.send(frame_message(stored.frame(format).clone())).await.is_ok();
     }
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut closing = shared.closing.clone();
@@ -319,14 +331,14 @@ async fn connection(shared: Arc<Shared>, mut socket: WebSocket, format: Format) 
             _ = async { let _ = closing.wait_for(|c| *c).await; } => {
                 // The last replies first.
                 while let Ok(out) = sub.queue.try_recv() {
-                    if !say(&mut socket, format, &outgoing(out)).await { break; }
+                    if socket.send(outgoing_message(&out, format)).await.is_err() { break; }
                 }
                 close_with(&mut socket, close::RESTARTING, "the kernel is stopping").await;
                 break;
             }
             _ = sub.lag.wait() => {
                 while let Ok(out) = sub.queue.try_recv() {
-                    if !say(&mut socket, format, &outgoing(out)).await { break; }
+                    if socket.send(outgoing_message(&out, format)).await.is_err() { break; }
                 }
                 let seq = sub.lag.lagged().unwrap_or(0);
                 let _ = say(&mut socket, format, &ServerMessage::Lagged { seq }).await;
@@ -374,12 +386,12 @@ async fn write_queued(
     use futures_util::SinkExt as _;
     /// Enough to coalesce a burst; few enough that a busy queue still flushes often.
     const BATCH: usize = 64;
-    if socket.feed(to_message(&outgoing(first), format)).await.is_err() {
+    if socket.feed(outgoing_message(&first, format)).await.is_err() {
         return false;
     }
     for _ in 1..BATCH {
         let Ok(out) = queue.try_recv() else { break };
-        if socket.feed(to_message(&outgoing(out), format)).await.is_err() {
+        if socket.feed(outgoing_message(&out, format)).await.is_err() {
             return false;
         }
     }
@@ -389,13 +401,6 @@ async fn write_queued(
 /// Constant-time comparison, so the token cannot be found a byte at a time.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn outgoing(out: Outgoing) -> ServerMessage {
-    match out {
-        Outgoing::Direct(m) => m,
-        Outgoing::Event(stored) => stored.message(),
-    }
 }
 
 /// A data frame, or `None` for control frames (pings are answered by the library).

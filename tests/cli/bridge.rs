@@ -12,26 +12,7 @@ use batos_client::{Client, ConnectOptions};
 use batos_protocol::{Event, Format, KernelInfo, Request, ServerMessage, KERNEL_FILE};
 use serde_json::{json, Value as Json};
 
-fn batos(image: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_batos"))
-        .arg("--json")
-        .arg("--image")
-        .arg(image)
-        .args(args)
-        .env_remove("BATOS_IMAGE")
-        .output()
-        .expect("batos runs")
-}
-
-fn ok_json(image: &Path, args: &[&str]) -> Json {
-    let out = batos(image, args);
-    assert!(
-        out.status.success(),
-        "batos {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
-}
+use super::commands::{err_json, ok_json};
 
 /// A `batos serve` process on a free port, and what its `kernel.json` says.
 pub struct Kernel {
@@ -125,10 +106,7 @@ fn commands_become_clients_of_the_kernel_serving_the_image() {
     assert!(matches!(set_by_cli, Some(Some(_))), "the set names the request that caused it");
 
     // A bad request is refused by the kernel with the same error kinds as ever.
-    let out = batos(&image, &["inspect", "nobody"]);
-    assert!(!out.status.success());
-    let error: Json = serde_json::from_slice(&out.stderr).expect("stderr is JSON");
-    assert_eq!(error["error"]["kind"], "not_found");
+    assert_eq!(err_json(&image, &["inspect", "nobody"])["error"]["kind"], "not_found");
 }
 
 /// Writers that each set their own slot to 1, 2, 3… until the kernel goes away; each

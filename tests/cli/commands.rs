@@ -17,7 +17,7 @@ fn batos(image: &Path, args: &[&str]) -> Output {
         .expect("batos runs")
 }
 
-fn ok_json(image: &Path, args: &[&str]) -> Json {
+pub fn ok_json(image: &Path, args: &[&str]) -> Json {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let out = batos(image, &all);
@@ -29,7 +29,7 @@ fn ok_json(image: &Path, args: &[&str]) -> Json {
     serde_json::from_slice(&out.stdout).expect("stdout is JSON")
 }
 
-fn err_json(image: &Path, args: &[&str]) -> Json {
+pub fn err_json(image: &Path, args: &[&str]) -> Json {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let out = batos(image, &all);

@@ -324,17 +324,7 @@ fn a_capability_s_log_line_is_an_event_caused_by_the_send_that_ran_it() {
         .expect("connected")
         .expect("installs");
     let id = client.next_id();
-    let send = Request::Send {
-        object: "genesis".into(),
-        selector: "sheep".into(),
-        args: vec![],
-        brief: None,
-        examples: vec![],
-        stateful: false,
-        grants: vec![],
-        wat: false,
-        no_synthesis: true,
-    };
+    let send = Request::send_known("genesis", "sheep", vec![]);
     client.say(&ClientMessage::Request { id: id.clone(), request: send }).expect("sent");
     let mut logged = None;
     loop {

@@ -132,20 +132,7 @@ pub fn set(client: &mut Client, slot: &str, value: serde_json::Value) {
 
 pub fn increment(client: &mut Client) -> i64 {
     let out = client
-        .request(
-            Request::Send {
-                object: "genesis".into(),
-                selector: "increment".into(),
-                args: vec![],
-                brief: None,
-                examples: vec![],
-                stateful: false,
-                grants: vec![],
-                wat: false,
-                no_synthesis: true,
-            },
-            &mut |_| {},
-        )
+        .request(Request::send_known("genesis", "increment", vec![]), &mut |_| {})
         .expect("works")
         .expect("works");
     out.json["result"].as_i64().expect("works")
