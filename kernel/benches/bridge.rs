@@ -21,20 +21,30 @@ fn trivial() -> Request {
     Request::send_known("genesis", "description", vec![])
 }
 
-/// p50 and p99 of `n` timed runs of `f` (after a warm-up of a tenth as many).
-fn sample(n: usize, mut f: impl FnMut()) -> (Duration, Duration) {
+/// p50 and p99 of `n` timed runs of each of `runs` (after a warm-up of a tenth as
+/// many), taken in turn so that every one of them meets the same conditions: on a
+/// shared machine the anchor's own time moves by a third between runs.
+fn interleaved(n: usize, runs: &mut [&mut dyn FnMut()]) -> Vec<(Duration, Duration)> {
     for _ in 0..n / 10 {
-        f();
+        for run in runs.iter_mut() {
+            run();
+        }
     }
-    let mut times: Vec<Duration> = (0..n)
-        .map(|_| {
+    let mut times = vec![Vec::with_capacity(n); runs.len()];
+    for _ in 0..n {
+        for (run, times) in runs.iter_mut().zip(&mut times) {
             let start = Instant::now();
-            f();
-            start.elapsed()
+            run();
+            times.push(start.elapsed());
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_unstable();
+            (t[n / 2], t[(n * 99 / 100).min(n - 1)])
         })
-        .collect();
-    times.sort_unstable();
-    (times[n / 2], times[(n * 99 / 100).min(n - 1)])
+        .collect()
 }
 
 fn us(d: Duration) -> String {
@@ -112,34 +122,46 @@ fn main() {
     println!();
 
     // The round trip, three ways.
-    let (in50, in99) = sample(n, || {
-        kernel.execute(trivial(), None).expect("answers");
-    });
     let mut json =
         Client::connect(&info, ConnectOptions { format: Format::Json, ..Default::default() })
             .expect("connects");
-    let (j50, j99) = sample(n, || {
-        json.request(trivial(), &mut |_| {}).expect("connected").expect("answers");
-    });
     let mut msgpack =
         Client::connect(&info, ConnectOptions { format: Format::Msgpack, ..Default::default() })
             .expect("connects");
-    let (m50, m99) = sample(n, || {
-        msgpack.request(trivial(), &mut |_| {}).expect("connected").expect("answers");
-    });
-    // The echo carries a frame the size of the JSON request.
+    // The echo carries a frame the size of the JSON request, over a stream set up as
+    // the client's is.
     let frame = serde_json::to_string(&batos_protocol::ClientMessage::Request {
         id: "1".into(),
         request: trivial(),
     })
     .expect("encodes");
     let echo = echo_server();
+    let stream = TcpStream::connect(echo).expect("connects");
+    stream.set_nodelay(true).expect("nodelay");
     let (mut socket, _): (WebSocket<MaybeTlsStream<TcpStream>>, _) =
-        tungstenite::connect(format!("ws://{echo}/ws")).expect("connects");
-    let (e50, e99) = sample(n, || {
-        socket.send(Message::text(frame.clone())).expect("sent");
-        socket.read().expect("echoed");
-    });
+        tungstenite::client(format!("ws://{echo}/ws"), MaybeTlsStream::Plain(stream))
+            .expect("upgrades");
+    let times = interleaved(
+        n,
+        &mut [
+            &mut || {
+                kernel.execute(trivial(), None).expect("answers");
+            },
+            &mut || {
+                json.request(trivial(), &mut |_| {}).expect("connected").expect("answers");
+            },
+            &mut || {
+                msgpack.request(trivial(), &mut |_| {}).expect("connected").expect("answers");
+            },
+            &mut || {
+                socket.send(Message::text(frame.clone())).expect("sent");
+                socket.read().expect("echoed");
+            },
+        ],
+    );
+    let [(in50, in99), (j50, j99), (m50, m99), (e50, e99)] = times[..] else {
+        unreachable!("four runs, four results")
+    };
     println!("round trip of a trivial send ({n} runs)        p50          p99     p50 vs echo");
     for (name, p50, p99) in [
         ("in-process (Kernel::execute)", in50, in99),
