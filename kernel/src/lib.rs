@@ -178,6 +178,42 @@ impl Kernel {
         result
     }
 
+    /// Whether `request` only touches the image and so ends within microseconds to
+    /// milliseconds: reads, writes, history, listings, and a send answered by a data
+    /// slot. Not a send that runs a method (a plugin may run for its deadline, a
+    /// primitive may ask the mind) or that nothing understands (a synthesis cycle), nor
+    /// plugin installs, packs, model pulls or translations. The bridge runs these on the
+    /// connection's own task instead of handing them to a worker thread.
+    pub fn runs_briefly(&self, request: &Request) -> bool {
+        match request {
+            Request::Awaken
+            | Request::Roots
+            | Request::Inspect { .. }
+            | Request::Set { .. }
+            | Request::Clone { .. }
+            | Request::History { .. }
+            | Request::Undo { .. }
+            | Request::Cycles
+            | Request::Cycle { .. }
+            | Request::PluginList
+            | Request::PluginStats
+            | Request::ModelList => true,
+            Request::Send { object, selector, .. } => {
+                let Ok(receiver) = self.runtime.resolve(object) else { return true };
+                matches!(
+                    self.runtime.view(|cx| cx.lookup(receiver, selector)),
+                    Ok(Some((_, value))) if !matches!(value, batos::Value::Method(_))
+                )
+            }
+            Request::Pack { .. }
+            | Request::PluginAdd { .. }
+            | Request::PluginRemove { .. }
+            | Request::PluginSync
+            | Request::ModelPull { .. }
+            | Request::Translate { .. } => false,
+        }
+    }
+
     /// Asks the request `target` to stop; answers whether it was running. A synthesis
     /// cycle stops before its next step, failed and recorded.
     pub fn cancel(&self, target: &Cause) -> bool {

@@ -3,8 +3,11 @@
 //!
 //! Each connection has one task that reads the client's frames and writes the
 //! connection's queue (its replies and statuses, and the events it subscribed to) to
-//! the socket. Requests run on tokio's blocking pool, since a send holds a
-//! transaction and a cycle waits on a mind and a compiler.
+//! the socket. A request that only touches the image ([`Kernel::runs_briefly`]) runs on
+//! that task, since handing it to another thread costs more than running it; any
+//! other runs on tokio's blocking pool, since a plugin may run for its deadline and a
+//! cycle waits on a mind and a compiler, and the connection must stay free to read a
+//! `cancel`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use batos_protocol::limits::{HELLO_TIMEOUT_MS, MAX_FRAME_BYTES, STOP_DEADLINE_MS};
 use batos_protocol::{
-    close, Cause, ClientMessage, ErrorBody, Format, Frame, KernelInfo, Output, ServerMessage,
-    State, PROTOCOL, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK,
+    close, Cause, ClientMessage, ErrorBody, Format, Frame, KernelInfo, Output, Request,
+    ServerMessage, State, PROTOCOL, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK,
 };
 use tokio::sync::watch;
 
@@ -484,33 +487,91 @@ fn handle(
             if ctx.in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT {
                 return Some(reply_error(id, ErrorBody::new("limit", format!("this connection already has {MAX_IN_FLIGHT} requests running; wait for their replies"))));
             }
-            ctx.in_flight.fetch_add(1, Ordering::SeqCst);
             let kernel = ctx.shared.kernel.clone();
-            let sender = sender.clone();
-            let in_flight = ctx.in_flight.clone();
-            let events = kernel.events().clone();
             let sub_id = ctx.sub_id;
             let cause = Cause { session: ctx.session.to_owned(), id: id.clone() };
-            tokio::task::spawn_blocking(move || {
-                let put = |m: ServerMessage| {
+            let put = {
+                let (sender, events) = (sender.clone(), kernel.events().clone());
+                move |m: ServerMessage| {
                     if sender.try_send(Outgoing::Direct(m)).is_err() {
                         events.mark_lagged(sub_id);
                     }
-                };
-                put(ServerMessage::Status { re: id.clone(), state: State::Busy });
-                let reply = match kernel.execute(request, Some(cause)) {
-                    Ok(output) => {
-                        ServerMessage::Reply { re: id.clone(), ok: Some(output), error: None }
-                    }
-                    Err(Failure(body)) => reply_error(id.clone(), body),
-                };
-                put(reply);
-                put(ServerMessage::Status { re: id, state: State::Idle });
-                in_flight.fetch_sub(1, Ordering::SeqCst);
-            });
-            None
+                }
+            };
+            put(ServerMessage::Status { re: id.clone(), state: State::Busy });
+            if kernel.runs_briefly(&request) {
+                // Here, on the connection's task: a worker thread would cost more than
+                // the request. Its events, reply and idle are queued in order behind
+                // its busy, and go out in one write.
+                match run_briefly(&kernel, request, &cause, &id, &put) {
+                    None => None,
+                    // A data slot gone between the look and the send: the send may need
+                    // a synthesis cycle after all, which is a worker thread's.
+                    Some(request) => spawn_request(ctx, kernel, request, cause, id, put),
+                }
+            } else {
+                spawn_request(ctx, kernel, request, cause, id, put)
+            }
         }
     }
+}
+
+/// Runs a brief request and queues its reply and idle; answers the request back when
+/// it turned out not to be brief (a send nothing understands), having queued nothing.
+fn run_briefly(
+    kernel: &Kernel,
+    request: Request,
+    cause: &Cause,
+    id: &str,
+    put: &impl Fn(ServerMessage),
+) -> Option<Request> {
+    // A brief send never synthesises here: one nothing understands comes back.
+    let (attempt, original) = match request {
+        Request::Send { no_synthesis: false, .. } => {
+            let mut attempt = request.clone();
+            if let Request::Send { no_synthesis, .. } = &mut attempt {
+                *no_synthesis = true;
+            }
+            (attempt, Some(request))
+        }
+        request => (request, None),
+    };
+    let reply = match kernel.execute(attempt, Some(cause.clone())) {
+        Ok(output) => ServerMessage::Reply { re: id.to_owned(), ok: Some(output), error: None },
+        Err(Failure(body)) => {
+            if let (Some(original), "does_not_understand") = (&original, body.kind.as_str()) {
+                return Some(original.clone());
+            }
+            reply_error(id.to_owned(), body)
+        }
+    };
+    put(reply);
+    put(ServerMessage::Status { re: id.to_owned(), state: State::Idle });
+    None
+}
+
+/// Runs a request on tokio's blocking pool (its busy already queued), then queues its
+/// reply and idle.
+fn spawn_request(
+    ctx: &Ctx<'_>,
+    kernel: Arc<Kernel>,
+    request: Request,
+    cause: Cause,
+    id: String,
+    put: impl Fn(ServerMessage) + Send + 'static,
+) -> Option<ServerMessage> {
+    ctx.in_flight.fetch_add(1, Ordering::SeqCst);
+    let in_flight = ctx.in_flight.clone();
+    tokio::task::spawn_blocking(move || {
+        let reply = match kernel.execute(request, Some(cause)) {
+            Ok(output) => ServerMessage::Reply { re: id.clone(), ok: Some(output), error: None },
+            Err(Failure(body)) => reply_error(id.clone(), body),
+        };
+        put(reply);
+        put(ServerMessage::Status { re: id, state: State::Idle });
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+    });
+    None
 }
 
 /// Just the `id` of a message this kernel could not read (other fields ignored, so
