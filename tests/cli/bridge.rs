@@ -140,16 +140,15 @@ fn writers(info: &KernelInfo, count: usize, acked: mpsc::Sender<()>) -> Vec<Join
         .collect()
 }
 
-/// Starts a kernel, loads it with writers, kills it after 200 acknowledged writes,
-/// and answers each writer's last acknowledged value and how the kernel exited.
-fn load_then_kill(image: &Path) -> (Vec<i64>, std::process::ExitStatus) {
-    let mut kernel = Kernel::start(image);
+/// Loads `kernel` with four writers, signals it after 200 acknowledged writes, and
+/// answers each writer's last acknowledged value and how the kernel exited.
+fn load_then_signal(kernel: &mut Kernel, signal: &str) -> (Vec<i64>, std::process::ExitStatus) {
     let (acked, acks) = mpsc::channel();
     let workers = writers(&kernel.info, 4, acked);
     for _ in 0..200 {
         acks.recv().expect("writers acknowledged");
     }
-    kernel.signal("-KILL");
+    kernel.signal(signal);
     let status = kernel.child.wait().expect("the kernel exits");
     let last = workers.into_iter().map(|w| w.join().expect("a writer")).collect();
     (last, status)
@@ -184,14 +183,7 @@ fn sigterm_under_load_exits_zero_and_keeps_every_acknowledged_write() {
             }
         })
     };
-    let (acked, acks) = mpsc::channel();
-    let workers = writers(&kernel.info, 4, acked);
-    for _ in 0..200 {
-        acks.recv().expect("writers acknowledged");
-    }
-    kernel.signal("-TERM");
-    let status = kernel.child.wait().expect("the kernel exits");
-    let last: Vec<i64> = workers.into_iter().map(|w| w.join().expect("a writer")).collect();
+    let (last, status) = load_then_signal(&mut kernel, "-TERM");
     assert!(status.success(), "a SIGTERM is a clean stop: {status:?}");
     assert!(!image.join(KERNEL_FILE).exists(), "kernel.json goes with the kernel");
     assert!(last.iter().sum::<i64>() >= 200);
@@ -233,7 +225,7 @@ fn kill_nine_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = dir.path().join("image");
     ok_json(&image, &["awaken"]);
-    let (last, status) = load_then_kill(&image);
+    let (last, status) = load_then_signal(&mut Kernel::start(&image), "-KILL");
     assert!(!status.success());
     // The dead kernel's kernel.json is left behind; commands see it is stale.
     assert!(image.join(KERNEL_FILE).exists());
