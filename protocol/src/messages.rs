@@ -219,23 +219,9 @@ pub enum Request {
 }
 
 impl Request {
-    /// A send with no synthesis options: one nothing understands starts a cycle.
-    pub fn send(object: &str, selector: &str, args: Vec<serde_json::Value>) -> Request {
-        Request::send_with(object, selector, args, false)
-    }
-
     /// A send that never synthesises: one nothing understands fails with
     /// `does_not_understand`.
     pub fn send_known(object: &str, selector: &str, args: Vec<serde_json::Value>) -> Request {
-        Request::send_with(object, selector, args, true)
-    }
-
-    fn send_with(
-        object: &str,
-        selector: &str,
-        args: Vec<serde_json::Value>,
-        no_synthesis: bool,
-    ) -> Request {
         Request::Send {
             object: object.to_owned(),
             selector: selector.to_owned(),
@@ -245,7 +231,7 @@ impl Request {
             stateful: false,
             grants: vec![],
             wat: false,
-            no_synthesis,
+            no_synthesis: true,
         }
     }
 }

@@ -70,14 +70,7 @@ const DOUBLE: &str = r#"
   (call $ok_int (i64.mul (call $arg_int (local.get $args) (local.get $nargs) (i32.const 0)) (i64.const 2))))
 "#;
 
-const COUNTER: &str = r#"
-(data (i32.const 512) "count")
-(func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
-  (local $n i64)
-  (local.set $n (i64.add (call $get_int (local.get $receiver) (i32.const 512) (i32.const 5)) (i64.const 1)))
-  (drop (call $set_int (local.get $receiver) (i32.const 512) (i32.const 5) (local.get $n)))
-  (call $ok_int (local.get $n)))
-"#;
+const COUNTER: &str = include_str!("../../tests/support/increment.wat");
 
 fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort();

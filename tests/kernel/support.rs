@@ -94,14 +94,7 @@ pub fn hello(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>, served: &Served) -> 
 }
 
 /// A WAT method `increment` on genesis: adds one to its `count` slot and answers it.
-pub const INCREMENT: &str = r#"
-  (data (i32.const 512) "count")
-  (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
-    (local $n i64)
-    (local.set $n (i64.add (call $get_int (local.get $receiver) (i32.const 512) (i32.const 5)) (i64.const 1)))
-    (drop (call $set_int (local.get $receiver) (i32.const 512) (i32.const 5) (local.get $n)))
-    (call $ok_int (local.get $n)))
-"#;
+pub const INCREMENT: &str = include_str!("../support/increment.wat");
 
 /// Installs `increment` and sets `count` to 0, through `client`.
 pub fn install_increment(client: &mut Client) {
