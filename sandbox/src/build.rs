@@ -222,36 +222,46 @@ pub fn lock_workspace(dir: &Path, what: &str) -> Result<()> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| dir.join("target"));
-    // Offline first: the registry cache usually holds the SDK's dependencies already.
-    for step in
-        [&["generate-lockfile", "--offline"][..], &["generate-lockfile"], &["fetch", "--locked"]]
-    {
-        let mut command = cargo();
-        command.args(step).arg("--manifest-path").arg(&manifest);
-        sealed(&mut command, &target_dir);
-        let output = command.output().map_err(|e| {
-            Error::io(
-                format!("cannot run cargo to prepare {what} (is a Rust toolchain installed?)"),
-                e,
-            )
-        })?;
-        let offline_attempt = step.contains(&"--offline");
-        match (output.status.success(), offline_attempt) {
-            (true, true) => return Ok(()),
-            (true, false) | (false, true) => {}
-            (false, false) => {
-                return Err(build_failed(
-                    what,
-                    format!(
-                        "cannot prepare the build workspace: cargo {}:\n{}",
-                        step.join(" "),
-                        String::from_utf8_lossy(&output.stderr)
-                    ),
-                ))
-            }
+    // Each step offline first: the registry cache usually holds the SDK's dependencies
+    // already. Both steps always run: an offline lock can name crates whose index
+    // entries are cached but whose sources were never downloaded (a fresh machine whose
+    // cargo built only the host), and the sealed build cannot fetch them.
+    for step in [&["generate-lockfile"][..], &["fetch", "--locked"]] {
+        if cargo_step(&manifest, &target_dir, step, true, what)?.is_ok() {
+            continue;
+        }
+        if let Err(stderr) = cargo_step(&manifest, &target_dir, step, false, what)? {
+            return Err(build_failed(
+                what,
+                format!("cannot prepare the build workspace: cargo {}:\n{stderr}", step.join(" ")),
+            ));
         }
     }
     Ok(())
+}
+
+/// One cargo step of [`lock_workspace`]: `Err` holds cargo's complaint.
+fn cargo_step(
+    manifest: &Path,
+    target_dir: &Path,
+    step: &[&str],
+    offline: bool,
+    what: &str,
+) -> Result<std::result::Result<(), String>> {
+    let mut command = cargo();
+    command.args(step).arg("--manifest-path").arg(manifest);
+    if offline {
+        command.arg("--offline");
+    }
+    sealed(&mut command, target_dir);
+    let output = command.output().map_err(|e| {
+        Error::io(format!("cannot run cargo to prepare {what} (is a Rust toolchain installed?)"), e)
+    })?;
+    if output.status.success() {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(String::from_utf8_lossy(&output.stderr).into_owned()))
+    }
 }
 
 /// Runs a sealed cargo: its own process group (so a timeout kills rustc too), an
