@@ -48,6 +48,21 @@ pub enum Command {
         /// Its id, e.g. c3.
         id: String,
     },
+    /// Every object reachable from the roots.
+    Objects,
+    /// Where a selector resolves from an object, and what the method there is.
+    Resolve {
+        /// A root name or #oid.
+        object: String,
+        /// The selector, e.g. factorial:.
+        selector: String,
+    },
+    /// The metacognition journal's newest entries.
+    Journal {
+        /// How many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// The interactive session: an `Architect >` prompt for messages, commands and
     /// requests in words.
     Session,

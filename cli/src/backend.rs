@@ -95,7 +95,11 @@ impl Backend {
 
 /// Prints a cycle event's line on stderr.
 fn show(event: &Event) {
-    if let Event::Cycle { line, .. } = event {
-        eprintln!("{line}");
+    // The mind's text as it is written is for a page to stream; a terminal shows the
+    // cycle's steps.
+    if let Event::Cycle { line, phase, .. } = event {
+        if phase != "text" {
+            eprintln!("{line}");
+        }
     }
 }

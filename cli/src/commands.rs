@@ -25,6 +25,9 @@ pub fn dispatch(
         Command::Send(message) => send_request(&message)?,
         Command::Cycles => Request::Cycles,
         Command::Cycle { id } => Request::Cycle { id },
+        Command::Objects => Request::Objects,
+        Command::Resolve { object, selector } => Request::Resolve { object, selector },
+        Command::Journal { limit } => Request::Journal { limit },
         Command::Session | Command::Serve { .. } | Command::Model(_) => {
             return Err(bad_input("this command is not run through the kernel"))
         }

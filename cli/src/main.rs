@@ -90,10 +90,18 @@ fn run(cli: Cli) -> Result<Output, Failure> {
                 // The one line a script or a person waits for (one that stopped
                 // reading does not stop the kernel).
                 let line = if json_mode {
-                    json!({ "listening": info.address, "pid": info.pid, "url": info.url() })
-                        .to_string()
+                    json!({
+                        "listening": info.address, "pid": info.pid, "url": info.url(),
+                        "ui": info.login_url(),
+                    })
+                    .to_string()
                 } else {
-                    format!("batos kernel serving {} at {}", dir.display(), info.url())
+                    format!(
+                        "batos kernel serving {} at {}; open the UI at {}",
+                        dir.display(),
+                        info.url(),
+                        info.login_url()
+                    )
                 };
                 let _ = writeln!(std::io::stdout(), "{line}");
             })?;

@@ -12,7 +12,7 @@ use batos::{Runtime, TxId, Value};
 use batos_protocol::{Cause, Event, Output, Request};
 use serde_json::json;
 
-use crate::{bad_input, render, Failure, Kernel};
+use crate::{bad_input, browse, render, Failure, Kernel};
 
 pub fn execute(
     kernel: &Kernel,
@@ -160,6 +160,11 @@ pub fn execute(
         Request::ModelList => Ok(render::model_list()),
         Request::ModelPull { name } => model_pull(kernel, cause, name),
         Request::Translate { words } => translate_words(rt, &words),
+        Request::Objects => browse::objects(rt),
+        Request::Resolve { object, selector } => browse::resolve(kernel, &object, &selector),
+        Request::Journal { limit } => browse::journal(rt, limit),
+        Request::Layout => browse::layout(rt),
+        Request::Place { object, x, y, open } => browse::place(rt, &object, x, y, open),
     }
 }
 
@@ -221,6 +226,9 @@ pub fn cycle_event(event: &batos::synthesis::Event) -> Event {
             Some(*round),
             Some(*candidate),
         ),
+        E::Text { cycle, round, candidate, text } => {
+            (cycle, "text", None, text.clone(), Some(*round), Some(*candidate))
+        }
     };
     Event::Cycle {
         cycle: cycle.clone(),

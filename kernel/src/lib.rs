@@ -20,10 +20,12 @@ use batos::sandbox::{Limits, Sandbox};
 use batos::{ImageOptions, Runtime};
 use batos_protocol::{Cause, ErrorBody, Event, Output, Request};
 
+mod browse;
 pub mod events;
 mod execute;
 pub mod render;
 pub mod serve;
+pub mod ui;
 
 pub use serve::{serve, serve_until, ServeOptions, Served};
 
@@ -197,7 +199,11 @@ impl Kernel {
             | Request::Cycle { .. }
             | Request::PluginList
             | Request::PluginStats
-            | Request::ModelList => true,
+            | Request::ModelList
+            | Request::Objects
+            | Request::Journal { .. }
+            | Request::Layout
+            | Request::Place { .. } => true,
             Request::Send { object, selector, .. } => {
                 let Ok(receiver) = self.runtime.resolve(object) else { return true };
                 matches!(
@@ -210,7 +216,9 @@ impl Kernel {
             | Request::PluginRemove { .. }
             | Request::PluginSync
             | Request::ModelPull { .. }
-            | Request::Translate { .. } => false,
+            | Request::Translate { .. }
+            // A component's audit compiles it.
+            | Request::Resolve { .. } => false,
         }
     }
 

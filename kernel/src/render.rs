@@ -30,6 +30,12 @@ pub fn describe(event: &Event) -> String {
                 if first.is_empty() { String::new() } else { format!(" — {first}") }
             )
         }
+        Event::Text { cycle, round, candidate, text } => {
+            format!(
+                "cycle {cycle}: round {round} candidate {candidate} writes {} byte(s)",
+                text.len()
+            )
+        }
     }
 }
 

@@ -114,7 +114,7 @@ pub fn serve_until(
                 tracing::debug!("cannot set TCP_NODELAY: {e}");
             }
         });
-        let token = hex::encode(rand::random::<[u8; 32]>());
+        let token = lasting_token(&kernel).map_err(Failure::from)?;
         let info = KernelInfo {
             address: address.to_string(),
             pid: std::process::id(),
@@ -133,7 +133,16 @@ pub fn serve_until(
             connections: AtomicUsize::new(0),
             sessions: AtomicU64::new(0),
         });
-        let app = axum::Router::new().route("/ws", get(upgrade)).with_state(shared.clone());
+        let app = axum::Router::new()
+            .route("/ws", get(upgrade))
+            .route("/", get(|| async { crate::ui::asset("/") }))
+            .route(
+                "/{file}",
+                get(|axum::extract::Path(file): axum::extract::Path<String>| async move {
+                    crate::ui::asset(&format!("/{file}"))
+                }),
+            )
+            .with_state(shared.clone());
         // The drop-in folder is the kernel's to watch while it holds the image.
         let watched = kernel.clone();
         let _folder = batos::sandbox::watch::DropFolder::watch(
@@ -179,6 +188,26 @@ pub fn serve_until(
     runtime.shutdown_timeout(Duration::from_millis(100));
     kernel.flush();
     Ok(served)
+}
+
+/// Where the image keeps its kernel's access token.
+const TOKEN_KEY: &str = "kernel/token";
+
+/// The image's access token, made on first serve and kept in the image (its auxiliary
+/// store, readable only by whoever can read the image, like `kernel.json`): a browser
+/// tab logged in to this image stays logged in across restarts of its kernel.
+fn lasting_token(kernel: &Kernel) -> Result<String, batos::Error> {
+    let image = kernel.runtime().image();
+    if let Some(kept) = image.aux_get(TOKEN_KEY)? {
+        if let Ok(token) = String::from_utf8(kept) {
+            if token.len() == 64 {
+                return Ok(token);
+            }
+        }
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    image.aux_put(TOKEN_KEY, token.as_bytes())?;
+    Ok(token)
 }
 
 /// Waits for SIGTERM or SIGINT.

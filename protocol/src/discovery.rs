@@ -28,6 +28,13 @@ impl KernelInfo {
         format!("ws://{}/ws", self.address)
     }
 
+    /// The browser UI's address with the token in its fragment: a fragment never
+    /// leaves the browser (no request, log or referrer carries it), and the page moves
+    /// it into its session storage and off the address bar.
+    pub fn login_url(&self) -> String {
+        format!("http://{}/#token={}", self.address, self.token)
+    }
+
     /// Writes it to `<image>/kernel.json`, readable by its owner only (the token is a
     /// password), by rename so a reader never sees half of it.
     pub fn write(&self, image: &Path) -> std::io::Result<()> {

@@ -91,7 +91,8 @@ pub enum ClientMessage {
     },
 }
 
-/// A request: one for each thing the command line does.
+/// A request: one for each thing the command line does, and the two a browser needs
+/// beyond them (`layout` and `place`, where its morphs stand).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
@@ -210,6 +211,39 @@ pub enum Request {
         #[serde(default)]
         name: Option<String>,
     },
+    /// Every object reachable from the roots (through parents and references), each
+    /// with its root name, parents and slot count: the browser's object list.
+    Objects,
+    /// Where `selector` resolves from `object`: the objects the delegation walk visits
+    /// in order, the one that holds it, and what it is — data, a native primitive, or
+    /// a component with its grants, source, audit verdict and the cycle or plugin that
+    /// made it.
+    Resolve {
+        /// The receiver: a root name or `#oid`.
+        object: String,
+        /// The selector.
+        selector: String,
+    },
+    /// The metacognition journal's newest entries, newest last.
+    Journal {
+        /// How many (100 when absent).
+        #[serde(default = "hundred")]
+        limit: usize,
+    },
+    /// Where the browser UI placed each morph and which are open (kept in the image,
+    /// outside its transaction history).
+    Layout,
+    /// Place a morph, or close it.
+    Place {
+        /// A root name or `#oid`.
+        object: String,
+        /// Its left edge in the world, in CSS pixels.
+        x: f64,
+        /// Its top edge in the world, in CSS pixels.
+        y: f64,
+        /// Whether it is open.
+        open: bool,
+    },
     /// Words into a message, by the image's mind: the reply's JSON is
     /// `{"object", "selector", "args"}` and its text the message as a session line.
     Translate {
@@ -238,6 +272,10 @@ impl Request {
 
 fn twenty() -> usize {
     20
+}
+
+fn hundred() -> usize {
+    100
 }
 
 /// A request's answer, in two representations (as Jupyter's results carry a MIME
@@ -388,7 +426,8 @@ pub enum Event {
     Cycle {
         /// The cycle's id (`c3`).
         cycle: String,
-        /// `started`, `joined`, `state` or `attempt`.
+        /// `started`, `joined`, `state`, `attempt`, or `text` (more of a candidate's code
+        /// as the mind writes it, in `detail`).
         phase: String,
         /// The line the command line prints for it.
         line: String,

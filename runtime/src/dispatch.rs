@@ -278,6 +278,21 @@ impl<'a, 'img> Context<'a, 'img> {
 /// Finds `selector` from `start`: own slots, then parents depth-first in order, each
 /// object visited once. Returns the holder and the slot's value.
 pub fn lookup(tx: &Tx<'_>, start: Oid, selector: &str) -> Result<Option<(Oid, Value)>> {
+    Ok(walk(tx, start, selector)?.found)
+}
+
+/// One delegation walk, as [`lookup`] makes it: the objects it visited, in order (the
+/// holder last when found), and what it found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Walk {
+    /// The objects whose own slots were searched, in order.
+    pub visited: Vec<Oid>,
+    /// The holder and the slot's value, if any object had it.
+    pub found: Option<(Oid, Value)>,
+}
+
+/// [`lookup`], telling where it looked: for "where does this selector resolve".
+pub fn walk(tx: &Tx<'_>, start: Oid, selector: &str) -> Result<Walk> {
     let mut visited: Vec<Oid> = Vec::new();
     let mut pending = vec![start];
     while let Some(oid) = pending.pop() {
@@ -286,7 +301,7 @@ pub fn lookup(tx: &Tx<'_>, start: Oid, selector: &str) -> Result<Option<(Oid, Va
         }
         visited.push(oid);
         if let Some(value) = tx.slot(oid, selector)? {
-            return Ok(Some((oid, value)));
+            return Ok(Walk { visited, found: Some((oid, value)) });
         }
         match tx.parents(oid) {
             Ok(parents) => pending.extend(parents.iter().rev()),
@@ -295,5 +310,5 @@ pub fn lookup(tx: &Tx<'_>, start: Oid, selector: &str) -> Result<Option<(Oid, Va
             Err(e) => return Err(e),
         }
     }
-    Ok(None)
+    Ok(Walk { visited, found: None })
 }

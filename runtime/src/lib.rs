@@ -34,7 +34,9 @@ pub use awaken::{
 };
 
 pub use call::Call;
-pub use dispatch::{lookup, Behaviour, ComponentRunner, Context, Primitive, DOES_NOT_UNDERSTAND};
+pub use dispatch::{
+    lookup, walk, Behaviour, ComponentRunner, Context, Primitive, Walk, DOES_NOT_UNDERSTAND,
+};
 pub use gate::{Authority, Decision, Effect, Gate, Grant, Grants};
 pub use outside::{OutsideWork, MAX_OUTSIDE_WORK};
 

@@ -339,7 +339,8 @@ impl Synthesizer {
                     None => first,
                 };
                 let variant = Variant::of(round, index, self.options.max_tokens);
-                let answer = self.ask(id, &messages, "code", &variant.sampling)?;
+                let answer =
+                    self.ask_watched(run, round, index + 1, &messages, &variant.sampling)?;
                 let tried = Tried {
                     round,
                     index,
@@ -509,11 +510,52 @@ impl Synthesizer {
         what: &str,
         sampling: &Sampling,
     ) -> Result<String> {
+        self.ask_streaming(id, messages, what, sampling, &mut |_| {})
+    }
+
+    /// [`Self::ask`] for a candidate's code, its text shown as [`Event::Text`] while it
+    /// is written: gathered for a tenth of a second at a time, since a piece per token
+    /// would be an event per token.
+    fn ask_watched(
+        &self,
+        run: &Running<'_>,
+        round: usize,
+        candidate: usize,
+        messages: &[Message],
+        sampling: &Sampling,
+    ) -> Result<String> {
+        const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
+        let mut pending = String::new();
+        let mut told = Instant::now();
+        let tell = |text: String| {
+            (run.observe)(&Event::Text { cycle: run.id.to_owned(), round, candidate, text })
+        };
+        let answer = self.ask_streaming(run.id, messages, "code", sampling, &mut |piece| {
+            pending.push_str(piece);
+            if told.elapsed() >= GATHER {
+                tell(std::mem::take(&mut pending));
+                told = Instant::now();
+            }
+        })?;
+        if !pending.is_empty() {
+            tell(pending);
+        }
+        Ok(answer)
+    }
+
+    fn ask_streaming(
+        &self,
+        id: &str,
+        messages: &[Message],
+        what: &str,
+        sampling: &Sampling,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<String> {
         self.check_cancel(id)?;
         let t = Instant::now();
         let completion = self
             .mind
-            .complete(messages, sampling, &mut |_| {})
+            .complete(messages, sampling, on_text)
             .map_err(|e| Error::MindUnavailable(e.to_string()))?;
         self.journal.append(json!({
             "cycle": id, "event": "mind", "asked_for": what, "model": self.mind.describe(), "duration_ms": t.elapsed().as_millis() as u64,

@@ -126,6 +126,18 @@ pub enum Event {
         /// What went wrong (diagnostics, the failing case).
         detail: String,
     },
+    /// The mind wrote more of a candidate (pieces gathered a few times a second), for
+    /// people watching the cycle.
+    Text {
+        /// The cycle.
+        cycle: String,
+        /// Its round, from 1.
+        round: usize,
+        /// Which candidate of the round, from 1.
+        candidate: usize,
+        /// The text since the last piece.
+        text: String,
+    },
 }
 
 /// Knobs of the cycle.

@@ -28,11 +28,16 @@ impl Kernel {
 
     /// [`Kernel::start`] with these environment variables.
     pub fn start_with(image: &Path, env: &[(&str, &Path)]) -> Kernel {
+        Kernel::start_on(image, "127.0.0.1:0", env)
+    }
+
+    /// [`Kernel::start_with`] listening on `listen` (to come back on the same address).
+    pub fn start_on(image: &Path, listen: &str, env: &[(&str, &Path)]) -> Kernel {
         let mut child = Command::new(env!("CARGO_BIN_EXE_batos"))
             .arg("--json")
             .arg("--image")
             .arg(image)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .env_remove("BATOS_IMAGE")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -46,6 +51,7 @@ impl Kernel {
         let said: Json = serde_json::from_str(&line).expect("the listening line is JSON");
         let info = batos_protocol::read_kernel_info(image).expect("kernel.json names the kernel");
         assert_eq!(said["listening"], json!(info.address));
+        assert_eq!(said["ui"], json!(info.login_url()));
         assert_eq!(said["pid"], json!(child.id()));
         Kernel { child, info }
     }
@@ -53,6 +59,12 @@ impl Kernel {
     /// What its `kernel.json` says.
     pub fn info(&self) -> &KernelInfo {
         &self.info
+    }
+
+    /// Stops it with SIGTERM (its clean stop) and waits for it to exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        self.child.wait().expect("the kernel exits")
     }
 
     fn signal(&self, signal: &str) {

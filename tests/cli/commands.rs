@@ -163,6 +163,40 @@ fn repo_path(relative: &str) -> String {
 }
 
 #[test]
+fn reachable_objects_where_selectors_resolve_and_the_journal() {
+    in_each_mode(|dir| browsing(&dir.join("image")));
+}
+
+fn browsing(image: &Path) {
+    let acct =
+        ok_json(image, &["clone", "genesis", "--name", "acct"])["oid"].as_u64().expect("oid");
+    ok_json(image, &["set", "acct", "balance", "5"]);
+    let orphan = ok_json(image, &["clone", "genesis"])["oid"].as_u64().expect("oid");
+    let objects = ok_json(image, &["objects"]);
+    let objects = objects.as_array().expect("a list");
+    let oids: Vec<u64> = objects.iter().filter_map(|o| o["oid"].as_u64()).collect();
+    assert!(oids.contains(&acct) && oids.contains(&3), "{oids:?}");
+    assert!(!oids.contains(&orphan), "an object nothing reaches is not listed");
+    let listed = objects.iter().find(|o| o["oid"] == acct).expect("acct is listed");
+    assert_eq!(listed["name"], "acct");
+    assert_eq!(listed["parents"], serde_json::json!([1, 2]));
+
+    let data = ok_json(image, &["resolve", "acct", "balance"]);
+    assert_eq!(data["holder"], acct);
+    assert_eq!(data["found"], serde_json::json!({ "kind": "data", "value": 5 }));
+    let native = ok_json(image, &["resolve", "acct", "clone"]);
+    assert_eq!(native["found"]["kind"], "native", "{native}");
+    assert_eq!(native["visited"][0], acct, "the walk starts at the receiver");
+    assert_eq!(native["visited"].as_array().and_then(|v| v.last()), Some(&native["holder"]));
+    let nothing = ok_json(image, &["resolve", "acct", "fly"]);
+    assert!(nothing["holder"].is_null(), "{nothing}");
+    assert!(nothing["visited"].as_array().is_some_and(|v| v.len() >= 3), "{nothing}");
+    assert_eq!(err_json(image, &["resolve", "nobody", "fly"])["error"]["kind"], "not_found");
+
+    assert_eq!(ok_json(image, &["journal"]), serde_json::json!([]), "no cycle has run");
+}
+
+#[test]
 fn plugins_from_the_command_line() {
     in_each_mode(|dir| plugins(&dir.join("image")));
 }
@@ -193,6 +227,14 @@ fn plugins(image: &Path) {
         2,
         "the count persists between processes"
     );
+
+    // What a method is: a component, its grants, a fresh audit and its plugin's source.
+    let timed = ok_json(&image, &["resolve", "genesis", "reportTime"]);
+    assert_eq!(timed["found"]["kind"], "component", "{timed}");
+    assert_eq!(timed["found"]["grants"], serde_json::json!(["clock"]));
+    assert_eq!(timed["found"]["audit"]["passed"], true, "{timed}");
+    assert_eq!(timed["found"]["origin"], "plugin");
+    assert!(timed["found"]["source"].as_str().is_some_and(|s| s.contains("fn ")), "{timed}");
 
     let list = ok_json(&image, &["plugin", "list"]);
     let names: Vec<&str> =

@@ -3,12 +3,15 @@
 //! commands and their error kinds, plugins, synthesis against a stand-in chat server,
 //! the kill -9 crash harness, model import, and THE REAL EMBEDDED MODEL end to end.
 
+#[path = "../support/browser.rs"]
+mod browser_support;
 #[path = "../support/chat_stub.rs"]
 mod chat_stub;
 #[path = "../support/tiny_model.rs"]
 mod tiny_model;
 
 mod bridge;
+mod browser;
 mod commands;
 mod crash;
 mod import;

@@ -26,7 +26,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// A fresh image whose pLLM asks the stub server.
-fn image_thinking_with(dir: &Path, server: &StubChatServer) -> std::path::PathBuf {
+pub(super) fn image_thinking_with(dir: &Path, server: &StubChatServer) -> std::path::PathBuf {
     let image = dir.join("image");
     for (slot, value) in [
         ("backend", "\"openai\"".to_owned()),
@@ -53,9 +53,9 @@ fn session(image: &Path, dir: &Path, script: &str) -> Output {
     child.wait_with_output().expect("ends")
 }
 
-const DOUBLE: &str = "```rust\nfn double(a: i64) -> i64 {\n    a * 2\n}\n```";
+pub(super) const DOUBLE: &str = "```rust\nfn double(a: i64) -> i64 {\n    a * 2\n}\n```";
 /// Another way to write it: the cycle installs once two candidates agree.
-const DOUBLE_TOO: &str = "```rust\nfn double(a: i64) -> i64 {\n    a + a\n}\n```";
+pub(super) const DOUBLE_TOO: &str = "```rust\nfn double(a: i64) -> i64 {\n    a + a\n}\n```";
 
 #[test]
 fn a_send_synthesises_live_and_the_cycle_can_be_inspected() {

@@ -159,12 +159,17 @@ fn client_variant(message: &ClientMessage) -> String {
                 Request::ModelList => "model_list",
                 Request::ModelPull { .. } => "model_pull",
                 Request::Translate { .. } => "translate",
+                Request::Objects => "objects",
+                Request::Resolve { .. } => "resolve",
+                Request::Journal { .. } => "journal",
+                Request::Layout => "layout",
+                Request::Place { .. } => "place",
             }
         ),
     }
 }
 
-const CLIENT_VARIANTS: usize = 3 + 19;
+const CLIENT_VARIANTS: usize = 3 + 24;
 
 fn server_variant(message: &ServerMessage) -> String {
     match message {
