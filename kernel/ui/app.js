@@ -200,6 +200,37 @@ function setConnection(text, state) {
   c.dataset.state = state;
 }
 
+// ---------------------------------------------------------------- objects, read once
+
+/**
+ * What each object looked like when last read (`inspect`), shared by every morph: a
+ * morph re-reads only the objects a transaction changed, so 50 morphs sharing a parent
+ * cost one read when that parent changes, not 50. An entry is dropped when an event says
+ * its object changed (before any morph refreshes), and all of them on reconnection.
+ */
+class ObjectReads {
+  constructor(bridge) {
+    this.bridge = bridge;
+    this.reads = new Map();
+  }
+  get(oid) {
+    let read = this.reads.get(oid);
+    if (!read) {
+      read = this.bridge.request("inspect", { object: oidRef(oid) }).then((o) => o.json);
+      this.reads.set(oid, read);
+      // A failed read is not kept: the next morph asks again.
+      read.catch(() => this.reads.get(oid) === read && this.reads.delete(oid));
+    }
+    return read;
+  }
+  forget(oids) {
+    for (const oid of oids) this.reads.delete(oid);
+  }
+  clear() {
+    this.reads.clear();
+  }
+}
+
 // ---------------------------------------------------------------- the world
 
 /** The open morphs, their placement (kept in the image) and the parent arrows. */
@@ -207,6 +238,7 @@ class World {
   constructor(bridge) {
     this.bridge = bridge;
     this.morphs = new Map();
+    this.reads = new ObjectReads(bridge);
     this.names = new Map();
     this.node = $("world");
     this.arrows = $("arrows");
@@ -281,16 +313,29 @@ class World {
    * or through a parent. */
   changed(changes) {
     const touched = new Set(Object.keys(changes).map((k) => Number(k.replace("#", ""))));
+    this.reads.forget(touched);
     for (const morph of this.morphs.values()) {
       if (morph.shows.some((oid) => touched.has(oid))) morph.refresh();
     }
   }
 
   refreshAll() {
+    this.reads.clear();
     for (const morph of this.morphs.values()) morph.refresh();
   }
 
+  /** Redraws the parent arrows once per frame, however many morphs changed in it:
+   * drawing reads every morph's height, which forces a layout. */
   drawArrows() {
+    if (this.arrowsPending) return;
+    this.arrowsPending = true;
+    requestAnimationFrame(() => {
+      this.arrowsPending = false;
+      this.drawArrowsNow();
+    });
+  }
+
+  drawArrowsNow() {
     const svg = this.arrows;
     while (svg.firstChild) svg.firstChild.remove();
     const ns = "http://www.w3.org/2000/svg";
@@ -346,7 +391,13 @@ class Morph {
     this.header = el("div", { class: "morph-title" }, this.title, halo);
     this.body = el("div", { class: "morph-body" });
     this.output = el("div", { class: "result" });
-    this.frame = null;
+    // What a render replaces (the object's slots), and what it keeps: the send box, the
+    // last answer, the resolution and the history keep whatever the person typed or
+    // opened while the object changes under them.
+    this.slots = el("div", { class: "slot-tables" });
+    this.problem = el("div", { class: "error" });
+    this.display = el("div", { class: "display" });
+    this.body.append(this.problem, this.slots, this.sendBox(), this.output, this.resolveBox(), this.historyBox(), this.display);
     this.node.append(this.header, this.body);
     this.dragging();
   }
@@ -374,7 +425,8 @@ class Morph {
   }
 
   async load() {
-    const me = (await this.bridge.request("inspect", { object: oidRef(this.oid) })).json;
+    const reads = this.world.reads;
+    const me = await reads.get(this.oid);
     // The ancestors in the order a lookup searches them: depth first, parents in
     // order, each once.
     const ancestors = [];
@@ -386,7 +438,7 @@ class Morph {
       seen.add(p);
       let info;
       try {
-        info = (await this.bridge.request("inspect", { object: oidRef(p) })).json;
+        info = await reads.get(p);
       } catch {
         continue; // a parent removed by undo or pack answers nothing
       }
@@ -399,10 +451,18 @@ class Morph {
   }
 
   showError(e) {
-    this.body.replaceChildren(el("div", { class: "error", text: e.message }));
+    this.problem.textContent = e.message;
   }
 
   render(me, ancestors) {
+    // A slot being edited is not swept away by a change elsewhere: the render waits for
+    // the edit to end.
+    if (this.slots.querySelector("input.edit")) {
+      this.deferred = [me, ancestors];
+      return;
+    }
+    this.deferred = null;
+    this.problem.textContent = "";
     const name = me.name || this.world.nameOf(this.oid);
     this.title.textContent = name ? `${name} ${oidRef(this.oid)}` : oidRef(this.oid);
     const own = el("table", { class: "slots own" });
@@ -426,17 +486,13 @@ class Morph {
     const parents = me.parents.length
       ? me.parents.flatMap((p, i) => [i ? ", " : "", el("button", { type: "button", class: "ref", onclick: () => this.world.open(p) }, this.label(p))])
       : ["none"];
-    this.body.replaceChildren(
+    this.slots.replaceChildren(
       el("div", { class: "muted parents" }, "parents: ", ...parents),
       el("h4", {}, "slots"), own,
       ...inherited,
-      this.sendBox(),
-      this.output,
-      this.resolveBox(),
-      this.historyBox(),
-      this.frame || "",
     );
     this.node.dataset.renderedWall = String(wallNow());
+    this.reloadHistory();
     this.world.drawArrows();
   }
 
@@ -485,13 +541,19 @@ class Morph {
       }
       try {
         await this.bridge.request("set", { object: oidRef(this.oid), slot, value: parsed });
+        done(parsed);
       } catch (e) {
         problem.textContent = e.message;
       }
     };
+    const done = (shown) => {
+      cell.replaceChildren(this.valueNode(shown));
+      const deferred = this.deferred;
+      if (deferred) this.render(...deferred);
+    };
     input.addEventListener("keydown", (e) => {
       if (e.key === "Enter") commit();
-      if (e.key === "Escape") this.refresh();
+      if (e.key === "Escape") done(value);
     });
     cell.replaceChildren(input, problem);
     input.focus();
@@ -620,9 +682,9 @@ class Morph {
       stateful: true,
     });
     if (typeof html !== "string") return;
-    this.frame = el("iframe", { class: "display-frame", sandbox: "", referrerpolicy: "no-referrer", title: "the object's own display" });
-    this.frame.srcdoc = html;
-    this.body.append(this.frame);
+    const frame = el("iframe", { class: "display-frame", sandbox: "", referrerpolicy: "no-referrer", title: "the object's own display" });
+    frame.srcdoc = html;
+    this.display.replaceChildren(frame);
   }
 
   resolveBox() {
@@ -664,7 +726,8 @@ class Morph {
   historyBox() {
     const list = el("div", { class: "history-list" });
     const details = el("details", { class: "history" }, el("summary", { class: "muted" }, "history"), list);
-    details.addEventListener("toggle", async () => {
+    // Open, it follows the object: every render reads it again.
+    this.reloadHistory = async () => {
       if (!details.open) return;
       try {
         const all = (await this.bridge.request("history", { limit: 2000 })).json;
@@ -675,7 +738,8 @@ class Morph {
       } catch (e) {
         list.replaceChildren(el("div", { class: "error", text: e.message }));
       }
-    });
+    };
+    details.addEventListener("toggle", this.reloadHistory);
     return details;
   }
 

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::bridge::Kernel;
 use super::browser_support::{runtime, Browser};
-use super::chat_stub::{answer, StubChatServer};
+use super::chat_stub::{answer, answer_bytes, Reply, StubChatServer};
 use super::commands::ok_json;
 use super::synthesis::{image_thinking_with, DOUBLE, DOUBLE_TOO};
 
@@ -90,6 +90,15 @@ fn edits_in_the_page_reach_the_cli_and_cli_changes_reach_the_page() {
         b.until(&format!("document.querySelector('.morph[data-oid=\"{genesis}\"] .slot-row[data-slot=\"greeting\"] .value')?.textContent === '{{\"n\":42}}'"), "the edited value").await;
         assert_eq!(ok_json(&image, &["inspect", "genesis"])["slots"]["greeting"], json!({ "n": 42 }));
         b.screenshot("edited").await;
+        // The object's history, newest first, undoes the edit.
+        b.run(&format!("document.querySelector('.morph[data-oid=\"{genesis}\"] details.history').open = true")).await;
+        let newest = b
+            .until(&format!("document.querySelector('.morph[data-oid=\"{genesis}\"] .history-entry')?.textContent"), "the history")
+            .await;
+        assert!(newest.as_str().is_some_and(|h| h.contains("greeting")), "{newest}");
+        b.run(&format!("document.querySelector('.morph[data-oid=\"{genesis}\"] .history-entry .undo').click()")).await;
+        assert_eq!(b.slot_text(genesis, "greeting", "the undone edit").await, "\"hello\"");
+        assert_eq!(ok_json(&image, &["inspect", "genesis"])["slots"]["greeting"], json!("hello"));
         b.close().await;
     });
 }
@@ -248,6 +257,47 @@ fn a_synthesis_is_watched_from_the_page_until_the_method_appears_on_the_morph() 
         // Past cycles are browsable.
         b.run("document.querySelector('#tabs button[data-tab=\"cycles\"]').click()").await;
         b.until("[...document.querySelectorAll('#cycle-list .row')].some(r => r.textContent.includes('c1 COMPLETE double:'))", "the cycle in the list").await;
+        // And so is the metacognition journal, filtered.
+        b.run("document.querySelector('#tabs button[data-tab=\"journal\"]').click()").await;
+        let all = b.until("document.querySelectorAll('#journal-list .row').length", "the journal").await;
+        b.run("const f = document.querySelector('#journal-filter'); f.value = 'COMPLETE'; f.dispatchEvent(new Event('input'))").await;
+        let complete = b
+            .until("[...document.querySelectorAll('#journal-list .row')].map(r => r.textContent).filter(t => t.includes('COMPLETE')).length === document.querySelectorAll('#journal-list .row').length && document.querySelectorAll('#journal-list .row').length", "the filtered journal")
+            .await;
+        assert!(complete.as_u64() < all.as_u64(), "{complete} of {all} entries");
+        b.close().await;
+    });
+}
+
+#[test]
+fn a_cycle_watched_from_the_page_is_cancelled_from_its_panel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (release, gate) = std::sync::mpsc::channel();
+    let server =
+        StubChatServer::start(vec![Reply::Gated(answer_bytes(DOUBLE), gate), answer(DOUBLE_TOO)]);
+    let image = image_thinking_with(dir.path(), &server);
+    let workspace = dir.path().join("ws");
+    let kernel = Kernel::start_with(&image, &[("BATOS_WORKSPACE", &workspace)]);
+    let genesis = oid_of(&image, "genesis");
+    runtime().block_on(async {
+        let b = Browser::open(&kernel.info().login_url(), "cancel").await;
+        let morph = format!(".morph[data-oid=\"{genesis}\"]");
+        b.until(&format!("document.querySelector('{morph} .send-box')"), "the send box").await;
+        b.run(&format!(
+            "const f = document.querySelector('{morph} .send-box'); f.querySelector('.selector').value = 'double:'; \
+             f.querySelector('.args').value = '21'; f.querySelector('.examples').value = '3 => 6'; f.requestSubmit();"
+        ))
+        .await;
+        // The cycle waits on its mind; the panel's Cancel stops it.
+        server.arrived.recv().expect("the kernel asks its mind");
+        b.until("!document.querySelector('#cycle-cancel').hidden", "the Cancel button").await;
+        b.run("document.querySelector('#cycle-cancel').click()").await;
+        release.send(()).expect("the mind answers now");
+        let failed = b.until("document.querySelector('#cycle-timeline li[data-state=\"FAILED\"]')?.textContent", "the failure").await;
+        assert!(failed.as_str().is_some_and(|f| f.contains("cancelled")), "{failed}");
+        let error = b.until(&format!("document.querySelector('{morph} .result .error')?.textContent"), "the send's error").await;
+        assert!(error.as_str().is_some_and(|e| e.contains("cancelled")), "{error}");
+        assert!(ok_json(&image, &["inspect", "genesis"])["slots"].get("double:").is_none(), "nothing installed");
         b.close().await;
     });
 }
