@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message as AxumMessage, WebSocketUpgrade};
 use batos_client::{Client, ConnectOptions};
-use batos_kernel::{Kernel, ServeOptions};
-use batos_protocol::{Event, Format, KernelInfo, Request, ServerMessage};
+use batos_protocol::{Event, Format, Request, ServerMessage};
+
+#[path = "support/serving.rs"]
+mod serving;
+
+use serving::Serving;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
@@ -92,32 +96,8 @@ fn tick() -> Event {
 fn main() {
     let quick = std::env::args().all(|a| a != "--bench");
     let n = if quick { 200 } else { 5_000 };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kernel = Arc::new(
-        Kernel::open(&dir.path().join("image"), batos::ImageOptions::default()).expect("opens"),
-    );
-    let (ready_tx, ready) = std::sync::mpsc::channel::<KernelInfo>();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = {
-        let kernel = kernel.clone();
-        std::thread::spawn(move || {
-            let options = ServeOptions {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                ..Default::default()
-            };
-            let until = async {
-                let _ = stopped.await;
-            };
-            batos_kernel::serve_until(
-                kernel,
-                options,
-                |i| ready_tx.send(i.clone()).expect("told"),
-                until,
-            )
-            .expect("serves");
-        })
-    };
-    let info = ready.recv().expect("the kernel listens");
+    let serving = Serving::start();
+    let (kernel, info) = (serving.kernel.clone(), serving.info.clone());
     println!("bridge benchmarks{}", if quick { " — quick mode" } else { "" });
     println!();
 
@@ -233,6 +213,5 @@ fn main() {
             (per * subscribers) as f64 / elapsed,
         );
     }
-    let _ = stop.send(());
-    served.join().expect("the kernel stopped");
+    serving.stop();
 }

@@ -6,19 +6,19 @@
 //! 1,000 objects listed beside the empty image's; and the history tab with 10,000
 //! transactions. Run: `cargo bench -p batos-kernel --bench ui`
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use batos_client::{Client, ConnectOptions};
-use batos_kernel::{Kernel, ServeOptions};
-use batos_protocol::{KernelInfo, Request};
+use batos_protocol::Request;
 use serde_json::{json, Value as Json};
 
 #[path = "../../tests/support/browser.rs"]
 mod browser;
+#[path = "support/serving.rs"]
+mod serving;
 
 use browser::{runtime, Browser};
+use serving::Serving;
 
 /// Wall-clock milliseconds: the page stamps its renders with the same clock
 /// (`performance.timeOrigin + performance.now()`), on the same machine.
@@ -84,32 +84,8 @@ async fn heap_mb(page: &Browser) -> f64 {
 fn main() {
     let quick = std::env::args().all(|a| a != "--bench");
     let (n, objects, transactions) = if quick { (10, 100, 500) } else { (200, 1_000, 10_000) };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kernel = Arc::new(
-        Kernel::open(&dir.path().join("image"), batos::ImageOptions::default()).expect("opens"),
-    );
-    let (ready_tx, ready) = std::sync::mpsc::channel::<KernelInfo>();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = {
-        let kernel = kernel.clone();
-        std::thread::spawn(move || {
-            let options = ServeOptions {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                ..Default::default()
-            };
-            let until = async {
-                let _ = stopped.await;
-            };
-            batos_kernel::serve_until(
-                kernel,
-                options,
-                |i| ready_tx.send(i.clone()).expect("told"),
-                until,
-            )
-            .expect("serves");
-        })
-    };
-    let info = ready.recv().expect("the kernel listens");
+    let serving = Serving::start();
+    let info = serving.info.clone();
     let mut client = Client::connect(&info, ConnectOptions::default()).expect("connects");
     // Only the morphs the benchmark opens are shown.
     let roots = ok(&mut client, Request::Roots);
@@ -185,6 +161,5 @@ fn main() {
         page.close().await;
     });
     client.close();
-    let _ = stop.send(());
-    served.join().expect("the kernel thread");
+    serving.stop();
 }

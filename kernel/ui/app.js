@@ -35,6 +35,17 @@ function notice(text, bad) {
   n.className = bad ? "error" : "";
 }
 
+/** Makes a request whose answer is a line for the notice bar, then runs `after`; a
+ * failure goes to the notice bar too. */
+async function announce(bridge, op, fields, after) {
+  try {
+    notice((await bridge.request(op, fields)).text);
+    if (after) await after();
+  } catch (e) {
+    notice(e.message, true);
+  }
+}
+
 /** A value in batos JSON, shortened for a table cell. */
 function shortJson(value, max = 160) {
   const text = JSON.stringify(value);
@@ -734,7 +745,7 @@ class Morph {
         const mine = all.filter((h) => h.changes.some((c) => c.endsWith(`#${this.oid}`) || c.includes(`#${this.oid}.`)));
         list.replaceChildren(...(mine.length ? mine.map((h) => el("div", { class: "history-entry" },
           el("code", {}, String(h.tx)), " ", h.description, " ",
-          el("button", { type: "button", class: "undo", onclick: () => this.undo(h.tx) }, "undo"))) : [el("div", { class: "muted" }, "no transactions touched it recently")]));
+          el("button", { type: "button", class: "undo", onclick: () => announce(this.bridge, "undo", { tx: h.tx }) }, "undo"))) : [el("div", { class: "muted" }, "no transactions touched it recently")]));
       } catch (e) {
         list.replaceChildren(el("div", { class: "error", text: e.message }));
       }
@@ -743,14 +754,6 @@ class Morph {
     return details;
   }
 
-  async undo(tx) {
-    try {
-      const out = await this.bridge.request("undo", { tx });
-      notice(out.text);
-    } catch (e) {
-      notice(e.message, true);
-    }
-  }
 
   /** Dragging by the title bar (Pointer Events); dropping onto another morph's slot
    * stores a reference to this object there instead of moving it. */
@@ -933,7 +936,7 @@ class Side {
     });
     this.journalList = new VirtualList($("journal-list"), (j) => el("span", { class: "mono", title: JSON.stringify(j) }, JSON.stringify(j)));
     this.historyList = new VirtualList($("history-list"), (h) => el("span", {}, el("code", {}, String(h.tx)), " ", h.description,
-      el("button", { type: "button", class: "undo", onclick: () => this.undo(h.tx) }, "undo")));
+      el("button", { type: "button", class: "undo", onclick: () => announce(this.bridge, "undo", { tx: h.tx }) }, "undo")));
     this.cycleList = new VirtualList($("cycle-list"), (c) => el("span", { onclick: () => cyclePanel.showPast(c.id) }, `${c.id} ${c.state} ${c.selector}`));
     $("object-filter").addEventListener("input", () => this.showObjects());
     $("journal-filter").addEventListener("input", () => this.showJournal());
@@ -1006,27 +1009,11 @@ class Side {
       const failures = Object.values(s.failures || {}).reduce((a, b) => a + b, 0);
       return el("tr", { dataset: { plugin: p.name } }, el("td", {}, p.name), el("td", {}, el("code", {}, p.selector), ` on ${p.target}`),
         el("td", {}, `${s.calls ?? 0} call(s), ${failures} failure(s), fuel ${s.fuel_used ?? 0}`),
-        el("td", {}, el("button", { type: "button", onclick: () => this.removePlugin(p.name) }, "remove")));
+        el("td", {}, el("button", { type: "button", onclick: () => announce(this.bridge, "plugin_remove", { name: p.name }, () => this.showPlugins()) }, "remove")));
     });
     $("plugin-list").replaceChildren(rows.length ? el("table", { class: "plain" }, ...rows) : el("div", { class: "muted" }, "no plugins installed"));
   }
 
-  async undo(tx) {
-    try {
-      notice((await this.bridge.request("undo", { tx })).text);
-    } catch (e) {
-      notice(e.message, true);
-    }
-  }
-
-  async removePlugin(name) {
-    try {
-      notice((await this.bridge.request("plugin_remove", { name })).text);
-      await this.showPlugins();
-    } catch (e) {
-      notice(e.message, true);
-    }
-  }
 
   async upload(e) {
     e.preventDefault();
@@ -1053,17 +1040,9 @@ class Side {
     $("model-list").replaceChildren(el("table", { class: "plain" }, ...models.map((m) => el("tr", { dataset: { model: m.name } },
       el("td", {}, m.name, el("div", { class: "muted" }, m.description || "")),
       el("td", {}, m.present ? "present" : `${Math.round((m.size || 0) / 1e6)} MB`),
-      el("td", {}, m.present ? "" : el("button", { type: "button", onclick: () => this.pull(m.name) }, "pull"), el("progress", { hidden: true, max: 1, value: 0 }), el("div", { class: "muted step" }))))));
+      el("td", {}, m.present ? "" : el("button", { type: "button", onclick: () => announce(this.bridge, "model_pull", { name: m.name }, () => this.showModels()) }, "pull"), el("progress", { hidden: true, max: 1, value: 0 }), el("div", { class: "muted step" }))))));
   }
 
-  async pull(name) {
-    try {
-      notice((await this.bridge.request("model_pull", { name })).text);
-      await this.showModels();
-    } catch (e) {
-      notice(e.message, true);
-    }
-  }
 
   modelProgress(e) {
     const row = document.querySelector(`#model-list tr[data-model="${CSS.escape(e.model)}"]`);
