@@ -929,7 +929,6 @@ class Side {
     this.current = "objects";
     this.objects = [];
     this.journal = [];
-    this.stale = new Set();
     this.objectList = new VirtualList($("object-list"), (o) => {
       const name = o.name ? ` ${o.name}` : "";
       return el("span", { class: "object-row", dataset: { oid: o.oid }, onclick: () => this.world.open(o.oid) }, `#${o.oid}${name}`, el("span", { class: "muted" }, `  ${o.slots} slot(s)`));
@@ -951,10 +950,10 @@ class Side {
     this.load(tab);
   }
 
-  /** Something changed that `tab` shows: reload it now if shown, else when shown. */
+  /** Something changed that `tab` shows: reload it if shown (a tab is read afresh
+   * whenever it is selected). */
   touch(tab) {
     if (this.current === tab) this.schedule(tab);
-    else this.stale.add(tab);
   }
 
   schedule(tab) {
@@ -967,7 +966,6 @@ class Side {
   }
 
   async load(tab) {
-    this.stale.delete(tab);
     try {
       if (tab === "objects") {
         this.objects = (await this.bridge.request("objects")).json;
