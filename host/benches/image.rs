@@ -1,15 +1,20 @@
-//! Image benchmarks, each side by side with raw fjall on the same machine in the same
+//! Image benchmarks, each side by side with its anchor on the same machine in the same
 //! run, reported as ratios. Run: `cargo bench -p batos --bench image`
 //!
 //! * committed sends/s, one writer, buffered and durable, vs raw fjall optimistic
 //!   transactions writing one key with the same persist mode;
+//! * durable throughput with 1, 4 and 16 concurrent writers (group commit) vs raw fjall
+//!   `SyncAll` transactions from as many threads, and vs a bare write+fsync loop on the
+//!   same disk (the physical ceiling of one sync at a time);
 //! * slot read latency (a data-slot send and a direct read) vs a raw fjall read;
-//! * lookup cost by delegation depth.
+//! * lookup cost by delegation depth (the lookup cache: depth 16 vs depth 0);
+//! * `object_at` on an image of 100,000 transactions, early and recent, vs a slot read.
 
 use std::hint::black_box;
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use batos::{Durability, ImageOptions, Oid, Runtime, Value};
+use batos::{Durability, ImageOptions, Oid, Runtime, TxId, Value};
 use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, PersistMode, Readable};
 
 struct Timing {
@@ -116,6 +121,93 @@ fn lookup_depth(depth: usize, n: u32) -> Timing {
     })
 }
 
+/// Durable commits per second with `writers` threads, each sending to its own object.
+fn durable_batos(writers: usize, per_writer: u32) -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rt, counter) = runtime(&dir.path().join("batos"), Durability::Durable);
+    let objects: Vec<Oid> =
+        (0..writers).map(|_| rt.clone_object(counter, None).expect("clone")).collect();
+    let name = Value::Text("n".into());
+    let before = rt.image().stats();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for oid in &objects {
+            let (rt, name) = (&rt, &name);
+            s.spawn(move || {
+                for i in 0..per_writer {
+                    rt.send(*oid, "setSlot:value:", vec![name.clone(), Value::Int(i64::from(i))])
+                        .expect("send");
+                }
+            });
+        }
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let after = rt.image().stats();
+    let commits = (after.last_tx - before.last_tx) as f64;
+    let syncs = (after.journal_syncs - before.journal_syncs) as f64;
+    (commits / elapsed, commits / syncs.max(1.0))
+}
+
+/// Raw fjall `SyncAll` transactions per second from `writers` threads, distinct keys.
+fn durable_raw(writers: usize, per_writer: u32) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (db, ks) = raw_fjall(&dir.path().join("fjall"));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            let (db, ks) = (&db, &ks);
+            s.spawn(move || {
+                for i in 0..per_writer {
+                    let mut tx = db.write_tx().expect("tx").durability(Some(PersistMode::SyncAll));
+                    tx.insert(ks, format!("n{w}"), i.to_be_bytes());
+                    tx.commit().expect("io").expect("distinct keys never conflict");
+                }
+            });
+        }
+    });
+    f64::from(per_writer) * writers as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A bare append of a small record and fsync, one at a time: what the disk allows.
+fn write_fsync(n: u32) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut file = std::fs::File::create(dir.path().join("log")).expect("file");
+    let record = [7u8; 96];
+    let t = time(n, |_| {
+        file.write_all(&record).expect("write");
+        file.sync_all().expect("fsync");
+    });
+    t.ops_per_sec()
+}
+
+/// `object_at` latency on an image of `transactions` commits to a handful of objects.
+fn object_at(transactions: u32, n: u32) -> (Timing, Timing, Timing) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rt, counter) = runtime(&dir.path().join("batos"), Durability::Buffered);
+    let others: Vec<Oid> = (0..7).map(|_| rt.clone_object(counter, None).expect("clone")).collect();
+    let first = rt.image().last_tx().expect("tx");
+    let name = Value::Text("n".into());
+    for i in 0..transactions {
+        let target = if i % 8 == 0 { counter } else { others[(i % 7) as usize] };
+        rt.send(target, "setSlot:value:", vec![name.clone(), Value::Int(i64::from(i))])
+            .expect("send");
+    }
+    let last = rt.image().last_tx().expect("tx");
+    let early = TxId(first.0 + 100);
+    let recent = TxId(last.0 - 100);
+    let image = rt.image();
+    let early_t = time(n, |_| {
+        black_box(image.object_at(counter, early).expect("as of"));
+    });
+    let recent_t = time(n, |_| {
+        black_box(image.object_at(counter, recent).expect("as of"));
+    });
+    let read = time(n, |_| {
+        black_box(image.view(|tx| tx.object(counter)).expect("read"));
+    });
+    (early_t, recent_t, read)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful. A
     // quick mode keeps `cargo test --all-targets` from running the full benchmark.
@@ -145,6 +237,26 @@ fn main() {
     println!("  ratio batos / raw latency   {:>10.2}x", b.micros() / r.micros());
     println!();
 
+    println!("durable throughput, concurrent writers (group commit), commits/s");
+    let per_writer = 400 / scale.min(40);
+    let ceiling = write_fsync(400 / scale.min(40));
+    let mut batos_one = 0.0;
+    for writers in [1usize, 4, 16] {
+        let per = (per_writer / writers as u32).max(10) * if writers == 1 { 1 } else { 2 };
+        let (b, per_sync) = durable_batos(writers, per);
+        let r = durable_raw(writers, per);
+        if writers == 1 {
+            batos_one = b;
+        }
+        println!(
+            "  {writers:>2} writers: batos {b:>8.0}/s ({per_sync:>4.1} commits per sync)   raw fjall {r:>8.0}/s   batos/raw {:>5.2}x   batos/1 writer {:>5.2}x",
+            b / r,
+            b / batos_one
+        );
+    }
+    println!("  bare write+fsync loop       {ceiling:>8.0}/s   (one sync at a time: the physical ceiling without grouping)");
+    println!();
+
     let (send, direct, raw) = reads(100_000 / scale);
     println!("slot read latency");
     println!("  batos send of a data slot   {:>10.2} µs", send.micros());
@@ -158,10 +270,26 @@ fn main() {
     println!("  depth  0                    {:>10.2} µs", base.micros());
     for depth in [1usize, 4, 16, 64] {
         let t = lookup_depth(depth, 50_000 / scale);
-        let per_level = (t.micros() - base.micros()) / depth as f64;
         println!(
-            "  depth {depth:>2}                    {:>10.2} µs   (+{per_level:.2} µs per level)",
-            t.micros()
+            "  depth {depth:>2}                    {:>10.2} µs   ({:.2}x depth 0)",
+            t.micros(),
+            t.micros() / base.micros()
         );
     }
+    println!();
+
+    let transactions = 100_000 / scale;
+    let (early, recent, read) = object_at(transactions, 20_000 / scale);
+    println!("object_at on an image of {transactions} transactions (one object written every 8th)");
+    println!(
+        "  as of 100 tx after the start {:>8.2} µs   ({:.2}x reading it now)",
+        early.micros(),
+        early.micros() / read.micros()
+    );
+    println!(
+        "  as of 100 tx before the end  {:>8.2} µs   ({:.2}x reading it now)",
+        recent.micros(),
+        recent.micros() / read.micros()
+    );
+    println!("  the object now (Tx::object)  {:>8.2} µs", read.micros());
 }

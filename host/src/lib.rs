@@ -43,8 +43,8 @@ pub use batos_sandbox as sandbox;
 pub use batos_synthesis as synthesis;
 
 pub use batos_image::{
-    BlobHash, BlobRef, Committed, Durability, Error, Image, ImageOptions, Method, Object, Oid,
-    Result, Tx, TxId, Value,
+    BlobHash, BlobRef, Committed, Durability, Error, Image, ImageOptions, ImageStats, Method,
+    Object, Oid, Result, Tx, TxId, Value,
 };
 pub use batos_runtime::{Call, Context, Runtime, RuntimeBuilder};
 

@@ -1,7 +1,7 @@
 //! History: the transaction log, undo, and objects as of a past transaction.
 //!
 //! Every commit that changes anything writes a [`record::TxRecord`] in the same fjall
-//! transaction, so the log and the data can never disagree. Undo is a new transaction
+//! batch, so the log and the data can never disagree. Undo is a new transaction
 //! that writes back the "before" bodies; it is refused when any key it would restore was
 //! written again later (the record's stamp is no longer the undone transaction), since
 //! restoring it would silently destroy that later work.
@@ -76,7 +76,7 @@ impl Image {
     pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>> {
         self.view(|tx| {
             let mut out = Vec::new();
-            for guard in tx.inner().iter(self.history_keyspace()).rev().take(limit) {
+            for guard in tx.snapshot().iter(self.history_keyspace()).rev().take(limit) {
                 let (key, raw) = guard.into_inner()?;
                 let id = TxId(record::decode_u64(&key, "a history key")?);
                 out.push(entry_of(id, record::decode_tx_record(&raw)?));
@@ -95,7 +95,7 @@ impl Image {
         if id < floor {
             return Err(Error::HistoryPacked { floor, wanted: id });
         }
-        match tx.inner().get(self.history_keyspace(), record::tx_key(id))? {
+        match tx.snapshot().get(self.history_keyspace(), record::tx_key(id))? {
             Some(raw) => record::decode_tx_record(&raw),
             None => Err(Error::UnknownTransaction(id)),
         }
@@ -144,57 +144,5 @@ impl Image {
         committed
             .tx
             .ok_or_else(|| Error::UndoRefused { tx: target, reason: "it changed nothing".into() })
-    }
-
-    /// The object as it was right after transaction `at` committed.
-    ///
-    /// Reconstructed from the current state by walking the history back, newest first,
-    /// and restoring the "before" body of every write to the object's keys.
-    pub fn object_at(&self, oid: Oid, at: TxId) -> Result<ObjectAsOf> {
-        self.view(|tx| {
-            let floor = self.history_floor()?;
-            if at.0 + 1 < floor.0 {
-                return Err(Error::HistoryPacked { floor, wanted: at });
-            }
-            if self.last_tx().is_none_or(|last| at > last) {
-                return Err(Error::UnknownTransaction(at));
-            }
-            let header_key = record::oid_key(oid).to_vec();
-            let prefix = record::oid_key(oid);
-            let mut header = match tx.committed(Space::Objects, &header_key)? {
-                Some(raw) => record::decode_stamped(&raw)?.body.map(<[u8]>::to_vec),
-                None => None,
-            };
-            let mut slots: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-            for guard in tx.inner().prefix(self.keyspace(Space::Slots), prefix) {
-                let (key, raw) = guard.into_inner()?;
-                slots.insert(key.to_vec(), record::decode_stamped(&raw)?.body.map(<[u8]>::to_vec));
-            }
-            let later = record::tx_key(TxId(at.0 + 1));
-            for guard in tx.inner().range(self.history_keyspace(), later..).rev() {
-                let (_, raw) = guard.into_inner()?;
-                for w in record::decode_tx_record(&raw)?.writes {
-                    match w.space {
-                        Space::Objects if w.key == header_key => header = w.before,
-                        Space::Slots if w.key.starts_with(&prefix) => {
-                            slots.insert(w.key, w.before);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            let parents = match header {
-                Some(body) => record::decode_parents(&body)?,
-                None => return Err(Error::UnknownObject(oid)),
-            };
-            let mut out = BTreeMap::new();
-            for (key, body) in slots {
-                if let Some(body) = body {
-                    let (_, name) = record::split_slot_key(&key)?;
-                    out.insert(name, record::decode_value(&body)?);
-                }
-            }
-            Ok(ObjectAsOf { oid, at, parents, slots: out })
-        })
     }
 }

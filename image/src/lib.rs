@@ -33,13 +33,16 @@
 
 mod blobs;
 pub mod error;
+mod group_commit;
 mod history;
 pub mod json;
 mod lock;
+mod lookup;
 mod pack;
 mod record;
 mod tx;
 mod value;
+mod versions;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -47,11 +50,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use serde::{Deserialize, Serialize};
 
 pub use blobs::BlobStore;
 pub use history::{HistoryEntry, ObjectAsOf};
+pub use lookup::Walk;
 pub use pack::PackReport;
 pub use record::{validate_name, Space, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 pub use tx::now_ms;
@@ -98,6 +102,23 @@ impl Default for ImageOptions {
     }
 }
 
+/// Counters of an open image; see [`Image::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImageStats {
+    /// The newest committed transaction (0: none).
+    pub last_tx: u64,
+    /// Journal syncs made for durable commits since the image opened.
+    pub journal_syncs: u64,
+    /// Every transaction up to this one is known synced (0 in buffered mode).
+    pub synced_through: u64,
+    /// Sends whose delegation walk came from the lookup cache.
+    pub lookup_hits: u64,
+    /// Walks computed from the records.
+    pub lookup_misses: u64,
+    /// Walks the cache holds now.
+    pub walks_cached: usize,
+}
+
 /// What a successful [`Image::transact`] returns.
 #[derive(Debug)]
 pub struct Committed<R> {
@@ -108,8 +129,6 @@ pub struct Committed<R> {
 }
 
 const MARKER: &str = "IMAGE";
-/// Extra snapshots closed per commit; see [`Image::nudge_snapshot_gc`].
-const SNAPSHOT_NUDGES: usize = 15;
 const MARKER_TEXT: &str = "batos image\n";
 const META_FORMAT: &str = "format";
 const META_HISTORY_FLOOR: &str = "history_floor";
@@ -120,19 +139,25 @@ const META_OID_FLOOR: &str = "oid_floor";
 /// One process at a time may hold an image; see [`Image::open`].
 pub struct Image {
     path: PathBuf,
-    db: OptimisticTxDatabase,
-    objects: OptimisticTxKeyspace,
-    slots: OptimisticTxKeyspace,
-    roots: OptimisticTxKeyspace,
-    history: OptimisticTxKeyspace,
-    meta: OptimisticTxKeyspace,
-    aux: OptimisticTxKeyspace,
+    db: Database,
+    objects: Keyspace,
+    slots: Keyspace,
+    roots: Keyspace,
+    history: Keyspace,
+    meta: Keyspace,
+    aux: Keyspace,
+    versions: Keyspace,
     blobs: std::sync::Arc<BlobStore>,
     options: ImageOptions,
     next_oid: AtomicU64,
     last_tx: AtomicU64,
-    // Commits take this so that transaction ids follow commit order exactly.
+    // Commits take this so that transaction ids follow commit order exactly, and so that
+    // validating a transaction's reads and writing its batch are one atomic step.
     commit_serial: Mutex<()>,
+    // Durable commits wait here for a journal sync that covers them.
+    group_commit: group_commit::GroupCommit,
+    // Delegation walks, shared by every transaction (see `lookup.rs`).
+    lookups: lookup::LookupCache,
     // Transactions that put or reference blobs hold it shared; pack holds it exclusive.
     blob_gate: RwLock<()>,
     // Told of every commit (the kernel's transaction events); set at most once.
@@ -177,8 +202,8 @@ impl Image {
         let store = path.join("store");
         // Recovery reads whatever is on disk; a storage-engine panic on damaged files
         // must become a refusal, not take the host down.
-        let opened = std::panic::catch_unwind(|| OptimisticTxDatabase::builder(&store).open())
-            .map_err(|panic| {
+        let opened =
+            std::panic::catch_unwind(|| Database::builder(&store).open()).map_err(|panic| {
                 let what = panic
                     .downcast_ref::<String>()
                     .map(String::as_str)
@@ -204,12 +229,15 @@ impl Image {
             history: ks("history")?,
             meta: ks("meta")?,
             aux: ks("aux")?,
+            versions: ks("versions")?,
             blobs: std::sync::Arc::new(BlobStore::open(path.join("blobs"))?),
             db,
             options,
             next_oid: AtomicU64::new(1),
             last_tx: AtomicU64::new(0),
             commit_serial: Mutex::new(()),
+            group_commit: group_commit::GroupCommit::default(),
+            lookups: lookup::LookupCache::default(),
             blob_gate: RwLock::new(()),
             commit_observer: std::sync::OnceLock::new(),
             path,
@@ -222,6 +250,9 @@ impl Image {
                     found,
                     supported: record::FORMAT_VERSION,
                 });
+            }
+            if found < record::FORMAT_VERSION {
+                image.build_versions_index()?;
             }
         }
         image.recover_counters()?;
@@ -270,23 +301,19 @@ impl Image {
     /// Writes advisory data; see [`Image::aux_get`].
     pub fn aux_put(&self, key: &str, value: &[u8]) -> Result<()> {
         self.aux.insert(key, value)?;
-        // Each write here is a transaction of its own in fjall's oracle, so it needs the
-        // same nudge as a commit (a kernel writes one per event).
-        self.nudge_snapshot_gc();
         Ok(())
     }
 
     /// Removes advisory data; see [`Image::aux_get`].
     pub fn aux_remove(&self, key: &str) -> Result<()> {
         self.aux.remove(key)?;
-        self.nudge_snapshot_gc();
         Ok(())
     }
 
     /// Every advisory entry whose key starts with `prefix`.
     pub fn aux_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let mut out = Vec::new();
-        for guard in self.aux.inner().prefix(prefix) {
+        for guard in self.aux.prefix(prefix) {
             let (k, v) = guard.into_inner()?;
             out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
         }
@@ -314,7 +341,7 @@ impl Image {
     ) -> Result<Committed<R>> {
         let attempts = self.options.max_attempts.max(1);
         for attempt in 0..attempts {
-            let mut tx = self.begin()?;
+            let mut tx = self.begin(true);
             let value = work(&mut tx)?;
             match tx.commit(description)? {
                 Ok(id) => return Ok(Committed { value, tx: id }),
@@ -327,21 +354,42 @@ impl Image {
     /// Runs `work` against a consistent snapshot and discards whatever it wrote: for
     /// reads, and for trial runs that must leave no trace.
     pub fn view<R>(&self, work: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
-        let mut tx = self.begin()?;
+        let mut tx = self.begin(false);
         work(&mut tx)
     }
 
-    fn begin(&self) -> Result<Tx<'_>> {
-        let mode = match self.options.durability {
-            Durability::Buffered => PersistMode::Buffer,
-            Durability::Durable => PersistMode::SyncAll,
-        };
-        Ok(Tx::new(self, self.db.write_tx()?.durability(Some(mode))))
+    fn begin(&self, tracking: bool) -> Tx<'_> {
+        // The base is read before the snapshot opens, so every commit up to it is in
+        // the snapshot (ids are published after their batch is visible).
+        let base = TxId(self.last_tx.load(Ordering::SeqCst));
+        Tx::new(self, self.db.snapshot(), base, tracking)
+    }
+
+    /// Counters of this open image, for benchmarks and diagnostics.
+    pub fn stats(&self) -> ImageStats {
+        let (syncs, synced_through) = self.group_commit.counters();
+        let (lookup_hits, lookup_misses, walks_cached) = self.lookups.counters();
+        ImageStats {
+            last_tx: self.last_tx.load(Ordering::SeqCst),
+            journal_syncs: syncs,
+            synced_through,
+            lookup_hits,
+            lookup_misses,
+            walks_cached,
+        }
+    }
+
+    /// In durable mode, waits until a journal sync covers `tx` (group commit).
+    pub(crate) fn make_durable(&self, tx: TxId) -> Result<()> {
+        if self.options.durability == Durability::Durable {
+            self.group_commit.sync_through(&self.db, tx, || self.last_tx.load(Ordering::SeqCst))?;
+        }
+        Ok(())
     }
 
     // ---- internals shared with tx, history and pack --------------------------------
 
-    pub(crate) fn keyspace(&self, space: Space) -> &OptimisticTxKeyspace {
+    pub(crate) fn keyspace(&self, space: Space) -> &Keyspace {
         match space {
             Space::Objects => &self.objects,
             Space::Slots => &self.slots,
@@ -349,12 +397,32 @@ impl Image {
         }
     }
 
-    pub(crate) fn history_keyspace(&self) -> &OptimisticTxKeyspace {
+    pub(crate) fn raw_keyspace(&self, target: tx::RawTarget) -> &Keyspace {
+        match target {
+            tx::RawTarget::Record(space) => self.keyspace(space),
+            tx::RawTarget::History => &self.history,
+            tx::RawTarget::Versions => &self.versions,
+        }
+    }
+
+    pub(crate) fn history_keyspace(&self) -> &Keyspace {
         &self.history
     }
 
-    pub(crate) fn meta_keyspace(&self) -> &OptimisticTxKeyspace {
+    pub(crate) fn meta_keyspace(&self) -> &Keyspace {
         &self.meta
+    }
+
+    pub(crate) fn versions_keyspace(&self) -> &Keyspace {
+        &self.versions
+    }
+
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub(crate) fn lookups(&self) -> &lookup::LookupCache {
+        &self.lookups
     }
 
     pub(crate) fn allocate_oid(&self) -> Oid {
@@ -388,17 +456,6 @@ impl Image {
 
     pub(crate) fn commit_observer(&self) -> Option<&CommitObserver> {
         self.commit_observer.get()
-    }
-
-    /// Works around a cost in fjall 3.1's optimistic oracle: every commit walks all
-    /// transactions committed since the last snapshot GC, and that GC runs only once per
-    /// 10,000 closed snapshots, so the walk averages thousands of entries. Closing a few
-    /// extra (empty) snapshots per commit makes the GC run proportionally more often.
-    /// Measured by `benches/image.rs`; remove once fjall prunes incrementally.
-    pub(crate) fn nudge_snapshot_gc(&self) {
-        for _ in 0..SNAPSHOT_NUDGES {
-            drop(self.db.read_tx());
-        }
     }
 
     pub(crate) fn blob_gate_read(&self) -> RwLockReadGuard<'_, ()> {

@@ -1,7 +1,7 @@
 //! `pack`: garbage collection of objects, blobs and old history.
 //!
-//! Reachability is marked from the named roots inside one optimistic transaction, which
-//! reads every key it relies on. If any concurrent transaction changes what was read
+//! Reachability is marked from the named roots inside one transaction, which reads
+//! (and so validates at commit) every record it relies on. If any concurrent transaction changes what was read
 //! (say, stores a reference to an object about to be swept), the pack conflicts and is
 //! retried, so it never removes an object that a committed transaction can reach.
 //! Blob files are swept afterwards while the blob gate is held exclusively, so no
@@ -15,6 +15,8 @@ use std::collections::HashSet;
 use fjall::Readable;
 
 use super::record::{self, Space};
+use super::tx::RawTarget;
+use super::versions;
 use super::{BlobHash, Image, Oid, Ref, TxId};
 use crate::error::{Error, Result};
 
@@ -68,44 +70,69 @@ impl Image {
                 }
             }
 
-            let mut doomed: Vec<(Space, Vec<u8>)> = Vec::new();
-            for guard in tx.inner().iter(self.keyspace(Space::Objects)) {
-                let (key, raw) = guard.into_inner()?;
+            let mut doomed: Vec<(RawTarget, Vec<u8>)> = Vec::new();
+            for (key, _, body) in tx.records(Space::Objects, &[])? {
                 let oid = Oid(record::decode_u64(&key, "an object key")?);
                 if !marked.contains(&oid) {
-                    if record::decode_stamped(&raw)?.body.is_some() {
+                    if body.is_some() {
                         report.objects += 1;
                     }
-                    doomed.push((Space::Objects, key.to_vec()));
+                    doomed.push((RawTarget::Record(Space::Objects), key));
                 }
             }
             for space in [Space::Slots, Space::Roots] {
-                for guard in tx.inner().iter(self.keyspace(space)) {
-                    let (key, raw) = guard.into_inner()?;
-                    let stamped = record::decode_stamped(&raw)?;
+                for (key, stamp, body) in tx.records(space, &[])? {
                     let unreachable = space == Space::Slots
                         && !marked.contains(&Oid(record::decode_u64(&key, "a slot key")?));
-                    let old_tombstone = stamped.body.is_none() && stamped.tx < floor;
+                    let old_tombstone = body.is_none() && stamp < floor;
                     if unreachable || old_tombstone {
                         if space == Space::Slots {
                             report.slot_records += 1;
                         }
-                        doomed.push((space, key.to_vec()));
+                        doomed.push((RawTarget::Record(space), key));
                     }
                 }
             }
-            for (space, key) in doomed {
-                tx.raw_remove(space, key);
+            // Versions: none of unreachable objects; of the rest, every version from the
+            // floor on and the newest before it (the state the floor starts from).
+            let mut previous: Option<(Vec<u8>, Vec<u8>)> = None; // (record, version key)
+            for guard in tx.snapshot().iter(self.versions_keyspace()) {
+                let version = guard.key()?.to_vec();
+                let (record_key, stamp) = versions::split(&version)?;
+                let oid = Oid(record::decode_u64(
+                    record_key.get(1..).unwrap_or_default(),
+                    "a version key",
+                )?);
+                if !marked.contains(&oid) {
+                    doomed.push((RawTarget::Versions, version));
+                    previous = None;
+                    continue;
+                }
+                if stamp >= floor {
+                    previous = None;
+                    continue;
+                }
+                // Versions sort by record, then transaction: a second one before the
+                // floor supersedes the first.
+                if let Some((previous_record, previous_version)) = previous.take() {
+                    if previous_record == record_key {
+                        doomed.push((RawTarget::Versions, previous_version));
+                    }
+                }
+                previous = Some((record_key.to_vec(), version));
+            }
+            for (target, key) in doomed {
+                tx.raw_remove(target, key);
             }
             if floor > current_floor {
                 let old: Vec<_> = tx
-                    .inner()
+                    .snapshot()
                     .range(self.history_keyspace(), ..record::tx_key(floor))
                     .map(|g| g.key())
                     .collect::<Result<_, _>>()?;
                 report.history = old.len();
                 for key in old {
-                    tx.inner_mut().remove(self.history_keyspace(), key);
+                    tx.raw_remove(RawTarget::History, key.to_vec());
                 }
                 tx.set_meta(super::META_HISTORY_FLOOR, floor.0.to_be_bytes().to_vec());
             }

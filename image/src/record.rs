@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 
 /// The image format this build writes. Bump it (and add a migration) whenever the
 /// layout above or the encoding of [`Value`] changes incompatibly.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The largest encoded value a slot may hold. Bigger data belongs in a blob: fjall
 /// copies every value through its journal, memtable and transaction buffer.

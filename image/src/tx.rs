@@ -8,21 +8,45 @@
 //! spurious write that could make a concurrent transaction conflict.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLockReadGuard;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLockReadGuard};
 
-use fjall::{OptimisticWriteTx, Readable};
+use fjall::{PersistMode, Readable, Snapshot};
 
 use super::record::{self, Space, Write};
 use super::{BlobRef, Image, Oid, Ref, TxId, Value};
 use crate::error::{Error, Result};
+use crate::lookup::Entry;
+use crate::versions;
 
 type Key = (Space, Vec<u8>);
+/// A committed record as read: its stamp and body (`None`: absent or a tombstone).
+type Read = (Option<TxId>, Option<Vec<u8>>);
+/// A committed record under a prefix: key, stamp and body.
+type Row = (Vec<u8>, TxId, Option<Vec<u8>>);
 
 /// A mark to roll a transaction back to; see [`Tx::savepoint`].
 #[derive(Debug)]
 #[must_use = "a savepoint must be released or rolled back"]
 pub struct Savepoint(usize);
+
+/// Where a raw removal (pack only) applies.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RawTarget {
+    Record(Space),
+    History,
+    Versions,
+}
+
+/// What a prefix scan saw, to detect at commit that the set under the prefix changed.
+/// Every write stamps its record with a new, larger transaction id and removals leave
+/// stamped tombstones, so any change raises `newest`; pack's removal of a tombstone
+/// lowers `records`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ScanMark {
+    records: usize,
+    newest: u64,
+}
 
 /// One transaction over the image.
 ///
@@ -31,18 +55,35 @@ pub struct Savepoint(usize);
 /// fails is rolled back entirely. Get one from [`Image::transact`] (or through the
 /// runtime's sends); do not hold it across slow work, since a long transaction is more
 /// likely to conflict and keeps old versions alive.
+///
+/// Concurrency control is optimistic and validated by the records' stamps: every read
+/// of a committed record remembers the stamp it saw (the id of the transaction that
+/// last wrote it), and a commit goes through only if every record it read still has that
+/// stamp. That is serialisable: the commit order is an order in which every transaction
+/// saw exactly the writes of those before it.
 pub struct Tx<'img> {
     image: &'img Image,
-    inner: OptimisticWriteTx,
+    snapshot: Snapshot,
+    // Every commit up to this one is in the snapshot (read before the snapshot opened).
+    base: TxId,
+    // Whether reads are recorded for validation (a view never commits, so it need not).
+    tracking: bool,
     overlay: BTreeMap<Key, Option<Vec<u8>>>,
     meta: BTreeMap<&'static str, Vec<u8>>,
     undo: Vec<(Key, Option<Option<Vec<u8>>>)>,
     open_savepoints: usize,
-    raw_writes: bool,
-    // Committed object headers read so far. Reads of the committed state are stable for
-    // the whole transaction (one snapshot), and every send reads the receiver's header
-    // at least twice (lookup, then the write's existence check).
-    headers: RefCell<HashMap<Oid, Option<Vec<u8>>>>,
+    raw: Vec<(RawTarget, Vec<u8>)>,
+    // Whether the overlay holds a header, and the names of the slots it holds: a walk
+    // that could see them cannot use the image-wide lookup cache.
+    wrote_headers: bool,
+    written_names: HashSet<Vec<u8>>,
+    // Committed object headers read so far, with their stamps. Reads of the committed
+    // state are stable for the whole transaction (one snapshot), and every send reads the
+    // receiver's header at least twice (lookup, then the write's existence check).
+    headers: RefCell<HashMap<Oid, Read>>,
+    reads: RefCell<HashMap<Key, Option<TxId>>>,
+    scans: RefCell<Vec<(Space, Vec<u8>, ScanMark)>>,
+    cached_walks: RefCell<Vec<Arc<Entry>>>,
     blob_guard: Option<RwLockReadGuard<'img, ()>>,
 }
 
@@ -58,16 +99,23 @@ pub struct Object {
 }
 
 impl<'img> Tx<'img> {
-    pub(crate) fn new(image: &'img Image, inner: OptimisticWriteTx) -> Self {
+    pub(crate) fn new(image: &'img Image, snapshot: Snapshot, base: TxId, tracking: bool) -> Self {
         Tx {
             image,
-            inner,
+            snapshot,
+            base,
+            tracking,
             overlay: BTreeMap::new(),
             meta: BTreeMap::new(),
             undo: Vec::new(),
             open_savepoints: 0,
-            raw_writes: false,
+            raw: Vec::new(),
+            wrote_headers: false,
+            written_names: HashSet::new(),
             headers: RefCell::new(HashMap::new()),
+            reads: RefCell::new(HashMap::new()),
+            scans: RefCell::new(Vec::new()),
+            cached_walks: RefCell::new(Vec::new()),
             blob_guard: None,
         }
     }
@@ -77,29 +125,59 @@ impl<'img> Tx<'img> {
         self.image
     }
 
+    /// Every transaction up to this one is visible to this transaction.
+    pub fn base(&self) -> TxId {
+        self.base
+    }
+
     // ---- raw records -------------------------------------------------------------
 
-    /// The committed stamped record of a key, bypassing the overlay.
+    fn record_read(&self, space: Space, key: &[u8], stamp: Option<TxId>) {
+        if self.tracking {
+            self.reads.borrow_mut().entry((space, key.to_vec())).or_insert(stamp);
+        }
+    }
+
+    /// The committed stamped record of a key, bypassing the overlay (a tracked read).
     pub(crate) fn committed(&self, space: Space, key: &[u8]) -> Result<Option<fjall::Slice>> {
-        Ok(self.inner.get(self.image.keyspace(space), key)?)
+        let raw = self.snapshot.get(self.image.keyspace(space), key)?;
+        let stamp = match &raw {
+            Some(raw) => Some(record::decode_stamped(raw)?.tx),
+            None => None,
+        };
+        self.record_read(space, key, stamp);
+        Ok(raw)
+    }
+
+    /// The committed body of a key and the stamp it has (a tracked read).
+    pub(crate) fn committed_body(&self, space: Space, key: &[u8]) -> Result<Read> {
+        match self.committed(space, key)? {
+            None => Ok((None, None)),
+            Some(raw) => {
+                let stamped = record::decode_stamped(&raw)?;
+                Ok((Some(stamped.tx), stamped.body.map(<[u8]>::to_vec)))
+            }
+        }
+    }
+
+    /// The committed header of an object and its stamp (a tracked read, cached).
+    pub(crate) fn committed_header(&self, oid: Oid) -> Result<Read> {
+        if let Some(cached) = self.headers.borrow().get(&oid) {
+            return Ok(cached.clone());
+        }
+        let read = self.committed_body(Space::Objects, &record::oid_key(oid))?;
+        self.headers.borrow_mut().insert(oid, read.clone());
+        Ok(read)
     }
 
     fn header(&self, oid: Oid) -> Result<Option<Vec<u8>>> {
-        let key = record::oid_key(oid);
-        if !self.overlay.is_empty() {
+        if self.wrote_headers {
+            let key = record::oid_key(oid);
             if let Some(entry) = self.overlay.get(&(Space::Objects, key.to_vec())) {
                 return Ok(entry.clone());
             }
         }
-        if let Some(cached) = self.headers.borrow().get(&oid) {
-            return Ok(cached.clone());
-        }
-        let body = match self.committed(Space::Objects, &key)? {
-            None => None,
-            Some(raw) => record::decode_stamped(&raw)?.body.map(<[u8]>::to_vec),
-        };
-        self.headers.borrow_mut().insert(oid, body.clone());
-        Ok(body)
+        Ok(self.committed_header(oid)?.1)
     }
 
     fn body(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -110,13 +188,21 @@ impl<'img> Tx<'img> {
                 return Ok(entry.clone());
             }
         }
-        match self.committed(space, key)? {
-            None => Ok(None),
-            Some(raw) => Ok(record::decode_stamped(&raw)?.body.map(<[u8]>::to_vec)),
-        }
+        Ok(self.committed_body(space, key)?.1)
     }
 
     pub(crate) fn write_body(&mut self, space: Space, key: Vec<u8>, body: Option<Vec<u8>>) {
+        match space {
+            Space::Objects => self.wrote_headers = true,
+            Space::Slots => {
+                if let Some(name) = key.get(8..) {
+                    if !self.written_names.contains(name) {
+                        self.written_names.insert(name.to_vec());
+                    }
+                }
+            }
+            Space::Roots => {}
+        }
         let k = (space, key);
         if self.open_savepoints > 0 {
             let previous = self.overlay.get(&k).cloned();
@@ -127,13 +213,40 @@ impl<'img> Tx<'img> {
         }
     }
 
+    /// Whether this transaction's own writes could change a walk for `selector`.
+    pub(crate) fn overlay_touches(&self, selector: &str) -> bool {
+        self.wrote_headers || self.written_names.contains(selector.as_bytes())
+    }
+
+    pub(crate) fn used_cached_walk(&self, entry: Arc<Entry>) {
+        if self.tracking {
+            self.cached_walks.borrow_mut().push(entry);
+        }
+    }
+
+    /// Every committed record under `prefix` (tombstones included), as a tracked scan.
+    pub(crate) fn records(&self, space: Space, prefix: &[u8]) -> Result<Vec<Row>> {
+        let mut out = Vec::new();
+        let mut newest = 0;
+        for guard in self.snapshot.prefix(self.image.keyspace(space), prefix) {
+            let (key, raw) = guard.into_inner()?;
+            let stamped = record::decode_stamped(&raw)?;
+            newest = newest.max(stamped.tx.0);
+            out.push((key.to_vec(), stamped.tx, stamped.body.map(<[u8]>::to_vec)));
+        }
+        if self.tracking {
+            let mark = ScanMark { records: out.len(), newest };
+            self.scans.borrow_mut().push((space, prefix.to_vec(), mark));
+        }
+        Ok(out)
+    }
+
     /// Live (key, body) pairs under `prefix`, committed merged with the overlay.
     fn scan(&self, space: Space, prefix: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
         let mut out = BTreeMap::new();
-        for guard in self.inner.prefix(self.image.keyspace(space), prefix) {
-            let (key, raw) = guard.into_inner()?;
-            if let Some(body) = record::decode_stamped(&raw)?.body {
-                out.insert(key.to_vec(), body.to_vec());
+        for (key, _, body) in self.records(space, prefix)? {
+            if let Some(body) = body {
+                out.insert(key, body);
             }
         }
         let start = (space, prefix.to_vec());
@@ -149,18 +262,14 @@ impl<'img> Tx<'img> {
         Ok(out)
     }
 
-    pub(crate) fn inner(&self) -> &OptimisticWriteTx {
-        &self.inner
-    }
-
-    pub(crate) fn inner_mut(&mut self) -> &mut OptimisticWriteTx {
-        &mut self.inner
+    /// The snapshot, for reads of records no transaction rewrites (history, versions).
+    pub(crate) fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
     }
 
     /// Removes a key outright, outside the overlay and the history (pack only).
-    pub(crate) fn raw_remove(&mut self, space: Space, key: Vec<u8>) {
-        self.inner.remove(self.image.keyspace(space), key);
-        self.raw_writes = true;
+    pub(crate) fn raw_remove(&mut self, target: RawTarget, key: Vec<u8>) {
+        self.raw.push((target, key));
     }
 
     pub(crate) fn set_meta(&mut self, key: &'static str, value: Vec<u8>) {
@@ -410,12 +519,64 @@ impl<'img> Tx<'img> {
 
     // ---- commit ------------------------------------------------------------------
 
+    /// Whether every record this transaction read still has the stamp it saw. Called
+    /// with the commit serial held, so no commit can slip in between.
+    fn still_valid(&self) -> Result<bool> {
+        let latest = |space: Space, key: &[u8]| -> Result<Option<TxId>> {
+            match self.image.keyspace(space).get(key)? {
+                Some(raw) => Ok(Some(record::decode_stamped(&raw)?.tx)),
+                None => Ok(None),
+            }
+        };
+        for ((space, key), seen) in self.reads.borrow().iter() {
+            if latest(*space, key)? != *seen {
+                return Ok(false);
+            }
+        }
+        for (space, prefix, seen) in self.scans.borrow().iter() {
+            let mut now = ScanMark { records: 0, newest: 0 };
+            for guard in self.image.keyspace(*space).prefix(prefix) {
+                let (_, raw) = guard.into_inner()?;
+                now.records += 1;
+                now.newest = now.newest.max(record::decode_stamped(&raw)?.tx.0);
+            }
+            if now != *seen {
+                return Ok(false);
+            }
+        }
+        let lookups = self.image.lookups();
+        for entry in self.cached_walks.borrow().iter() {
+            if lookups.still_cached(entry) {
+                continue;
+            }
+            for (space, key, seen) in &entry.reads {
+                if latest(*space, key)? != *seen {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Commits the net writes with a history entry. `Ok(Err(()))` is a conflict.
+    ///
+    /// Under the commit serial: validate the reads, compute the net writes against the
+    /// latest records, drop the lookup-cache entries they invalidate, and write one fjall
+    /// batch (records, versions, history) into the OS. Then, in durable mode, wait for a
+    /// journal sync that covers it (group commit; see `group_commit.rs`).
     pub(crate) fn commit(mut self, description: &str) -> Result<Result<Option<TxId>, ()>> {
+        if self.overlay.is_empty() && self.meta.is_empty() && self.raw.is_empty() {
+            return Ok(Ok(None));
+        }
+        let image = self.image;
+        let serial = image.commit_serial();
+        if !self.still_valid()? {
+            return Ok(Err(()));
+        }
         let overlay = std::mem::take(&mut self.overlay);
         let mut writes = Vec::with_capacity(overlay.len());
         for ((space, key), after) in overlay {
-            let before = match self.committed(space, &key)? {
+            let before = match image.keyspace(space).get(&key)? {
                 Some(raw) => record::decode_stamped(&raw)?.body.map(<[u8]>::to_vec),
                 None => None,
             };
@@ -423,44 +584,59 @@ impl<'img> Tx<'img> {
                 writes.push(Write { space, key, before, after });
             }
         }
-        if writes.is_empty() && self.meta.is_empty() && !self.raw_writes {
-            self.inner.rollback();
+        let raw = std::mem::take(&mut self.raw);
+        if writes.is_empty() && self.meta.is_empty() && raw.is_empty() {
             return Ok(Ok(None));
         }
-        let image = self.image;
-        let _serial = image.commit_serial();
         let tx = image.next_tx_id();
+        let mut touched: Vec<(Space, &[u8])> =
+            writes.iter().map(|w| (w.space, w.key.as_slice())).collect();
+        for (target, key) in &raw {
+            if let RawTarget::Record(space) = target {
+                touched.push((*space, key.as_slice()));
+            }
+        }
+        image.lookups().invalidate(tx, &touched);
+
+        let mut batch = image.database().batch().durability(Some(PersistMode::Buffer));
         for w in &writes {
             let stamped = record::encode_stamped(tx, w.after.as_deref());
-            self.inner.insert(image.keyspace(w.space), w.key.as_slice(), stamped);
+            batch.insert(image.keyspace(w.space), w.key.as_slice(), stamped);
+            if let Some(version) = versions::key(w.space, &w.key, tx) {
+                batch.insert(
+                    image.versions_keyspace(),
+                    version,
+                    versions::encode(w.after.as_deref()),
+                );
+            }
         }
-        let pinned = self.raw_writes || self.meta.contains_key(super::META_FORMAT);
+        let pinned = !raw.is_empty() || self.meta.contains_key(super::META_FORMAT);
+        for (target, key) in raw {
+            batch.remove(image.raw_keyspace(target), key);
+        }
         for (key, value) in std::mem::take(&mut self.meta) {
-            self.inner.insert(image.meta_keyspace(), key, value);
+            batch.insert(image.meta_keyspace(), key, value);
         }
         let mut description: String = description.chars().take(record::MAX_DESCRIPTION).collect();
         if description.is_empty() {
             description.push_str("(no description)");
         }
         let entry = record::TxRecord { time_ms: now_ms(), description, writes, pinned };
-        self.inner.insert(
+        batch.insert(
             image.history_keyspace(),
             record::tx_key(tx),
             record::encode_tx_record(&entry)?,
         );
-        match self.inner.commit()? {
-            Ok(()) => {
-                image.committed(tx);
-                image.nudge_snapshot_gc();
-                // Still in the commit's serial section, so observers see commits in
-                // transaction order.
-                if let Some(observer) = image.commit_observer() {
-                    observer(&notice(tx, entry));
-                }
-                Ok(Ok(Some(tx)))
-            }
-            Err(fjall::Conflict) => Ok(Err(())),
+        batch.commit()?;
+        image.committed(tx);
+        // Still in the commit's serial section, so observers see commits in
+        // transaction order.
+        if let Some(observer) = image.commit_observer() {
+            observer(&notice(tx, entry));
         }
+        drop(serial);
+        image.make_durable(tx)?;
+        Ok(Ok(Some(tx)))
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::call::Call;
 use crate::error::{Error, Result};
 use crate::gate::{self, Authority, Effect, Gate};
+pub use crate::image::Walk;
 use crate::image::{Image, Method, Oid, Tx, Value};
 use crate::outside;
 use crate::outside::OutsideWork;
@@ -276,39 +277,13 @@ impl<'a, 'img> Context<'a, 'img> {
 }
 
 /// Finds `selector` from `start`: own slots, then parents depth-first in order, each
-/// object visited once. Returns the holder and the slot's value.
+/// object visited once. Returns the holder and the slot's value. Served by the image's
+/// lookup cache whenever that cannot be stale (see `image/src/lookup.rs`).
 pub fn lookup(tx: &Tx<'_>, start: Oid, selector: &str) -> Result<Option<(Oid, Value)>> {
-    Ok(walk(tx, start, selector)?.found)
-}
-
-/// One delegation walk, as [`lookup`] makes it: the objects it visited, in order (the
-/// holder last when found), and what it found.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Walk {
-    /// The objects whose own slots were searched, in order.
-    pub visited: Vec<Oid>,
-    /// The holder and the slot's value, if any object had it.
-    pub found: Option<(Oid, Value)>,
+    tx.lookup(start, selector)
 }
 
 /// [`lookup`], telling where it looked: for "where does this selector resolve".
 pub fn walk(tx: &Tx<'_>, start: Oid, selector: &str) -> Result<Walk> {
-    let mut visited: Vec<Oid> = Vec::new();
-    let mut pending = vec![start];
-    while let Some(oid) = pending.pop() {
-        if visited.contains(&oid) {
-            continue;
-        }
-        visited.push(oid);
-        if let Some(value) = tx.slot(oid, selector)? {
-            return Ok(Walk { visited, found: Some((oid, value)) });
-        }
-        match tx.parents(oid) {
-            Ok(parents) => pending.extend(parents.iter().rev()),
-            // A parent removed by undo or pack no longer answers anything.
-            Err(Error::UnknownObject(_)) if oid != start => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Walk { visited, found: None })
+    tx.walk(start, selector)
 }

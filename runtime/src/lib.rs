@@ -44,8 +44,8 @@ pub use batos_image as image;
 use batos_image::error;
 /// The image's types every user of the runtime meets, at the runtime's root.
 pub use batos_image::{
-    BlobHash, BlobRef, Committed, Durability, Error, Image, ImageOptions, Method, Object, Oid,
-    Result, Tx, TxId, Value,
+    BlobHash, BlobRef, Committed, Durability, Error, Image, ImageOptions, ImageStats, Method,
+    Object, Oid, Result, Tx, TxId, Value,
 };
 
 /// How deep sends may nest before [`Error::SendTooDeep`]: deep enough for any honest

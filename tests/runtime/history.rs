@@ -157,3 +157,53 @@ fn packing_survives_reopen_without_reusing_oids_or_tx_ids() {
     assert!(fresh_clone > orphan, "the packed oid {orphan} is not reused ({fresh_clone})");
     assert!(rt.image().last_tx().expect("tx") > last);
 }
+
+#[test]
+fn as_of_after_pack_starts_from_the_state_the_floor_kept() {
+    let (_dir, rt) = fresh();
+    let genesis = rt.resolve("genesis").expect("genesis");
+    set(&rt, genesis, "x", 1i64);
+    set(&rt, genesis, "x", 2i64);
+    let recent = rt.set_slot(genesis, "y", 3i64.into()).expect("set").tx.expect("tx");
+    rt.image().pack(Some(recent)).expect("pack");
+    let then = rt.image().object_at(genesis, recent).expect("as of the floor");
+    assert_eq!(then.slots.get("x"), Some(&Value::Int(2)), "the newest version before the floor");
+    assert_eq!(then.slots.get("y"), Some(&Value::Int(3)));
+    let later = rt.set_slot(genesis, "x", 4i64.into()).expect("set").tx.expect("tx");
+    assert_eq!(
+        rt.image().object_at(genesis, recent).expect("as of").slots.get("x"),
+        Some(&Value::Int(2))
+    );
+    assert_eq!(
+        rt.image().object_at(genesis, later).expect("as of").slots.get("x"),
+        Some(&Value::Int(4))
+    );
+}
+
+#[test]
+fn an_image_from_before_the_versions_index_gets_one_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("image");
+    let (genesis, first, second) = {
+        let rt = batos_runtime::Runtime::open(&path).expect("creates");
+        let genesis = rt.resolve("genesis").expect("genesis");
+        let first = rt.set_slot(genesis, "x", 1i64.into()).expect("set").tx.expect("tx");
+        let second = rt.set_slot(genesis, "x", 2i64.into()).expect("set").tx.expect("tx");
+        (genesis, first, second)
+    };
+    {
+        // Make it look like format 1: no versions keyspace contents, format 1.
+        let db = fjall::Database::builder(path.join("store")).open().expect("raw open");
+        let versions = db.keyspace("versions", fjall::KeyspaceCreateOptions::default).expect("ks");
+        versions.clear().expect("clear");
+        let meta = db.keyspace("meta", fjall::KeyspaceCreateOptions::default).expect("meta");
+        meta.insert("format", 1u32.to_be_bytes()).expect("write");
+        db.persist(fjall::PersistMode::SyncAll).expect("persist");
+    }
+    let rt = batos_runtime::Runtime::open(&path).expect("reopens and migrates");
+    assert_eq!(rt.image().format().expect("format"), Some(2));
+    let at = |t| rt.image().object_at(genesis, t).expect("as of").slots.get("x").cloned();
+    assert_eq!(at(first), Some(Value::Int(1)));
+    assert_eq!(at(second), Some(Value::Int(2)));
+    assert_eq!(at(TxId(1)), None);
+}

@@ -4,5 +4,6 @@
 mod common;
 mod delegation;
 mod history;
+mod lookup_cache;
 mod persistence;
 mod transactions;
