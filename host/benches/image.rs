@@ -58,26 +58,59 @@ fn raw_fjall(dir: &std::path::Path) -> (OptimisticTxDatabase, fjall::OptimisticT
     (db, ks)
 }
 
+/// Times `a` and `b` in alternating rounds (so that both meet the same disk and the
+/// same neighbours: fsync latency drifts by tens of percent within a minute), after a
+/// warm-up of one round each, and returns the mean time per op of each.
+fn interleaved(
+    rounds: u32,
+    per_round: u32,
+    mut a: impl FnMut(u32),
+    mut b: impl FnMut(u32),
+) -> (Timing, Timing) {
+    for i in 0..per_round {
+        a(i);
+        b(i);
+    }
+    let (mut spent_a, mut spent_b) = (Duration::ZERO, Duration::ZERO);
+    for round in 0..rounds {
+        let start = Instant::now();
+        for i in 0..per_round {
+            a(round * per_round + i);
+        }
+        spent_a += start.elapsed();
+        let start = Instant::now();
+        for i in 0..per_round {
+            b(round * per_round + i);
+        }
+        spent_b += start.elapsed();
+    }
+    let n = rounds * per_round;
+    (Timing { per_op: spent_a / n }, Timing { per_op: spent_b / n })
+}
+
 fn commits(n: u32, durability: Durability) -> (Timing, Timing) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (rt, counter) = runtime(&dir.path().join("batos"), durability);
     let name = Value::Text("n".into());
-    let batos = time(n, |i| {
-        rt.send(counter, "setSlot:value:", vec![name.clone(), Value::Int(i64::from(i))])
-            .expect("send");
-    });
-    drop(rt);
     let (db, ks) = raw_fjall(&dir.path().join("fjall"));
     let mode = match durability {
         Durability::Buffered => PersistMode::Buffer,
         Durability::Durable => PersistMode::SyncAll,
     };
-    let raw = time(n, |i| {
-        let mut tx = db.write_tx().expect("tx").durability(Some(mode));
-        tx.insert(&ks, "n", i.to_be_bytes());
-        tx.commit().expect("io").expect("no conflict");
-    });
-    (batos, raw)
+    let rounds = 20;
+    interleaved(
+        rounds,
+        (n / rounds).max(1),
+        |i| {
+            rt.send(counter, "setSlot:value:", vec![name.clone(), Value::Int(i64::from(i))])
+                .expect("send");
+        },
+        |i| {
+            let mut tx = db.write_tx().expect("tx").durability(Some(mode));
+            tx.insert(&ks, "n", i.to_be_bytes());
+            tx.commit().expect("io").expect("no conflict");
+        },
+    )
 }
 
 fn reads(n: u32) -> (Timing, Timing, Timing) {
@@ -230,7 +263,7 @@ fn main() {
     );
     println!();
 
-    let (b, r) = commits(400 / scale.min(40), Durability::Durable);
+    let (b, r) = commits(2_000 / scale.min(40), Durability::Durable);
     println!("committed sends, durable (fsync per commit), one writer");
     println!("  batos send setSlot:value:   {:>10.0} /s   {:>7.2} µs", b.ops_per_sec(), b.micros());
     println!("  raw fjall tx, SyncAll       {:>10.0} /s   {:>7.2} µs", r.ops_per_sec(), r.micros());
@@ -238,20 +271,29 @@ fn main() {
     println!();
 
     println!("durable throughput, concurrent writers (group commit), commits/s");
-    let per_writer = 400 / scale.min(40);
-    let ceiling = write_fsync(400 / scale.min(40));
-    let mut batos_one = 0.0;
-    for writers in [1usize, 4, 16] {
-        let per = (per_writer / writers as u32).max(10) * if writers == 1 { 1 } else { 2 };
-        let (b, per_sync) = durable_batos(writers, per);
-        let r = durable_raw(writers, per);
-        if writers == 1 {
-            batos_one = b;
+    // Each configuration runs three times, the configurations taken in turn, so that
+    // all of them meet the same disk; each run commits about the same total.
+    let total = 1_600 / scale.min(40);
+    let configs = [1usize, 4, 16];
+    let mut sums = [(0.0f64, 0.0f64, 0.0f64); 3];
+    let mut ceiling = 0.0;
+    for _ in 0..3 {
+        for (k, writers) in configs.iter().enumerate() {
+            let per = (total / *writers as u32).max(5);
+            let (b, per_sync) = durable_batos(*writers, per);
+            let r = durable_raw(*writers, per);
+            sums[k].0 += b / 3.0;
+            sums[k].1 += per_sync / 3.0;
+            sums[k].2 += r / 3.0;
         }
+        ceiling += write_fsync(total / 4) / 3.0;
+    }
+    for (k, writers) in configs.iter().enumerate() {
+        let (b, per_sync, r) = sums[k];
         println!(
             "  {writers:>2} writers: batos {b:>8.0}/s ({per_sync:>4.1} commits per sync)   raw fjall {r:>8.0}/s   batos/raw {:>5.2}x   batos/1 writer {:>5.2}x",
             b / r,
-            b / batos_one
+            b / sums[0].0
         );
     }
     println!("  bare write+fsync loop       {ceiling:>8.0}/s   (one sync at a time: the physical ceiling without grouping)");
@@ -279,7 +321,7 @@ fn main() {
     println!();
 
     let transactions = 100_000 / scale;
-    let (early, recent, read) = object_at(transactions, 20_000 / scale);
+    let (early, recent, read) = object_at(transactions, 2_000 / scale);
     println!("object_at on an image of {transactions} transactions (one object written every 8th)");
     println!(
         "  as of 100 tx after the start {:>8.2} µs   ({:.2}x reading it now)",

@@ -21,15 +21,21 @@
 //!
 //! * Every [`Image::transact`] commits atomically or not at all; readers never see part
 //!   of a transaction, including after a crash.
+//! * Transactions are serialisable: each reads one snapshot, and commits only if every
+//!   record it read is unchanged since (see [`Tx`]); otherwise it is run again.
 //! * [`Durability::Buffered`] (default): each commit is written to the OS before
 //!   `transact` returns, so it survives the process being killed (`kill -9`, panic,
 //!   OOM), but not a power loss or kernel crash.
-//! * [`Durability::Durable`]: each commit is fsynced before `transact` returns, so it
-//!   also survives power loss, at the cost of one fsync per commit.
+//! * [`Durability::Durable`]: `transact` returns only after a journal sync that covers
+//!   the commit, so it also survives power loss. Commits that reach commit together
+//!   share one sync (group commit, `group_commit.rs`). A durable commit is visible to
+//!   other transactions from the moment its batch is written, just before its sync.
 //! * Blob files are fsynced (file and directory) before the transaction that refers to
 //!   them commits, in both modes.
-//! * An error from `transact` means nothing was written. [`Error::Conflict`] means
-//!   concurrent writers kept invalidating the transaction; it is safe to retry.
+//! * An error from `transact` means nothing was written — with one exception: a failed
+//!   journal sync in durable mode reports that the commit may not survive a power loss,
+//!   and the image then refuses further commits until reopened. [`Error::Conflict`]
+//!   means concurrent writers kept invalidating the transaction; it is safe to retry.
 
 mod blobs;
 pub mod error;
@@ -236,7 +242,7 @@ impl Image {
             next_oid: AtomicU64::new(1),
             last_tx: AtomicU64::new(0),
             commit_serial: Mutex::new(()),
-            group_commit: group_commit::GroupCommit::default(),
+            group_commit: group_commit::GroupCommit::new(&store),
             lookups: lookup::LookupCache::default(),
             blob_gate: RwLock::new(()),
             commit_observer: std::sync::OnceLock::new(),
@@ -377,6 +383,23 @@ impl Image {
             lookup_misses,
             walks_cached,
         }
+    }
+
+    /// Whether commits wait for a journal sync (and so take part in group commit).
+    pub(crate) fn durable(&self) -> bool {
+        self.options.durability == Durability::Durable
+    }
+
+    pub(crate) fn group_commit(&self) -> &group_commit::GroupCommit {
+        &self.group_commit
+    }
+
+    /// In durable mode, refuses to commit after a failed journal sync.
+    pub(crate) fn check_durable(&self) -> Result<()> {
+        if self.options.durability == Durability::Durable {
+            self.group_commit.check()?;
+        }
+        Ok(())
     }
 
     /// In durable mode, waits until a journal sync covers `tx` (group commit).

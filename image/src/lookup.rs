@@ -27,7 +27,7 @@
 //! * A transaction whose own writes touch a header or a slot of the selector walks its
 //!   own overlay, uncached.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -41,6 +41,12 @@ const MAX_ENTRIES: usize = 65_536;
 /// Objects whose last write is remembered for the insertion check; past it the memory
 /// is dropped and replaced by one conservative floor.
 const MAX_TOUCHED: usize = 262_144;
+/// (object, walk) links kept for invalidation, including those of walks already dropped
+/// through another object; past it everything is emptied and refilled.
+const MAX_VISITS: usize = 8 * MAX_ENTRIES;
+/// The largest slot body a cached walk may carry: a walk that finds a big data value is
+/// answered from the records instead, so the cache's memory stays bounded by its count.
+pub(crate) const MAX_CACHED_BODY: usize = 4096;
 
 /// One delegation walk: the objects it visited, in order (the holder last when found),
 /// and what it found.
@@ -79,7 +85,9 @@ struct State {
     entries: HashMap<Box<str>, HashMap<Oid, Arc<Entry>>>,
     count: usize,
     /// For each object, the (selector, start) of walks that visited it.
-    visitors: HashMap<Oid, Vec<(Box<str>, Oid)>>,
+    visitors: HashMap<Oid, HashSet<(Box<str>, Oid)>>,
+    /// Links in `visitors`.
+    visits: usize,
     /// The last transaction that wrote each object's header or slots.
     touched: HashMap<Oid, TxId>,
     /// Objects missing from `touched` were last written no later than this (a tx id).
@@ -130,10 +138,11 @@ impl LookupCache {
         if !fresh {
             return None;
         }
-        if state.count >= MAX_ENTRIES {
+        if state.count >= MAX_ENTRIES || state.visits >= MAX_VISITS {
             state.entries.clear();
             state.visitors.clear();
             state.count = 0;
+            state.visits = 0;
         }
         state.next_generation += 1;
         let entry = Arc::new(Entry {
@@ -145,7 +154,9 @@ impl LookupCache {
             reads,
         });
         for oid in &entry.walk.visited {
-            state.visitors.entry(*oid).or_default().push((selector.into(), start));
+            if state.visitors.entry(*oid).or_default().insert((selector.into(), start)) {
+                state.visits += 1;
+            }
         }
         let replaced = state
             .entries
@@ -192,10 +203,11 @@ impl LookupCache {
             };
             state.touched.insert(oid, tx);
             let Some(visitors) = state.visitors.remove(&oid) else { continue };
-            let mut kept = Vec::new();
+            state.visits = state.visits.saturating_sub(visitors.len());
+            let mut kept = HashSet::new();
             for (walk_selector, start) in visitors {
                 if selector.as_deref().is_some_and(|s| s != &*walk_selector) {
-                    kept.push((walk_selector, start));
+                    kept.insert((walk_selector, start));
                     continue;
                 }
                 let emptied = match state.entries.get_mut(&walk_selector) {
@@ -212,6 +224,7 @@ impl LookupCache {
                 }
             }
             if !kept.is_empty() {
+                state.visits += kept.len();
                 state.visitors.insert(oid, kept);
             }
         }
@@ -229,29 +242,36 @@ impl Tx<'_> {
     /// object visited once. A parent that no longer exists (removed by undo or pack)
     /// answers nothing; a missing `start` is [`Error::UnknownObject`].
     pub fn walk(&self, start: Oid, selector: &str) -> Result<Walk> {
+        self.resolve(start, selector, Walk::clone)
+    }
+
+    /// Just the holder and value of [`Tx::walk`] (a hot send copies no more than that).
+    pub fn lookup(&self, start: Oid, selector: &str) -> Result<Option<(Oid, Value)>> {
+        self.resolve(start, selector, |walk| walk.found.clone())
+    }
+
+    fn resolve<R>(&self, start: Oid, selector: &str, take: impl Fn(&Walk) -> R) -> Result<R> {
         if self.overlay_touches(selector) {
-            return self.walk_uncached(start, selector);
+            return Ok(take(&self.walk_uncached(start, selector)?));
         }
         let cache = self.image().lookups();
         let base = self.base();
         if let Some(entry) = cache.get(selector, start, base) {
             cache.count(true);
-            let walk = entry.walk.clone();
+            let answer = take(&entry.walk);
             self.used_cached_walk(entry);
-            return Ok(walk);
+            return Ok(answer);
         }
         cache.count(false);
         let mut reads = Vec::new();
-        let walk = self.walk_committed(start, selector, &mut reads)?;
-        if let Some(entry) = cache.insert(selector, start, base, walk.clone(), reads) {
-            self.used_cached_walk(entry);
+        let (walk, body_len) = self.walk_committed(start, selector, &mut reads)?;
+        let answer = take(&walk);
+        if body_len <= MAX_CACHED_BODY {
+            if let Some(entry) = cache.insert(selector, start, base, walk, reads) {
+                self.used_cached_walk(entry);
+            }
         }
-        Ok(walk)
-    }
-
-    /// Just the holder and value of [`Tx::walk`].
-    pub fn lookup(&self, start: Oid, selector: &str) -> Result<Option<(Oid, Value)>> {
-        Ok(self.walk(start, selector)?.found)
+        Ok(answer)
     }
 
     /// The walk over this transaction's own view (overlay included), never cached.
@@ -275,13 +295,14 @@ impl Tx<'_> {
         Ok(Walk { visited, found: None })
     }
 
-    /// The walk over committed state, recording every record it read.
+    /// The walk over committed state, recording every record it read, with the size of
+    /// the body it found.
     fn walk_committed(
         &self,
         start: Oid,
         selector: &str,
         reads: &mut Vec<Dependency>,
-    ) -> Result<Walk> {
+    ) -> Result<(Walk, usize)> {
         let mut visited: Vec<Oid> = Vec::new();
         let mut pending = vec![start];
         while let Some(oid) = pending.pop() {
@@ -294,7 +315,7 @@ impl Tx<'_> {
             reads.push((Space::Slots, key, stamp));
             if let Some(body) = body {
                 let value = record::decode_value(&body)?;
-                return Ok(Walk { visited, found: Some((oid, value)) });
+                return Ok((Walk { visited, found: Some((oid, value)) }, body.len()));
             }
             let key = record::oid_key(oid).to_vec();
             let (stamp, header) = self.committed_header(oid)?;
@@ -305,6 +326,6 @@ impl Tx<'_> {
                 None => return Err(Error::UnknownObject(oid)),
             }
         }
-        Ok(Walk { visited, found: None })
+        Ok((Walk { visited, found: None }, 0))
     }
 }

@@ -6,6 +6,7 @@
 //! | `slots`   | oid (u64 BE) ++ name    | stamped: the slot's [`Value`]           |
 //! | `roots`   | name                    | stamped: the root's oid                 |
 //! | `history` | tx id (u64 BE)          | a [`TxRecord`]                          |
+//! | `versions`| see `versions.rs`       | every body a header or slot has had     |
 //! | `meta`    | a fixed name            | raw bytes (format version, history floor) |
 //!
 //! A *stamped* record is `tx id (u64 BE) ++ tag (0 = tombstone, 1 = live) ++ body`.
@@ -14,7 +15,7 @@
 //! tombstone (not a delete) so that the stamp survives until `pack` drops it.
 //!
 //! Slots are one key each, so transactions writing *different* slots of one object never
-//! conflict: fjall's optimistic transactions track conflicts per key.
+//! conflict: a transaction is validated by the stamps of the keys it read (`tx.rs`).
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +23,8 @@ use super::{Oid, TxId, Value};
 use crate::error::{Error, Result};
 
 /// The image format this build writes. Bump it (and add a migration) whenever the
-/// layout above or the encoding of [`Value`] changes incompatibly.
+/// layout above or the encoding of [`Value`] changes incompatibly. 2 added the
+/// `versions` keyspace (built at open for images of format 1).
 pub const FORMAT_VERSION: u32 = 2;
 
 /// The largest encoded value a slot may hold. Bigger data belongs in a blob: fjall

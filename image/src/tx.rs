@@ -84,6 +84,8 @@ pub struct Tx<'img> {
     reads: RefCell<HashMap<Key, Option<TxId>>>,
     scans: RefCell<Vec<(Space, Vec<u8>, ScanMark)>>,
     cached_walks: RefCell<Vec<Arc<Entry>>>,
+    // Counted among the durable transactions that may be about to commit (group commit).
+    unsettled: bool,
     blob_guard: Option<RwLockReadGuard<'img, ()>>,
 }
 
@@ -100,7 +102,12 @@ pub struct Object {
 
 impl<'img> Tx<'img> {
     pub(crate) fn new(image: &'img Image, snapshot: Snapshot, base: TxId, tracking: bool) -> Self {
+        let unsettled = tracking && image.durable();
+        if unsettled {
+            image.group_commit().begin();
+        }
         Tx {
+            unsettled,
             image,
             snapshot,
             base,
@@ -569,7 +576,28 @@ impl<'img> Tx<'img> {
             return Ok(Ok(None));
         }
         let image = self.image;
+        if image.durable() {
+            self.settle();
+            image.group_commit().reach();
+            let written = WrittenOnDrop(image);
+            let outcome = self.write_batch(description);
+            drop(written);
+            return match outcome? {
+                Ok(Some(tx)) => {
+                    image.make_durable(tx)?;
+                    Ok(Ok(Some(tx)))
+                }
+                other => Ok(other),
+            };
+        }
+        self.write_batch(description)
+    }
+
+    /// The part of [`Tx::commit`] under the commit serial.
+    fn write_batch(&mut self, description: &str) -> Result<Result<Option<TxId>, ()>> {
+        let image = self.image;
         let serial = image.commit_serial();
+        image.check_durable()?;
         if !self.still_valid()? {
             return Ok(Err(()));
         }
@@ -635,8 +663,30 @@ impl<'img> Tx<'img> {
             observer(&notice(tx, entry));
         }
         drop(serial);
-        image.make_durable(tx)?;
         Ok(Ok(Some(tx)))
+    }
+}
+
+impl Tx<'_> {
+    fn settle(&mut self) {
+        if std::mem::take(&mut self.unsettled) {
+            self.image.group_commit().settle();
+        }
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+/// Tells group commit that a durable commit left the serial, however it left.
+struct WrittenOnDrop<'img>(&'img Image);
+
+impl Drop for WrittenOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.group_commit().written();
     }
 }
 

@@ -13,6 +13,7 @@
 //! history floor and the newest one before it (the state the floor starts from).
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use fjall::Readable;
 
@@ -106,16 +107,40 @@ impl Image {
                 Some(body) => record::decode_parents(&body)?,
                 None => return Err(Error::UnknownObject(oid)),
             };
-            // Every slot name the object has had is a record (live or a tombstone) under
-            // its prefix, except tombstones pack dropped, which were removed before the
-            // floor and so are absent at `at` as well.
+            // Skip from one slot name to the next through the index itself: one seek per
+            // name, not a pass over every version (or over the live records, whose
+            // memtable keeps every overwritten version until it is flushed).
             let mut slots = BTreeMap::new();
-            for guard in snapshot.prefix(self.keyspace(Space::Slots), record::oid_key(oid)) {
-                let slot_key = guard.key()?;
+            let prefix = key(Space::Slots, &record::oid_key(oid), TxId(0))
+                .map(|mut k| {
+                    k.truncate(9);
+                    k
+                })
+                .unwrap_or_default();
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let lower = match after.take() {
+                    Some(past) => Bound::Excluded(past),
+                    None => Bound::Included(prefix.clone()),
+                };
+                let Some(guard) =
+                    snapshot.range::<Vec<u8>, _>(versions, (lower, Bound::Unbounded)).next()
+                else {
+                    break;
+                };
+                let version = guard.key()?;
+                if !version.starts_with(&prefix) {
+                    break;
+                }
+                let (record_key, _) = split(&version)?;
+                let slot_key = record_key.get(1..).unwrap_or_default().to_vec();
                 if let Some(body) = as_of(Space::Slots, &slot_key)? {
                     let (_, name) = record::split_slot_key(&slot_key)?;
                     slots.insert(name, record::decode_value(&body)?);
                 }
+                let mut past = record_key.to_vec();
+                past.extend_from_slice(&[0xFF; 8]);
+                after = Some(past);
             }
             Ok(ObjectAsOf { oid, at, parents, slots })
         })

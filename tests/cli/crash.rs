@@ -1,10 +1,19 @@
 //! Crash consistency, RocksDB crash-test style.
 //!
-//! `kill_nine_loses_no_acknowledged_commit` runs `batos-stress` (random transfers, an
-//! fsynced oracle of acknowledged commits) and kills it with SIGKILL at random moments,
-//! some during start-up and recovery. After every kill it reopens the image and checks:
-//! every acknowledged transaction is in the history, money is conserved (no partial
+//! `kill_nine_loses_no_acknowledged_commit` runs `batos-stress` (random transfers from
+//! one or more writer threads, an oracle of acknowledged commits) and kills it with
+//! SIGKILL at random moments, some during start-up and recovery. Durable rounds run 16
+//! concurrent writers, so most durable commits are acknowledged by a journal sync they
+//! share (group commit). After every kill it reopens the image and checks: every
+//! acknowledged transaction is in the history, money is conserved (no partial
 //! transaction), the transfer count agrees with the oracle, and the last blob verifies.
+//!
+//! What it covers: the process dying at any instruction (kill -9, a panic, the OOM
+//! killer), with the OS surviving. What it cannot cover on this machine: power loss or a
+//! kernel crash, where only what reached the disk survives. For that the guarantee rests
+//! on the journal sync acknowledging each durable commit (`image/src/group_commit.rs`)
+//! and on the disk honouring fsync; testing it needs a virtual machine whose disk can be
+//! cut off (dm-flakey, or ALICE-style syscall-trace replay), which this harness does not do.
 //!
 //! CI runs 60 kills. The long run (documented in the README):
 //! `BATOS_CRASH_KILLS=1000 cargo test --release -p batos-cli --test cli crash -- --nocapture`
@@ -20,9 +29,17 @@ use rand::{Rng, SeedableRng};
 const ACCOUNTS: i64 = 8;
 const OPENING_BALANCE: i64 = 1000;
 
-fn stress(image: &Path, oracle: &Path, seed: u64, durable: bool, ops: Option<u64>) -> Child {
+fn stress(
+    image: &Path,
+    oracle: &Path,
+    seed: u64,
+    durable: bool,
+    writers: u32,
+    ops: Option<u64>,
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_batos-stress"));
     cmd.arg("--image").arg(image).arg("--oracle").arg(oracle).arg("--seed").arg(seed.to_string());
+    cmd.arg("--writers").arg(writers.to_string());
     if durable {
         cmd.arg("--durable");
     }
@@ -78,7 +95,15 @@ fn check(image: &Path, acked: &[TxId]) -> State {
     if let Some(Value::Blob(blob)) = slots.get("lastBlob") {
         rt.image().blobs().read(blob).expect("the referenced blob is whole");
     }
-    let Some(Value::Int(transfers)) = slots.get("ops").cloned() else { panic!("bank.ops") };
+    // Each writer counts its transfers in its own slot (`ops0`, `ops1`, …).
+    let transfers = slots
+        .iter()
+        .filter(|(name, _)| name.starts_with("ops"))
+        .map(|(name, value)| match value {
+            Value::Int(n) => *n,
+            other => panic!("bank.{name} is {other:?}"),
+        })
+        .sum();
     State { transfers }
 }
 
@@ -98,9 +123,16 @@ fn kill_nine_loses_no_acknowledged_commit() {
     let image = dir.path().join("image");
     let oracle = dir.path().join("oracle");
     let mut killed_mid_work = 0u32;
+    let mut durable_rounds = 0u32;
+    // Commits a round may make without acknowledging them (one in flight per writer).
+    let mut unacknowledged_allowance = 0i64;
     for round in 0..kills {
         let durable = rng.random_bool(0.3);
-        let mut child = stress(&image, &oracle, rng.random(), durable, None);
+        let writers =
+            if durable { 16 } else { *[1u32, 4].get(rng.random_range(0..2)).expect("in range") };
+        durable_rounds += u32::from(durable);
+        unacknowledged_allowance += i64::from(writers);
+        let mut child = stress(&image, &oracle, rng.random(), durable, writers, None);
         if rng.random_bool(0.2) {
             // Kill soon after start: often while the store is still recovering.
             std::thread::sleep(Duration::from_micros(rng.random_range(0..5_000)));
@@ -120,7 +152,8 @@ fn kill_nine_loses_no_acknowledged_commit() {
         let state = check(&image, &acked);
         let acked_count = i64::try_from(acked.len()).expect("fits");
         assert!(
-            state.transfers >= acked_count && state.transfers <= acked_count + i64::from(round + 1),
+            state.transfers >= acked_count
+                && state.transfers <= acked_count + unacknowledged_allowance,
             "round {round}: {} transfers committed for {acked_count} acknowledged",
             state.transfers
         );
@@ -133,7 +166,7 @@ fn kill_nine_loses_no_acknowledged_commit() {
     }
     let acked = acknowledged(&oracle).len();
     println!(
-        "crash harness: {kills} kills ({killed_mid_work} mid-workload), {acked} acknowledged commits, 0 lost, 0 partial"
+        "crash harness: {kills} kills ({killed_mid_work} mid-workload, {durable_rounds} with 16 durable writers), {acked} acknowledged commits, 0 lost, 0 partial"
     );
     assert!(acked > 0, "the workload never committed anything; the harness tested nothing");
 }
@@ -166,7 +199,7 @@ fn a_torn_or_damaged_journal_tail_recovers_or_is_refused_never_wrong() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pristine = dir.path().join("pristine");
     let oracle = dir.path().join("oracle");
-    let status = stress(&pristine, &oracle, 7, false, Some(200)).wait().expect("runs");
+    let status = stress(&pristine, &oracle, 7, false, 1, Some(200)).wait().expect("runs");
     assert!(status.success(), "the workload ran to completion");
     let journal_name = journals(&pristine.join("store"))
         .pop()

@@ -157,3 +157,24 @@ fn concurrent_writers_never_make_a_send_answer_a_stale_value() {
     });
     assert_eq!(answer(&rt, bottom), Value::Int(301), "the last write links past the shadow");
 }
+
+#[test]
+fn big_data_values_are_answered_from_the_records_not_kept_in_the_cache() {
+    let (_dir, rt) = fresh();
+    let links = chain(&rt, 2);
+    let (top, bottom) = (links[0], links[2]);
+    set(&rt, top, "page", Value::Text("x".repeat(10_000)));
+    set(&rt, top, "line", Value::Text("x".repeat(100)));
+    let before = rt.image().stats();
+    for _ in 0..3 {
+        rt.send(bottom, "page", vec![]).expect("page");
+        rt.send(bottom, "line", vec![]).expect("line");
+    }
+    let after = rt.image().stats();
+    assert_eq!(
+        after.lookup_hits - before.lookup_hits,
+        2,
+        "only the small value is served twice more"
+    );
+    assert_eq!(after.lookup_misses - before.lookup_misses, 4, "the big one is walked each time");
+}

@@ -143,7 +143,7 @@ fn an_image_of_a_newer_format_is_refused() {
     drop(Runtime::open(&path).expect("creates"));
     {
         // Write a future format version straight into the store's meta keyspace.
-        let db = fjall::OptimisticTxDatabase::builder(path.join("store")).open().expect("raw open");
+        let db = fjall::Database::builder(path.join("store")).open().expect("raw open");
         let meta = db.keyspace("meta", fjall::KeyspaceCreateOptions::default).expect("meta");
         meta.insert("format", 99u32.to_be_bytes()).expect("write");
         db.persist(fjall::PersistMode::SyncAll).expect("persist");
