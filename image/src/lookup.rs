@@ -276,23 +276,17 @@ impl Tx<'_> {
 
     /// The walk over this transaction's own view (overlay included), never cached.
     fn walk_uncached(&self, start: Oid, selector: &str) -> Result<Walk> {
-        let mut visited: Vec<Oid> = Vec::new();
-        let mut pending = vec![start];
-        while let Some(oid) = pending.pop() {
-            if visited.contains(&oid) {
-                continue;
-            }
-            visited.push(oid);
+        let (walk, _) = traverse(start, |oid| {
             if let Some(value) = self.slot(oid, selector)? {
-                return Ok(Walk { visited, found: Some((oid, value)) });
+                return Ok(Step::Found(value, 0));
             }
             match self.parents(oid) {
-                Ok(parents) => pending.extend(parents.iter().rev()),
-                Err(Error::UnknownObject(_)) if oid != start => {}
-                Err(e) => return Err(e),
+                Ok(parents) => Ok(Step::Parents(Some(parents))),
+                Err(Error::UnknownObject(_)) => Ok(Step::Parents(None)),
+                Err(e) => Err(e),
             }
-        }
-        Ok(Walk { visited, found: None })
+        })?;
+        Ok(walk)
     }
 
     /// The walk over committed state, recording every record it read, with the size of
@@ -303,29 +297,48 @@ impl Tx<'_> {
         selector: &str,
         reads: &mut Vec<Dependency>,
     ) -> Result<(Walk, usize)> {
-        let mut visited: Vec<Oid> = Vec::new();
-        let mut pending = vec![start];
-        while let Some(oid) = pending.pop() {
-            if visited.contains(&oid) {
-                continue;
-            }
-            visited.push(oid);
+        traverse(start, |oid| {
             let key = record::slot_key(oid, selector);
             let (stamp, body) = self.committed_body(Space::Slots, &key)?;
             reads.push((Space::Slots, key, stamp));
             if let Some(body) = body {
-                let value = record::decode_value(&body)?;
-                return Ok((Walk { visited, found: Some((oid, value)) }, body.len()));
+                return Ok(Step::Found(record::decode_value(&body)?, body.len()));
             }
-            let key = record::oid_key(oid).to_vec();
             let (stamp, header) = self.committed_header(oid)?;
-            reads.push((Space::Objects, key, stamp));
+            reads.push((Space::Objects, record::oid_key(oid).to_vec(), stamp));
             match header {
-                Some(body) => pending.extend(record::decode_parents(&body)?.iter().rev()),
-                None if oid != start => {}
-                None => return Err(Error::UnknownObject(oid)),
+                Some(body) => Ok(Step::Parents(Some(record::decode_parents(&body)?))),
+                None => Ok(Step::Parents(None)),
             }
-        }
-        Ok((Walk { visited, found: None }, 0))
+        })
     }
+}
+
+/// What one object of a walk said: it holds the slot (with its encoded size), or here
+/// are its parents (`None`: the object no longer exists).
+enum Step {
+    Found(Value, usize),
+    Parents(Option<Vec<Oid>>),
+}
+
+/// The delegation order, once: own slots, then parents depth-first in order, each
+/// object visited once. A missing parent answers nothing; a missing start is an error.
+fn traverse(start: Oid, mut step: impl FnMut(Oid) -> Result<Step>) -> Result<(Walk, usize)> {
+    let mut visited: Vec<Oid> = Vec::new();
+    let mut pending = vec![start];
+    while let Some(oid) = pending.pop() {
+        if visited.contains(&oid) {
+            continue;
+        }
+        visited.push(oid);
+        match step(oid)? {
+            Step::Found(value, size) => {
+                return Ok((Walk { visited, found: Some((oid, value)) }, size))
+            }
+            Step::Parents(Some(parents)) => pending.extend(parents.iter().rev()),
+            Step::Parents(None) if oid != start => {}
+            Step::Parents(None) => return Err(Error::UnknownObject(oid)),
+        }
+    }
+    Ok((Walk { visited, found: None }, 0))
 }
