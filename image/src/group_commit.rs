@@ -64,8 +64,12 @@ struct SyncState {
     through: u64,
     /// Whether a leader is syncing now.
     syncing: bool,
-    /// How long the last sync took: a leader waits at most half of it for siblings.
+    /// How long the last sync took: a leader waits at most that long for siblings.
     last_sync: Duration,
+    /// Commits the last sync acknowledged, and `begun` when it ended: their writers
+    /// usually come straight back with their next commit.
+    covered_last: u64,
+    begun_mark: u64,
     /// Commits waiting for the running sync (a wake-up is a syscall; skip it for none).
     waiting: usize,
     /// Syncs performed, for [`crate::ImageStats`].
@@ -172,9 +176,13 @@ impl GroupCommit {
                 continue;
             }
             state.syncing = true;
-            let patience = state.last_sync / 2;
+            let expected = Expected {
+                patience: state.last_sync,
+                returning: state.covered_last,
+                begun_mark: state.begun_mark,
+            };
             drop(state);
-            self.gather(patience);
+            self.gather(&expected);
             // Everything committed so far is in the journal: the commit serial writes
             // before it publishes the transaction id.
             let target = newest();
@@ -185,9 +193,13 @@ impl GroupCommit {
             state.syncing = false;
             state.syncs += 1;
             match outcome {
-                Ok(()) => state.through = state.through.max(target),
+                Ok(()) => {
+                    state.covered_last = target.saturating_sub(state.through);
+                    state.through = state.through.max(target);
+                }
                 Err(e) => state.failed = Some(e.to_string()),
             }
+            state.begun_mark = self.begun.load(Ordering::SeqCst);
             if state.waiting > 0 {
                 self.covered.notify_all();
             }
@@ -195,26 +207,33 @@ impl GroupCommit {
     }
 
     /// Before a sync, lets the commits that reached the serial write their batches
-    /// (each takes microseconds; later arrivals do not extend this), and, while other
-    /// durable transactions are running and about to commit, waits for them too, for at
-    /// most `patience` (half a sync): a sync they miss would cost each of them a whole
-    /// sync more (PostgreSQL's `commit_delay` with `commit_siblings`, made adaptive).
-    /// A lone writer never waits.
-    fn gather(&self, patience: Duration) {
-        let deadline = Instant::now() + patience;
+    /// (each takes microseconds; later arrivals do not extend this). Then, for at most
+    /// one sync's duration, it waits for the commits that are coming: durable
+    /// transactions already running (PostgreSQL's `commit_siblings`), and the writers the
+    /// last sync released, which usually commit again at once. Without that second part,
+    /// N writers settle into two cohorts that alternate syncs, each sync carrying half of
+    /// them (measured: 16 writers, ~9 commits per sync). The expectation adapts: a sync
+    /// that covered fewer commits expects fewer back. A lone writer never waits: the
+    /// commit it expects back is its own.
+    fn gather(&self, expected: &Expected) {
+        let deadline = Instant::now() + expected.patience;
         let mut ahead = self.reached.load(Ordering::SeqCst);
         loop {
-            let siblings = self
-                .begun
-                .load(Ordering::SeqCst)
-                .saturating_sub(self.settled.load(Ordering::SeqCst));
-            let patient = siblings > 0 && Instant::now() < deadline;
+            let begun = self.begun.load(Ordering::SeqCst);
+            let siblings = begun.saturating_sub(self.settled.load(Ordering::SeqCst));
+            let back = begun.saturating_sub(expected.begun_mark);
+            let coming = siblings > 0 || back < expected.returning;
+            let patient = coming && Instant::now() < deadline;
             if patient {
                 ahead = ahead.max(self.reached.load(Ordering::SeqCst));
             }
             if self.written.load(Ordering::SeqCst) >= ahead && !patient {
                 return;
             }
+            // Yielding, not sleeping: the wait is tens of microseconds, shorter than a
+            // timed sleep's granularity, and yielding hands the CPU to the very commits
+            // being waited for (measured against a condition variable: no better, and
+            // one more wake-up per commit).
             std::thread::yield_now();
         }
     }
@@ -224,6 +243,13 @@ impl GroupCommit {
         let state = self.lock();
         (state.syncs, state.through)
     }
+}
+
+/// What a leader expects before it syncs (see [`GroupCommit::gather`]).
+struct Expected {
+    patience: Duration,
+    returning: u64,
+    begun_mark: u64,
 }
 
 /// The highest-numbered `N.jnl` in the store folder.
