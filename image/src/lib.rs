@@ -206,6 +206,9 @@ impl Image {
         prepare_folder(&path)?;
         let lock = ImageLock::acquire(&path)?;
         let store = path.join("store");
+        if !store.exists() {
+            create_store(&store)?;
+        }
         // Recovery reads whatever is on disk; a storage-engine panic on damaged files
         // must become a refusal, not take the host down.
         let opened =
@@ -532,6 +535,39 @@ fn backoff(attempt: u32) {
     }
     let cap_us = 20u64 << attempt.min(9);
     std::thread::sleep(Duration::from_micros(rand::random_range(0..=cap_us)));
+}
+
+/// The keyspaces of the store (see `record.rs` and `versions.rs`).
+const KEYSPACES: [&str; 7] = ["objects", "slots", "roots", "history", "meta", "aux", "versions"];
+
+/// Makes a new, empty store so that a crash leaves either none or a whole one.
+///
+/// fjall creates a database in steps (folder, first journal, version marker) and a
+/// process killed between them leaves a folder that fjall then refuses to open ("File
+/// exists": it takes the half-made folder for a new database and cannot create its
+/// journal again). Found by the crash harness killing the very first start. So the store
+/// is made complete under another name and renamed into place; a leftover of a killed
+/// attempt is removed first.
+fn create_store(store: &Path) -> Result<()> {
+    let fresh = store.with_file_name("store.new");
+    let io =
+        |what: &str, e: std::io::Error| Error::io(format!("cannot {what} {}", fresh.display()), e);
+    if fresh.exists() {
+        fs::remove_dir_all(&fresh).map_err(|e| io("remove the unfinished store", e))?;
+    }
+    {
+        let db = Database::builder(&fresh).open()?;
+        for name in KEYSPACES {
+            db.keyspace(name, KeyspaceCreateOptions::default)?;
+        }
+        db.persist(fjall::PersistMode::SyncAll)?;
+    }
+    blobs::sync_dir(&fresh)?;
+    fs::rename(&fresh, store).map_err(|e| io("move into place the new store", e))?;
+    match store.parent() {
+        Some(image) => blobs::sync_dir(image),
+        None => Ok(()),
+    }
 }
 
 fn prepare_folder(path: &Path) -> Result<()> {

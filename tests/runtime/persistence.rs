@@ -214,3 +214,21 @@ fn a_damaged_blob_is_reported_never_returned() {
         Value::Blob(blob)
     );
 }
+
+#[test]
+fn a_store_half_made_by_a_killed_first_start_does_not_stop_the_next() {
+    // fjall makes a new database in steps; a process killed between them leaves a folder
+    // with a journal but no version marker, which fjall refuses ("File exists"). The
+    // image makes its store under another name and renames it into place, so what a
+    // killed first start leaves is that other folder, which the next start replaces.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("image");
+    drop(Runtime::open(&path).expect("creates"));
+    std::fs::remove_dir_all(path.join("store")).expect("remove the store");
+    let half = path.join("store.new");
+    std::fs::create_dir(&half).expect("mkdir");
+    std::fs::write(half.join("0.jnl"), vec![0u8; 4096]).expect("a bare journal");
+    let rt = Runtime::open(&path).expect("the next start makes a whole store");
+    assert!(rt.resolve("genesis").is_ok(), "and awakens it");
+    assert!(!half.exists(), "the half-made store is gone");
+}
