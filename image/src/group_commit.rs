@@ -13,8 +13,9 @@
 //! fjall's `persist`, because `persist` holds the journal's writer lock for the whole
 //! fsync, and that would keep the next group from even writing its batches until the
 //! sync ended (measured with 16 writers: 1.3 commits per sync through `persist`, 6.6
-//! through its own handle, ~13 once the leader also gathers; see `gather`). fsync is per file, not per handle, so it persists every byte written through
-//! fjall's handle before it started. fjall names journals `N.jnl` in the store folder
+//! through its own handle, ~13 once the leader also gathers; see `gather`). A sync is
+//! per file, not per handle, so it persists every byte written through fjall's handle
+//! before it started. fjall names journals `N.jnl` in the store folder
 //! and, when it seals one for the next, fsyncs the sealed one and the folder itself; so
 //! syncing the newest file covers every batch written before the sync began. Should that
 //! layout ever change (no journal file found), the leader uses `persist`: slower, never
@@ -74,7 +75,8 @@ struct SyncState {
     waiting: usize,
     /// Syncs performed, for [`crate::ImageStats`].
     syncs: u64,
-    /// A failed sync poisons fjall; every later waiter is told so instead of hanging.
+    /// Why a sync failed: the journal's state on disk is then unknown, so every later
+    /// waiter is told so instead of hanging, and every later commit is refused.
     failed: Option<String>,
 }
 
