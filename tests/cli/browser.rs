@@ -118,7 +118,9 @@ fn edits_in_the_page_reach_the_cli_and_cli_changes_reach_the_page() {
             .await;
         assert!(newest.as_str().is_some_and(|h| h.contains("greeting")), "{newest}");
         b.run(&format!("document.querySelector('.morph[data-oid=\"{genesis}\"] .history-entry .undo').click()")).await;
-        assert_eq!(b.slot_text(genesis, "greeting", "the undone edit").await, "\"hello\"");
+        // Wait for the undone value itself: the edited one is on the page until the
+        // undo's transaction event arrives.
+        b.until(&format!("document.querySelector('.morph[data-oid=\"{genesis}\"] .slot-row[data-slot=\"greeting\"] .value')?.textContent === '\"hello\"'"), "the undone edit").await;
         assert_eq!(ok_json(&image, &["inspect", "genesis"])["slots"]["greeting"], json!("hello"));
         b.close().await;
     });
