@@ -111,6 +111,36 @@ pub enum Command {
         #[arg(long, value_name = "TX")]
         drop_history_before: Option<u64>,
     },
+    /// Ingest documents into the memory: text, Markdown, JSON lines and source files, or
+    /// folders of them (recursively; hidden entries skipped). Each file becomes context
+    /// fractals — passages cut where the meaning moves, embedded by all-MiniLM-L6-v2 —
+    /// written in one transaction; an unchanged file is left as it is, a changed one is
+    /// replaced, and a file that is not text is skipped with the reason.
+    Ingest {
+        /// Files and folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Search the memory by words (BM25) and by meaning (the passages' vectors), the
+    /// two rankings fused by reciprocal rank; prints passages with scores and sources.
+    Search {
+        /// What to look for.
+        query: String,
+        /// How many passages.
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        /// The weight of the word ranking (0 leaves it out).
+        #[arg(long, default_value_t = 1.0)]
+        words: f64,
+        /// The weight of the meaning ranking (0 leaves it out).
+        #[arg(long, default_value_t = 1.0)]
+        meaning: f64,
+    },
+    /// Compress the memory once: cluster the passages of its lowest level that no
+    /// concept covers yet, and have the mind, as BABS, write one concept per cluster —
+    /// searchable, linked to its passages, and compressed in turn by the next run. Each
+    /// run is a job object under `memory jobs`, with its inputs and outputs.
+    Compress,
     /// Install, list and remove capabilities (WebAssembly components).
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -183,7 +213,7 @@ pub struct MessageArgs {
     /// sends it messages).
     #[arg(long)]
     pub stateful: bool,
-    /// If synthesised: allow the method this grant (clock, random or mind; repeatable).
+    /// If synthesised: allow the method this grant (clock, random, mind or memory; repeatable).
     /// A cycle whose method needs a grant not given stops and says which.
     #[arg(long = "grant", value_name = "NAME")]
     pub grants: Vec<String>,

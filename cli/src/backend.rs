@@ -93,13 +93,44 @@ impl Backend {
     }
 }
 
-/// Prints a cycle event's line on stderr.
+/// Prints a cycle event's line on stderr, and moves the ingest's progress bar.
 fn show(event: &Event) {
-    // The mind's text as it is written is for a page to stream; a terminal shows the
-    // cycle's steps.
-    if let Event::Cycle { line, phase, .. } = event {
-        if phase != "text" {
-            eprintln!("{line}");
+    match event {
+        // The mind's text as it is written is for a page to stream; a terminal shows the
+        // cycle's steps.
+        Event::Cycle { line, phase, .. } if phase != "text" => eprintln!("{line}"),
+        Event::Memory { outcome, detail, .. } if outcome == "concept" => {
+            eprintln!("compress: {detail}")
         }
+        Event::Memory { source, outcome, detail, done, total } => {
+            ingest_progress(source, outcome, detail, *done, *total)
+        }
+        _ => {}
+    }
+}
+
+/// One bar per ingest, on stderr: files done of all, the file last finished; skipped
+/// files are printed above it with their reason.
+fn ingest_progress(source: &str, outcome: &str, detail: &str, done: u64, total: u64) {
+    use indicatif::{ProgressBar, ProgressStyle};
+    static BAR: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+    let mut held = BAR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let bar = held.get_or_insert_with(|| {
+        let bar = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template("ingest [{bar:30}] {pos}/{len} {wide_msg}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    });
+    if outcome == "skipped" {
+        bar.println(format!("skipped {source}: {detail}"));
+    }
+    bar.set_length(total);
+    bar.set_position(done);
+    bar.set_message(source.rsplit('/').next().unwrap_or(source).to_owned());
+    if done >= total {
+        bar.finish_and_clear();
+        *held = None;
     }
 }

@@ -38,6 +38,29 @@ pub fn dispatch(
         Command::History { limit } => Request::History { limit },
         Command::Undo { tx } => Request::Undo { tx },
         Command::Pack { drop_history_before } => Request::Pack { drop_history_before },
+        // The kernel reads the files, so it gets absolute paths; one that does not exist
+        // is refused here, before anything is ingested.
+        Command::Ingest { paths } => Request::Ingest {
+            paths: paths
+                .iter()
+                .map(|p| {
+                    std::path::absolute(p)
+                        .ok()
+                        .filter(|a| a.exists())
+                        .map(|a| a.display().to_string())
+                        .ok_or_else(|| {
+                            bad_input(format!(
+                                "{} does not exist; name files or folders to ingest",
+                                p.display()
+                            ))
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        },
+        Command::Compress => Request::Compress,
+        Command::Search { query, k, words, meaning } => {
+            Request::Search { query, limit: Some(k), words: Some(words), meaning: Some(meaning) }
+        }
         Command::Plugin(command) => match command {
             PluginCommand::Add { path } => plugin_add(&path)?,
             PluginCommand::List => Request::PluginList,

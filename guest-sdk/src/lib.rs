@@ -161,6 +161,16 @@ pub fn complete(prompt: &str) -> Result<String, Error> {
     bindings::batos::uvm::mind::complete(prompt)
 }
 
+/// One passage the memory found: its text, the document it came from, and its fused
+/// rank score (higher is better).
+pub use bindings::batos::uvm::memory::Passage;
+
+/// Searches the image's memory (the passages `batos ingest` made of documents) by words
+/// and by meaning, best first, at most `limit`. Needs the `memory` grant.
+pub fn search(query: &str, limit: u32) -> Result<Vec<Passage>, Error> {
+    bindings::batos::uvm::memory::search(query, limit)
+}
+
 /// The prefix of the error line a panic writes to the host's log; the host reports the
 /// rest as the reason of the trap that follows.
 pub const PANIC_PREFIX: &str = "panicked: ";

@@ -16,6 +16,8 @@
 //!   limited.
 //! * [`mind`] (`batos-mind`): the `Mind` trait, `pLLM`'s `infer`, OpenAI-compatible
 //!   servers; [`model`] (`batos-model`): the in-process model on ONNX Runtime.
+//! * [`memory`] (`batos-memory`): documents ingested as passages, searched by words
+//!   and by meaning; its embedding model is [`model`]'s.
 //! * [`synthesis`] (`batos-synthesis`): cycles that write, seal, build, prove and
 //!   install missing methods.
 //!
@@ -36,6 +38,7 @@
 //! Durability and error semantics are documented on [`image`].
 
 pub use batos_image as image;
+pub use batos_memory as memory;
 pub use batos_mind as mind;
 pub use batos_model as model;
 pub use batos_runtime as runtime;
@@ -53,4 +56,16 @@ pub use batos_runtime::{Call, Context, Runtime, RuntimeBuilder};
 /// being built with [`mind::Minds::attach`]; keep them to ask [`mind::Minds::mind_of`].
 pub fn minds() -> mind::Minds {
     model::attach(mind::Minds::new())
+}
+
+/// The memory of a whole batos: `memory search:` and ingest, embedding with
+/// all-MiniLM-L6-v2 on ONNX Runtime (pulled into the models folder on first use, run on
+/// CUDA when present). Attach it to a runtime being built with
+/// [`memory::Memory::attach`]; keep it to [`memory::Memory::ingest`] and
+/// [`memory::Memory::search`].
+pub fn memory() -> std::sync::Arc<memory::Memory> {
+    memory::Memory::new(Box::new(|| {
+        let embedder = model::OnnxEmbedder::open(model::Device::Auto, &mut model::pull::Quiet)?;
+        Ok(std::sync::Arc::new(embedder) as std::sync::Arc<dyn mind::Embedder>)
+    }))
 }

@@ -406,6 +406,19 @@ impl<'img> Tx<'img> {
         Ok(out)
     }
 
+    /// The own slots of the object whose names start with `prefix`, sorted by name: one
+    /// range read, validated at commit like any scan (a slot added or removed under the
+    /// prefix since is a conflict). An index kept as slots (`term doc` names) is read
+    /// this way without reading the rest of its object.
+    pub fn slots_named(&self, oid: Oid, prefix: &str) -> Result<Vec<(String, Value)>> {
+        let mut out = Vec::new();
+        for (key, body) in self.scan(Space::Slots, &record::slot_key(oid, prefix))? {
+            let (_, name) = record::split_slot_key(&key)?;
+            out.push((name, record::decode_value(&body)?));
+        }
+        Ok(out)
+    }
+
     /// Writes a slot on a live object. The name is validated, the value's encoded size
     /// is bounded by [`super::MAX_VALUE_BYTES`], and every object or blob it refers to
     /// must exist (so no slot ever holds a dangling reference).

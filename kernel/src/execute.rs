@@ -165,7 +165,83 @@ pub fn execute(
         Request::Journal { limit } => browse::journal(rt, limit),
         Request::Layout => browse::layout(rt),
         Request::Place { object, x, y, open } => browse::place(rt, &object, x, y, open),
+        Request::Ingest { paths } => ingest(kernel, cause, &paths),
+        Request::Search { query, limit, words, meaning } => {
+            let defaults = batos::memory::SearchOptions::default();
+            let options = batos::memory::SearchOptions {
+                limit: limit.unwrap_or(defaults.limit),
+                words: words.unwrap_or(defaults.words),
+                meaning: meaning.unwrap_or(defaults.meaning),
+            };
+            search(rt, &query, options)
+        }
+        Request::Compress => compress(kernel, cause),
     }
+}
+
+/// One compression of the memory, each concept a `memory` event.
+fn compress(kernel: &Kernel, cause: Option<&Cause>) -> Result<Output, Failure> {
+    let rt = &kernel.runtime;
+    let mind = crate::minds().mind_of(rt)?;
+    let done = crate::memory().compress(rt, mind.as_ref(), &mut |done, total| {
+        kernel.events.publish(
+            cause.cloned(),
+            Event::Memory {
+                source: "compress".into(),
+                outcome: "concept".into(),
+                detail: format!("concept {done} of {total}"),
+                done: done as u64,
+                total: total as u64,
+            },
+        );
+    })?;
+    Ok(render::compressed(rt, &done))
+}
+
+/// Ingests files and folders, each file's outcome a `memory` event.
+fn ingest(kernel: &Kernel, cause: Option<&Cause>, paths: &[String]) -> Result<Output, Failure> {
+    use batos::memory::FileOutcome;
+    if paths.is_empty() {
+        return Err(bad_input("name the files or folders to ingest"));
+    }
+    let paths: Vec<std::path::PathBuf> = paths.iter().map(std::path::PathBuf::from).collect();
+    let describe = |outcome: &FileOutcome| match outcome {
+        FileOutcome::Ingested { fractals, .. } => ("ingested", format!("{fractals} fractals")),
+        FileOutcome::Unchanged => ("unchanged", String::new()),
+        FileOutcome::Skipped(why) => ("skipped", why.clone()),
+    };
+    let reports = crate::memory().ingest(&kernel.runtime, &paths, &mut |p| {
+        let (outcome, detail) = describe(&p.file.outcome);
+        kernel.events.publish(
+            cause.cloned(),
+            Event::Memory {
+                source: p.file.path.clone(),
+                outcome: outcome.into(),
+                detail,
+                done: p.done as u64,
+                total: p.total as u64,
+            },
+        );
+    })?;
+    Ok(render::ingested(&reports))
+}
+
+/// Searches the memory.
+fn search(
+    rt: &Runtime,
+    query: &str,
+    options: batos::memory::SearchOptions,
+) -> Result<Output, Failure> {
+    if !(1..=batos::memory::search::MAX_LIMIT).contains(&options.limit) {
+        return Err(bad_input(format!("--k must be 1 to {}", batos::memory::search::MAX_LIMIT)));
+    }
+    if options.words < 0.0 || options.meaning < 0.0 || options.words + options.meaning <= 0.0 {
+        return Err(bad_input(
+            "the weights of words and meaning must not be negative, and one must be above 0",
+        ));
+    }
+    let hits = crate::memory().search(rt, query, options)?;
+    Ok(render::hits(&hits))
 }
 
 /// A batos JSON value, objects named by root or oid.
@@ -200,7 +276,8 @@ fn send(
         &crate::workspace_dir(),
         Options::default(),
     )?
-    .cancelled_by(cancel.clone());
+    .cancelled_by(cancel.clone())
+    .retrieving_with(std::sync::Arc::new(|| crate::memory().embedder().map_err(|e| e.to_string())));
     let events = kernel.events.clone();
     let cause = cause.cloned();
     Ok(synthesizer.send(request, &|e| {

@@ -79,6 +79,13 @@ pub fn minds() -> &'static batos::mind::Minds {
     MINDS.get_or_init(batos::minds)
 }
 
+/// The memory of this process (its embedding model, loaded on first use, and the
+/// vector index of each image), shared by every kernel in it.
+pub fn memory() -> &'static Arc<batos::memory::Memory> {
+    static MEMORY: std::sync::OnceLock<Arc<batos::memory::Memory>> = std::sync::OnceLock::new();
+    MEMORY.get_or_init(batos::memory)
+}
+
 /// An open image and what it takes to do a person's work on it.
 pub struct Kernel {
     runtime: Arc<Runtime>,
@@ -96,8 +103,8 @@ impl Kernel {
     pub fn open(dir: &Path, options: ImageOptions) -> Result<Kernel, Failure> {
         let sandbox = Arc::new(Sandbox::new(Limits::default())?);
         let runtime = Arc::new(
-            minds()
-                .attach(Runtime::builder())
+            memory()
+                .attach(minds().attach(Runtime::builder()))
                 .image_options(options)
                 .component_runner(sandbox.clone())
                 .open(dir)?,
@@ -137,6 +144,8 @@ impl Kernel {
             }
         }));
         // A cycle a killed process left mid-way is marked FAILED at the next awakening.
+        // An image awakened before the memory existed gets its objects now.
+        memory().prepare(&runtime)?;
         for id in batos::synthesis::cycle::recover(&runtime)? {
             tracing::warn!("cycle {id} was interrupted by the end of its process; marked FAILED");
         }
@@ -217,6 +226,10 @@ impl Kernel {
             | Request::PluginSync
             | Request::ModelPull { .. }
             | Request::Translate { .. }
+            // Both run the embedding model.
+            | Request::Ingest { .. }
+            | Request::Search { .. }
+            | Request::Compress
             // A component's audit compiles it.
             | Request::Resolve { .. } => false,
         }

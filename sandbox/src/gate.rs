@@ -25,7 +25,7 @@ pub(crate) fn linker(
 ) -> wasmtime::Result<Linker<CallState>> {
     let mut linker = Linker::new(engine);
     let authority = linking("linker", grants);
-    for interface in ["types", "log", "clock", "random", "mind"] {
+    for interface in ["types", "log", "clock", "random", "mind", "memory"] {
         let name = format!("batos:uvm/{interface}@0.1.0");
         if !Gate::decide(&authority, &Effect::Import(&name)).allowed() {
             continue;
@@ -44,6 +44,10 @@ pub(crate) fn linker(
                 |s| s,
             )?,
             "random" => host::batos::uvm::random::add_to_linker::<CallState, HasSelf<CallState>>(
+                &mut linker,
+                |s| s,
+            )?,
+            "memory" => host::batos::uvm::memory::add_to_linker::<CallState, HasSelf<CallState>>(
                 &mut linker,
                 |s| s,
             )?,

@@ -532,3 +532,64 @@ impl batos::uvm::mind::Host for CallState {
         }
     }
 }
+
+impl batos::uvm::memory::Host for CallState {
+    /// Sends `search:limit:` to the image's `memory` with this capability's authority,
+    /// so the one gate decides (`Effect::Recall`), by this path as by any other.
+    fn search(
+        &mut self,
+        query: String,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<batos::uvm::memory::Passage>, wit::Error>> {
+        let cx = self.cx();
+        let memory = match cx.tx().root(MEMORY_ROOT) {
+            Ok(Some(oid)) => oid,
+            Ok(None) => {
+                return Ok(Err(wit::Error {
+                    kind: wit::ErrorKind::Failed,
+                    message: "this image has no memory to search; `batos ingest` makes one".into(),
+                }))
+            }
+            Err(e) => return answer(Err(e)),
+        };
+        let args = [Value::Text(query), Value::Int(i64::from(limit))];
+        let hits = match cx.send(memory, "search:limit:", &args) {
+            Ok(Value::List(hits)) => hits,
+            Ok(other) => {
+                return Ok(Err(wit::Error {
+                    kind: wit::ErrorKind::Failed,
+                    message: format!(
+                        "memory's search:limit: answered {}, not a list",
+                        other.type_name()
+                    ),
+                }))
+            }
+            Err(e) => return answer(Err(e)),
+        };
+        let field = |hit: &Value, name: &str| match hit {
+            Value::Map(m) => m.get(name).cloned(),
+            _ => None,
+        };
+        Ok(Ok(hits
+            .iter()
+            .map(|hit| batos::uvm::memory::Passage {
+                text: match field(hit, "text") {
+                    Some(Value::Text(t)) => t,
+                    _ => String::new(),
+                },
+                source: match field(hit, "source") {
+                    Some(Value::Text(t)) => t,
+                    _ => String::new(),
+                },
+                score: match field(hit, "score") {
+                    Some(Value::Float(f)) => f,
+                    _ => 0.0,
+                },
+            })
+            .collect()))
+    }
+}
+
+/// The root the memory layer keeps its passages under (`batos-memory` makes it; the
+/// sandbox only names it, as it names `pLLM`).
+pub const MEMORY_ROOT: &str = "memory";

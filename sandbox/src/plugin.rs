@@ -13,7 +13,7 @@
 //! selector = "greet:"          # the message it answers
 //! target = "genesis"           # the root object it is installed on
 //! description = "Greets someone by name."
-//! grants = ["clock"]           # optional: clock, random, mind (log is always granted)
+//! grants = ["clock"]           # optional: clock, random, mind, memory (log is always granted)
 //! deadline_ms = 500            # optional: wall time per call (default 1000)
 //! hash = "…"                   # optional: blake3 of the component; a mismatch is refused
 //! name = "greet"               # optional: defaults to the file or directory name

@@ -88,7 +88,15 @@ pub struct Synthesizer {
     /// Set by the person (the bridge's `cancel`, a stopping kernel): the cycle fails
     /// before its next step.
     cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Where skill retrieval gets its embedding model, if it ranks by meaning.
+    embedder: Option<EmbedderSource>,
+    /// Skill texts already embedded.
+    skill_vectors: Arc<skills::SkillVectors>,
 }
+
+/// Makes (or answers the loaded) embedding model on the first cycle that needs one.
+pub type EmbedderSource =
+    Arc<dyn Fn() -> std::result::Result<Arc<dyn mind::Embedder>, String> + Send + Sync>;
 
 impl Synthesizer {
     /// A synthesizer thinking with `mind`, building in the workspace at `workspace`.
@@ -115,6 +123,8 @@ impl Synthesizer {
             options,
             flights: Flights::default(),
             cancel: None,
+            embedder: None,
+            skill_vectors: Arc::default(),
         })
     }
 
@@ -123,6 +133,35 @@ impl Synthesizer {
     pub fn cancelled_by(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Synthesizer {
         self.cancel = Some(flag);
         self
+    }
+
+    /// Ranks the skill library by meaning as well as by words (see
+    /// [`skills::similar_by_meaning`]), with the embedding model `source` answers —
+    /// asked only when the library holds more skills than a round has candidates, since
+    /// otherwise every skill is offered whatever the order.
+    pub fn retrieving_with(mut self, source: EmbedderSource) -> Synthesizer {
+        self.embedder = Some(source);
+        self
+    }
+
+    /// The `k` skills most similar to `query`, and a note when meaning could not be
+    /// used (it is shown in the DELEGATING step, never hidden).
+    fn similar_skills(
+        &self,
+        library: &[skills::Skill],
+        query: &str,
+        k: usize,
+    ) -> (Vec<skills::Skill>, String) {
+        let Some(source) = self.embedder.as_ref().filter(|_| library.len() > k) else {
+            return (skills::similar(library, query, k), String::new());
+        };
+        match source().and_then(|e| {
+            skills::similar_by_meaning(library, query, k, e.as_ref(), &self.skill_vectors)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(found) => (found, " (by words and meaning)".into()),
+            Err(why) => (skills::similar(library, query, k), format!(" (by words only: {why})")),
+        }
     }
 
     /// Fails with why when the person cancelled the cycle.
@@ -275,8 +314,8 @@ impl Synthesizer {
         // its worked example, and what the receiver already understands, to compose.
         let candidates = self.options.candidates.max(1);
         let library = skills::all(&self.rt)?;
-        let similar =
-            skills::similar(&library, &format!("{} {purpose}", request.selector), candidates);
+        let query = format!("{} {purpose} {}", request.selector, signature.rust());
+        let (similar, retrieval) = self.similar_skills(&library, &query, candidates);
         let understood = match request.language {
             Language::Rust => {
                 skills::understood(&self.rt, request.receiver, &library, &request.selector, 8)?
@@ -287,7 +326,11 @@ impl Synthesizer {
         self.enter(
             run,
             State::Delegating,
-            format!("{} similar skill(s), {} understood", similar.len(), understood.len()),
+            format!(
+                "{} similar skill(s){retrieval}, {} understood",
+                similar.len(),
+                understood.len()
+            ),
             &[("context", Value::List(names))],
         )?;
 

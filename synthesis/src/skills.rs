@@ -2,8 +2,10 @@
 //! plugin — with its description, signature and source, retrievable by similarity so a
 //! new cycle gets worked examples (Voyager's and CRAFT's lesson). Synthesised skills
 //! live in the image under the root `skills` (one map per `selector@receiver`); plugins
-//! are read from the plugin registry. Similarity is a text index for now: shared words
-//! of selector, description and signature, weighted by rarity (a small BM25).
+//! are read from the plugin registry. Similarity is by words — shared words of selector,
+//! description and signature, weighted by rarity (a small BM25, [`similar`]) — and, when
+//! the synthesizer has an embedding model, by meaning too: both rankings fused by
+//! reciprocal rank ([`similar_by_meaning`]), so `sumOfSquares:` finds `addSquares:`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -141,10 +143,68 @@ fn words(text: &str) -> Vec<String> {
 /// The `k` skills most similar to `query` (best first), leaving out those with nothing
 /// in common with it.
 pub fn similar(skills: &[Skill], query: &str, k: usize) -> Vec<Skill> {
-    let docs: Vec<Vec<String>> = skills
+    ranked_by_words(skills, query).into_iter().take(k).map(|i| skills[i].clone()).collect()
+}
+
+/// A skill's text as it is ranked: selector, description and signature.
+fn skill_text(s: &Skill) -> String {
+    format!("{} {} {}", s.selector, s.description, s.signature)
+}
+
+/// Below this cosine similarity a skill is not offered by meaning alone: MiniLM puts
+/// unrelated code descriptions around 0.1–0.2.
+const MIN_COSINE: f32 = 0.3;
+
+/// Vectors of skill texts already embedded, by the blake3 of the text: a library is
+/// re-ranked on every cycle, and its skills rarely change.
+#[derive(Default)]
+pub struct SkillVectors(std::sync::Mutex<HashMap<[u8; 32], Vec<f32>>>);
+
+/// The `k` skills most similar to `query` by words and by meaning, the two rankings
+/// fused by reciprocal rank (k = 60, as the memory's search). `embedder` embeds the
+/// query and every skill not in `cache`.
+pub fn similar_by_meaning(
+    skills: &[Skill],
+    query: &str,
+    k: usize,
+    embedder: &dyn crate::mind::Embedder,
+    cache: &SkillVectors,
+) -> std::result::Result<Vec<Skill>, crate::mind::MindError> {
+    let texts: Vec<String> = skills.iter().map(skill_text).collect();
+    let keys: Vec<[u8; 32]> =
+        texts.iter().map(|t| *blake3::hash(t.as_bytes()).as_bytes()).collect();
+    let mut held = cache.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let missing: Vec<usize> = (0..texts.len()).filter(|&i| !held.contains_key(&keys[i])).collect();
+    let fresh = embedder.embed(&missing.iter().map(|&i| texts[i].as_str()).collect::<Vec<_>>())?;
+    for (&i, v) in missing.iter().zip(fresh) {
+        held.insert(keys[i], v);
+    }
+    let query_vector = embedder.embed(&[query])?.pop().unwrap_or_default();
+    let mut by_meaning: Vec<(f32, usize)> = keys
         .iter()
-        .map(|s| words(&format!("{} {} {}", s.selector, s.description, s.signature)))
+        .enumerate()
+        .filter_map(|(i, key)| {
+            let v = held.get(key)?;
+            let cosine: f32 = v.iter().zip(&query_vector).map(|(a, b)| a * b).sum();
+            (cosine >= MIN_COSINE).then_some((cosine, i))
+        })
         .collect();
+    by_meaning.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut fused: HashMap<usize, f64> = HashMap::new();
+    for (rank, i) in ranked_by_words(skills, query).into_iter().enumerate() {
+        *fused.entry(i).or_default() += 1.0 / (60.0 + rank as f64 + 1.0);
+    }
+    for (rank, (_, i)) in by_meaning.into_iter().enumerate() {
+        *fused.entry(i).or_default() += 1.0 / (60.0 + rank as f64 + 1.0);
+    }
+    let mut order: Vec<(f64, usize)> = fused.into_iter().map(|(i, s)| (s, i)).collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    Ok(order.into_iter().take(k).map(|(_, i)| skills[i].clone()).collect())
+}
+
+/// Indices of the skills sharing words with `query`, best first.
+fn ranked_by_words(skills: &[Skill], query: &str) -> Vec<usize> {
+    let docs: Vec<Vec<String>> = skills.iter().map(|s| words(&skill_text(s))).collect();
     let mut df: HashMap<&str, usize> = HashMap::new();
     for doc in &docs {
         let mut seen: Vec<&str> = doc.iter().map(String::as_str).collect();
@@ -175,7 +235,7 @@ pub fn similar(skills: &[Skill], query: &str, k: usize) -> Vec<Skill> {
         .filter(|(s, _)| *s > 0.0)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored.into_iter().take(k).map(|(_, i)| skills[i].clone()).collect()
+    scored.into_iter().map(|(_, i)| i).collect()
 }
 
 #[cfg(test)]
@@ -203,5 +263,66 @@ mod tests {
         assert_eq!(best.first().map(|s| s.selector.as_str()), Some("reverseText:"));
         assert!(similar(&skills, "zebra", 3).is_empty(), "nothing in common, nothing offered");
         assert_eq!(similar(&skills, "fibonacci of an integer", 1)[0].selector, "factorial");
+    }
+
+    /// A test double of an embedding model: each text's vector counts the words of a
+    /// few fixed topics, so texts sharing a topic but no word are near.
+    struct TopicTestEmbedder;
+
+    impl crate::mind::Embedder for TopicTestEmbedder {
+        fn model_id(&self) -> &str {
+            "topic-test"
+        }
+        fn dimensions(&self) -> usize {
+            3
+        }
+        fn max_tokens(&self) -> usize {
+            256
+        }
+        fn count_tokens(&self, text: &str) -> std::result::Result<usize, crate::mind::MindError> {
+            Ok(text.split_whitespace().count())
+        }
+        fn embed(
+            &self,
+            texts: &[&str],
+        ) -> std::result::Result<Vec<Vec<f32>>, crate::mind::MindError> {
+            let topics: [&[&str]; 3] = [
+                &["square", "squares", "sum", "add", "adds"],
+                &["text", "reverse", "characters"],
+                &["prime", "divisor"],
+            ];
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let lower = t.to_lowercase();
+                    let mut v: Vec<f32> = topics
+                        .iter()
+                        .map(|words| words.iter().filter(|w| lower.contains(*w)).count() as f32)
+                        .collect();
+                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                    v.iter_mut().for_each(|x| *x /= norm);
+                    v
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn meaning_finds_a_skill_that_shares_no_word_and_vectors_are_cached() {
+        let skills = [
+            skill("reverseText:", "reverses the characters of a text"),
+            skill("addSquares:", "adds up squares"),
+            skill("isPrime:", "whether it has no divisor"),
+        ];
+        let query = "sumSquare: total";
+        assert!(similar(&skills, query, 3).is_empty(), "no word in common");
+        let cache = SkillVectors::default();
+        let found =
+            similar_by_meaning(&skills, query, 1, &TopicTestEmbedder, &cache).expect("ranks");
+        assert_eq!(found[0].selector, "addSquares:");
+        assert_eq!(cache.0.lock().expect("cache").len(), 3, "every skill embedded once");
+        let again = similar_by_meaning(&skills, "reverse a text", 2, &TopicTestEmbedder, &cache)
+            .expect("ranks");
+        assert_eq!(again[0].selector, "reverseText:", "words and meaning agree");
     }
 }

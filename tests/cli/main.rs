@@ -15,6 +15,7 @@ mod browser;
 mod commands;
 mod crash;
 mod import;
+mod memory;
 mod real_model;
 mod real_model_synthesis;
 mod synthesis;

@@ -164,12 +164,15 @@ fn client_variant(message: &ClientMessage) -> String {
                 Request::Journal { .. } => "journal",
                 Request::Layout => "layout",
                 Request::Place { .. } => "place",
+                Request::Ingest { .. } => "ingest",
+                Request::Search { .. } => "search",
+                Request::Compress => "compress",
             }
         ),
     }
 }
 
-const CLIENT_VARIANTS: usize = 3 + 24;
+const CLIENT_VARIANTS: usize = 3 + 27;
 
 fn server_variant(message: &ServerMessage) -> String {
     match message {
@@ -186,12 +189,13 @@ fn server_variant(message: &ServerMessage) -> String {
                 Event::Log { .. } => "log",
                 Event::Plugin { .. } => "plugin",
                 Event::Model { .. } => "model",
+                Event::Memory { .. } => "memory",
             }
         ),
     }
 }
 
-const SERVER_VARIANTS: usize = 5 + 5;
+const SERVER_VARIANTS: usize = 5 + 6;
 
 #[test]
 fn every_message_has_a_documented_example_that_decodes() {

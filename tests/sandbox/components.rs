@@ -176,6 +176,67 @@ fn the_clock_needs_its_grant() {
     assert!(seconds > 1_700_000_000, "{seconds}");
 }
 
+#[test]
+fn the_memory_needs_its_grant() {
+    let h = host();
+    // Imports `search` (query pointer and length, limit, where the result goes) and
+    // answers 7 without calling it: the audit decides on the import alone.
+    let uses_memory = r#"
+      (import "batos:uvm/memory@0.1.0" "search" (func $search (param i32 i32 i32 i32)))
+      (func $invoke (param $receiver i32) (param $args i32) (param $nargs i32) (result i32)
+        (call $ok_int (i64.const 7)))
+    "#;
+    let err =
+        h.wat("recaller", "recaller", "", uses_memory).expect_err("refused without the grant");
+    assert!(
+        matches!(&err, Error::AuditRefused { reason, .. } if reason.contains("batos:uvm/memory@0.1.0") && reason.contains("`memory` grant")),
+        "{err}"
+    );
+    assert!(plugin::list(&h.rt).expect("list").is_empty(), "nothing installed");
+    h.wat("recaller", "recaller", "grants = [\"memory\"]\n", uses_memory)
+        .expect("accepted with the grant");
+    assert_eq!(h.send("recaller", vec![]).expect("runs"), Value::Int(7));
+}
+
+/// The `memory` interface: a granted capability searches by sending `search:limit:` to
+/// the `memory` root, the path every search takes. Here that method is a scripted test
+/// double (the sandbox knows no memory); the real one, and its gate, are tested with
+/// the memory crate and from the command line.
+#[test]
+fn a_capability_with_the_memory_grant_searches_through_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
+    let rt = Runtime::builder()
+        .component_runner(sandbox.clone())
+        .primitive("scriptedTestMemory.search", |_cx, call| {
+            let mut hit = std::collections::BTreeMap::new();
+            hit.insert("text".to_owned(), Value::Text(format!("found {}", call.text(0)?)));
+            hit.insert("source".to_owned(), Value::Text("/notes.txt".into()));
+            hit.insert("score".to_owned(), Value::Float(0.5));
+            Ok(Value::List(vec![Value::Map(hit)]))
+        })
+        .open(dir.path().join("image"))
+        .expect("image opens");
+    let genesis = rt.resolve("genesis").expect("genesis");
+    rt.transact("a scripted memory", |cx| {
+        let tx = cx.tx_mut("make a memory root")?;
+        let memory = tx.create_object(&[])?;
+        tx.set_slot(
+            memory,
+            "search:limit:",
+            &Value::Method(batos_runtime::image::Method::Native {
+                primitive: "scriptedTestMemory.search".into(),
+            }),
+        )?;
+        tx.set_root("memory", memory)
+    })
+    .expect("memory root");
+    plugin::add(&rt, &sandbox, &repo().join("plugins").join("recall"))
+        .expect("recall installs with its grant");
+    let answer = rt.send(genesis, "recall:", vec![Value::Text("sheep".into())]).expect("recalls");
+    assert_eq!(answer, Value::Text("found sheep (/notes.txt)".into()));
+}
+
 fn assert_limit(err: &Error, which: &str) {
     assert!(
         matches!(err, Error::Limit { limit, .. } if *limit == which),
