@@ -131,7 +131,29 @@ fn bench_embeddings(embedder: &dyn Embedder, quick: bool) {
         texts.len(),
         batos_model::embed::BATCH
     );
-    println!("  batos (Rust, ONNX Runtime)   {per_second:8.1} /s");
+    println!("  batos (Rust, ONNX Runtime)   {per_second:8.1} /s  (int8 graph, the default)");
+    // The f32 graph batos exports from the safetensors: the other choice of precision.
+    let files =
+        batos_model::embed::pull(&batos_model::pull::models_dir(), &mut batos_model::pull::Quiet)
+            .expect("pulled");
+    let f32_graph = batos_model::OnnxEmbedder::load_with(
+        &files,
+        batos_model::Device::Cpu,
+        batos_model::embed::Precision::F32,
+    )
+    .expect("the f32 graph exports and loads");
+    f32_graph.embed(&refs[..refs.len().min(64)]).expect("warm-up");
+    let start = Instant::now();
+    let exact = f32_graph.embed(&refs).expect("embeds");
+    let f32_per_second = texts.len() as f64 / start.elapsed().as_secs_f64();
+    let cosines: Vec<f32> =
+        ours.iter().zip(&exact).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum()).collect();
+    let mean = cosines.iter().sum::<f32>() / cosines.len().max(1) as f32;
+    let least = cosines.iter().copied().fold(f32::MAX, f32::min);
+    println!(
+        "  batos, f32 graph             {f32_per_second:8.1} /s  (int8 runs at {:.2}x its speed; int8 against f32: cosine mean {mean:.4}, least {least:.4})",
+        per_second / f32_per_second
+    );
     if quick {
         println!("  (quick mode: the Python anchor runs with --bench)");
         return;
@@ -143,9 +165,6 @@ fn bench_embeddings(embedder: &dyn Embedder, quick: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let texts_path = dir.path().join("texts.json");
     std::fs::write(&texts_path, serde_json::to_vec(&texts).expect("json")).expect("write");
-    let files =
-        batos_model::embed::pull(&batos_model::pull::models_dir(), &mut batos_model::pull::Quiet)
-            .expect("pulled");
     let out = Command::new("python3")
         .arg("-c")
         .arg(PYTHON_ANCHOR)

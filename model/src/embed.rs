@@ -11,14 +11,13 @@
 //! mask and L2-normalises: sentence-transformers' recipe for this model.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use batos_mind::{Embedder, MindError};
 use ort::session::Session;
 use ort::value::Tensor;
-use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
 use super::onnxruntime::{self, Device};
@@ -200,30 +199,9 @@ fn extract(
     let mut entry =
         archive.by_name(file.inner).map_err(|e| bad(format!("no {} inside: {e}", file.inner)))?;
     let partial = dir.join(format!("{}.partial", file.name));
-    let out =
-        File::create(&partial).map_err(io_error(format!("cannot create {}", partial.display())))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, out);
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = entry.read(&mut buf).map_err(|e| bad(format!("reading {}: {e}", file.inner)))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        writer
-            .write_all(&buf[..n])
-            .map_err(io_error(format!("cannot write {}", partial.display())))?;
-        size += n as u64;
-        progress.advance(n as u64);
-    }
-    let out = writer.into_inner().map_err(|e| PullError::Io {
-        context: format!("cannot write {}", partial.display()),
-        source: e.into_error(),
-    })?;
-    out.sync_all().map_err(io_error(format!("cannot fsync {}", partial.display())))?;
-    let digest = hex::encode(hasher.finalize());
+    let mut writer = pull::HashedWriter::create(&partial)?;
+    writer.copy_from(&mut entry, &|e| bad(format!("reading {}: {e}", file.inner)), progress)?;
+    let (size, digest) = writer.finish()?;
     if size != file.size || digest != file.sha256 {
         let _ = fs::remove_file(&partial);
         return Err(PullError::Mismatch {

