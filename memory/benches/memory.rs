@@ -1,8 +1,9 @@
 //! Memory benchmarks, each beside its anchor in the same run. Run:
 //! `cargo bench -p batos-memory --bench memory`
 //!
-//! * embeddings per second: batos's all-MiniLM-L6-v2 on ONNX Runtime beside the same
-//!   graph and tokenizer driven from Python (`onnxruntime` and `tokenizers` from the
+//! * embeddings per second: batos's all-MiniLM-L6-v2 on ONNX Runtime (its default f32
+//!   graph, and the registry's int8 one) beside the same f32 graph and tokenizer driven
+//!   from Python (`onnxruntime` and `tokenizers` from the
 //!   registry, installed under `~/.cache/batos/python-anchor`), with the same threads,
 //!   batch size and length-sorted batches (sentence-transformers' own order), on the
 //!   sentences of the design documents (`../shared/seeds`);
@@ -12,7 +13,8 @@
 //!   as a user would: words (BM25) alone, meaning (vectors) alone, and fused.
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it is a quick smoke run on
-//! small sizes with no Python anchor.
+//! small sizes with no Python anchor. Name sections to run only those:
+//! `cargo bench -p batos-memory --bench memory -- recall search`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -131,28 +133,31 @@ fn bench_embeddings(embedder: &dyn Embedder, quick: bool) {
         texts.len(),
         batos_model::embed::BATCH
     );
-    println!("  batos (Rust, ONNX Runtime)   {per_second:8.1} /s  (int8 graph, the default)");
-    // The f32 graph batos exports from the safetensors: the other choice of precision.
+    println!("  batos (Rust, ONNX Runtime)   {per_second:8.1} /s  (the default graph: f32)");
+    // The registry's int8 graph: the other choice of precision.
     let files =
         batos_model::embed::pull(&batos_model::pull::models_dir(), &mut batos_model::pull::Quiet)
             .expect("pulled");
-    let f32_graph = batos_model::OnnxEmbedder::load_with(
+    let int8_graph = batos_model::OnnxEmbedder::load_with(
         &files,
         batos_model::Device::Cpu,
-        batos_model::embed::Precision::F32,
+        batos_model::embed::Precision::Int8,
     )
-    .expect("the f32 graph exports and loads");
-    f32_graph.embed(&refs[..refs.len().min(64)]).expect("warm-up");
+    .expect("the int8 graph loads");
+    int8_graph.embed(&refs[..refs.len().min(64)]).expect("warm-up");
     let start = Instant::now();
-    let exact = f32_graph.embed(&refs).expect("embeds");
-    let f32_per_second = texts.len() as f64 / start.elapsed().as_secs_f64();
-    let cosines: Vec<f32> =
-        ours.iter().zip(&exact).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum()).collect();
+    let quantized = int8_graph.embed(&refs).expect("embeds");
+    let int8_per_second = texts.len() as f64 / start.elapsed().as_secs_f64();
+    let cosines: Vec<f32> = ours
+        .iter()
+        .zip(&quantized)
+        .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum())
+        .collect();
     let mean = cosines.iter().sum::<f32>() / cosines.len().max(1) as f32;
     let least = cosines.iter().copied().fold(f32::MAX, f32::min);
     println!(
-        "  batos, f32 graph             {f32_per_second:8.1} /s  (int8 runs at {:.2}x its speed; int8 against f32: cosine mean {mean:.4}, least {least:.4})",
-        per_second / f32_per_second
+        "  batos, int8 graph            {int8_per_second:8.1} /s  (f32 runs at {:.2}x its speed; f32 against int8: cosine mean {mean:.4}, least {least:.4})",
+        per_second / int8_per_second
     );
     if quick {
         println!("  (quick mode: the Python anchor runs with --bench)");
@@ -168,7 +173,7 @@ fn bench_embeddings(embedder: &dyn Embedder, quick: bool) {
     let out = Command::new("python3")
         .arg("-c")
         .arg(PYTHON_ANCHOR)
-        .arg(files.graph())
+        .arg(batos_model::embed::export_f32(&files).expect("the f32 graph"))
         .arg(files.tokenizer())
         .arg(&texts_path)
         .arg(threads.to_string())
@@ -273,6 +278,37 @@ fn bench_search(embedder: &Arc<dyn Embedder>, quick: bool) {
                 .expect("search");
             meaning.push(t.elapsed());
         }
+        // One more document: the index re-reads only it.
+        let extra: Vec<NewFractal> = (0..20)
+            .map(|i| NewFractal { text: format!("extra passage {i}"), vector: vectors[i].clone() })
+            .collect();
+        rt.transact("bench: one more document", |cx| {
+            let tx = cx.tx_mut("one more")?;
+            let layout = store::ensure(tx)?;
+            store::replace_source(
+                tx,
+                &layout,
+                "/bench/extra.txt",
+                "x",
+                0,
+                embedder.model_id(),
+                &extra,
+            )
+        })
+        .expect("writes");
+        let start = Instant::now();
+        memory
+            .search(
+                &rt,
+                "warm up",
+                SearchOptions { words: 0.0, meaning: 1.0, ..Default::default() },
+            )
+            .expect("search");
+        let update = start.elapsed();
+        println!(
+            "  {n:>7} fractals: the first meaning search after one more document took {:.0} ms (the index re-reads that document only)",
+            ms(update)
+        );
         println!(
             "  {n:>7} fractals: whole {:7.2} ms | words only {:7.2} ms | query embedding {:6.2} ms | meaning only {:7.2} ms (written in {:.1} s, vector index built in {:.0} ms)",
             ms(percentile(&mut whole, 0.5)),
@@ -352,6 +388,7 @@ fn bench_recall(embedder: &Arc<dyn Embedder>, quick: bool) {
         ("words alone (BM25)  ", SearchOptions { limit: 5, words: 1.0, meaning: 0.0 }),
         ("meaning alone (MiniLM)", SearchOptions { limit: 5, words: 0.0, meaning: 1.0 }),
         ("fused (RRF, k = 60)  ", SearchOptions { limit: 5, words: 1.0, meaning: 1.0 }),
+        ("fused, words 2 : 1   ", SearchOptions { limit: 5, words: 2.0, meaning: 1.0 }),
     ] {
         let mut found = 0;
         let mut asked = 0;
@@ -376,8 +413,17 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this quickly.
     let quick = std::env::args().all(|a| a != "--bench");
     println!("memory benchmarks{}", if quick { " — quick mode" } else { "" });
+    // `cargo bench -p batos-memory --bench memory -- recall` runs only the sections named.
+    let named: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wanted = |section: &str| named.is_empty() || named.iter().any(|n| n == section);
     let embedder = embedder();
-    bench_embeddings(embedder.as_ref(), quick);
-    bench_recall(&embedder, quick);
-    bench_search(&embedder, quick);
+    if wanted("embeddings") {
+        bench_embeddings(embedder.as_ref(), quick);
+    }
+    if wanted("recall") {
+        bench_recall(&embedder, quick);
+    }
+    if wanted("search") {
+        bench_search(&embedder, quick);
+    }
 }

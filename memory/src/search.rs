@@ -140,8 +140,11 @@ fn top<T>(mut items: Vec<T>, n: usize, order: impl Fn(&T, &T) -> std::cmp::Order
     items
 }
 
-/// Every fractal's vector, held in memory: derived from the image, rebuilt when the
-/// memory's generation (stepped by every ingest) is not the one it was built at.
+/// Every fractal's vector, held in memory: derived from the image, brought up to date
+/// when the memory's generation (stepped by every change of a document) is not the one
+/// it was built at. Vectors are kept per document, so an update re-reads only the
+/// documents whose list of fractals changed: a fractal's vector is written once, when
+/// it is made, and never changes.
 #[derive(Default)]
 pub struct VectorIndex {
     built: Mutex<Option<Arc<Built>>>,
@@ -151,37 +154,48 @@ struct Built {
     image: PathBuf,
     generation: i64,
     dimensions: usize,
+    /// By source object.
+    documents: HashMap<Oid, Arc<Document>>,
+}
+
+/// One document's fractals and their vectors (`oids.len() × dimensions`, row by row).
+struct Document {
     oids: Vec<Oid>,
-    /// `oids.len() × dimensions`, row by row.
     vectors: Vec<f32>,
 }
 
 impl VectorIndex {
     /// The index as of `tx`'s snapshot: the one held when its generation matches, else
-    /// one built by reading every fractal (and kept for the next search).
+    /// an update of it that re-reads the documents whose fractals changed (and is kept
+    /// for the next search).
     fn current(&self, tx: &Tx<'_>, layout: &Layout, dimensions: usize) -> Result<Arc<Built>> {
         let generation = store::counter(tx, layout.memory, "generation")?;
         let image = tx.image().path().to_path_buf();
-        {
-            let held = self.built.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(b) = held.as_ref() {
-                if b.generation == generation && b.image == image && b.dimensions == dimensions {
-                    return Ok(b.clone());
-                }
-            }
+        let held = self.built.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let reusable = held.filter(|b| b.image == image && b.dimensions == dimensions);
+        if let Some(b) = reusable.as_ref().filter(|b| b.generation == generation) {
+            return Ok(b.clone());
         }
-        let mut oids = Vec::new();
-        let mut vectors = Vec::new();
+        let mut documents = HashMap::new();
         for source in store::sources(tx, layout)?.into_values() {
-            for fractal in store::fractals_of(tx, source)? {
+            let fractals = store::fractals_of(tx, source)?;
+            let kept = reusable.as_ref().and_then(|b| b.documents.get(&source));
+            if let Some(doc) = kept.filter(|d| d.oids == fractals) {
+                documents.insert(source, doc.clone());
+                continue;
+            }
+            let mut doc =
+                Document { oids: Vec::with_capacity(fractals.len()), vectors: Vec::new() };
+            for fractal in fractals {
                 let vector = tx.slot(fractal, "vector")?;
                 if let Some(v) = vector.as_ref().and_then(|v| store::decode_vector(v, dimensions)) {
-                    oids.push(fractal);
-                    vectors.extend_from_slice(&v);
+                    doc.oids.push(fractal);
+                    doc.vectors.extend_from_slice(&v);
                 }
             }
+            documents.insert(source, Arc::new(doc));
         }
-        let built = Arc::new(Built { image, generation, dimensions, oids, vectors });
+        let built = Arc::new(Built { image, generation, dimensions, documents });
         *self.built.lock().unwrap_or_else(PoisonError::into_inner) = Some(built.clone());
         Ok(built)
     }
@@ -190,22 +204,23 @@ impl VectorIndex {
     /// similarity, best first, found by an exact scan.
     pub fn rank(&self, tx: &Tx<'_>, layout: &Layout, query: &[f32]) -> Result<Vec<(Oid, f32)>> {
         let built = self.current(tx, layout, query.len())?;
+        let dims = built.dimensions.max(1);
         let scored: Vec<(Oid, f32)> = built
-            .oids
-            .iter()
-            .zip(built.vectors.chunks_exact(built.dimensions.max(1)))
+            .documents
+            .values()
+            .flat_map(|d| d.oids.iter().zip(d.vectors.chunks_exact(dims)))
             .map(|(&oid, v)| (oid, dot(v, query)))
             .collect();
         Ok(top(scored, CANDIDATES, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))))
     }
 
-    /// How many vectors the index held at its last build (0 before any).
+    /// How many vectors the index held at its last update (0 before any).
     pub fn len(&self) -> usize {
         self.built
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map_or(0, |b| b.oids.len())
+            .map_or(0, |b| b.documents.values().map(|d| d.oids.len()).sum())
     }
 
     /// Whether the index holds no vectors.

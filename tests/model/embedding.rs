@@ -27,7 +27,7 @@ const SENTENCES: &[&str] = &[
 #[test]
 fn the_int8_graph_agrees_with_the_f32_reference() {
     let files = files();
-    let embedder = OnnxEmbedder::load(&files, Device::Cpu).expect("loads");
+    let embedder = OnnxEmbedder::load_with(&files, Device::Cpu, Precision::Int8).expect("loads");
     let reference = Bert::load(&files.weights()).expect("reference weights");
     let tokenizer = embed::tokenizer(&files.tokenizer(), true).expect("tokenizer");
     let ours = embedder.embed(SENTENCES).expect("embeds");
