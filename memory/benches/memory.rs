@@ -319,6 +319,43 @@ fn bench_search(embedder: &Arc<dyn Embedder>, quick: bool) {
             ms(build)
         );
     }
+    // The approximate index on the largest memory, forced on: its build, its search, and
+    // how much of the exact top 5 it finds.
+    if let Some(&n) = sizes.last() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let memory = Memory::with_embedder(embedder.clone());
+        let rt = memory.attach(Runtime::builder()).open(dir.path().join("image")).expect("opens");
+        fill(&rt, &sample, &vectors, n, embedder.model_id());
+        let meaning = SearchOptions { words: 0.0, meaning: 1.0, ..Default::default() };
+        let mut exact_times = Vec::new();
+        let mut exact_tops = Vec::new();
+        for (q, _, _) in &questions {
+            let t = Instant::now();
+            let hits = memory.search(&rt, q, meaning).expect("search");
+            exact_times.push(t.elapsed());
+            exact_tops.push(hits.iter().map(|h| h.fractal).collect::<Vec<_>>());
+        }
+        memory.vector_index().set_approximate_above(0);
+        let t = Instant::now();
+        let size = memory.build_approximate_index(&rt).expect("builds");
+        let build = t.elapsed();
+        let mut approx_times = Vec::new();
+        let mut found = 0;
+        for ((q, _, _), exact) in questions.iter().zip(&exact_tops) {
+            let t = Instant::now();
+            let hits = memory.search(&rt, q, meaning).expect("search");
+            approx_times.push(t.elapsed());
+            found += exact.iter().filter(|o| hits.iter().any(|h| h.fractal == **o)).count();
+        }
+        let asked: usize = exact_tops.iter().map(Vec::len).sum();
+        println!(
+            "  {n:>7} fractals, meaning only: exact {:.2} ms, HNSW {:.2} ms p50 (built over {size} vectors in {:.1} s; it finds {:.3} of the exact top 5)",
+            ms(percentile(&mut exact_times, 0.5)),
+            ms(percentile(&mut approx_times, 0.5)),
+            build.as_secs_f64(),
+            found as f64 / asked.max(1) as f64
+        );
+    }
     // The exact scan alone, to see where it would stop being fast enough.
     let dims = vectors[0].len();
     for n in if quick { vec![10_000] } else { vec![10_000, 100_000, 1_000_000] } {

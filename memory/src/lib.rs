@@ -18,6 +18,7 @@
 //! (`Effect::Recall`, decided by the one gate), by the WIT `memory` interface or by
 //! sending `search:` to `memory`: one path.
 
+pub mod approximate;
 pub mod chunk;
 pub mod compress;
 pub mod ingest;
@@ -102,6 +103,22 @@ impl Memory {
             rt.transact("make the memory", |cx| store::ensure(cx.tx_mut("make the memory")?))?;
         }
         Ok(())
+    }
+
+    /// The vector index (its approximate part's threshold, an explicit build, what the
+    /// last ranking used).
+    pub fn vector_index(&self) -> &VectorIndex {
+        &self.vectors
+    }
+
+    /// Builds the approximate vector index of `rt`'s memory now (see
+    /// [`VectorIndex::build_approximate`]); answers how many vectors it holds.
+    pub fn build_approximate_index(&self, rt: &Runtime) -> Result<usize> {
+        let dimensions = self.embedder()?.dimensions();
+        rt.view(|cx| match store::layout(cx.tx())? {
+            Some(layout) => self.vectors.build_approximate(cx.tx(), &layout, dimensions),
+            None => Ok(0),
+        })
     }
 
     /// Wakes the memory of `rt`: ingests the persona codex unless the image holds this

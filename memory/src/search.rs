@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use batos_image::{Oid, Result, Tx, Value};
 
+use crate::approximate::{Approximate, APPROXIMATE_ABOVE};
 use crate::store::{self, Layout};
 use crate::terms::{self, Bm25};
 
@@ -144,10 +146,26 @@ fn top<T>(mut items: Vec<T>, n: usize, order: impl Fn(&T, &T) -> std::cmp::Order
 /// when the memory's generation (stepped by every change of a document) is not the one
 /// it was built at. Vectors are kept per document, so an update re-reads only the
 /// documents whose list of fractals changed: a fractal's vector is written once, when
-/// it is made, and never changes.
-#[derive(Default)]
+/// it is made, and never changes. Past [`APPROXIMATE_ABOVE`] vectors an HNSW built
+/// from this copy answers for the documents it covers (see [`crate::approximate`]).
 pub struct VectorIndex {
     built: Mutex<Option<Arc<Built>>>,
+    approximate: Arc<Mutex<Option<Arc<Approximate>>>>,
+    building: Arc<AtomicBool>,
+    threshold: AtomicUsize,
+    covered: AtomicUsize,
+}
+
+impl Default for VectorIndex {
+    fn default() -> Self {
+        VectorIndex {
+            built: Mutex::default(),
+            approximate: Arc::default(),
+            building: Arc::default(),
+            threshold: AtomicUsize::new(APPROXIMATE_ABOVE),
+            covered: AtomicUsize::new(0),
+        }
+    }
 }
 
 struct Built {
@@ -158,10 +176,27 @@ struct Built {
     documents: HashMap<Oid, Arc<Document>>,
 }
 
+impl Built {
+    fn vectors(&self) -> usize {
+        self.documents.values().map(|d| d.oids.len()).sum()
+    }
+}
+
 /// One document's fractals and their vectors (`oids.len() × dimensions`, row by row).
-struct Document {
-    oids: Vec<Oid>,
-    vectors: Vec<f32>,
+pub(crate) struct Document {
+    pub(crate) oids: Vec<Oid>,
+    pub(crate) vectors: Vec<f32>,
+    pub(crate) dimensions: usize,
+}
+
+impl Document {
+    fn scan<'a>(&'a self, query: &'a [f32]) -> impl Iterator<Item = (Oid, f32)> + 'a {
+        let dims = self.dimensions.max(1);
+        self.oids
+            .iter()
+            .zip(self.vectors.chunks_exact(dims))
+            .map(move |(&oid, v)| (oid, dot(v, query)))
+    }
 }
 
 impl VectorIndex {
@@ -184,8 +219,11 @@ impl VectorIndex {
                 documents.insert(source, doc.clone());
                 continue;
             }
-            let mut doc =
-                Document { oids: Vec::with_capacity(fractals.len()), vectors: Vec::new() };
+            let mut doc = Document {
+                oids: Vec::with_capacity(fractals.len()),
+                vectors: Vec::new(),
+                dimensions,
+            };
             for fractal in fractals {
                 let vector = tx.slot(fractal, "vector")?;
                 if let Some(v) = vector.as_ref().and_then(|v| store::decode_vector(v, dimensions)) {
@@ -201,17 +239,82 @@ impl VectorIndex {
     }
 
     /// The vector ranking of a query vector: the best [`CANDIDATES`] fractals by cosine
-    /// similarity, best first, found by an exact scan.
+    /// similarity, best first — by an exact scan, or past the threshold by the
+    /// approximate index for the documents it covers and a scan of the rest.
     pub fn rank(&self, tx: &Tx<'_>, layout: &Layout, query: &[f32]) -> Result<Vec<(Oid, f32)>> {
         let built = self.current(tx, layout, query.len())?;
-        let dims = built.dimensions.max(1);
-        let scored: Vec<(Oid, f32)> = built
-            .documents
-            .values()
-            .flat_map(|d| d.oids.iter().zip(d.vectors.chunks_exact(dims)))
-            .map(|(&oid, v)| (oid, dot(v, query)))
-            .collect();
+        let total = built.vectors();
+        let mut scored: Vec<(Oid, f32)> = Vec::new();
+        let mut covered = 0;
+        if total >= self.threshold.load(Ordering::Relaxed) {
+            let approximate = self
+                .approximate
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+                .filter(|a| a.image == built.image && a.dimensions == built.dimensions);
+            if let Some(a) = &approximate {
+                scored.extend(a.search(query, &built.documents));
+            }
+            for (&source, doc) in &built.documents {
+                if approximate.as_ref().is_some_and(|a| a.covers(source, doc)) {
+                    covered += doc.oids.len();
+                } else {
+                    scored.extend(doc.scan(query));
+                }
+            }
+            // Missing, or a tenth of the vectors changed since: build anew, off this thread.
+            if approximate.is_none() || (total - covered) * 10 > total {
+                self.build_in_background(built.clone());
+            }
+        } else {
+            for doc in built.documents.values() {
+                scored.extend(doc.scan(query));
+            }
+        }
+        self.covered.store(covered, Ordering::Relaxed);
         Ok(top(scored, CANDIDATES, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))))
+    }
+
+    fn build_in_background(&self, built: Arc<Built>) {
+        if self.building.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let slot = self.approximate.clone();
+        let building = self.building.clone();
+        std::thread::spawn(move || {
+            let made = Approximate::build(&built.documents, built.image.clone(), built.dimensions);
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(made));
+            building.store(false, Ordering::Release);
+        });
+    }
+
+    /// Builds the approximate index now, on this thread, as of `tx` (searches build it
+    /// in the background by themselves; this is for benchmarks, tests and warm-ups).
+    /// Answers how many vectors it holds.
+    pub fn build_approximate(
+        &self,
+        tx: &Tx<'_>,
+        layout: &Layout,
+        dimensions: usize,
+    ) -> Result<usize> {
+        let built = self.current(tx, layout, dimensions)?;
+        let made = Approximate::build(&built.documents, built.image.clone(), built.dimensions);
+        let size = made.size;
+        *self.approximate.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(made));
+        Ok(size)
+    }
+
+    /// Sets how many vectors a memory must hold before searches use the approximate
+    /// index ([`APPROXIMATE_ABOVE`] unless set).
+    pub fn set_approximate_above(&self, vectors: usize) {
+        self.threshold.store(vectors, Ordering::Relaxed);
+    }
+
+    /// How many vectors the approximate index answered for in the last ranking (0 when
+    /// it was an exact scan).
+    pub fn last_covered(&self) -> usize {
+        self.covered.load(Ordering::Relaxed)
     }
 
     /// How many vectors the index held at its last update (0 before any).
@@ -220,7 +323,7 @@ impl VectorIndex {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map_or(0, |b| b.documents.values().map(|d| d.oids.len()).sum())
+            .map_or(0, |b| b.vectors())
     }
 
     /// Whether the index holds no vectors.

@@ -119,3 +119,86 @@ fn a_message_to_memory_searches_and_the_gate_decides_who_may() {
     let e = rt.send(memory, "search:limit:", vec![query, Value::Int(0)]).expect_err("limit 0");
     assert_eq!(e.kind(), "bad_input");
 }
+
+/// Random unit vectors, reproducibly.
+fn unit_vectors(rng: &mut rand::rngs::StdRng, n: usize, dims: usize) -> Vec<Vec<f32>> {
+    use rand::Rng;
+    (0..n)
+        .map(|_| {
+            let mut v: Vec<f32> = (0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter_mut().for_each(|x| *x /= norm);
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn past_the_threshold_the_approximate_index_answers_and_misses_no_change() {
+    use batos_memory::store::{self, NewFractal};
+    use rand::SeedableRng;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (memory, rt) = open(dir.path());
+    let model = super::embedder().model_id().to_owned();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let write = |path: &str, vectors: &[Vec<f32>]| {
+        let fractals: Vec<NewFractal> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| NewFractal { text: format!("{path} passage {i}"), vector: v.clone() })
+            .collect();
+        rt.transact("write vectors", |cx| {
+            let tx = cx.tx_mut("write vectors")?;
+            let layout = store::ensure(tx)?;
+            store::replace_source(tx, &layout, path, path, 0, &model, &fractals)
+        })
+        .expect("writes")
+        .value
+        .fractals
+    };
+    let mut truth: Vec<(batos_image::Oid, Vec<f32>)> = Vec::new();
+    for doc in 0..3 {
+        let vectors = unit_vectors(&mut rng, 1000, 384);
+        let oids = write(&format!("/doc{doc}"), &vectors);
+        truth.extend(oids.into_iter().zip(vectors));
+    }
+    let index = memory.vector_index();
+    index.set_approximate_above(1000);
+    assert_eq!(memory.build_approximate_index(&rt).expect("builds"), 3000);
+    let rank = |query: &[f32]| {
+        rt.view(|cx| {
+            let layout = store::layout(cx.tx())?.expect("memory");
+            index.rank(cx.tx(), &layout, query)
+        })
+        .expect("ranks")
+    };
+    let mut overlap = 0;
+    let queries = unit_vectors(&mut rng, 20, 384);
+    for q in &queries {
+        let mut exact: Vec<(batos_image::Oid, f32)> =
+            truth.iter().map(|(o, v)| (*o, v.iter().zip(q).map(|(a, b)| a * b).sum())).collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let found = rank(q);
+        assert_eq!(index.last_covered(), 3000, "the approximate index answered for all of it");
+        overlap +=
+            exact[..10].iter().filter(|(o, _)| found[..10].iter().any(|(f, _)| f == o)).count();
+    }
+    let recall = overlap as f64 / (10 * queries.len()) as f64;
+    assert!(recall >= 0.9, "HNSW recall@10 against the exact scan: {recall}");
+
+    // A document replaced since the build: its new passages are found (scanned exactly)
+    // and its old ones are never answered.
+    let old: Vec<batos_image::Oid> = truth[..1000].iter().map(|(o, _)| *o).collect();
+    let planted = queries[0].clone();
+    let mut fresh = unit_vectors(&mut rng, 999, 384);
+    fresh.push(planted.clone());
+    let new_oids = write("/doc0", &fresh);
+    let found = rank(&planted);
+    assert_eq!(found[0].0, new_oids[999], "the new passage equal to the query comes first");
+    assert!(found.iter().all(|(o, _)| !old.contains(o)), "no replaced passage is answered");
+    assert_eq!(
+        index.last_covered(),
+        2000,
+        "the changed document was scanned, the rest approximated"
+    );
+}
