@@ -38,22 +38,21 @@ pub fn dispatch(
         Command::History { limit } => Request::History { limit },
         Command::Undo { tx } => Request::Undo { tx },
         Command::Pack { drop_history_before } => Request::Pack { drop_history_before },
-        // The kernel reads the files, so it gets absolute paths; one that does not exist
-        // is refused here, before anything is ingested.
+        // The kernel reads the files, so it gets canonical paths (a document is known by
+        // one name however it was reached); one that does not exist is refused here,
+        // before anything is ingested.
         Command::Ingest { paths } => Request::Ingest {
             paths: paths
                 .iter()
                 .map(|p| {
-                    std::path::absolute(p)
-                        .ok()
-                        .filter(|a| a.exists())
-                        .map(|a| a.display().to_string())
-                        .ok_or_else(|| {
+                    std::fs::canonicalize(p).ok().map(|a| a.display().to_string()).ok_or_else(
+                        || {
                             bad_input(format!(
                                 "{} does not exist; name files or folders to ingest",
                                 p.display()
                             ))
-                        })
+                        },
+                    )
                 })
                 .collect::<Result<_, _>>()?,
         },

@@ -34,7 +34,7 @@ pub enum FileOutcome {
 /// One file's outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileReport {
-    /// The file, as an absolute path.
+    /// The file, by its canonical path.
     pub path: String,
     /// What happened.
     pub outcome: FileOutcome,
@@ -51,10 +51,10 @@ pub struct IngestProgress<'a> {
     pub file: &'a FileReport,
 }
 
-/// The files under `paths`: files as they are, folders walked recursively in name order
-/// (hidden entries — `.git`, `.cache` — and symbolic links to folders left out). A path
-/// that does not exist is an error naming it; more than [`MAX_FILES`] files is an error
-/// before anything is read.
+/// The files under `paths` by canonical path: files as they are, folders walked
+/// recursively in name order (hidden entries — `.git`, `.cache` — and symbolic links to
+/// folders left out). A path that does not exist is an error naming it; more than
+/// [`MAX_FILES`] files is an error before anything is read.
 pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
@@ -62,8 +62,10 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             context: format!("cannot read {}; name a file or folder that exists", path.display()),
             source: e,
         })?;
-        let absolute = std::path::absolute(path).map_err(|e| Error::Io {
-            context: format!("cannot make {} absolute", path.display()),
+        // A document is known by its canonical path: the same file reached as
+        // `docs/a.md` and `./docs/../docs/a.md` is one document.
+        let absolute = std::fs::canonicalize(path).map_err(|e| Error::Io {
+            context: format!("cannot resolve {}", path.display()),
             source: e,
         })?;
         if meta.is_dir() {
