@@ -26,8 +26,16 @@ use batos_memory::{Memory, SearchOptions};
 use batos_mind::Embedder;
 use batos_runtime::Runtime;
 
-fn seeds() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/seeds")
+/// The design documents: `$BATOS_SEEDS`, else `shared/seeds` beside the repository (or
+/// beside any folder above it); `None` when this checkout has none beside it.
+fn seeds() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("BATOS_SEEDS") {
+        return Some(PathBuf::from(dir)).filter(|p| p.is_dir());
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared").join("seeds"))
+        .find(|p| p.is_dir())
 }
 
 fn embedder() -> Arc<dyn Embedder> {
@@ -37,14 +45,18 @@ fn embedder() -> Arc<dyn Embedder> {
     Arc::new(batos_model::OnnxEmbedder::load(&files, batos_model::Device::Cpu).expect("loads"))
 }
 
-/// The sentences of the design documents, as ingest cuts them.
+/// The sentences of the design documents, as ingest cuts them (of the persona codex
+/// when the documents are not beside this checkout).
 fn sentences() -> Vec<String> {
+    let Some(dir) = seeds() else {
+        println!("  (the design documents are not beside this checkout; the persona codex stands in — set BATOS_SEEDS)");
+        let kind = batos_memory::text::Kind::Markdown;
+        return batos_memory::text::sentences(kind, batos_memory::PERSONA_CODEX)
+            .expect("sentences");
+    };
     let mut out = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(seeds())
-        .expect("../shared/seeds exists")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).expect("the seeds folder").flatten().map(|e| e.path()).collect();
     files.sort();
     for f in files {
         let text = std::fs::read_to_string(&f).expect("utf-8");
@@ -395,17 +407,21 @@ fn questions() -> Vec<(String, String, String)> {
 
 fn bench_recall(embedder: &Arc<dyn Embedder>, quick: bool) {
     let questions = questions();
+    let Some(seeds) = seeds() else {
+        println!("recall@5: skipped — the design documents are not beside this checkout (set BATOS_SEEDS)");
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let memory = Memory::with_embedder(embedder.clone());
     let rt = memory.attach(Runtime::builder()).open(dir.path().join("image")).expect("opens");
     let mut paths: Vec<PathBuf> =
-        std::fs::read_dir(seeds()).expect("seeds").flatten().map(|e| e.path()).collect();
+        std::fs::read_dir(&seeds).expect("seeds").flatten().map(|e| e.path()).collect();
     paths.sort();
     if quick {
         paths.retain(|p| p.to_string_lossy().contains("000_"));
     }
     for (_, file, needle) in &questions {
-        let text = std::fs::read_to_string(seeds().join(file)).expect("the question's file");
+        let text = std::fs::read_to_string(seeds.join(file)).expect("the question's file");
         assert!(
             text.to_lowercase().contains(&needle.to_lowercase()),
             "needle `{needle}` is not in {file}"
