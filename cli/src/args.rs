@@ -141,6 +141,24 @@ pub enum Command {
     /// searchable, linked to its passages, and compressed in turn by the next run. Each
     /// run is a job object under `memory jobs`, with its inputs and outputs.
     Compress,
+    /// Ask the personas (ALFRED, BRICK, ROBIN, BABS). Without --persona the routing
+    /// chooses two, and the second answers having read the first (the Socratic
+    /// Contrapunto); passages from the memory are given to them and cited. Each exchange
+    /// is kept under the root `dialogues`.
+    Chat {
+        /// The question.
+        question: String,
+        /// Ask this persona alone (alfred, brick, robin, babs).
+        #[arg(long)]
+        persona: Option<String>,
+    },
+    /// The Composite Entropy Metric now, over the heartbeat's window, and its beats
+    /// over time (the heartbeat beats while `batos serve` runs).
+    Cem {
+        /// How many past beats to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Install, list and remove capabilities (WebAssembly components).
     #[command(subcommand)]
     Plugin(PluginCommand),

@@ -105,8 +105,39 @@ fn show(event: &Event) {
         Event::Memory { source, outcome, detail, done, total } => {
             ingest_progress(source, outcome, detail, *done, *total)
         }
+        Event::Dialogue { persona, phase, text } => answering(persona, phase, text),
+        Event::Heartbeat { beat, cem, detail, .. } => {
+            eprintln!("heartbeat {beat}: CEM {cem:.3}; {detail}")
+        }
         _ => {}
     }
+}
+
+/// A spinner on stderr while a persona answers, showing the end of what it has written;
+/// cleared when its answer is whole (the reply prints the whole dialogue once).
+fn answering(persona: &str, phase: &str, text: &str) {
+    use indicatif::ProgressBar;
+    static SPINNER: std::sync::Mutex<Option<(ProgressBar, String)>> = std::sync::Mutex::new(None);
+    let mut held = SPINNER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if phase == "turn" {
+        if let Some((bar, _)) = held.take() {
+            bar.finish_and_clear();
+        }
+        return;
+    }
+    let (bar, written) = held.get_or_insert_with(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        (bar, String::new())
+    });
+    written.push_str(text);
+    let tail: String =
+        written.chars().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+    bar.set_message(format!(
+        "{} is answering: {}",
+        persona.to_uppercase(),
+        tail.replace('\n', " ")
+    ));
 }
 
 /// One bar per ingest, on stderr: files done of all, the file last finished; skipped

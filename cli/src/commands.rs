@@ -57,6 +57,8 @@ pub fn dispatch(
                 .collect::<Result<_, _>>()?,
         },
         Command::Compress => Request::Compress,
+        Command::Chat { question, persona } => Request::Chat { question, persona },
+        Command::Cem { limit } => Request::Cem { limit: Some(limit) },
         Command::Search { query, k, words, meaning } => {
             Request::Search { query, limit: Some(k), words: Some(words), meaning: Some(meaning) }
         }

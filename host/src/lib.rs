@@ -20,6 +20,8 @@
 //!   and by meaning; its embedding model is [`model`]'s.
 //! * [`synthesis`] (`batos-synthesis`): cycles that write, seal, build, prove and
 //!   install missing methods.
+//! * [`composite`] (`batos-composite`): the personas in dialogue, their routing, the
+//!   crucible, the Composite Entropy Metric and the heartbeat's decisions.
 //!
 //! Start with [`Runtime::open`]:
 //!
@@ -37,6 +39,7 @@
 //! registered — comes from [`minds`]: `batos::minds().attach(batos::Runtime::builder())`.
 //! Durability and error semantics are documented on [`image`].
 
+pub use batos_composite as composite;
 pub use batos_image as image;
 pub use batos_memory as memory;
 pub use batos_mind as mind;

@@ -176,7 +176,69 @@ pub fn execute(
             search(rt, &query, options)
         }
         Request::Compress => compress(kernel, cause),
+        Request::Chat { question, persona } => chat(kernel, cause, &question, persona.as_deref()),
+        Request::Cem { limit } => cem(kernel, limit.unwrap_or(20)),
     }
+}
+
+/// A conversation with the personas, each answer streamed as `dialogue` events.
+fn chat(
+    kernel: &Kernel,
+    cause: Option<&Cause>,
+    question: &str,
+    persona: Option<&str>,
+) -> Result<Output, Failure> {
+    let rt = &kernel.runtime;
+    let now = batos::composite::now_ms();
+    // The noise's seed: fresh per question, recorded in the decision to replay it.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let ask = batos::composite::dialogue::Ask { question, persona, seed, now_ms: now };
+    let dialogue = batos::composite::converse(
+        rt,
+        crate::minds(),
+        crate::memory(),
+        &ask,
+        &mut |persona, piece| {
+            kernel.events.publish(
+                cause.cloned(),
+                Event::Dialogue {
+                    persona: persona.to_owned(),
+                    phase: "text".into(),
+                    text: piece.to_owned(),
+                },
+            );
+        },
+    )?;
+    for turn in &dialogue.turns {
+        kernel.events.publish(
+            cause.cloned(),
+            Event::Dialogue {
+                persona: turn.persona.clone(),
+                phase: "turn".into(),
+                text: turn.text.clone(),
+            },
+        );
+    }
+    Ok(render::dialogue(&dialogue))
+}
+
+/// The metric now and the beats kept.
+fn cem(kernel: &Kernel, limit: usize) -> Result<Output, Failure> {
+    use batos::composite::{cem, heartbeat};
+    let rt = &kernel.runtime;
+    let embedder = crate::memory().embedder()?;
+    let (settings, beats, acts) = rt.view(|cx| {
+        let tx = cx.tx();
+        Ok((heartbeat::settings(tx)?, heartbeat::beats(tx)?, heartbeat::acts_kept(tx)?))
+    })?;
+    let now = batos::composite::now_ms();
+    let since = now - i64::try_from(settings.window_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let window = cem::observe(rt, embedder.as_ref(), since, now + 1, settings.expected_growth)?;
+    let value = cem::compute(&window, &settings.weights);
+    let skip = beats.len().saturating_sub(limit);
+    Ok(render::cem(&settings, &window, &value, &beats[skip..], &acts))
 }
 
 /// One compression of the memory, each concept a `memory` event.
@@ -269,20 +331,47 @@ fn send(
         other => return Ok(other?),
     }
     let mind = crate::minds().mind_of(rt)?;
+    let options = Options {
+        crucible: batos::composite::crucible::PersonaCritic::if_enabled(rt, crate::minds())?,
+        ..Options::default()
+    };
     let synthesizer = Synthesizer::new(
         rt.clone(),
         kernel.sandbox.clone(),
         mind,
         &crate::workspace_dir(),
-        Options::default(),
+        options,
     )?
     .cancelled_by(cancel.clone())
     .retrieving_with(std::sync::Arc::new(|| crate::memory().embedder().map_err(|e| e.to_string())));
     let events = kernel.events.clone();
     let cause = cause.cloned();
-    Ok(synthesizer.send(request, &|e| {
+    let sent = synthesizer.send(request, &|e| {
         events.publish(cause.clone(), cycle_event(e));
-    })?)
+    });
+    if let Err(e) = &sent {
+        // A cycle that could not verify a method leaves a pheromone: the routing draws
+        // BRICK and ALFRED toward the next conversation. Asking for a grant is not a
+        // failure of verification, and a cancelled cycle was not allowed to finish.
+        let failed_verification = matches!(e, batos::Error::Failed(m) if !m.contains("cancelled"))
+            || matches!(e, batos::Error::NeedsExample { .. });
+        if failed_verification {
+            let note = format!("`{}` on {}: {}", request.selector, request.receiver, e);
+            let deposited = rt.transact("a failed cycle leaves a pheromone", |cx| {
+                batos::composite::ether::deposit(
+                    cx.tx_mut("deposit a pheromone")?,
+                    batos::composite::ether::FAILED_VERIFICATION,
+                    1.0,
+                    &note,
+                    batos::composite::now_ms(),
+                )
+            });
+            if let Err(why) = deposited {
+                tracing::warn!("cannot deposit a pheromone: {why}");
+            }
+        }
+    }
+    Ok(sent?)
 }
 
 /// A cycle's event as the protocol tells it.

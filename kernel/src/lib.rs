@@ -23,6 +23,7 @@ use batos_protocol::{Cause, ErrorBody, Event, Output, Request};
 mod browse;
 pub mod events;
 mod execute;
+pub mod heartbeat;
 pub mod render;
 pub mod serve;
 pub mod ui;
@@ -103,8 +104,7 @@ impl Kernel {
     pub fn open(dir: &Path, options: ImageOptions) -> Result<Kernel, Failure> {
         let sandbox = Arc::new(Sandbox::new(Limits::default())?);
         let runtime = Arc::new(
-            memory()
-                .attach(minds().attach(Runtime::builder()))
+            batos::composite::attach(memory().attach(minds().attach(Runtime::builder())))
                 .image_options(options)
                 .component_runner(sandbox.clone())
                 .open(dir)?,
@@ -112,6 +112,7 @@ impl Kernel {
         let events = Arc::new(events::EventLog::open(&runtime));
         let observer = Arc::downgrade(&events);
         runtime.image().observe_commits(Box::new(move |notice| {
+            cause::note_commit(notice.tx.0);
             if let Some(events) = observer.upgrade() {
                 let mut changes = std::collections::BTreeMap::<String, Vec<String>>::new();
                 for (oid, slot) in &notice.slots {
@@ -146,6 +147,7 @@ impl Kernel {
         // A cycle a killed process left mid-way is marked FAILED at the next awakening.
         // An image awakened before the memory existed gets its objects now.
         memory().prepare(&runtime)?;
+        batos::composite::prepare(&runtime)?;
         for id in batos::synthesis::cycle::recover(&runtime)? {
             tracing::warn!("cycle {id} was interrupted by the end of its process; marked FAILED");
         }
@@ -230,6 +232,9 @@ impl Kernel {
             | Request::Ingest { .. }
             | Request::Search { .. }
             | Request::Compress
+            // The personas think; the metric embeds.
+            | Request::Chat { .. }
+            | Request::Cem { .. }
             // A component's audit compiles it.
             | Request::Resolve { .. } => false,
         }
@@ -299,7 +304,8 @@ impl Drop for Kernel {
 }
 
 /// The request a thread is executing, so that a commit on that thread is told as
-/// caused by it.
+/// caused by it; and the transactions a thread commits, for whoever collects them (the
+/// heartbeat records what each act committed).
 mod cause {
     use std::cell::RefCell;
 
@@ -307,6 +313,30 @@ mod cause {
 
     thread_local! {
         static CURRENT: RefCell<Option<Cause>> = const { RefCell::new(None) };
+        static COMMITTED: RefCell<Option<Vec<u64>>> = const { RefCell::new(None) };
+    }
+
+    /// Tells a collector on this thread, if any, that transaction `tx` committed.
+    pub fn note_commit(tx: u64) {
+        COMMITTED.with(|c| {
+            if let Some(list) = c.borrow_mut().as_mut() {
+                list.push(tx);
+            }
+        });
+    }
+
+    /// Collects the transactions this thread commits until [`Collect::finish`].
+    pub struct Collect(Option<Vec<u64>>);
+
+    impl Collect {
+        pub fn start() -> Collect {
+            Collect(COMMITTED.with(|c| c.replace(Some(Vec::new()))))
+        }
+
+        pub fn finish(mut self) -> Vec<u64> {
+            let previous = self.0.take();
+            COMMITTED.with(|c| c.replace(previous)).unwrap_or_default()
+        }
     }
 
     /// The cause of the work on this thread.

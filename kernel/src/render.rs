@@ -389,3 +389,127 @@ pub fn compressed(rt: &Runtime, done: &batos::memory::Compressed) -> Output {
         json: json!({"job": done.job.0, "level": done.level, "inputs": done.inputs, "concepts": concepts}),
     }
 }
+
+/// A conversation with the personas: each answer under its persona's name, the
+/// passages cited, and how the personas were chosen.
+pub fn dialogue(d: &batos::composite::Dialogue) -> Output {
+    let mut text = String::new();
+    for turn in &d.turns {
+        text.push_str(&format!("{}: {}\n\n", turn.name, turn.text));
+    }
+    if !d.sources.is_empty() {
+        text.push_str("sources:\n");
+        for s in &d.sources {
+            let first = s.text.chars().take(100).collect::<String>();
+            text.push_str(&format!("  [{}] {} — {first}\n", s.n, s.source));
+        }
+    }
+    if !d.memory_note.is_empty() {
+        text.push_str(&format!("({})\n", d.memory_note));
+    }
+    let routing = &d.decision;
+    if routing.forced {
+        text.push_str(&format!("({}; asked {} by name)", d.id, routing.chosen.join(", ")));
+    } else {
+        let scores: Vec<String> =
+            routing.total.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+        text.push_str(&format!(
+            "({}; routed as \"{}\": {})",
+            d.id,
+            routing.archetype,
+            scores.join(", ")
+        ));
+    }
+    let turns: Vec<serde_json::Value> = d
+        .turns
+        .iter()
+        .map(|t| json!({"persona": t.persona, "name": t.name, "text": t.text, "tokens": t.tokens, "relevance": t.relevance}))
+        .collect();
+    let sources: Vec<serde_json::Value> = d
+        .sources
+        .iter()
+        .map(|s| json!({"n": s.n, "source": s.source, "text": s.text, "fractal": s.fractal.0}))
+        .collect();
+    Output {
+        text: text.trim_end().to_owned(),
+        json: json!({
+            "dialogue": d.id,
+            "oid": d.oid.0,
+            "question": d.question,
+            "turns": turns,
+            "sources": sources,
+            "memory_note": d.memory_note,
+            "routing": json::to_json(&routing.to_value()),
+        }),
+    }
+}
+
+/// The metric now, the beats kept (a line each, with a bar) and the last acts.
+pub fn cem(
+    settings: &batos::composite::heartbeat::Settings,
+    window: &batos::composite::cem::Window,
+    now: &batos::composite::cem::Cem,
+    beats: &[std::collections::BTreeMap<String, Value>],
+    acts: &[std::collections::BTreeMap<String, Value>],
+) -> Output {
+    let num = |m: &std::collections::BTreeMap<String, Value>, k: &str| match m.get(k) {
+        Some(Value::Float(f)) => *f,
+        Some(Value::Int(i)) => *i as f64,
+        _ => 0.0,
+    };
+    let bar = |v: f64| "█".repeat((v.clamp(0.0, 1.0) * 20.0).round() as usize);
+    let mut text = format!(
+        "CEM now {:.3} (H_cog {:.2}, H_sol {:.2}, H_struc {:.2}, H_rel {:.2}) over the last {} s; threshold {:.2}; heartbeat {}\n",
+        now.value,
+        now.h_cog,
+        now.h_sol,
+        now.h_struc,
+        now.h_rel,
+        settings.window_s,
+        settings.threshold,
+        if settings.enabled { format!("on, every {} s", settings.interval_s) } else { "off".to_owned() }
+    );
+    if !window.uses.is_empty() {
+        let uses: Vec<String> = window.uses.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        text.push_str(&format!("persona use: {}\n", uses.join(", ")));
+    }
+    if beats.is_empty() {
+        text.push_str("no beats yet (`batos serve` beats)\n");
+    }
+    for b in beats {
+        let act = match b.get("act") {
+            Some(Value::Text(a)) => format!("  acted: {a}"),
+            _ => String::new(),
+        };
+        text.push_str(&format!(
+            "beat {:>4}  {:.3} {:<20}{act}\n",
+            num(b, "beat") as i64,
+            num(b, "cem"),
+            bar(num(b, "cem"))
+        ));
+    }
+    for a in acts.iter().rev().take(5) {
+        let what = match a.get("what") {
+            Some(Value::Text(w)) => w.clone(),
+            _ => String::new(),
+        };
+        text.push_str(&format!("act at beat {}: {what}\n", num(a, "beat") as i64));
+    }
+    let beats_json: Vec<serde_json::Value> =
+        beats.iter().map(|b| json::to_json(&Value::Map(b.clone()))).collect();
+    let acts_json: Vec<serde_json::Value> =
+        acts.iter().map(|a| json::to_json(&Value::Map(a.clone()))).collect();
+    Output {
+        text: text.trim_end().to_owned(),
+        json: json!({
+            "cem": now.value,
+            "terms": {"cog": now.h_cog, "sol": now.h_sol, "struc": now.h_struc, "rel": now.h_rel},
+            "uses": window.uses,
+            "window_seconds": settings.window_s,
+            "threshold": settings.threshold,
+            "enabled": settings.enabled,
+            "beats": beats_json,
+            "acts": acts_json,
+        }),
+    }
+}

@@ -156,6 +156,7 @@ pub fn serve_until(
         )?;
         tracing::info!(%address, "the kernel is serving");
         ready(&info);
+        let heart = tokio::spawn(crate::heartbeat::run(kernel.clone(), stop_tx.subscribe()));
         let mut stop_rx = stop_tx.subscribe();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -180,6 +181,7 @@ pub fn serve_until(
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), heart).await;
         let _ = std::fs::remove_file(image.join(batos_protocol::KERNEL_FILE));
         Ok::<_, Failure>(Served { abandoned })
     })?;

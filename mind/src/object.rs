@@ -150,7 +150,15 @@ impl Minds {
     /// transaction open.
     pub fn mind_of(&self, rt: &crate::runtime::Runtime) -> Result<Arc<dyn Mind>> {
         let pllm = rt.resolve(PRIMORDIAL_PLLM)?;
-        Ok(rt.transact("pLLM chooses its mind", |cx| self.chosen(cx, pllm))?.value.1)
+        self.mind_for(rt, pllm)
+    }
+
+    /// The mind the object `thinker` names by its `backend` and `model` slots, found by
+    /// lookup — so a clone of `pLLM` (a persona) that sets neither thinks with `pLLM`'s
+    /// mind, and one that sets `model` has its own. Loaded on first use, outside any
+    /// transaction.
+    pub fn mind_for(&self, rt: &crate::runtime::Runtime, thinker: Oid) -> Result<Arc<dyn Mind>> {
+        Ok(rt.transact("a thinker chooses its mind", |cx| self.chosen(cx, thinker))?.value.1)
     }
 
     fn chosen(&self, cx: &mut Context<'_, '_>, pllm: Oid) -> Result<(String, Arc<dyn Mind>)> {

@@ -276,6 +276,24 @@ pub enum Request {
     /// concept covers and have the mind, as BABS, write a concept for each (`memory`
     /// events report each concept; the reply names the job).
     Compress,
+    /// Ask the personas. Without `persona`, the routing chooses who answers (two, in a
+    /// Socratic Contrapunto: the second having read the first); with it, that persona
+    /// answers alone. Each answer streams as `dialogue` events; the reply is the whole
+    /// exchange, kept as a dialogue object.
+    Chat {
+        /// The question (at most 8,192 bytes).
+        question: String,
+        /// A persona to answer alone (`brick`, `robin`, `alfred`, `babs`).
+        #[serde(default)]
+        persona: Option<String>,
+    },
+    /// The Composite Entropy Metric now, over the heartbeat's window, and the beats kept
+    /// (the last `limit`, 20 when absent).
+    Cem {
+        /// How many past beats.
+        #[serde(default)]
+        limit: Option<usize>,
+    },
 }
 
 impl Request {
@@ -435,6 +453,10 @@ pub enum EventKind {
     Model,
     /// Ingest progress.
     Memory,
+    /// A persona's answer being written, or finished.
+    Dialogue,
+    /// A beat of the heartbeat, and what it did.
+    Heartbeat,
 }
 
 /// What happened.
@@ -518,6 +540,34 @@ pub enum Event {
         /// Files (or clusters) in all.
         total: u64,
     },
+    /// A persona in a chat: more of its answer (`phase` `text`, the new piece in
+    /// `text`), or its whole answer (`phase` `turn`).
+    Dialogue {
+        /// The persona's key (`brick`).
+        persona: String,
+        /// `text` or `turn`.
+        phase: String,
+        /// The piece, or the whole answer.
+        text: String,
+    },
+    /// The heartbeat beat: the metric and its terms, how many beats in a row were
+    /// stagnant, and what it did — an act's own transactions and cycles follow as
+    /// events with the same cause (session `heartbeat`).
+    Heartbeat {
+        /// The beat's number.
+        beat: i64,
+        /// The Composite Entropy Metric.
+        cem: f64,
+        /// Its terms: `cog`, `sol`, `struc`, `rel`.
+        terms: std::collections::BTreeMap<String, f64>,
+        /// Stagnant beats in a row (0 after an act).
+        stagnant: i64,
+        /// The act's kind (`resynthesize`, `compress`, `pursue`), if it acted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        act: Option<String>,
+        /// What it did or why it did not.
+        detail: String,
+    },
 }
 
 impl Event {
@@ -530,6 +580,8 @@ impl Event {
             Event::Plugin { .. } => EventKind::Plugin,
             Event::Model { .. } => EventKind::Model,
             Event::Memory { .. } => EventKind::Memory,
+            Event::Dialogue { .. } => EventKind::Dialogue,
+            Event::Heartbeat { .. } => EventKind::Heartbeat,
         }
     }
 

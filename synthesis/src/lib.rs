@@ -32,6 +32,7 @@
 pub mod candidate;
 pub mod choose;
 mod confirm;
+pub mod crucible;
 pub mod cycle;
 mod flight;
 pub mod inputs;
@@ -427,7 +428,13 @@ impl Synthesizer {
                 )?;
                 let prover =
                     Prover { rt: &self.rt, sandbox: &self.sandbox, workspace: &self.workspace };
-                match prover.validate(request, &signature, &mut code, &proposed, &inputs) {
+                let validated = prover
+                    .validate(request, &signature, &mut code, &proposed, &inputs)
+                    .and_then(|passed| {
+                        self.crucible(run, &signature, &code, &passed, &proposed, &inputs)
+                            .map(|()| passed)
+                    });
+                match validated {
                     Ok(passed) => {
                         self.attempt(
                             run,
@@ -456,17 +463,18 @@ impl Synthesizer {
                         // A wrong answer goes back without its code (shown its own code,
                         // a small model copies it) and wins over a compile error: fresh
                         // samples with the failing case shown beat repairing.
-                        let wrong = rejection.outcome == Outcome::FailedExample;
+                        let wrong =
+                            matches!(rejection.outcome, Outcome::FailedExample | Outcome::SentBack);
                         let shown = if wrong { String::new() } else { code };
                         let next = Feedback {
                             outcome: rejection.outcome,
                             code: shown,
                             detail: rejection.detail,
                         };
-                        if failure
-                            .as_ref()
-                            .is_none_or(|f| wrong && f.outcome != Outcome::FailedExample)
-                        {
+                        if failure.as_ref().is_none_or(|f| {
+                            wrong
+                                && !matches!(f.outcome, Outcome::FailedExample | Outcome::SentBack)
+                        }) {
                             failure = Some(next);
                         }
                     }
@@ -543,6 +551,80 @@ impl Synthesizer {
             request.selector,
             truncate(&last, 600)
         )))
+    }
+
+    /// The crucible's review of a candidate that passed its cases (when
+    /// [`Options::crucible`] names a critic): every critique goes into the cycle as a
+    /// `review` step; an objection sends the candidate back with its reasons.
+    fn crucible(
+        &self,
+        run: &Running<'_>,
+        signature: &Signature,
+        code: &str,
+        passed: &validate::Passed,
+        proposed: &[Example],
+        inputs: &[Vec<Value>],
+    ) -> std::result::Result<(), validate::Rejection> {
+        let Some(critic) = &self.options.crucible else { return Ok(()) };
+        let shown = |args: &[Value]| {
+            let parts: Vec<String> =
+                args.iter().map(|a| crate::image::json::to_json(a).to_string()).collect();
+            parts.join(", ")
+        };
+        let arguments: Vec<&[Value]> = std::iter::once(run.request.args.as_slice())
+            .chain(proposed.iter().map(|e| e.args.as_slice()))
+            .chain(inputs.iter().map(Vec::as_slice))
+            .collect();
+        let answers = arguments
+            .iter()
+            .zip(&passed.behaviour)
+            .take(6)
+            .map(|(args, answer)| (shown(args), answer.clone()))
+            .collect();
+        let signature = signature.rust();
+        let work = crucible::Work {
+            selector: &run.request.selector,
+            purpose: &run.purpose,
+            signature: &signature,
+            code,
+            answers,
+        };
+        let critiques = critic.review(&work).map_err(|e| validate::Rejection {
+            outcome: Outcome::SentBack,
+            detail: format!("the crucible could not review it: {e}"),
+        })?;
+        let record: Vec<Value> = critiques
+            .iter()
+            .map(|c| {
+                Value::Map(BTreeMap::from([
+                    ("reviewer".to_owned(), Value::Text(c.reviewer.clone())),
+                    ("approves".to_owned(), Value::Bool(c.approves)),
+                    ("reason".to_owned(), Value::Text(truncate(&c.reason, 1000))),
+                ]))
+            })
+            .collect();
+        let mut reviews = match self.rt.object(run.oid).map(|o| o.slots.get("reviews").cloned()) {
+            Ok(Some(Value::List(items))) => items,
+            _ => Vec::new(),
+        };
+        reviews.push(Value::List(record));
+        // The record of the review is kept even when it sends the candidate back.
+        let _ = cycle::transition(
+            &self.rt,
+            run.oid,
+            State::Validating,
+            &[("reviews", Value::List(reviews))],
+        );
+        self.journal.append(json!({ "cycle": run.id, "event": "crucible", "approved": critiques.iter().all(|c| c.approves), "reviewers": critiques.iter().map(|c| c.reviewer.clone()).collect::<Vec<_>>() }));
+        let objections = crucible::objections(&critiques);
+        if objections.is_empty() {
+            Ok(())
+        } else {
+            Err(validate::Rejection {
+                outcome: Outcome::SentBack,
+                detail: format!("The reviewers sent it back:\n{objections}"),
+            })
+        }
     }
 
     /// Asks the mind, outside any transaction, journalling time and tokens.

@@ -141,7 +141,7 @@ pub enum Event {
 }
 
 /// Knobs of the cycle.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     /// Rounds of synthesis and repair before FAILED (Voyager uses 4).
     pub max_rounds: usize,
@@ -152,11 +152,27 @@ pub struct Options {
     /// filtered by execution beat long repair chains for small models (Olausson et al.
     /// 2023; Brown et al. 2024); three keeps a round within seconds on two cores.
     pub candidates: usize,
+    /// The Alchemical Crucible: who reviews a candidate that passed its cases before it
+    /// may compete ([`crate::crucible`]). `None` (the default): each review is a
+    /// question to the mind per reviewer, and its effect on success is measured by the
+    /// synthesis bench, not assumed.
+    pub crucible: Option<std::sync::Arc<dyn crate::crucible::Critic>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("max_rounds", &self.max_rounds)
+            .field("max_tokens", &self.max_tokens)
+            .field("candidates", &self.candidates)
+            .field("crucible", &self.crucible.is_some())
+            .finish()
+    }
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_rounds: 4, max_tokens: 400, candidates: 3 }
+        Options { max_rounds: 4, max_tokens: 400, candidates: 3, crucible: None }
     }
 }
 
@@ -183,6 +199,8 @@ pub enum Outcome {
     FailedExample,
     /// It needs grants the person did not give.
     NeedsGrant,
+    /// It passed its cases, and the crucible's reviewers sent it back with reasons.
+    SentBack,
 }
 
 impl Outcome {
@@ -196,6 +214,7 @@ impl Outcome {
             Outcome::AuditRefused => "audit_refused",
             Outcome::FailedExample => "failed_example",
             Outcome::NeedsGrant => "needs_grant",
+            Outcome::SentBack => "sent_back",
         }
     }
 }

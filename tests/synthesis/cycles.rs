@@ -709,3 +709,53 @@ fn a_method_that_needs_a_grant_waits_for_the_person() {
         "the grant is recorded in the method"
     );
 }
+
+/// A test-double critic: rejects any candidate whose code contains `forbidden`, with
+/// that as its reason, and remembers what it reviewed.
+struct RejectingTestCritic {
+    forbidden: &'static str,
+    reviewed: Mutex<Vec<(String, Vec<(String, String)>)>>,
+}
+
+impl batos_synthesis::crucible::Critic for RejectingTestCritic {
+    fn review(
+        &self,
+        work: &batos_synthesis::crucible::Work<'_>,
+    ) -> batos_runtime::Result<Vec<batos_synthesis::crucible::Critique>> {
+        self.reviewed.lock().expect("reviewed").push((work.code.to_owned(), work.answers.clone()));
+        let approves = !work.code.contains(self.forbidden);
+        Ok(vec![batos_synthesis::crucible::Critique {
+            reviewer: "BRICK".into(),
+            approves,
+            reason: if approves { "approved".into() } else { "it special-cases 3".into() },
+        }])
+    }
+}
+
+#[test]
+fn the_crucible_sends_a_passing_candidate_back_with_its_reasons() {
+    let w = world();
+    // The first candidate passes its example by special-casing it; the reviewer sends
+    // it back, and the next round's candidate is the real method.
+    let mind = ScriptedTestMind::new(&[
+        &code("fn double(a: i64) -> i64 { if a == 3 { 6 } else { a * 2 } }"),
+        &code("fn double(a: i64) -> i64 { a * 2 }"),
+    ]);
+    let critic = Arc::new(RejectingTestCritic { forbidden: "a == 3", reviewed: Mutex::default() });
+    let options = Options { candidates: 1, crucible: Some(critic.clone()), ..Options::default() };
+    let answer =
+        w.synthesizer_with(mind.clone(), options).send(&double_request(&w), &quiet).expect("done");
+    assert_eq!(answer, Value::Int(42));
+    assert_eq!(w.outcomes("c1"), ["sent_back", "passed"]);
+    // The reason went back to the mind, and both reviews are kept in the cycle.
+    assert!(mind.last_prompt().contains("it special-cases 3"), "{}", mind.last_prompt());
+    let Some(Value::List(reviews)) = w.cycle_slots("c1").get("reviews").cloned() else {
+        panic!("the cycle keeps its reviews")
+    };
+    assert_eq!(reviews.len(), 2);
+    let reviewed = critic.reviewed.lock().expect("reviewed");
+    assert_eq!(reviewed.len(), 2, "each passing candidate is reviewed once");
+    // The reviewer saw what the candidate answered on the real arguments first.
+    assert_eq!(reviewed[0].1.first().cloned(), Some(("21".to_owned(), "42".to_owned())));
+    assert!(skills::all(&w.rt).expect("skills").iter().any(|s| s.source.contains("a * 2")));
+}

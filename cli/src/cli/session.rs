@@ -2,7 +2,8 @@
 //! chat client. A line is a message (`genesis factorial: 5`, with optional
 //! `--brief "…"`, `--example "5 => 120"`, `--stateful`), any command of the command
 //! line (`inspect OBJ`, `cycles`, `cycle ID`, `plugin list`, …, parsed by the same clap
-//! definitions), `help`, `quit`, or words: the mind translates words into a message,
+//! definitions), `@brick …` (a question to one persona; `@ …` to the personas the
+//! routing chooses), `help`, `quit`, or words: the mind translates words into a message,
 //! shows it, and runs it when the user agrees.
 
 use std::io::{BufRead, Write};
@@ -19,6 +20,7 @@ use crate::commands;
 const HELP: &str = "Send a message:   OBJECT SELECTOR [ARGS…] [--brief \"what it should do\"] [--example \"ARGS => RESULT\"]… [--stateful] [--wat]
                   e.g.  genesis factorial: 5
 Or say it:        create a method to report the current system time
+Ask the personas: @brick how does the image survive a crash?   (@alfred, @robin, @babs; `@ …` lets the routing choose two)
 Commands:         any command of `batos` (inspect OBJECT · cycles · cycle ID · history · plugin list …) · help · quit
 A message nothing understands starts a synthesis cycle, shown as it runs.";
 
@@ -105,6 +107,16 @@ fn handle(backend: &mut Backend, line: &str, ask: &mut Ask<'_>) -> Result<Option
         ("quit" | "exit", 1) => return Ok(None),
         ("help", 1) => return Ok(Some(HELP.into())),
         _ => {}
+    }
+    // `@brick why …` asks one persona; `@ why …` lets the routing choose.
+    if let Some(rest) = line.trim_start().strip_prefix('@') {
+        let (name, question) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        let persona = (!name.is_empty()).then(|| name.to_owned());
+        let question = if persona.is_none() { rest.trim() } else { question.trim() };
+        return backend
+            .execute(Request::Chat { question: question.to_owned(), persona }, true)
+            .map(|o| Some(o.text))
+            .map_err(|Failure(f)| f.message);
     }
     // A command of the command line, by the command line's own definitions.
     match SessionLine::try_parse_from(&words) {
