@@ -1,6 +1,5 @@
 //! The autotelic heartbeat in the kernel: `batos serve` beats every
-//! `heartbeat.intervalSeconds` (read before each wait, so a change applies from the next
-//! beat); a beat is [`batos::composite::heartbeat::beat`], and its acts are requests this
+//! `heartbeat.intervalSeconds` (read every second, so a change applies at once); a beat is [`batos::composite::heartbeat::beat`], and its acts are requests this
 //! kernel executes with the cause `heartbeat`/`beat-N` — so each act's transactions,
 //! cycle steps and memory progress reach every client as events like a person's would,
 //! followed by a `heartbeat` event. Each act records the transactions it committed;
@@ -211,14 +210,18 @@ impl Actor for KernelActor<'_> {
     }
 }
 
-/// Beats every `heartbeat.intervalSeconds` until `stopping` turns true: the beat
-/// itself on the blocking pool (it asks minds and compiles).
+/// Beats every `heartbeat.intervalSeconds` until `stopping` turns true, the beat itself
+/// on the blocking pool (it asks minds and compiles). The interval is read every
+/// second, so a change applies at once rather than after the wait already begun.
 pub(crate) async fn run(kernel: Arc<Kernel>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let mut last = tokio::time::Instant::now();
     loop {
-        let wait = kernel.heartbeat_interval();
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stopping.wait_for(|s| *s) => return,
+        }
+        if last.elapsed() < kernel.heartbeat_interval() {
+            continue;
         }
         let beating = kernel.clone();
         match tokio::task::spawn_blocking(move || beating.beat()).await {
@@ -226,5 +229,8 @@ pub(crate) async fn run(kernel: Arc<Kernel>, mut stopping: tokio::sync::watch::R
             Ok(Err(Failure(e))) => tracing::warn!("the heartbeat could not beat: {}", e.message),
             Err(e) => tracing::warn!("the heartbeat panicked: {e}"),
         }
+        // The interval runs from the end of a beat: an act that takes longer than the
+        // interval is not followed at once by another.
+        last = tokio::time::Instant::now();
     }
 }

@@ -16,6 +16,7 @@ mod commands;
 mod crash;
 mod import;
 mod memory;
+mod personas;
 mod real_model;
 mod real_model_synthesis;
 mod synthesis;

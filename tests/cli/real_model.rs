@@ -121,3 +121,41 @@ fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
     }
     out
 }
+
+/// THE REAL EMBEDDED MODEL and THE REAL EMBEDDING MODEL in one contrapunto exchange:
+/// routed by meaning, two personas answer in turn, the exchange is kept.
+#[test]
+fn one_contrapunto_exchange_with_the_real_model() {
+    pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet)
+        .expect("the model pulls");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let batos = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_batos"))
+            .arg("--image")
+            .arg(dir.path().join("image"))
+            .args(args)
+            .output()
+            .expect("batos runs");
+        assert!(out.status.success(), "batos {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    // Short answers: this is about the exchange, not the essay.
+    for persona in ["alfred", "babs", "brick", "robin"] {
+        batos(&["set", persona, "maxTokens", "40"]);
+    }
+    let out =
+        batos(&["--json", "chat", "How should a program keep its data safe when the power fails?"]);
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let turns = reply["turns"].as_array().expect("turns");
+    assert_eq!(turns.len(), 2, "{reply}");
+    assert_ne!(turns[0]["persona"], turns[1]["persona"]);
+    for turn in turns {
+        assert!(
+            turn["text"].as_str().is_some_and(|t| t.split_whitespace().count() >= 3),
+            "{reply}"
+        );
+    }
+    assert!(!reply["routing"]["archetype"].as_str().unwrap_or_default().is_empty(), "{reply}");
+    let out = batos(&["--json", "inspect", "dialogues"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("d1"));
+}

@@ -167,12 +167,14 @@ fn client_variant(message: &ClientMessage) -> String {
                 Request::Ingest { .. } => "ingest",
                 Request::Search { .. } => "search",
                 Request::Compress => "compress",
+                Request::Chat { .. } => "chat",
+                Request::Cem { .. } => "cem",
             }
         ),
     }
 }
 
-const CLIENT_VARIANTS: usize = 3 + 27;
+const CLIENT_VARIANTS: usize = 3 + 29;
 
 fn server_variant(message: &ServerMessage) -> String {
     match message {
@@ -190,12 +192,14 @@ fn server_variant(message: &ServerMessage) -> String {
                 Event::Plugin { .. } => "plugin",
                 Event::Model { .. } => "model",
                 Event::Memory { .. } => "memory",
+                Event::Dialogue { .. } => "dialogue",
+                Event::Heartbeat { .. } => "heartbeat",
             }
         ),
     }
 }
 
-const SERVER_VARIANTS: usize = 5 + 6;
+const SERVER_VARIANTS: usize = 5 + 8;
 
 #[test]
 fn every_message_has_a_documented_example_that_decodes() {

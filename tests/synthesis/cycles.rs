@@ -710,11 +710,14 @@ fn a_method_that_needs_a_grant_waits_for_the_person() {
     );
 }
 
+/// What a critic was shown: the code, and `(arguments, answer)` pairs.
+type Reviewed = (String, Vec<(String, String)>);
+
 /// A test-double critic: rejects any candidate whose code contains `forbidden`, with
 /// that as its reason, and remembers what it reviewed.
 struct RejectingTestCritic {
     forbidden: &'static str,
-    reviewed: Mutex<Vec<(String, Vec<(String, String)>)>>,
+    reviewed: Mutex<Vec<Reviewed>>,
 }
 
 impl batos_synthesis::crucible::Critic for RejectingTestCritic {
