@@ -10,7 +10,8 @@
 //!
 //! - **H_cog, cognitive diversity**: the Shannon entropy of persona usage,
 //!   `−Σ pᵢ log₂ pᵢ / log₂ P`, over every persona turn in a dialogue, every cycle (BRICK
-//!   writes the method) and every crucible critique in the window; `P` is the number of
+//!   writes the method), every crucible critique and every compression job (BABS writes
+//!   the concepts) in the window; `P` is the number of
 //!   personas, so 1 is every persona used equally and 0 is one persona (or none).
 //! - **H_sol, solution novelty**: the mean over the window's new solutions (dialogue
 //!   answers and installed methods' code, in order) of `1 − max(0, max cos)` against
@@ -221,6 +222,17 @@ pub fn observe(
             } else if started < since_ms {
                 if let Some(v) = vector {
                     earlier_answers.push(v);
+                }
+            }
+        }
+        // BABS writes the concepts of each compression job.
+        if let Some(memory) = tx.root(batos_memory::MEMORY_ROOT)? {
+            if let Some(Value::Object(jobs)) = tx.slot(memory, "jobs")? {
+                for (_, job) in tx.slots(jobs)? {
+                    let Value::Object(job) = job else { continue };
+                    if inside(int(tx.slot(job, "startedAt")?.as_ref())) {
+                        *window.uses.entry("babs".to_owned()).or_default() += 1;
+                    }
                 }
             }
         }

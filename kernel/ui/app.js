@@ -941,6 +941,7 @@ class Side {
     $("journal-filter").addEventListener("input", () => this.showJournal());
     for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => this.select(b.dataset.tab));
     $("plugin-upload").addEventListener("submit", (e) => this.upload(e));
+    $("chat-form").addEventListener("submit", (e) => this.ask(e));
   }
 
   select(tab) {
@@ -981,6 +982,8 @@ class Side {
         await this.showPlugins();
       } else if (tab === "models") {
         await this.showModels();
+      } else if (tab === "mind") {
+        await this.showMind();
       }
     } catch (e) {
       notice(e.message, true);
@@ -1042,6 +1045,70 @@ class Side {
   }
 
 
+  /** The metric over the beats kept, as a line against the threshold (beats that acted
+   * marked), and the latest acts. */
+  async showMind() {
+    const cem = (await this.bridge.request("cem", { limit: 200 })).json;
+    const terms = cem.terms;
+    $("cem-now").textContent = `now ${cem.cem.toFixed(3)} (cog ${terms.cog.toFixed(2)}, sol ${terms.sol.toFixed(2)}, struc ${terms.struc.toFixed(2)}, rel ${terms.rel.toFixed(2)}) · heartbeat ${cem.enabled ? "on" : "off"} · ${cem.beats.length} beat(s)`;
+    const svg = $("cem-plot");
+    const ns = "http://www.w3.org/2000/svg";
+    const shape = (tag, attrs) => {
+      const node = document.createElementNS(ns, tag);
+      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+      return node;
+    };
+    // The metric is in [0, 1]: 100 units tall, 5 of margin.
+    const y = (v) => 105 - Math.max(0, Math.min(1, v)) * 100;
+    const n = cem.beats.length;
+    const x = (i) => (n < 2 ? 140 : (i * 280) / (n - 1));
+    const parts = [shape("line", { class: "threshold", x1: 0, x2: 280, y1: y(cem.threshold), y2: y(cem.threshold) })];
+    if (n > 0) {
+      const points = cem.beats.map((b, i) => `${x(i).toFixed(1)},${y(b.cem).toFixed(1)}`).join(" ");
+      parts.push(shape("polyline", { class: "cem", points }));
+      cem.beats.forEach((b, i) => {
+        if (b.act) parts.push(shape("circle", { class: "act", cx: x(i), cy: y(b.cem), r: 3 }));
+      });
+    }
+    svg.replaceChildren(...parts);
+    $("cem-acts").replaceChildren(...cem.acts.slice(-10).reverse().map((a) =>
+      el("div", { class: "muted" }, `beat ${a.beat}: ${a.what || a.kind} — ${a.ok ? "done" : "failed"}: ${a.summary || ""}`)));
+  }
+
+  /** Asks the personas; their answers stream in from `dialogue` events of this request. */
+  async ask(e) {
+    e.preventDefault();
+    const question = $("chat-question").value.trim();
+    if (!question) return;
+    const persona = $("chat-persona").value;
+    const id = this.bridge.newId();
+    this.chat = { id, turns: new Map() };
+    const live = el("div", { class: "chat-live" });
+    $("chat-log").replaceChildren(el("div", { class: "muted" }, question), live);
+    this.chat.live = live;
+    try {
+      const out = await this.bridge.request("chat", persona ? { question, persona } : { question }, id);
+      const d = out.json;
+      const sources = d.sources.map((s) => el("div", { class: "muted" }, `[${s.n}] ${s.source}`));
+      live.replaceChildren(...d.turns.map((t) => el("div", { class: "turn", dataset: { persona: t.persona } }, el("strong", {}, t.name), t.text)), ...sources,
+        el("div", { class: "muted" }, d.routing.forced ? `${d.dialogue}: asked by name` : `${d.dialogue}: routed as "${d.routing.archetype}"`));
+    } catch (err) {
+      live.append(el("div", { class: "error" }, err.message));
+    }
+  }
+
+  /** More of a persona's answer, for the question being asked. */
+  dialogue(m) {
+    if (!this.chat || !m.cause || m.cause.id !== this.chat.id || m.event.phase !== "text") return;
+    let turn = this.chat.turns.get(m.event.persona);
+    if (!turn) {
+      turn = el("div", { class: "turn", dataset: { persona: m.event.persona } }, el("strong", {}, m.event.persona.toUpperCase()));
+      this.chat.turns.set(m.event.persona, turn);
+      this.chat.live.append(turn);
+    }
+    turn.append(m.event.text);
+  }
+
   modelProgress(e) {
     const row = document.querySelector(`#model-list tr[data-model="${CSS.escape(e.model)}"]`);
     if (!row) return;
@@ -1091,6 +1158,10 @@ function start() {
       side.touch("plugins");
     } else if (e.kind === "model") {
       side.modelProgress(e);
+    } else if (e.kind === "dialogue") {
+      side.dialogue(m);
+    } else if (e.kind === "heartbeat") {
+      side.touch("mind");
     }
   });
   bridge.onLive.push(() => {

@@ -382,3 +382,33 @@ fn the_page_reconnects_after_a_kernel_restart_and_catches_up() {
         b.close().await;
     });
 }
+
+#[test]
+fn the_mind_tab_plots_the_heartbeat_live_and_asks_a_persona() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server =
+        StubChatServer::start(vec![answer("A brick is a persona who takes things apart.")]);
+    let image = image_thinking_with(dir.path(), &server);
+    // A beat a second, never acting: the plot grows from the event stream alone.
+    ok_json(&image, &["set", "heartbeat", "intervalSeconds", "1"]);
+    ok_json(&image, &["set", "heartbeat", "stagnantBeats", "100000"]);
+    let kernel = Kernel::start(&image);
+    runtime().block_on(async {
+        let b = Browser::open(&kernel.info().login_url(), "mind").await;
+        b.until("document.querySelector('#connection').dataset.state === 'live'", "a live connection").await;
+        b.run("document.querySelector('#tabs button[data-tab=\"mind\"]').click()").await;
+        let points = b
+            .until("(document.querySelector('#cem-plot polyline')?.getAttribute('points') || '').split(' ').length >= 3 && document.querySelector('#cem-plot polyline').getAttribute('points')", "three beats plotted")
+            .await;
+        assert!(points.as_str().is_some_and(|p| p.contains(',')), "{points}");
+        b.until("document.querySelector('#cem-plot line.threshold')", "the threshold").await;
+        let now = b.until("document.querySelector('#cem-now').textContent", "the metric now").await;
+        assert!(now.as_str().is_some_and(|n| n.starts_with("now 0.000") && n.contains("heartbeat on")), "{now}");
+        b.run("document.querySelector('#chat-persona').value = 'brick'; document.querySelector('#chat-question').value = 'What is a brick?'; document.querySelector('#chat-form').requestSubmit();").await;
+        // Streamed in as it is written, then the whole exchange with how it was routed.
+        let turn = b.until("document.querySelector('#chat-log').textContent.includes('asked by name') && document.querySelector('#chat-log').textContent", "BRICK's answer").await;
+        assert!(turn.as_str().is_some_and(|t| t.contains("BRICKA brick is a persona who takes things apart.")), "{turn}");
+        b.screenshot("mind").await;
+        b.close().await;
+    });
+}

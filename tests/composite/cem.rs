@@ -77,17 +77,31 @@ fn the_window_is_read_from_the_dialogues_in_the_image() {
         &mut |_, _| {},
     )
     .expect("converses");
+    // A compression job, as `batos compress` records one: BABS's work.
+    w.rt.transact("a job", |cx| {
+        let tx = cx.tx_mut("test")?;
+        let memory = tx.root(batos_memory::MEMORY_ROOT)?.expect("the memory");
+        let jobs = tx.create_object(&[])?;
+        let job = tx.create_object(&[])?;
+        tx.set_slot(job, "startedAt", &batos_image::Value::Int(batos_composite::now_ms()))?;
+        tx.set_slot(jobs, "job-0001", &batos_image::Value::Object(job))?;
+        tx.set_slot(memory, "jobs", &batos_image::Value::Object(jobs))
+    })
+    .expect("records");
     let after = batos_composite::now_ms() + 1;
     let embedder = crate::HashingTestEmbedder;
     let window = cem::observe(&w.rt, &embedder, before, after, 2.0).expect("observes");
     assert_eq!(window.personas, 4);
-    assert_eq!(window.uses, BTreeMap::from([("brick".to_owned(), 1), ("robin".to_owned(), 1)]));
+    assert_eq!(
+        window.uses,
+        BTreeMap::from([("babs".to_owned(), 1), ("brick".to_owned(), 1), ("robin".to_owned(), 1)])
+    );
     assert_eq!(window.relevance.len(), 2);
     assert_eq!(window.solutions.len(), 1, "the dialogue's final answer");
     // "crashes" is shared by the question and BRICK's answer: relevance above 0.
     assert!(window.relevance[0] > 0.0);
     // A window that ends before it began sees it as earlier work.
-    let later = cem::observe(&w.rt, &embedder, after, after + 1000, 2.0).expect("observes");
+    let later = cem::observe(&w.rt, &embedder, after + 1, after + 1000, 2.0).expect("observes");
     assert!(later.uses.is_empty());
     assert_eq!(later.earlier.len(), 1);
 }
