@@ -12,9 +12,11 @@
 //! Run: `cargo bench -p batos --bench synthesis`. Knobs: `BATOS_TASKS=factorial,isPrime:`
 //! (a subset of the task set; `none` for none), `BATOS_MBPP=30` (that many problems
 //! spread over the set; `all` for all 298; `0` for none; default 30), `BATOS_ROUNDS`,
-//! `BATOS_CANDIDATES`, and `BATOS_BENCH_SERVER=http://127.0.0.1:8765/v1` to think
+//! `BATOS_CANDIDATES`, `BATOS_BENCH_SERVER=http://127.0.0.1:8765/v1` to think
 //! through an OpenAI-compatible server (see `scripts/bench-server.sh`) instead of in
-//! process.
+//! process, and `BATOS_CRUCIBLE=1` to run the task set a second time with the Alchemical
+//! Crucible on (BRICK and ALFRED, on the same model, reviewing every candidate that
+//! passes), reported beside the run without it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -95,6 +97,8 @@ struct Run {
     seconds: f64,
     candidates: usize,
     rounds: usize,
+    /// Candidates the crucible sent back.
+    sent_back: usize,
 }
 
 fn summary(label: &str, runs: &[Run]) {
@@ -108,8 +112,9 @@ fn summary(label: &str, runs: &[Run]) {
         v
     };
     let times = sorted(&|r| r.seconds);
+    let sent_back: usize = runs.iter().map(|r| r.sent_back).sum();
     println!(
-        "  {label:<34} solved {solved}/{} ({:.0}%), wall time median {:.1} s p90 {:.1} s, candidates median {} p90 {}, rounds median {}",
+        "  {label:<34} solved {solved}/{} ({:.0}%), wall time median {:.1} s p90 {:.1} s, candidates median {} p90 {}, rounds median {}, sent back {sent_back}",
         runs.len(),
         100.0 * solved as f64 / runs.len() as f64,
         percentile(&times, 0.5),
@@ -124,8 +129,7 @@ fn summary(label: &str, runs: &[Run]) {
 fn fresh(dir: &Path, model: &str, server: Option<&str>) -> (Arc<Runtime>, Arc<Sandbox>) {
     let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
     let rt = Arc::new(
-        batos::minds()
-            .attach(Runtime::builder())
+        batos::composite::attach(minds().attach(Runtime::builder()))
             .component_runner(sandbox.clone())
             .open(dir.join("image"))
             .expect("image"),
@@ -146,6 +150,15 @@ fn fresh(dir: &Path, model: &str, server: Option<&str>) -> (Arc<Runtime>, Arc<Sa
     (rt, sandbox)
 }
 
+/// One set of minds for the whole run, so each model is loaded once.
+fn minds() -> &'static batos::mind::Minds {
+    static MINDS: std::sync::OnceLock<batos::mind::Minds> = std::sync::OnceLock::new();
+    MINDS.get_or_init(batos::minds)
+}
+
+/// Whether this pass reviews candidates in the crucible.
+static CRUCIBLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn options() -> Options {
     let mut options = Options::default();
     let knob = |name: &str| std::env::var(name).ok().and_then(|r| r.parse().ok());
@@ -165,8 +178,30 @@ fn synthesize(
     workspace: &Path,
     request: &Request,
 ) -> (batos::Result<Value>, Run) {
-    let mind = batos::minds().mind_of(rt).expect("mind");
-    let synthesizer = Synthesizer::new(rt.clone(), sandbox.clone(), mind, workspace, options())
+    let mind = minds().mind_of(rt).expect("mind");
+    let mut options = options();
+    if CRUCIBLE.load(std::sync::atomic::Ordering::SeqCst) {
+        options.crucible = Some(Arc::new(batos::composite::crucible::PersonaCritic::new(
+            rt.clone(),
+            minds().clone(),
+        )));
+    }
+    let sent_back = |rt: &Runtime| -> usize {
+        cycle::list(rt)
+            .ok()
+            .and_then(|c| c.first().map(|(_, oid)| *oid))
+            .and_then(|oid| rt.object(oid).ok())
+            .and_then(|o| match o.slots.get("attempts") {
+                Some(Value::List(a)) => Some(
+                    a.iter()
+                        .filter(|a| matches!(a, Value::Map(m) if m.get("outcome") == Some(&Value::Text("sent_back".into()))))
+                        .count(),
+                ),
+                _ => None,
+            })
+            .unwrap_or(0)
+    };
+    let synthesizer = Synthesizer::new(rt.clone(), sandbox.clone(), mind, workspace, options)
         .expect("synthesizer");
     let started = Instant::now();
     let first = synthesizer.send(request, &|_| {});
@@ -191,7 +226,16 @@ fn synthesize(
         })
         .max()
         .unwrap_or(0);
-    (first, Run { solved: false, seconds, candidates: attempts.len(), rounds })
+    (
+        first,
+        Run {
+            solved: false,
+            seconds,
+            candidates: attempts.len(),
+            rounds,
+            sent_back: sent_back(rt),
+        },
+    )
 }
 
 fn shown(result: &batos::Result<Value>) -> String {
@@ -271,7 +315,7 @@ fn mbpp(model: &str, server: Option<&str>, workspace: &Path) -> (Vec<Run>, Vec<R
             .map(|(args, expected)| Example { args: args.clone(), expected: expected.clone() })
             .collect();
         let (first, mut run) = synthesize(&rt, &sandbox, workspace, &request);
-        let mind = batos::minds().mind_of(&rt).expect("mind");
+        let mind = minds().mind_of(&rt).expect("mind");
         drop((rt, sandbox));
         // The hidden cases, by a fresh awakening of the image: what a new process sees.
         let (rt, _sandbox) = fresh(dir.path(), model, server);
@@ -297,6 +341,7 @@ fn mbpp(model: &str, server: Option<&str>, workspace: &Path) -> (Vec<Run>, Vec<R
             seconds: anchor.seconds,
             candidates: 1,
             rounds: 1,
+            sent_back: 0,
         });
     }
     (ours, anchors)
@@ -333,14 +378,26 @@ fn main() {
         } else {
             task_set(root, model, server.as_deref(), workspace.path())
         };
+        let crucible = if std::env::var("BATOS_CRUCIBLE").as_deref() == Ok("1")
+            && std::env::var("BATOS_TASKS").as_deref() != Ok("none")
+        {
+            println!("  the task set with the crucible (BRICK and ALFRED review)");
+            CRUCIBLE.store(true, std::sync::atomic::Ordering::SeqCst);
+            let runs = task_set(root, model, server.as_deref(), workspace.path());
+            CRUCIBLE.store(false, std::sync::atomic::Ordering::SeqCst);
+            runs
+        } else {
+            vec![]
+        };
         println!("  MBPP (batos, then the anchor: the raw model once, greedy, native)");
         let (ours, anchors) = mbpp(model, server.as_deref(), workspace.path());
-        results.push((model.clone(), own, ours, anchors));
+        results.push((model.clone(), own, crucible, ours, anchors));
     }
     println!("\nsummary ({threads} cores)");
-    for (model, own, ours, anchors) in &results {
+    for (model, own, crucible, ours, anchors) in &results {
         println!("{model}");
         summary("task set, batos", own);
+        summary("task set, batos with the crucible", crucible);
         summary("MBPP, batos", ours);
         summary("MBPP, anchor (raw model, 1 shot)", anchors);
         if !ours.is_empty() {
