@@ -2,8 +2,8 @@
 //! `heartbeat.intervalSeconds` (read every second, so a change applies at once); a beat is [`batos::composite::heartbeat::beat`], and its acts are requests this
 //! kernel executes with the cause `heartbeat`/`beat-N` — so each act's transactions,
 //! cycle steps and memory progress reach every client as events like a person's would,
-//! followed by a `heartbeat` event. Each act records the transactions it committed;
-//! `batos undo TX` undoes any of them.
+//! followed by a `heartbeat` event and a line in the metacognition journal. Each act
+//! records the transactions it committed; `batos undo TX` undoes any of them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +54,14 @@ impl Kernel {
             (None, Some(done)) => format!("could not act: {}", done.summary),
             _ => beat.note.clone(),
         };
+        if let (Some(act), Some(done)) = (&beat.act, &beat.done) {
+            // The metacognition journal holds the system's own acts beside its cycles.
+            batos::synthesis::journal::Journal::new(rt.image().path()).append(serde_json::json!({
+                "event": "heartbeat", "beat": beat.n, "act": act.kind(), "what": act.describe(),
+                "ok": done.ok, "summary": done.summary, "tokens": done.tokens,
+                "transactions": done.transactions, "cem": beat.cem.value,
+            }));
+        }
         let terms = [
             ("cog", beat.cem.h_cog),
             ("sol", beat.cem.h_sol),

@@ -96,7 +96,7 @@ fn an_unknown_persona_is_refused_with_the_names_there_are() {
 #[test]
 fn the_heartbeat_of_a_served_kernel_acts_on_stagnation_and_its_act_can_be_undone() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // BRICK... rather the least used persona sets a goal; the goal becomes a message;
+    // The least used persona sets a goal; the goal becomes a message;
     // the message is synthesised (cases proposed, two candidates that agree).
     let server = StubChatServer::start(vec![
         answer("create a method on genesis that doubles a number"),
@@ -164,6 +164,8 @@ fn the_heartbeat_of_a_served_kernel_acts_on_stagnation_and_its_act_can_be_undone
         inspected.contains(&installs[0].to_string()) && inspected.contains("\"pursue\""),
         "{inspected}"
     );
+    let journal = text(&run(&image, &["--json", "journal", "--limit", "1000"]).stdout);
+    assert!(journal.contains("\"act\":\"pursue\""), "the act is in the journal: {journal}");
     run(&image, &["undo", &installs[0].to_string()]);
     let out = batos(&image)
         .args(["--json", "send", "genesis", "double:", "4", "--no-synthesis"])
