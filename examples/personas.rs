@@ -14,23 +14,21 @@ fn main() -> anyhow::Result<()> {
     let minds = batos::minds();
     let memory = batos::memory();
     // The personas are made when the image is awakened, like pLLM and the memory.
-    let rt = batos::composite::attach(memory.attach(minds.attach(Runtime::builder()))).open(&path)?;
+    let rt =
+        batos::composite::attach(memory.attach(minds.attach(Runtime::builder()))).open(&path)?;
     batos::composite::prepare(&rt)?;
 
-    let ask = Ask {
-        question: &question,
-        persona: None,
-        seed: 7,
-        now_ms: batos::composite::now_ms(),
-    };
+    let ask =
+        Ask { question: &question, persona: None, seed: 7, now_ms: batos::composite::now_ms() };
     let mut speaking = String::new();
-    let dialogue = batos::composite::converse(&rt, &minds, &memory, &ask, &mut |persona, piece| {
-        if persona != speaking {
-            print!("\n{}: ", persona.to_uppercase());
-            speaking = persona.to_owned();
-        }
-        print!("{piece}");
-    })?;
+    let dialogue =
+        batos::composite::converse(&rt, &minds, &memory, &ask, &mut |persona, piece| {
+            if persona != speaking {
+                print!("\n{}: ", persona.to_uppercase());
+                speaking = persona.to_owned();
+            }
+            print!("{piece}");
+        })?;
     println!("\n\nrouted as \"{}\"; kept as {}", dialogue.decision.archetype, dialogue.id);
     for source in &dialogue.sources {
         println!("[{}] {}", source.n, source.source);

@@ -322,14 +322,5 @@ fn record(
 /// Every dialogue: `(id, object)`, oldest first.
 pub fn list(tx: &Tx<'_>) -> Result<Vec<(String, Oid)>> {
     let Some(reg) = tx.root(DIALOGUES_ROOT)? else { return Ok(vec![]) };
-    let mut out: Vec<(u64, String, Oid)> = tx
-        .slots(reg)?
-        .into_iter()
-        .filter_map(|(name, value)| match value {
-            Value::Object(oid) => Some((name.strip_prefix('d')?.parse().ok()?, name, oid)),
-            _ => None,
-        })
-        .collect();
-    out.sort();
-    Ok(out.into_iter().map(|(_, id, oid)| (id, oid)).collect())
+    crate::runtime::numbered_entries(tx, reg, "d")
 }

@@ -287,15 +287,20 @@ pub fn shorten(text: &str, max: usize) -> String {
     out
 }
 
-/// What the heartbeat has done: its record of acts.
-fn acts(tx: &Tx<'_>, root: Oid) -> Result<Vec<BTreeMap<String, Value>>> {
-    Ok(match tx.slot(root, "acts")? {
+/// The maps a list slot of the heartbeat holds (its `beats` or its `acts`).
+fn records(tx: &Tx<'_>, root: Oid, slot: &str) -> Result<Vec<BTreeMap<String, Value>>> {
+    Ok(match tx.slot(root, slot)? {
         Some(Value::List(items)) => items
             .into_iter()
             .filter_map(|v| if let Value::Map(m) = v { Some(m) } else { None })
             .collect(),
         _ => vec![],
     })
+}
+
+/// What the heartbeat has done: its record of acts.
+fn acts(tx: &Tx<'_>, root: Oid) -> Result<Vec<BTreeMap<String, Value>>> {
+    records(tx, root, "acts")
 }
 
 /// Why the budget forbids an act at `now_ms`, or `None` when it allows one.
@@ -526,10 +531,8 @@ fn keep(rt: &crate::runtime::Runtime, beat: &Beat) -> Result<()> {
     rt.transact(&format!("heartbeat {}", beat.n), |cx| {
         let tx = cx.tx_mut("keep a heartbeat")?;
         let root = root(tx)?;
-        let mut beats = match tx.slot(root, "beats")? {
-            Some(Value::List(items)) => items,
-            _ => vec![],
-        };
+        let mut beats: Vec<Value> =
+            records(tx, root, "beats")?.into_iter().map(Value::Map).collect();
         beats.push(beat.to_value());
         let excess = beats.len().saturating_sub(MAX_BEATS);
         beats.drain(..excess);
@@ -578,14 +581,7 @@ fn keep(rt: &crate::runtime::Runtime, beat: &Beat) -> Result<()> {
 
 /// The beats kept, oldest first.
 pub fn beats(tx: &Tx<'_>) -> Result<Vec<BTreeMap<String, Value>>> {
-    let root = root(tx)?;
-    Ok(match tx.slot(root, "beats")? {
-        Some(Value::List(items)) => items
-            .into_iter()
-            .filter_map(|v| if let Value::Map(m) = v { Some(m) } else { None })
-            .collect(),
-        _ => vec![],
-    })
+    records(tx, root(tx)?, "beats")
 }
 
 /// The acts kept, oldest first.

@@ -289,6 +289,22 @@ pub fn registry_root(tx: &mut Tx<'_>, name: &str, description: &str) -> Result<O
     Ok(oid)
 }
 
+/// The objects a registry keeps under numbered slots — `c1`, `c2`, … for `prefix` `c` —
+/// in the order of their numbers (slots are sorted as text, so `c10` would come before
+/// `c2`); other slots are not entries.
+pub fn numbered_entries(tx: &Tx<'_>, registry: Oid, prefix: &str) -> Result<Vec<(String, Oid)>> {
+    let mut out: Vec<(u64, String, Oid)> = tx
+        .slots(registry)?
+        .into_iter()
+        .filter_map(|(name, value)| match value {
+            Value::Object(oid) => Some((name.strip_prefix(prefix)?.parse().ok()?, name, oid)),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    Ok(out.into_iter().map(|(_, id, oid)| (id, oid)).collect())
+}
+
 /// Resolves `genesis` or `#42` within a transaction.
 pub fn resolve_in(tx: &Tx<'_>, reference: &str) -> Result<Oid> {
     if reference.starts_with('#') {

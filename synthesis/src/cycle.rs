@@ -178,17 +178,7 @@ pub fn record_attempt(rt: &Runtime, cycle: Oid, attempt: BTreeMap<String, Value>
 pub fn list(rt: &Runtime) -> Result<Vec<(String, Oid)>> {
     rt.view(|cx| {
         let Some(reg) = cx.tx().root(CYCLES_ROOT)? else { return Ok(vec![]) };
-        let mut out: Vec<(u64, String, Oid)> = cx
-            .tx()
-            .slots(reg)?
-            .into_iter()
-            .filter_map(|(name, value)| match value {
-                Value::Object(oid) => Some((name.strip_prefix('c')?.parse().ok()?, name, oid)),
-                _ => None,
-            })
-            .collect();
-        out.sort();
-        Ok(out.into_iter().map(|(_, id, oid)| (id, oid)).collect())
+        crate::runtime::numbered_entries(cx.tx(), reg, "c")
     })
 }
 

@@ -4,12 +4,12 @@
 //! stagnation — its act seen as events and undone like any transaction.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use batos_protocol::{ClientMessage, Event, EventKind, ServerMessage};
 
 use crate::chat_stub::{answer, StubChatServer};
-use crate::synthesis::{image_thinking_with, DOUBLE, DOUBLE_TOO};
+use crate::synthesis::{image_thinking_with, session, DOUBLE, DOUBLE_TOO};
 
 fn batos(image: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_batos"));
@@ -47,19 +47,7 @@ fn chat_routes_a_contrapunto_and_the_session_asks_one_persona() {
     assert_eq!(reply["dialogue"], "d1");
 
     // The session: `@brick …` asks BRICK alone.
-    let mut child = batos(&image)
-        .arg("session")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawns");
-    std::io::Write::write_all(
-        &mut child.stdin.take().expect("stdin"),
-        b"@brick what is a brick?\nquit\n",
-    )
-    .expect("types");
-    let out = child.wait_with_output().expect("ends");
+    let out = session(&image, dir.path(), "@brick what is a brick?\nquit\n");
     assert!(text(&out.stdout).contains("BRICK: Bricks are made of clay."), "{}", text(&out.stdout));
 
     let seen = server.handle.join().expect("the stub ends");

@@ -40,7 +40,7 @@ pub(super) fn image_thinking_with(dir: &Path, server: &StubChatServer) -> std::p
 }
 
 /// A session on `image` fed `script`, to its end.
-fn session(image: &Path, dir: &Path, script: &str) -> Output {
+pub(super) fn session(image: &Path, dir: &Path, script: &str) -> Output {
     let mut child = batos(image)
         .env("BATOS_WORKSPACE", dir.join("ws"))
         .arg("session")

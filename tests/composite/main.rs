@@ -9,86 +9,17 @@ mod crucible;
 mod dialogue;
 mod heartbeat;
 mod routing;
+#[path = "../support/scripted_mind.rs"]
+mod scripted_mind;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+pub(crate) use scripted_mind::ScriptedTestMind;
+
+use std::sync::Arc;
 
 use batos_image::{Oid, Value};
 use batos_memory::Memory;
-use batos_mind::{
-    Backend, Completion, Embedder, Finish, Message, Mind, MindError, Minds, Sampling,
-};
+use batos_mind::{Backend, Embedder, Mind, MindError, Minds};
 use batos_runtime::{Context, Runtime};
-
-/// A test double: answers from a script, in order, and keeps every prompt with the
-/// sampling it was asked with.
-#[derive(Default)]
-pub(crate) struct ScriptedTestMind {
-    answers: Mutex<VecDeque<String>>,
-    pub(crate) prompts: Mutex<Vec<(Vec<Message>, Sampling)>>,
-}
-
-impl ScriptedTestMind {
-    pub(crate) fn new(answers: &[&str]) -> Arc<ScriptedTestMind> {
-        Arc::new(ScriptedTestMind {
-            answers: Mutex::new(answers.iter().map(|a| (*a).to_owned()).collect()),
-            prompts: Mutex::default(),
-        })
-    }
-
-    /// The user message of the `n`th prompt.
-    pub(crate) fn user(&self, n: usize) -> String {
-        let prompts = self.prompts.lock().expect("prompts");
-        prompts[n]
-            .0
-            .iter()
-            .filter(|m| m.role == batos_mind::Role::User)
-            .map(|m| m.content.clone())
-            .collect()
-    }
-
-    /// The system message of the `n`th prompt.
-    pub(crate) fn system(&self, n: usize) -> String {
-        let prompts = self.prompts.lock().expect("prompts");
-        prompts[n]
-            .0
-            .iter()
-            .filter(|m| m.role == batos_mind::Role::System)
-            .map(|m| m.content.clone())
-            .collect()
-    }
-
-    pub(crate) fn calls(&self) -> usize {
-        self.prompts.lock().expect("prompts").len()
-    }
-}
-
-impl Mind for ScriptedTestMind {
-    fn describe(&self) -> String {
-        "scripted test double".into()
-    }
-    fn complete(
-        &self,
-        messages: &[Message],
-        sampling: &Sampling,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Completion, MindError> {
-        self.prompts.lock().expect("prompts").push((messages.to_vec(), sampling.clone()));
-        let text = self
-            .answers
-            .lock()
-            .expect("answers")
-            .pop_front()
-            .ok_or_else(|| MindError::Model("the script ran out".into()))?;
-        on_text(&text);
-        Ok(Completion {
-            text,
-            prompt_tokens: Some(30),
-            completion_tokens: Some(20),
-            finish: Finish::Stop,
-        })
-    }
-}
 
 /// The backend `scripted`: every thinker thinks with the one scripted mind.
 struct ScriptedTestBackend(Arc<ScriptedTestMind>);

@@ -3,73 +3,15 @@
 //! repair after a compile error and after a failing example, exhaustion and refusals
 //! with nothing installed, one cycle for concurrent sends, and a stateful method.
 
-use std::collections::VecDeque;
 use std::sync::{mpsc, Arc, Mutex};
 
-use batos_mind::{Completion, Finish, Message, Mind, MindError, Sampling};
+use batos_mind::{Completion, Message, Mind, MindError, Sampling};
+
+use crate::scripted_mind::ScriptedTestMind;
 use batos_runtime::{Error, Oid, Runtime, Value};
 use batos_sandbox::{Limits, Sandbox};
 use batos_synthesis::cycle::{self, State};
 use batos_synthesis::{skills, Event, Example, Options, Request, Synthesizer};
-
-/// A test double: answers from a script, in order, and keeps every prompt. With a gate,
-/// its first answer waits until the test lets it go.
-struct ScriptedTestMind {
-    answers: Mutex<VecDeque<String>>,
-    prompts: Mutex<Vec<Vec<Message>>>,
-    gate: Mutex<Option<mpsc::Receiver<()>>>,
-}
-
-impl ScriptedTestMind {
-    fn new(answers: &[&str]) -> Arc<ScriptedTestMind> {
-        Arc::new(ScriptedTestMind {
-            answers: Mutex::new(answers.iter().map(|a| (*a).to_owned()).collect()),
-            prompts: Mutex::new(vec![]),
-            gate: Mutex::new(None),
-        })
-    }
-    fn calls(&self) -> usize {
-        self.prompts.lock().expect("prompts").len()
-    }
-    fn last_prompt(&self) -> String {
-        self.prompts
-            .lock()
-            .expect("prompts")
-            .last()
-            .map(|m| m.iter().map(|m| m.content.clone()).collect::<Vec<_>>().join("\n"))
-            .unwrap_or_default()
-    }
-}
-
-impl Mind for ScriptedTestMind {
-    fn describe(&self) -> String {
-        "scripted test double".into()
-    }
-    fn complete(
-        &self,
-        messages: &[Message],
-        _: &Sampling,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Completion, MindError> {
-        if let Some(gate) = self.gate.lock().expect("gate").take() {
-            gate.recv().map_err(|_| MindError::Model("the test dropped the gate".into()))?;
-        }
-        self.prompts.lock().expect("prompts").push(messages.to_vec());
-        let text = self
-            .answers
-            .lock()
-            .expect("answers")
-            .pop_front()
-            .ok_or_else(|| MindError::Model("the script ran out".into()))?;
-        on_text(&text);
-        Ok(Completion {
-            text,
-            prompt_tokens: Some(10),
-            completion_tokens: Some(20),
-            finish: Finish::Stop,
-        })
-    }
-}
 
 struct World {
     dir: tempfile::TempDir,
@@ -536,6 +478,7 @@ fn a_method_can_be_synthesised_in_wat_by_request() {
     );
     assert_eq!(w.outcomes("c1"), ["compile_error", "passed"]);
     let first = mind.prompts.lock().expect("prompts")[0]
+        .0
         .iter()
         .map(|m| m.content.clone())
         .collect::<String>();

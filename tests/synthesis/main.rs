@@ -3,3 +3,5 @@
 
 mod candidate;
 mod cycles;
+#[path = "../support/scripted_mind.rs"]
+mod scripted_mind;
