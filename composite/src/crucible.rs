@@ -1,10 +1,11 @@
 //! The Alchemical Crucible's reviewers: BRICK for logic, ALFRED for safety and fit
 //! (seeds 003: the red team and the pragmatic audit). Each reads a candidate that has
 //! passed its cases — its purpose, code and what it answered — and says `APPROVE` or
-//! `REJECT: why`; the answer is held to that shape while it is sampled (a small model
-//! asked for a verdict otherwise writes an essay). An objection sends the candidate
-//! back (the synthesis layer records it) and leaves a `logical_inconsistency`
-//! pheromone in the ether.
+//! `REJECT: ARGS => ANSWER because …`, naming an input on which the code is wrong and
+//! the answer it should give; the answer is held to that shape while it is sampled (a
+//! small model asked for a verdict otherwise writes an essay). The synthesis layer runs
+//! the counterexample and sends the candidate back only if it fails it; any objection
+//! leaves a `logical_inconsistency` pheromone in the ether.
 //!
 //! On when `personas.crucible` is `true`; off by default.
 
@@ -87,23 +88,36 @@ pub fn verdict_constraint() -> Constraint {
     )
 }
 
-/// Reads a verdict: `REJECT: …` objects; `APPROVE` (or anything else, recorded as
-/// unclear) approves.
+/// Reads a verdict: `REJECT: ARGS => ANSWER because REASON` objects with a
+/// counterexample (`REJECT: …` whose first part is not `ARGS => ANSWER` in JSON objects
+/// without one); `APPROVE` (or anything else, recorded as unclear) approves.
 pub fn parse_verdict(reviewer: &str, answer: &str) -> Critique {
     let t = answer.trim();
     let upper = t.to_ascii_uppercase();
+    let critique = |approves: bool, reason: &str, counterexample| Critique {
+        reviewer: reviewer.to_owned(),
+        approves,
+        reason: reason.to_owned(),
+        counterexample,
+    };
     if upper.starts_with("REJECT") {
-        let reason = t.get(6..).unwrap_or("").trim_start_matches([':', ' ']).trim();
-        let reason = if reason.is_empty() { "no reason given" } else { reason };
-        Critique { reviewer: reviewer.to_owned(), approves: false, reason: reason.to_owned() }
-    } else if upper.starts_with("APPROVE") {
-        Critique { reviewer: reviewer.to_owned(), approves: true, reason: "approved".to_owned() }
-    } else {
-        Critique {
-            reviewer: reviewer.to_owned(),
-            approves: true,
-            reason: format!("unclear, taken as approval: {}", crate::heartbeat::shorten(t, 200)),
+        let rest = t.get(6..).unwrap_or("").trim_start_matches([':', ' ']).trim();
+        let (case, why) = match rest.split_once(" because ") {
+            Some((case, why)) => (case.trim(), why.trim()),
+            None => (rest, ""),
+        };
+        match batos_synthesis::Example::parse(case) {
+            Ok(example) => critique(false, if why.is_empty() { case } else { why }, Some(example)),
+            Err(_) => critique(false, if rest.is_empty() { "no reason given" } else { rest }, None),
         }
+    } else if upper.starts_with("APPROVE") {
+        critique(true, "approved", None)
+    } else {
+        critique(
+            true,
+            &format!("unclear, taken as approval: {}", crate::heartbeat::shorten(t, 200)),
+            None,
+        )
     }
 }
 
@@ -114,10 +128,10 @@ pub fn prompt(system: &str, focus: &str, work: &Work<'_>) -> Vec<Message> {
         work.selector, work.purpose, work.signature, work.code
     );
     for (args, answer) in &work.answers {
-        user.push_str(&format!("\n  ({args}) => {answer}"));
+        user.push_str(&format!("\n  {args} => {answer}"));
     }
     user.push_str(&format!(
-        "\n\n{focus}\nAnswer APPROVE if it does what the purpose asks, or REJECT: and the reason in one sentence."
+        "\n\n{focus}\nAnswer APPROVE if it does what the purpose asks. Otherwise answer REJECT: then one input on which it answers wrongly and the answer it should give, in the same form as the lines above (ARGS => ANSWER, as JSON values), then the word because and the reason."
     ));
     vec![Message::system(system.to_owned()), Message::user(user)]
 }

@@ -4,11 +4,21 @@
 //!
 //! Execution decides whether a candidate is *correct on the cases*; the crucible asks
 //! whether it is *the method the brief asked for* — a candidate that special-cases the
-//! examples, ignores part of the brief, or does something unsafe for the receiver passes
-//! every test and is still wrong. Who reviews is not this layer's to know: the composite
-//! mind (its personas BRICK and ALFRED) implements [`Critic`], and the cycle records
-//! every critique in the candidate's attempt. Off unless [`crate::Options::crucible`]
-//! names a critic: each review costs a question to the mind per reviewer.
+//! examples or ignores part of the brief passes every test and is still wrong. Who
+//! reviews is not this layer's to know: the composite mind (its personas BRICK and
+//! ALFRED) implements [`Critic`]. Off unless [`crate::Options::crucible`] names a
+//! critic: each review costs a question to the mind per reviewer.
+//!
+//! **An objection must be executable.** A reviewer that objects names a counterexample
+//! — an input and the answer it should give — and the host runs the candidate on it:
+//! the objection *stands* (the candidate goes back, the counterexample shown to the
+//! mind) only if the candidate answers otherwise and the counterexample does not
+//! contradict the caller's own examples. An objection without one is *unsupported* and
+//! one the candidate already meets is *dismissed*; both are kept in the cycle's record
+//! and send nothing back. Measured with the embedded 0.5B model as reviewer, objections
+//! in words alone sent back every candidate of the task set's first tasks, correct ones
+//! included ("it does not handle negative numbers"); a small model's doubts are only
+//! worth acting on when execution confirms them.
 
 /// A candidate under review: what it is for and what it does.
 #[derive(Clone, Debug)]
@@ -33,8 +43,40 @@ pub struct Critique {
     pub reviewer: String,
     /// Whether it may be installed.
     pub approves: bool,
-    /// Why (the reason goes back to the mind when it does not approve).
+    /// Why (the reason goes back to the mind when the objection stands).
     pub reason: String,
+    /// The input on which, the reviewer says, the candidate is wrong, and the answer it
+    /// should give there; an objection without one does not send the candidate back.
+    pub counterexample: Option<crate::Example>,
+}
+
+/// What became of a critique once the host checked it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Finding {
+    /// The reviewer approves.
+    Approves,
+    /// The candidate answers the counterexample otherwise: it goes back.
+    Stands {
+        /// What it answered there.
+        answered: String,
+    },
+    /// The candidate already answers what the reviewer wants, or the counterexample
+    /// contradicts the caller's examples.
+    Dismissed(String),
+    /// The reviewer objected without a counterexample.
+    Unsupported,
+}
+
+impl Finding {
+    /// Its name, as the cycle's record keeps it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Finding::Approves => "approves",
+            Finding::Stands { .. } => "stands",
+            Finding::Dismissed(_) => "dismissed",
+            Finding::Unsupported => "unsupported",
+        }
+    }
 }
 
 /// Something that reviews candidates: asked once per passing candidate, outside any
@@ -46,8 +88,8 @@ pub trait Critic: Send + Sync {
     fn review(&self, work: &Work<'_>) -> crate::error::Result<Vec<Critique>>;
 }
 
-/// The reasons of the critiques that send a candidate back, one line each; empty when
-/// every reviewer approves.
+/// The reasons of the critiques that object, one line each; empty when every reviewer
+/// approves.
 pub fn objections(critiques: &[Critique]) -> String {
     critiques
         .iter()

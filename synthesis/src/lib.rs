@@ -593,14 +593,32 @@ impl Synthesizer {
             outcome: Outcome::SentBack,
             detail: format!("the crucible could not review it: {e}"),
         })?;
-        let record: Vec<Value> = critiques
+        // Each objection is checked by running its counterexample (see `crucible`).
+        let prover = Prover { rt: &self.rt, sandbox: &self.sandbox, workspace: &self.workspace };
+        let findings: Vec<crucible::Finding> = critiques
             .iter()
             .map(|c| {
-                Value::Map(BTreeMap::from([
+                self.check_objection(&prover, run.request, &passed.signature, &passed.bytes, c)
+            })
+            .collect();
+        let record: Vec<Value> = critiques
+            .iter()
+            .zip(&findings)
+            .map(|(c, finding)| {
+                let mut entry = BTreeMap::from([
                     ("reviewer".to_owned(), Value::Text(c.reviewer.clone())),
                     ("approves".to_owned(), Value::Bool(c.approves)),
                     ("reason".to_owned(), Value::Text(truncate(&c.reason, 1000))),
-                ]))
+                    ("finding".to_owned(), Value::Text(finding.as_str().to_owned())),
+                ]);
+                if let crucible::Finding::Dismissed(why) = finding {
+                    entry.insert("dismissed".to_owned(), Value::Text(why.clone()));
+                }
+                if let Some(e) = &c.counterexample {
+                    entry.insert("counterexample".to_owned(), Value::List(e.args.clone()));
+                    entry.insert("expected".to_owned(), e.expected.clone());
+                }
+                Value::Map(entry)
             })
             .collect();
         let mut reviews = match self.rt.object(run.oid).map(|o| o.slots.get("reviews").cloned()) {
@@ -615,15 +633,75 @@ impl Synthesizer {
             State::Validating,
             &[("reviews", Value::List(reviews))],
         );
-        self.journal.append(json!({ "cycle": run.id, "event": "crucible", "approved": critiques.iter().all(|c| c.approves), "reviewers": critiques.iter().map(|c| c.reviewer.clone()).collect::<Vec<_>>() }));
-        let objections = crucible::objections(&critiques);
-        if objections.is_empty() {
+        self.journal.append(json!({ "cycle": run.id, "event": "crucible", "findings": findings.iter().map(crucible::Finding::as_str).collect::<Vec<_>>(), "reviewers": critiques.iter().map(|c| c.reviewer.clone()).collect::<Vec<_>>() }));
+        let standing: Vec<String> = critiques
+            .iter()
+            .zip(&findings)
+            .filter_map(|(c, finding)| match (finding, &c.counterexample) {
+                (crucible::Finding::Stands { answered }, Some(e)) => Some(format!(
+                    "{}: for {} it answers {answered} but should answer {}: {}",
+                    c.reviewer,
+                    e.args.iter().map(prompt::rust_literal).collect::<Vec<_>>().join(", "),
+                    prompt::rust_literal(&e.expected),
+                    c.reason
+                )),
+                _ => None,
+            })
+            .collect();
+        if standing.is_empty() {
             Ok(())
         } else {
             Err(validate::Rejection {
                 outcome: Outcome::SentBack,
-                detail: format!("The reviewers sent it back:\n{objections}"),
+                detail: format!("The reviewers sent it back:\n{}", standing.join("\n")),
             })
+        }
+    }
+
+    /// Whether an objection stands: it names a counterexample that fits the signature
+    /// and does not contradict the caller's examples, and the candidate answers it
+    /// otherwise.
+    fn check_objection(
+        &self,
+        prover: &Prover<'_>,
+        request: &Request,
+        signature: &Signature,
+        bytes: &[u8],
+        critique: &crucible::Critique,
+    ) -> crucible::Finding {
+        if critique.approves {
+            return crucible::Finding::Approves;
+        }
+        let Some(counter) = &critique.counterexample else {
+            return crucible::Finding::Unsupported;
+        };
+        // A counterexample of other types (a small model copies the shape of whatever
+        // example it was shown) is not evidence about this method.
+        let fits = counter.args.len() == signature.params.len()
+            && signature.params.iter().zip(&counter.args).all(|(t, v)| t.fits(v))
+            && (!signature.returns_known || signature.returns.fits(&counter.expected));
+        if !fits {
+            return crucible::Finding::Dismissed(format!(
+                "it does not fit the signature {}",
+                signature.rust()
+            ));
+        }
+        if let Some(given) = request.examples.iter().find(|e| e.args == counter.args) {
+            if given.expected != counter.expected {
+                return crucible::Finding::Dismissed(
+                    "it contradicts the caller's own example".into(),
+                );
+            }
+        }
+        let wanted = choose::render(&Ok(counter.expected.clone()));
+        match prover.answer(request, bytes, &counter.args) {
+            Ok(answered) if answered == wanted => {
+                crucible::Finding::Dismissed("the candidate already answers that".into())
+            }
+            Ok(answered) => crucible::Finding::Stands { answered },
+            Err(e) => {
+                crucible::Finding::Dismissed(format!("the counterexample could not be run: {e}"))
+            }
         }
     }
 

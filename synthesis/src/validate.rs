@@ -151,6 +151,36 @@ impl Prover<'_> {
         })
     }
 
+    /// What the candidate `bytes` answers for `args`, on a clone of the receiver in a
+    /// transaction that is always rolled back (rendered as the behaviour is).
+    pub(crate) fn answer(&self, request: &Request, bytes: &[u8], args: &[Value]) -> Result<String> {
+        self.rt.view(|cx| {
+            let clone = self.candidate_on_clone(cx, request, bytes)?;
+            Ok(choose::render(&cx.send(clone, &request.selector, args)))
+        })
+    }
+
+    /// A clone of the receiver with the candidate installed under the selector.
+    fn candidate_on_clone(
+        &self,
+        cx: &mut crate::runtime::Context<'_, '_>,
+        request: &Request,
+        bytes: &[u8],
+    ) -> Result<crate::image::Oid> {
+        let clone = cx.clone_object(request.receiver)?;
+        let component = cx.tx_mut("store a blob")?.put_blob(bytes)?;
+        cx.set_slot(
+            clone,
+            &request.selector,
+            &Value::Method(Method::Component {
+                component,
+                grants: request.grants.clone(),
+                deadline_ms: None,
+            }),
+        )?;
+        Ok(clone)
+    }
+
     /// Runs the cases, the real arguments, then the generated inputs, on a clone of
     /// the receiver in a transaction that is always rolled back. Answers `(from the
     /// caller, what failed)` and the behaviour on the inputs.
@@ -164,17 +194,7 @@ impl Prover<'_> {
         typed: bool,
     ) -> Result<(Vec<(bool, String)>, Behaviour)> {
         self.rt.view(|cx| {
-            let clone = cx.clone_object(request.receiver)?;
-            let component = cx.tx_mut("store a blob")?.put_blob(bytes)?;
-            cx.set_slot(
-                clone,
-                &request.selector,
-                &Value::Method(Method::Component {
-                    component,
-                    grants: request.grants.clone(),
-                    deadline_ms: None,
-                }),
-            )?;
+            let clone = self.candidate_on_clone(cx, request, bytes)?;
             let mut failures = Vec::new();
             let cases = request
                 .examples

@@ -670,21 +670,45 @@ impl batos_synthesis::crucible::Critic for RejectingTestCritic {
     ) -> batos_runtime::Result<Vec<batos_synthesis::crucible::Critique>> {
         self.reviewed.lock().expect("reviewed").push((work.code.to_owned(), work.answers.clone()));
         let approves = !work.code.contains(self.forbidden);
-        Ok(vec![batos_synthesis::crucible::Critique {
-            reviewer: "BRICK".into(),
-            approves,
-            reason: if approves { "approved".into() } else { "it special-cases 3".into() },
-        }])
+        let counter = |text: &str| Some(Example::parse(text).expect("example"));
+        Ok(vec![
+            batos_synthesis::crucible::Critique {
+                reviewer: "BRICK".into(),
+                approves,
+                reason: if approves { "approved".into() } else { "it special-cases 3".into() },
+                counterexample: if approves { None } else { counter("7 => 14") },
+            },
+            // Objections the host does not act on: without a counterexample, with one the
+            // candidate already meets, and with one that contradicts the caller.
+            batos_synthesis::crucible::Critique {
+                reviewer: "ALFRED".into(),
+                approves: false,
+                reason: "it does not handle negative numbers".into(),
+                counterexample: None,
+            },
+            batos_synthesis::crucible::Critique {
+                reviewer: "ROBIN".into(),
+                approves: false,
+                reason: "21 doubled is 42".into(),
+                counterexample: counter("21 => 42"),
+            },
+            batos_synthesis::crucible::Critique {
+                reviewer: "BABS".into(),
+                approves: false,
+                reason: "3 doubled is 5".into(),
+                counterexample: counter("3 => 5"),
+            },
+        ])
     }
 }
 
 #[test]
 fn the_crucible_sends_a_passing_candidate_back_with_its_reasons() {
     let w = world();
-    // The first candidate passes its example by special-casing it; the reviewer sends
-    // it back, and the next round's candidate is the real method.
+    // The first candidate passes its example by special-casing it; the reviewer's
+    // counterexample shows it wrong, and the next round's candidate is the real method.
     let mind = ScriptedTestMind::new(&[
-        &code("fn double(a: i64) -> i64 { if a == 3 { 6 } else { a * 2 } }"),
+        &code("fn double(a: i64) -> i64 { if a == 3 { 6 } else { a + 5 } }"),
         &code("fn double(a: i64) -> i64 { a * 2 }"),
     ]);
     let critic = Arc::new(RejectingTestCritic { forbidden: "a == 3", reviewed: Mutex::default() });
@@ -693,15 +717,36 @@ fn the_crucible_sends_a_passing_candidate_back_with_its_reasons() {
         w.synthesizer_with(mind.clone(), options).send(&double_request(&w), &quiet).expect("done");
     assert_eq!(answer, Value::Int(42));
     assert_eq!(w.outcomes("c1"), ["sent_back", "passed"]);
-    // The reason went back to the mind, and both reviews are kept in the cycle.
-    assert!(mind.last_prompt().contains("it special-cases 3"), "{}", mind.last_prompt());
+    // The standing objection went back to the mind with its counterexample.
+    assert!(
+        mind.last_prompt().contains("for 7 it answers 12 but should answer 14: it special-cases 3"),
+        "{}",
+        mind.last_prompt()
+    );
+    assert!(!mind.last_prompt().contains("negative numbers"), "only what stands goes back");
     let Some(Value::List(reviews)) = w.cycle_slots("c1").get("reviews").cloned() else {
         panic!("the cycle keeps its reviews")
     };
     assert_eq!(reviews.len(), 2);
+    let findings = |review: &Value| -> Vec<String> {
+        let Value::List(critiques) = review else { return vec![] };
+        critiques
+            .iter()
+            .filter_map(|c| match c {
+                Value::Map(m) => match m.get("finding") {
+                    Some(Value::Text(f)) => Some(f.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    };
+    // ROBIN's 21 => 42 stands against the first candidate (it answers 26) and not the second.
+    assert_eq!(findings(&reviews[0]), ["stands", "unsupported", "stands", "dismissed"]);
+    assert_eq!(findings(&reviews[1]), ["approves", "unsupported", "dismissed", "dismissed"]);
     let reviewed = critic.reviewed.lock().expect("reviewed");
     assert_eq!(reviewed.len(), 2, "each passing candidate is reviewed once");
     // The reviewer saw what the candidate answered on the real arguments first.
-    assert_eq!(reviewed[0].1.first().cloned(), Some(("21".to_owned(), "42".to_owned())));
+    assert_eq!(reviewed[0].1.first().cloned(), Some(("21".to_owned(), "26".to_owned())));
     assert!(skills::all(&w.rt).expect("skills").iter().any(|s| s.source.contains("a * 2")));
 }
