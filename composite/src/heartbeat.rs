@@ -445,6 +445,21 @@ pub fn ask_goal(
     Ok((goal, tokens))
 }
 
+/// The window ending at `now_ms` that `settings` describe, and its metric: what a beat
+/// and `batos cem` measure.
+pub fn measure(
+    rt: &crate::runtime::Runtime,
+    embedder: &dyn Embedder,
+    settings: &Settings,
+    now_ms: i64,
+) -> Result<(cem::Window, Cem)> {
+    let since = now_ms
+        .saturating_sub(i64::try_from(settings.window_s.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let window = cem::observe(rt, embedder, since, now_ms + 1, settings.expected_growth)?;
+    let metric = cem::compute(&window, &settings.weights);
+    Ok((window, metric))
+}
+
 /// One beat at `now_ms`: measure, decide, act through `actor`, keep the beat (and the
 /// act) in one transaction after the act's own.
 pub fn beat(
@@ -475,9 +490,8 @@ pub fn beat(
             note: "off: `heartbeat enabled` is not true".to_owned(),
         });
     }
-    let since = now_ms - i64::try_from(settings.window_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let window = cem::observe(rt, embedder, since, now_ms + 1, settings.expected_growth)?;
-    let cem = cem::compute(&window, &settings.weights);
+    let (window, cem) = measure(rt, embedder, &settings, now_ms)?;
+    let since = window.since_ms;
     let stagnant = if cem.value < settings.threshold { previous + 1 } else { 0 };
     let mut beat =
         Beat { n, at_ms: now_ms, cem, stagnant, act: None, done: None, note: String::new() };

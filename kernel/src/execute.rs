@@ -226,17 +226,15 @@ fn chat(
 
 /// The metric now and the beats kept.
 fn cem(kernel: &Kernel, limit: usize) -> Result<Output, Failure> {
-    use batos::composite::{cem, heartbeat};
+    use batos::composite::heartbeat;
     let rt = &kernel.runtime;
     let embedder = crate::memory().embedder()?;
     let (settings, beats, acts) = rt.view(|cx| {
         let tx = cx.tx();
         Ok((heartbeat::settings(tx)?, heartbeat::beats(tx)?, heartbeat::acts_kept(tx)?))
     })?;
-    let now = batos::composite::now_ms();
-    let since = now - i64::try_from(settings.window_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let window = cem::observe(rt, embedder.as_ref(), since, now + 1, settings.expected_growth)?;
-    let value = cem::compute(&window, &settings.weights);
+    let (window, value) =
+        heartbeat::measure(rt, embedder.as_ref(), &settings, batos::composite::now_ms())?;
     let skip = beats.len().saturating_sub(limit);
     Ok(render::cem(&settings, &window, &value, &beats[skip..], &acts))
 }
