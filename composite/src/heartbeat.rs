@@ -472,12 +472,7 @@ pub fn beat(
     let (settings, previous, n, past_acts) = rt.view(|cx| {
         let tx = cx.tx();
         let root = root(tx)?;
-        Ok((
-            settings(tx)?,
-            int_slot(tx, root, "stagnant", 0)?,
-            int_slot(tx, root, "beat", 0)? + 1,
-            acts(tx, root)?,
-        ))
+        Ok((settings(tx)?, int_slot(tx, root, "stagnant", 0)?, next_beat(tx)?, acts(tx, root)?))
     })?;
     if !settings.enabled {
         return Ok(Beat {
@@ -591,6 +586,12 @@ fn keep(rt: &crate::runtime::Runtime, beat: &Beat) -> Result<()> {
         Ok(())
     })?;
     Ok(())
+}
+
+/// The number the next beat will have (the counter, not the count of beats kept: only
+/// the last [`MAX_BEATS`] are kept).
+pub fn next_beat(tx: &Tx<'_>) -> Result<i64> {
+    Ok(int_slot(tx, root(tx)?, "beat", 0)? + 1)
 }
 
 /// The beats kept, oldest first.

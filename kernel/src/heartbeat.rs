@@ -29,8 +29,8 @@ impl Kernel {
     pub fn beat(&self) -> Result<Beat, Failure> {
         let rt = &self.runtime;
         let embedder = crate::memory().embedder()?;
-        let next = rt.view(|cx| Ok(heartbeat::beats(cx.tx())?.len())).unwrap_or(0);
-        let cause = Cause { session: SESSION.to_owned(), id: format!("beat-{}", next + 1) };
+        let next = rt.view(|cx| heartbeat::next_beat(cx.tx()))?;
+        let cause = Cause { session: SESSION.to_owned(), id: format!("beat-{next}") };
         let actor = KernelActor { kernel: self, cause: cause.clone() };
         let beat = heartbeat::beat(
             rt,

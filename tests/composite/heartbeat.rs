@@ -79,6 +79,9 @@ fn a_stagnant_system_acts_after_n_beats_and_keeps_to_its_budget() {
         w.rt.view(|cx| Ok((heartbeat::beats(cx.tx())?, heartbeat::acts_kept(cx.tx())?)))
             .expect("reads");
     assert_eq!(beats.len(), 5);
+    // The act's cause names the beat that took it.
+    let next = w.rt.view(|cx| heartbeat::next_beat(cx.tx())).expect("reads");
+    assert_eq!((again.n, next), (5, 6));
     assert_eq!(acts.len(), 2);
     assert_eq!(acts[0]["tokens"], Value::Int(150));
     assert_eq!(acts[0]["transactions"], Value::List(vec![Value::Int(7)]));
