@@ -5,11 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-# The UI's tests drive a real browser: Debian's chromium through its chromedriver.
+# The UI's tests drive a real browser: Debian's chromium through its chromedriver; the
+# workers' tests run real NATS servers (Debian's nats-server, with JetStream).
+missing=()
 if ! command -v chromedriver >/dev/null 2>&1 || ! [ -x /usr/bin/chromium ]; then
+    missing+=(chromium chromium-driver)
+fi
+if ! command -v nats-server >/dev/null 2>&1; then
+    missing+=(nats-server)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then apt=(apt-get); else apt=(sudo apt-get); fi
     "${apt[@]}" update -qq
-    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq chromium chromium-driver
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq "${missing[@]}"
 fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

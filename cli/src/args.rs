@@ -75,6 +75,46 @@ pub enum Command {
         /// Where to listen; port 0 picks a free one.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7777")]
         listen: std::net::SocketAddr,
+        /// Dispatch synthesis jobs to workers (`batos worker`) through this NATS
+        /// JetStream server (comma-separated URLs for a cluster) instead of running
+        /// them here.
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+    },
+    /// Supervise `batos serve`: start it, restart it when it dies (waiting 0.5 s, then
+    /// doubling up to 30 s while it keeps dying young), append its output to
+    /// <image>/kernel.log, follow it across `batos upgrade`, and stop it on SIGTERM or
+    /// Ctrl-C. Arguments after `--` go to `serve`.
+    Up {
+        /// Arguments for `batos serve` (e.g. `-- --listen 127.0.0.1:0`).
+        #[arg(last = true)]
+        serve_args: Vec<String>,
+    },
+    /// Replace the serving kernel's binary without refusing a connection: the new
+    /// binary inherits the listening socket, checks the image, and takes over once the
+    /// old kernel has drained; if it fails its checks the old kernel goes on serving.
+    Upgrade {
+        /// The new `batos` executable.
+        binary: PathBuf,
+    },
+    /// The durable jobs (`send --job`), newest last; with an id, one in full.
+    Jobs {
+        /// A job's id, e.g. j3.
+        id: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// A synthesis worker: pull synthesis jobs from a NATS JetStream work queue, run the
+    /// mind, the build and the proof on a copy of each job's receiver, and publish the
+    /// proven component for the kernel to verify and install. Needs no image.
+    Worker {
+        /// The NATS server (comma-separated URLs for a cluster).
+        #[arg(long, value_name = "URL")]
+        nats: String,
+        /// This worker's name in the records [default: worker-HOST-PID].
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Write one slot; VALUE is JSON.
     Set {
@@ -242,6 +282,11 @@ pub struct MessageArgs {
     /// `does_not_understand` (for scripts that must not wait on a mind).
     #[arg(long)]
     pub no_synthesis: bool,
+    /// Queue the message as a durable job and answer its id at once: the kernel's
+    /// runner (or a worker) synthesises the method if needed and sends it exactly once;
+    /// `batos jobs ID` shows the answer.
+    #[arg(long, conflicts_with = "no_synthesis")]
+    pub job: bool,
 }
 
 /// A line of the session: any command of the command line (`inspect genesis`,

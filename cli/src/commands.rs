@@ -28,9 +28,20 @@ pub fn dispatch(
         Command::Objects => Request::Objects,
         Command::Resolve { object, selector } => Request::Resolve { object, selector },
         Command::Journal { limit } => Request::Journal { limit },
-        Command::Session | Command::Serve { .. } | Command::Model(_) => {
-            return Err(bad_input("this command is not run through the kernel"))
-        }
+        Command::Jobs { id, limit } => Request::Jobs { limit: Some(limit), job: id },
+        Command::Upgrade { binary } => Request::Upgrade {
+            binary: std::fs::canonicalize(&binary)
+                .map_err(|e| {
+                    bad_input(format!("{} cannot be the new kernel: {e}", binary.display()))
+                })?
+                .display()
+                .to_string(),
+        },
+        Command::Session
+        | Command::Serve { .. }
+        | Command::Up { .. }
+        | Command::Worker { .. }
+        | Command::Model(_) => return Err(bad_input("this command is not run through the kernel")),
         Command::Set { obj, slot, value } => {
             Request::Set { object: obj, slot, value: parse_json(&value)? }
         }
@@ -110,6 +121,18 @@ pub fn send_request(message: &MessageArgs) -> Result<Request, Failure> {
     let examples: Vec<String> = message.examples.iter().map(|e| unquote(e)).collect();
     for e in &examples {
         batos::synthesis::Example::parse(e).map_err(bad_input)?;
+    }
+    if message.job {
+        return Ok(Request::Enqueue {
+            object: message.obj.clone(),
+            selector: message.selector.clone(),
+            args,
+            brief: message.brief.as_deref().map(unquote),
+            examples,
+            stateful: message.stateful,
+            grants: message.grants.iter().map(|g| unquote(g)).collect(),
+            wat: message.wat,
+        });
     }
     Ok(Request::Send {
         object: message.obj.clone(),

@@ -82,37 +82,13 @@ fn run(cli: Cli) -> Result<Output, Failure> {
     match cli.command {
         // Models live outside any image: no image is opened for these.
         Command::Model(command) => model_command(command),
-        Command::Serve { listen } => {
-            let kernel = Kernel::open(&dir, options)?;
-            let serve = batos_kernel::ServeOptions { listen, ..Default::default() };
-            let json_mode = cli.json;
-            let served = batos_kernel::serve(kernel, serve, |info| {
-                // The one line a script or a person waits for (one that stopped
-                // reading does not stop the kernel).
-                let line = if json_mode {
-                    json!({
-                        "listening": info.address, "pid": info.pid, "url": info.url(),
-                        "ui": info.login_url(),
-                    })
-                    .to_string()
-                } else {
-                    format!(
-                        "batos kernel serving {} at {}; open the UI at {}",
-                        dir.display(),
-                        info.url(),
-                        info.login_url()
-                    )
-                };
-                let _ = writeln!(std::io::stdout(), "{line}");
-            })?;
-            Ok(Output {
-                text: format!(
-                    "the kernel stopped ({} request(s) abandoned at the deadline)",
-                    served.abandoned
-                ),
-                json: json!({ "stopped": true, "abandoned": served.abandoned }),
-            })
-        }
+        Command::Serve { listen, nats } => serve(&dir, options, listen, nats, cli.json),
+        Command::Up { serve_args } => batos_ops::supervise::up(batos_ops::supervise::supervised(
+            &dir,
+            cli.durable,
+            serve_args,
+        )?),
+        Command::Worker { nats, name } => batos_ops::worker::run(&nats, name),
         command => {
             let mut backend = Backend::open(&dir, options)?;
             match command {
@@ -130,4 +106,65 @@ fn run(cli: Cli) -> Result<Output, Failure> {
             }
         }
     }
+}
+
+/// `batos serve`: a kernel on the bridge — or, started by `batos upgrade`, the
+/// successor that checks, waits for the image and takes over the inherited socket.
+fn serve(
+    dir: &std::path::Path,
+    options: ImageOptions,
+    listen: std::net::SocketAddr,
+    nats: Option<String>,
+    json_mode: bool,
+) -> Result<Output, Failure> {
+    let mut takeover = batos_kernel::upgrade::Takeover::inherited()?;
+    let kernel = match &mut takeover {
+        Some(t) => {
+            t.check(dir)?;
+            t.take_over(|| Kernel::open(dir, options.clone()))?
+        }
+        None => Kernel::open(dir, options)?,
+    };
+    let kernel = std::sync::Arc::new(kernel);
+    let serve = batos_kernel::ServeOptions {
+        listen,
+        inherited: takeover.map(|t| std::sync::Arc::new(t.listener)),
+        upgrade_args: Some(std::env::args().skip(1).collect()),
+        local_jobs: nats.is_none(),
+        ..Default::default()
+    };
+    let _dispatcher =
+        nats.map(|url| batos_ops::dispatch::start(kernel.clone(), &url)).transpose()?;
+    let served = batos_kernel::serve(kernel, serve, |info| {
+        // The one line a script or a person waits for (one that stopped reading does
+        // not stop the kernel).
+        let line = if json_mode {
+            json!({
+                "listening": info.address, "pid": info.pid, "url": info.url(),
+                "ui": info.login_url(),
+            })
+            .to_string()
+        } else {
+            format!(
+                "batos kernel serving {} at {}; open the UI at {}",
+                dir.display(),
+                info.url(),
+                info.login_url()
+            )
+        };
+        let _ = writeln!(std::io::stdout(), "{line}");
+    })?;
+    if let Some(pid) = served.successor {
+        // The successor waits for this process to let go of the image: go at once.
+        let _ = writeln!(std::io::stdout(), "handed over to pid {pid}");
+        let _ = std::io::stdout().flush();
+        std::process::exit(batos_kernel::upgrade::EXIT_UPGRADED);
+    }
+    Ok(Output {
+        text: format!(
+            "the kernel stopped ({} request(s) abandoned at the deadline)",
+            served.abandoned
+        ),
+        json: json!({ "stopped": true, "abandoned": served.abandoned }),
+    })
 }

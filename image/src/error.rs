@@ -233,6 +233,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A job's worker reported under an attempt that is no longer the job's current
+    /// one: its lease expired and the job was given to another (the fencing token).
+    #[error("job {job}: attempt {attempt} is stale (the job is at attempt {current}, {state}); its result is refused")]
+    StaleAttempt {
+        /// The job.
+        job: String,
+        /// The attempt the worker reported under.
+        attempt: i64,
+        /// The job's current attempt.
+        current: i64,
+        /// The job's state.
+        state: String,
+    },
+
     /// A capability tried something its authority does not cover.
     #[error("{capability} is not permitted to {action}")]
     NotPermitted {
@@ -331,6 +345,7 @@ impl Error {
             Error::Conflict { .. } => "conflict",
             Error::HistoryPacked { .. } => "history_packed",
             Error::UndoRefused { .. } => "undo_refused",
+            Error::StaleAttempt { .. } => "stale_attempt",
             Error::NotPermitted { .. } => "not_permitted",
             Error::Trapped { .. } => "trapped",
             Error::AuditRefused { .. } => "audit_refused",

@@ -63,7 +63,7 @@ pub use blobs::BlobStore;
 pub use history::{HistoryEntry, ObjectAsOf};
 pub use lookup::Walk;
 pub use pack::PackReport;
-pub use record::{validate_name, Space, MAX_NAME_BYTES, MAX_VALUE_BYTES};
+pub use record::{validate_name, Space, FORMAT_VERSION, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 pub use tx::now_ms;
 pub use tx::{Object, Savepoint, Tx};
 pub use value::{BlobHash, BlobRef, Method, Oid, Ref, Value};

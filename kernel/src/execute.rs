@@ -178,6 +178,25 @@ pub fn execute(
         Request::Compress => compress(kernel, cause),
         Request::Chat { question, persona } => chat(kernel, cause, &question, persona.as_deref()),
         Request::Cem { limit } => cem(kernel, limit.unwrap_or(20)),
+        Request::Enqueue { object, selector, args, brief, examples, stateful, grants, wat } => {
+            crate::jobs::enqueue(
+                kernel,
+                crate::jobs::Enqueue {
+                    object,
+                    selector,
+                    args,
+                    brief,
+                    examples,
+                    stateful,
+                    grants,
+                    wat,
+                },
+            )
+        }
+        Request::Jobs { limit, job } => {
+            crate::jobs::list(kernel, limit.unwrap_or(20), job.as_deref())
+        }
+        Request::Upgrade { binary } => crate::upgrade::ask(kernel, &binary),
     }
 }
 
@@ -328,12 +347,28 @@ fn send(
                 && batos::synthesis::candidate::rust_name(&request.selector).is_some() => {}
         other => return Ok(other?),
     }
+    let synthesizer = synthesizer(kernel, cancel)?;
+    let events = kernel.events.clone();
+    let cause = cause.cloned();
+    let sent = synthesizer.send(request, &|e| {
+        events.publish(cause.clone(), cycle_event(e));
+    });
+    if let Err(e) = &sent {
+        leave_pheromone(rt, request, e);
+    }
+    Ok(sent?)
+}
+
+/// The synthesizer of a person's request on this kernel: the image's mind, the
+/// crucible if the personas review, the memory's embedder for retrieval.
+fn synthesizer(kernel: &Kernel, cancel: &Arc<AtomicBool>) -> Result<Synthesizer, Failure> {
+    let rt = &kernel.runtime;
     let mind = crate::minds().mind_of(rt)?;
     let options = Options {
         crucible: batos::composite::crucible::PersonaCritic::if_enabled(rt, crate::minds())?,
         ..Options::default()
     };
-    let synthesizer = Synthesizer::new(
+    Ok(Synthesizer::new(
         rt.clone(),
         kernel.sandbox.clone(),
         mind,
@@ -341,35 +376,50 @@ fn send(
         options,
     )?
     .cancelled_by(cancel.clone())
-    .retrieving_with(std::sync::Arc::new(|| crate::memory().embedder().map_err(|e| e.to_string())));
+    .retrieving_with(std::sync::Arc::new(|| crate::memory().embedder().map_err(|e| e.to_string()))))
+}
+
+/// Runs (or joins) the cycle that makes the receiver understand the request's
+/// selector, without sending it: a job's first step.
+pub(crate) fn synthesize(
+    kernel: &Kernel,
+    request: &batos::synthesis::Request,
+    cause: Option<&Cause>,
+    cancel: &Arc<AtomicBool>,
+) -> Result<(), Failure> {
+    let synthesizer = synthesizer(kernel, cancel)?;
     let events = kernel.events.clone();
     let cause = cause.cloned();
-    let sent = synthesizer.send(request, &|e| {
+    let made = synthesizer.synthesize(request, &|e| {
         events.publish(cause.clone(), cycle_event(e));
     });
-    if let Err(e) = &sent {
-        // A cycle that could not verify a method leaves a pheromone: the routing draws
-        // BRICK and ALFRED toward the next conversation. Asking for a grant is not a
-        // failure of verification, and a cancelled cycle was not allowed to finish.
-        let failed_verification = matches!(e, batos::Error::Failed(m) if !m.contains("cancelled"))
-            || matches!(e, batos::Error::NeedsExample { .. });
-        if failed_verification {
-            let note = format!("`{}` on {}: {}", request.selector, request.receiver, e);
-            let deposited = rt.transact("a failed cycle leaves a pheromone", |cx| {
-                batos::composite::ether::deposit(
-                    cx.tx_mut("deposit a pheromone")?,
-                    batos::composite::ether::FAILED_VERIFICATION,
-                    1.0,
-                    &note,
-                    batos::composite::now_ms(),
-                )
-            });
-            if let Err(why) = deposited {
-                tracing::warn!("cannot deposit a pheromone: {why}");
-            }
+    if let Err(e) = &made {
+        leave_pheromone(&kernel.runtime, request, e);
+    }
+    Ok(made?)
+}
+
+/// A cycle that could not verify a method leaves a pheromone: the routing draws BRICK
+/// and ALFRED toward the next conversation. Asking for a grant is not a failure of
+/// verification, and a cancelled cycle was not allowed to finish.
+fn leave_pheromone(rt: &Runtime, request: &batos::synthesis::Request, e: &batos::Error) {
+    let failed_verification = matches!(e, batos::Error::Failed(m) if !m.contains("cancelled"))
+        || matches!(e, batos::Error::NeedsExample { .. });
+    if failed_verification {
+        let note = format!("`{}` on {}: {}", request.selector, request.receiver, e);
+        let deposited = rt.transact("a failed cycle leaves a pheromone", |cx| {
+            batos::composite::ether::deposit(
+                cx.tx_mut("deposit a pheromone")?,
+                batos::composite::ether::FAILED_VERIFICATION,
+                1.0,
+                &note,
+                batos::composite::now_ms(),
+            )
+        });
+        if let Err(why) = deposited {
+            tracing::warn!("cannot deposit a pheromone: {why}");
         }
     }
-    Ok(sent?)
 }
 
 /// A cycle's event as the protocol tells it.

@@ -24,9 +24,11 @@ mod browse;
 pub mod events;
 mod execute;
 pub mod heartbeat;
+pub mod jobs;
 pub mod render;
 pub mod serve;
 pub mod ui;
+pub mod upgrade;
 
 pub use serve::{serve, serve_until, ServeOptions, Served};
 
@@ -96,6 +98,10 @@ pub struct Kernel {
     running: Mutex<Vec<(Cause, Arc<AtomicBool>)>>,
     /// Whether an `awaken` request has been answered.
     awakened: AtomicBool,
+    /// Set when a job is enqueued; the job runner waits on it.
+    jobs_queued: (Mutex<bool>, std::sync::Condvar),
+    /// Where an `upgrade` request is handed to the serving loop, while one serves.
+    upgrades: Mutex<Option<std::sync::mpsc::Sender<upgrade::Asked>>>,
 }
 
 impl Kernel {
@@ -151,12 +157,24 @@ impl Kernel {
         for id in batos::synthesis::cycle::recover(&runtime)? {
             tracing::warn!("cycle {id} was interrupted by the end of its process; marked FAILED");
         }
+        // Jobs a dead kernel of this image held, and leases that ran out while nobody
+        // watched, go back to the queue.
+        let mut requeued = batos::runtime::jobs::requeue_held_by(&runtime, jobs::KERNEL_HOLDER)?;
+        requeued.extend(batos::runtime::jobs::requeue_expired(&runtime)?);
+        if !requeued.is_empty() {
+            tracing::info!(
+                "jobs {} were left running by an earlier process; queued again",
+                requeued.join(", ")
+            );
+        }
         Ok(Kernel {
             runtime,
             sandbox,
             events,
             running: Mutex::new(Vec::new()),
             awakened: AtomicBool::new(false),
+            jobs_queued: (Mutex::new(false), std::sync::Condvar::new()),
+            upgrades: Mutex::new(None),
         })
     }
 
@@ -214,7 +232,9 @@ impl Kernel {
             | Request::Objects
             | Request::Journal { .. }
             | Request::Layout
-            | Request::Place { .. } => true,
+            | Request::Place { .. }
+            | Request::Enqueue { .. }
+            | Request::Jobs { .. } => true,
             Request::Send { object, selector, .. } => {
                 let Ok(receiver) = self.runtime.resolve(object) else { return true };
                 matches!(
@@ -236,7 +256,9 @@ impl Kernel {
             | Request::Chat { .. }
             | Request::Cem { .. }
             // A component's audit compiles it.
-            | Request::Resolve { .. } => false,
+            | Request::Resolve { .. }
+            // Waits for the new binary's checks.
+            | Request::Upgrade { .. } => false,
         }
     }
 
@@ -286,13 +308,51 @@ impl Kernel {
         }
     }
 
+    /// Makes the request's receiver understand its selector — synthesising and
+    /// installing the method unless something answers it already — without sending
+    /// it; the cycle's events are published with `cause`. A job's first step, and a
+    /// worker's whole work.
+    pub fn synthesize(
+        &self,
+        request: &batos::synthesis::Request,
+        cause: Option<Cause>,
+    ) -> Result<(), Failure> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        if let Some(c) = &cause {
+            self.running_list().push((c.clone(), cancel.clone()));
+        }
+        let _scope = cause::Scope::enter(cause.clone());
+        let result = execute::synthesize(self, request, cause.as_ref(), &cancel);
+        if let Some(c) = &cause {
+            self.running_list().retain(|(r, _)| r != c);
+        }
+        result
+    }
+
+    /// Tells the job runner a job was queued.
+    pub fn wake_jobs(&self) {
+        let (queued, signal) = &self.jobs_queued;
+        *queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        signal.notify_all();
+    }
+
+    /// Waits until a job is queued or `at_most` passes.
+    pub fn wait_for_jobs(&self, at_most: std::time::Duration) {
+        let (queued, signal) = &self.jobs_queued;
+        let guard = queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (mut guard, _) = signal
+            .wait_timeout_while(guard, at_most, |queued| !*queued)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = false;
+    }
+
     /// Saves the advisory statistics (plugin calls and fuel).
     pub fn flush(&self) {
         // Advisory: a failure to save them must not fail anything.
         let _ = self.sandbox.flush_stats(self.runtime.image());
     }
 
-    fn running_list(&self) -> std::sync::MutexGuard<'_, Vec<(Cause, Arc<AtomicBool>)>> {
+    pub(crate) fn running_list(&self) -> std::sync::MutexGuard<'_, Vec<(Cause, Arc<AtomicBool>)>> {
         self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
@@ -306,7 +366,7 @@ impl Drop for Kernel {
 /// The request a thread is executing, so that a commit on that thread is told as
 /// caused by it; and the transactions a thread commits, for whoever collects them (the
 /// heartbeat records what each act committed).
-mod cause {
+pub(crate) mod cause {
     use std::cell::RefCell;
 
     use batos_protocol::Cause;

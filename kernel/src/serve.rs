@@ -42,6 +42,15 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// How long a stopping kernel lets requests in flight finish.
     pub stop_deadline: Duration,
+    /// A socket already listening, inherited from the kernel this one replaces
+    /// ([`crate::upgrade::Takeover`]); `listen` is then not bound.
+    pub inherited: Option<Arc<std::net::TcpListener>>,
+    /// The command line (after the program) a new binary is started with on
+    /// `upgrade`; `None` refuses upgrades (an embedder's kernel has no command line).
+    pub upgrade_args: Option<Vec<String>>,
+    /// Whether this kernel's own runner works the job queue; off when workers on
+    /// other machines do (`batos serve --nats`), so that the kernel only dispatches.
+    pub local_jobs: bool,
 }
 
 impl Default for ServeOptions {
@@ -49,6 +58,9 @@ impl Default for ServeOptions {
         ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
             stop_deadline: Duration::from_millis(STOP_DEADLINE_MS),
+            inherited: None,
+            upgrade_args: None,
+            local_jobs: true,
         }
     }
 }
@@ -58,6 +70,10 @@ impl Default for ServeOptions {
 pub struct Served {
     /// Requests that were still running at the deadline (their cycles were cancelled).
     pub abandoned: usize,
+    /// The process this kernel handed over to, if it stopped for an upgrade: the
+    /// caller should exit with [`crate::upgrade::EXIT_UPGRADED`] promptly, since the
+    /// successor waits for the image.
+    pub successor: Option<u32>,
 }
 
 struct Shared {
@@ -79,11 +95,11 @@ struct Shared {
 /// closes every connection with [`close::RESTARTING`], removes `kernel.json`, flushes
 /// and closes the image.
 pub fn serve(
-    kernel: Kernel,
+    kernel: impl Into<Arc<Kernel>>,
     options: ServeOptions,
     ready: impl FnOnce(&KernelInfo),
 ) -> Result<Served, Failure> {
-    serve_until(Arc::new(kernel), options, ready, signal())
+    serve_until(kernel.into(), options, ready, signal())
 }
 
 /// [`serve`], stopping when `stop` completes instead of on a signal (for embedders
@@ -102,9 +118,21 @@ pub fn serve_until(
         .map_err(|e| io("cannot start the kernel's runtime", e))?;
     let image: PathBuf = kernel.runtime().image().path().to_path_buf();
     let served = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(options.listen)
-            .await
-            .map_err(|e| io(&format!("cannot listen on {}", options.listen), e))?;
+        let listener = match &options.inherited {
+            Some(inherited) => {
+                let std_listener =
+                    inherited.try_clone().map_err(|e| io("cannot use the inherited socket", e))?;
+                std_listener
+                    .set_nonblocking(true)
+                    .map_err(|e| io("cannot use the inherited socket", e))?;
+                tokio::net::TcpListener::from_std(std_listener)
+                    .map_err(|e| io("cannot use the inherited socket", e))?
+            }
+            None => tokio::net::TcpListener::bind(options.listen)
+                .await
+                .map_err(|e| io(&format!("cannot listen on {}", options.listen), e))?,
+        };
+        let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         let address = listener.local_addr().map_err(|e| io("no local address", e))?;
         // A request's answer is several small frames (busy, events, reply, idle): with
         // Nagle's algorithm each after the first would wait for the client's delayed
@@ -157,6 +185,25 @@ pub fn serve_until(
         tracing::info!(%address, "the kernel is serving");
         ready(&info);
         let heart = tokio::spawn(crate::heartbeat::run(kernel.clone(), stop_tx.subscribe()));
+        let jobs_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let job_runner = options.local_jobs.then(|| {
+            let (kernel, stop) = (kernel.clone(), jobs_stop.clone());
+            std::thread::Builder::new()
+                .name("batos-jobs".into())
+                .spawn(move || crate::jobs::run_local(kernel, stop))
+        });
+        let (upgrade_tx, mut upgrades) = tokio::sync::mpsc::unbounded_channel::<crate::upgrade::Asked>();
+        let forward = {
+            let (tx, rx) = std::sync::mpsc::channel::<crate::upgrade::Asked>();
+            *kernel.upgrades.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
+            std::thread::spawn(move || {
+                while let Ok(asked) = rx.recv() {
+                    if upgrade_tx.send(asked).is_err() {
+                        break;
+                    }
+                }
+            })
+        };
         let mut stop_rx = stop_tx.subscribe();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -165,9 +212,48 @@ pub fn serve_until(
                 })
                 .await
         });
-        stop.await;
+        let mut stop = std::pin::pin!(stop);
+        let image_format = kernel.runtime().image().format().ok().flatten();
+        let successor = loop {
+            tokio::select! {
+                () = &mut stop => break None,
+                Some(asked) = upgrades.recv() => {
+                    let Some(args) = options.upgrade_args.clone() else {
+                        let _ = asked.reply.send(Err(crate::bad_input(
+                            "this kernel was not started by `batos serve`, so it cannot start its successor",
+                        )));
+                        continue;
+                    };
+                    let binary = asked.binary.clone();
+                    let started = tokio::task::spawn_blocking(move || {
+                        crate::upgrade::start_successor(&binary, &args, listener_fd, image_format)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the upgrade panicked: {e}")));
+                    match started {
+                        Ok(successor) => {
+                            tracing::info!(pid = successor.pid(), binary = %asked.binary.display(), "handing over");
+                            let _ = asked.reply.send(Ok(crate::upgrade::accepted(&asked.binary, successor.pid())));
+                            break Some(successor);
+                        }
+                        Err(why) => {
+                            tracing::warn!("upgrade refused, still serving: {why}");
+                            let _ = asked.reply.send(Err(Failure(ErrorBody::new(
+                                "upgrade_refused",
+                                format!("{why}; this kernel goes on serving"),
+                            ))));
+                        }
+                    }
+                }
+            }
+        };
+        kernel.upgrades.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        drop(forward);
         tracing::info!("stopping: no new connections or requests");
         let _ = stop_tx.send(true);
+        // Before the cancel: a job interrupted by the stop is requeued by the next
+        // awakening, not failed.
+        jobs_stop.store(true, Ordering::SeqCst);
         kernel.cancel_all();
         let deadline = tokio::time::Instant::now() + options.stop_deadline;
         while kernel.in_flight() > 0 && tokio::time::Instant::now() < deadline {
@@ -182,8 +268,18 @@ pub fn serve_until(
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), heart).await;
+        kernel.wake_jobs();
+        if let Some(Ok(runner)) = job_runner {
+            let joined = tokio::task::spawn_blocking(move || runner.join());
+            let _ = tokio::time::timeout(Duration::from_secs(2), joined).await;
+        }
         let _ = std::fs::remove_file(image.join(batos_protocol::KERNEL_FILE));
-        Ok::<_, Failure>(Served { abandoned })
+        let successor = successor.map(|s| {
+            let pid = s.pid();
+            s.go();
+            pid
+        });
+        Ok::<_, Failure>(Served { abandoned, successor })
     })?;
     // Requests past the deadline are left to end with the process; the image needs no
     // goodbye (every acknowledged commit is already in the OS, `--durable` on disk).

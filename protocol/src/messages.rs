@@ -294,6 +294,51 @@ pub enum Request {
         #[serde(default)]
         limit: Option<usize>,
     },
+    /// Queue a message as a durable job, in one transaction: the kernel's job runner (or
+    /// a synthesis worker) makes the receiver understand it — synthesising the method
+    /// if nothing does — and sends it exactly once; the answer lands on the job. Answers
+    /// the job's id at once.
+    Enqueue {
+        /// The receiver: a root name or `#oid`.
+        object: String,
+        /// The selector.
+        selector: String,
+        /// The arguments as batos JSON values.
+        #[serde(default)]
+        args: Vec<serde_json::Value>,
+        /// If synthesised: what the method should do.
+        #[serde(default)]
+        brief: Option<String>,
+        /// If synthesised: cases it must pass, `ARGS => RESULT` in JSON.
+        #[serde(default)]
+        examples: Vec<String>,
+        /// If synthesised: the method keeps state in its receiver.
+        #[serde(default)]
+        stateful: bool,
+        /// If synthesised: grants the person allows.
+        #[serde(default)]
+        grants: Vec<String>,
+        /// If synthesised: ask for WAT instead of Rust.
+        #[serde(default)]
+        wat: bool,
+    },
+    /// The durable jobs, newest last (the last `limit`, 20 when absent), or one in full.
+    Jobs {
+        /// How many.
+        #[serde(default)]
+        limit: Option<usize>,
+        /// One job's id (`j3`), to see its payload, steps and result.
+        #[serde(default)]
+        job: Option<String>,
+    },
+    /// Hand this kernel's work to another binary without refusing a connection (the Ship
+    /// of Theseus; ARCHITECTURE.md, "Upgrading a serving kernel"). Answered once the new
+    /// binary has checked the image and is about to take over; refused, with the old
+    /// kernel still serving, if it fails its checks.
+    Upgrade {
+        /// The new `batos` executable, as a path on the kernel's machine.
+        binary: String,
+    },
 }
 
 impl Request {

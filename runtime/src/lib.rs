@@ -21,6 +21,7 @@ mod awaken;
 mod call;
 mod dispatch;
 pub mod gate;
+pub mod jobs;
 mod outside;
 mod primitives;
 

@@ -88,6 +88,41 @@ fn unfinished(tx: &Tx<'_>, reg: Oid) -> Result<Vec<Value>> {
     })
 }
 
+/// Records, in `tx`, a finished cycle a worker on another machine ran on its copy of
+/// `receiver`: its slots as the worker recorded them (object references there mean
+/// nothing here, so they are dropped; `receiver` is this image's), and `worker`, who
+/// ran it. Answers the cycle's id here.
+pub fn adopt(
+    tx: &mut Tx<'_>,
+    receiver: Oid,
+    slots: &std::collections::BTreeMap<String, Value>,
+    worker: &str,
+) -> Result<String> {
+    let reg = registry(tx)?;
+    let n = match tx.slot(reg, "next")? {
+        Some(Value::Int(n)) => n,
+        _ => 1,
+    };
+    tx.set_slot(reg, "next", &Value::Int(n + 1))?;
+    let id = format!("c{n}");
+    let parents: Vec<Oid> = tx.root(crate::runtime::PRIMORDIAL_TRAITS)?.into_iter().collect();
+    let cycle = tx.create_object(&parents)?;
+    for (name, value) in slots {
+        let mut foreign = false;
+        value.visit_refs(&mut |r| foreign |= matches!(r, crate::image::Ref::Object(_)));
+        if !foreign {
+            tx.set_slot(cycle, name, value)?;
+        }
+    }
+    let workers_id = slots.get("id").cloned().unwrap_or(Value::Nil);
+    tx.set_slot(cycle, "workerCycle", &workers_id)?;
+    tx.set_slot(cycle, "id", &Value::Text(id.clone()))?;
+    tx.set_slot(cycle, "receiver", &Value::Object(receiver))?;
+    tx.set_slot(cycle, "worker", &Value::Text(worker.to_owned()))?;
+    tx.set_slot(reg, &id, &Value::Object(cycle))?;
+    Ok(id)
+}
+
 /// Sets a cycle's state (and `updatedMs`) in `tx`, keeping the `unfinished` list true.
 pub fn set_state(tx: &mut Tx<'_>, cycle: Oid, state: State) -> Result<()> {
     tx.set_slot(cycle, "state", &Value::Text(state.as_str().into()))?;

@@ -4,6 +4,7 @@
 mod common;
 mod delegation;
 mod history;
+mod jobs;
 mod lookup_cache;
 mod persistence;
 mod transactions;

@@ -167,7 +167,9 @@ fn run_command(
 ) -> Result<String, String> {
     let mut message = match command {
         Command::Session => return Err("this is the session already".into()),
-        Command::Serve { .. } => return Err("serve the image from a shell: `batos serve`".into()),
+        Command::Serve { .. } | Command::Up { .. } | Command::Worker { .. } => {
+            return Err("run the kernel, its supervisor and workers from a shell: `batos serve`, `batos up`, `batos worker`".into())
+        }
         Command::Model(command) => {
             return commands::model_command(command).map(|o| o.text).map_err(|Failure(f)| f.message)
         }
