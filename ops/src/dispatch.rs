@@ -85,12 +85,6 @@ pub fn start(kernel: Arc<Kernel>, url: &str) -> Result<Dispatcher, Failure> {
         .thread_name("batos-dispatch")
         .build()
         .map_err(|e| bad_input(format!("cannot start the dispatcher: {e}")))?;
-    let (client, js) = runtime.block_on(async {
-        let client = crate::connect(&servers).await?;
-        let js = jetstream::new(client.clone());
-        ensure_streams(&js, replicas).await?;
-        Ok::<_, Failure>((client, js))
-    })?;
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
         let stop = stop.clone();
@@ -98,14 +92,30 @@ pub fn start(kernel: Arc<Kernel>, url: &str) -> Result<Dispatcher, Failure> {
             .name("batos-dispatch".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let a = tokio::spawn(publish_jobs(
-                        kernel.clone(),
-                        js.clone(),
-                        image.clone(),
-                        stop.clone(),
-                    ));
-                    let b =
-                        tokio::spawn(take_results(kernel.clone(), js, image.clone(), stop.clone()));
+                    // The kernel serves whether or not NATS is up: jobs wait in the
+                    // image until the streams can be reached (a cluster elects its
+                    // JetStream leader some seconds after it starts).
+                    let client = match crate::connect(&servers).await {
+                        Ok(c) => c,
+                        Err(Failure(e)) => {
+                            tracing::error!("{}; no jobs are dispatched", e.message);
+                            return;
+                        }
+                    };
+                    let js = jetstream::new(client.clone());
+                    loop {
+                        match ensure_streams(&js, replicas).await {
+                            Ok(()) => break,
+                            Err(Failure(e)) if !stop.load(Ordering::SeqCst) => {
+                                tracing::warn!("{}; trying again", e.message);
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    tracing::info!("dispatching synthesis jobs to workers over NATS");
+                    let a = tokio::spawn(publish_jobs(kernel.clone(), js.clone(), image.clone(), stop.clone()));
+                    let b = tokio::spawn(take_results(kernel.clone(), js, image.clone(), stop.clone()));
                     let c = tokio::spawn(take_progress(kernel, client, image, stop));
                     let _ = tokio::join!(a, b, c);
                 });

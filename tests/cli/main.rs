@@ -7,6 +7,8 @@
 mod browser_support;
 #[path = "../support/chat_stub.rs"]
 mod chat_stub;
+#[path = "../support/elle.rs"]
+mod elle;
 #[path = "../support/tiny_model.rs"]
 mod tiny_model;
 
@@ -15,7 +17,9 @@ mod browser;
 mod commands;
 mod crash;
 mod import;
+mod jepsen;
 mod memory;
+mod ops;
 mod personas;
 mod real_model;
 mod real_model_synthesis;

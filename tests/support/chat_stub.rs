@@ -94,3 +94,46 @@ pub fn answer_bytes(text: &str) -> String {
     let chunk = serde_json::json!({ "choices": [{ "delta": { "content": text }, "finish_reason": "stop" }] }).to_string();
     sse(&[&chunk, "[DONE]"])
 }
+
+/// A stand-in server for any number of requests, concurrently: the first `hangs` are
+/// held until their client goes away (each announced on the receiver as it arrives),
+/// every other one is answered `text`. For tests whose number of mind calls depends on
+/// how many processes think (workers) and how often they are killed.
+pub fn always_after_hangs(text: &str, hangs: usize) -> (String, mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let base_url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    let (tell, arrived) = mpsc::channel();
+    let response = answer_bytes(text);
+    std::thread::spawn(move || {
+        let held = std::sync::atomic::AtomicUsize::new(0);
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let hang = held.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < hangs;
+            let (tell, response) = (tell.clone(), response.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                if hang {
+                    let _ = tell.send(());
+                    let mut rest = Vec::new();
+                    let _ = reader.read_to_end(&mut rest);
+                } else {
+                    let mut stream = stream;
+                    let _ = stream.write_all(response.as_bytes());
+                }
+            });
+        }
+    });
+    (base_url, arrived)
+}
