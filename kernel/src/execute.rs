@@ -158,7 +158,8 @@ pub fn execute(
         Request::Cycles => render::cycles(rt),
         Request::Cycle { id } => render::cycle(rt, &id),
         Request::ModelList => Ok(render::model_list()),
-        Request::ModelPull { name } => model_pull(kernel, cause, name),
+        Request::ModelPull { name, job: false } => model_pull(kernel, cause, name),
+        Request::ModelPull { name, job: true } => crate::jobs::enqueue_pull(kernel, name),
         Request::Translate { words } => translate_words(rt, &words),
         Request::Objects => browse::objects(rt),
         Request::Resolve { object, selector } => browse::resolve(kernel, &object, &selector),
@@ -539,7 +540,7 @@ impl pull::Progress for Progress<'_> {
     }
 }
 
-fn model_pull(
+pub(crate) fn model_pull(
     kernel: &Kernel,
     cause: Option<&Cause>,
     name: Option<String>,

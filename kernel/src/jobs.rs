@@ -27,6 +27,9 @@ use crate::{bad_input, Failure, Kernel};
 /// The kind of job that synthesises (if needed) and sends a message.
 pub const SYNTHESIS: &str = "synthesis";
 
+/// The kind of job that pulls a model of the catalogue.
+pub const MODEL_PULL: &str = "model-pull";
+
 /// Holders of leases this kernel's own runner takes start with this (then the pid):
 /// at awakening, leases so held belong to a dead process, since this one holds the
 /// image's lock.
@@ -148,10 +151,38 @@ pub fn enqueue(kernel: &Kernel, ask: Enqueue) -> Result<Output, Failure> {
     })?;
     let (id, oid) = committed.value;
     kernel.wake_jobs();
-    Ok(Output {
-        text: format!("queued as job {id} ({oid}); `batos jobs {id}` shows it"),
-        json: json!({ "job": id, "oid": oid.0, "tx": committed.tx.map(|t| t.0) }),
-    })
+    Ok(queued(kernel, &id, oid, committed.tx))
+}
+
+/// `model_pull` with `job`: one transaction that records the pull as a job.
+pub fn enqueue_pull(kernel: &Kernel, name: Option<String>) -> Result<Output, Failure> {
+    let name = name.unwrap_or_else(|| batos::model::pull::CATALOGUE[0].name.to_owned());
+    if !batos::model::pull::CATALOGUE.iter().any(|m| m.name == name) {
+        return Err(bad_input(format!(
+            "`{name}` is not in the catalogue; `batos model list` shows what is"
+        )));
+    }
+    let describe = format!("pull the model {name}");
+    let payload = Value::Map(BTreeMap::from([("model".to_owned(), Value::Text(name))]));
+    let committed = kernel.runtime().transact(&format!("enqueue: {describe}"), |cx| {
+        jobs::enqueue(cx.tx_mut("enqueue a job")?, MODEL_PULL, &describe, payload.clone(), None)
+    })?;
+    let (id, oid) = committed.value;
+    kernel.wake_jobs();
+    Ok(queued(kernel, &id, oid, committed.tx))
+}
+
+/// The answer to a request that queued a job.
+fn queued(kernel: &Kernel, id: &str, oid: Oid, tx: Option<batos::TxId>) -> Output {
+    let when = if kernel.serving() {
+        String::new()
+    } else {
+        "; it runs when a kernel serves this image (`batos serve`)".to_owned()
+    };
+    Output {
+        text: format!("queued as job {id} ({oid}){when}; `batos jobs {id}` shows it"),
+        json: json!({ "job": id, "oid": oid.0, "tx": tx.map(|t| t.0) }),
+    }
 }
 
 fn job_json(job: &Job) -> serde_json::Value {
@@ -286,7 +317,8 @@ fn install_remote(
     batos::synthesis::skills::record(tx, request.receiver, skill)
 }
 
-/// Runs one leased synthesis job in this process, renewing its lease while it works.
+/// Runs one leased job (a synthesis, a model pull) in this process, renewing its
+/// lease while it works.
 pub fn run_here(kernel: &Arc<Kernel>, lease: &Lease) -> Result<Job, Failure> {
     let cause = Cause { session: "jobs".into(), id: lease.job.clone() };
     let cancel = Arc::new(AtomicBool::new(false));
@@ -329,6 +361,22 @@ fn work(
     cancel: &Arc<AtomicBool>,
 ) -> Result<Job, Failure> {
     let rt = kernel.runtime();
+    if lease.kind == MODEL_PULL {
+        let name = match &lease.payload {
+            Value::Map(m) => match m.get("model") {
+                Some(Value::Text(t)) => t.clone(),
+                _ => return Err(bad_input("a model-pull job names no model")),
+            },
+            _ => return Err(bad_input("a model-pull job's payload must be a map")),
+        };
+        // The pull keeps what it downloaded and verified; a restarted attempt goes on
+        // from there, and one that finds the model imported is done at once.
+        let pulled = crate::execute::model_pull(kernel, Some(cause), Some(name))?;
+        let result = json::from_json(&pulled.json, &mut |_| Err("no objects here".to_owned()))
+            .map_err(bad_input)?;
+        jobs::complete(rt, lease, &result)?;
+        return Ok(rt.image().view(|tx| jobs::get(tx, &lease.job))?);
+    }
     let request = synthesis_request(&lease.payload)?;
     if !lease.steps.contains_key("method") {
         let understood = rt.view(|cx| cx.lookup(request.receiver, &request.selector))?.is_some();
@@ -345,15 +393,15 @@ fn work(
     finish(kernel, &lease.job, lease.attempt, None)
 }
 
-/// The local runner: until `stop`, leases synthesis jobs and runs them one at a time,
+/// The local runner: until `stop`, leases jobs of `kinds` and runs them one at a time,
 /// and returns expired leases to the queue. Woken by [`Kernel::wake_jobs`].
-pub fn run_local(kernel: Arc<Kernel>, stop: Arc<AtomicBool>) {
+pub fn run_local(kernel: Arc<Kernel>, stop: Arc<AtomicBool>, kinds: &[&str]) {
     let holder = format!("{KERNEL_HOLDER}{}", std::process::id());
     while !stop.load(Ordering::SeqCst) {
         if let Err(e) = jobs::requeue_expired(kernel.runtime()) {
             tracing::warn!("cannot requeue expired jobs: {e}");
         }
-        let leased = jobs::lease(kernel.runtime(), &[SYNTHESIS], &holder, LOCAL_LEASE);
+        let leased = jobs::lease(kernel.runtime(), kinds, &holder, LOCAL_LEASE);
         match leased {
             Ok(Some(lease)) => {
                 tracing::info!(job = %lease.job, attempt = lease.attempt, "running a job");

@@ -329,6 +329,11 @@ impl Kernel {
         result
     }
 
+    /// Whether this kernel serves the bridge now (and so runs its jobs).
+    pub fn serving(&self) -> bool {
+        self.upgrades.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some()
+    }
+
     /// Tells the job runner a job was queued.
     pub fn wake_jobs(&self) {
         let (queued, signal) = &self.jobs_queued;

@@ -48,8 +48,9 @@ pub struct ServeOptions {
     /// The command line (after the program) a new binary is started with on
     /// `upgrade`; `None` refuses upgrades (an embedder's kernel has no command line).
     pub upgrade_args: Option<Vec<String>>,
-    /// Whether this kernel's own runner works the job queue; off when workers on
-    /// other machines do (`batos serve --nats`), so that the kernel only dispatches.
+    /// Whether this kernel's own runner works the synthesis jobs; off when workers on
+    /// other machines do (`batos serve --nats`), so that the kernel only dispatches
+    /// them (model pulls always run here: they fill this machine's models folder).
     pub local_jobs: bool,
 }
 
@@ -186,12 +187,19 @@ pub fn serve_until(
         ready(&info);
         let heart = tokio::spawn(crate::heartbeat::run(kernel.clone(), stop_tx.subscribe()));
         let jobs_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let job_runner = options.local_jobs.then(|| {
+        let job_runner = {
             let (kernel, stop) = (kernel.clone(), jobs_stop.clone());
-            std::thread::Builder::new()
-                .name("batos-jobs".into())
-                .spawn(move || crate::jobs::run_local(kernel, stop))
-        });
+            let kinds: &'static [&'static str] = if options.local_jobs {
+                &[crate::jobs::SYNTHESIS, crate::jobs::MODEL_PULL]
+            } else {
+                &[crate::jobs::MODEL_PULL]
+            };
+            Some(
+                std::thread::Builder::new()
+                    .name("batos-jobs".into())
+                    .spawn(move || crate::jobs::run_local(kernel, stop, kinds)),
+            )
+        };
         let (upgrade_tx, mut upgrades) = tokio::sync::mpsc::unbounded_channel::<crate::upgrade::Asked>();
         let forward = {
             let (tx, rx) = std::sync::mpsc::channel::<crate::upgrade::Asked>();
@@ -439,7 +447,14 @@ async fn connection(shared: Arc<Shared>, mut socket: WebSocket, format: Format) 
         protocol: PROTOCOL.into(),
         server: format!("batos-kernel {}", env!("CARGO_PKG_VERSION")),
         session: session.clone(),
-        capabilities: vec!["msgpack".into(), "cancel".into(), "subscribe".into(), "resume".into()],
+        capabilities: vec![
+            "msgpack".into(),
+            "cancel".into(),
+            "subscribe".into(),
+            "resume".into(),
+            "jobs".into(),
+            "upgrade".into(),
+        ],
         head_seq: sub.head,
     };
     let mut open = say(&mut socket, format, &welcome).await;

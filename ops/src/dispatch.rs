@@ -114,8 +114,14 @@ pub fn start(kernel: Arc<Kernel>, url: &str) -> Result<Dispatcher, Failure> {
                         }
                     }
                     tracing::info!("dispatching synthesis jobs to workers over NATS");
-                    let a = tokio::spawn(publish_jobs(kernel.clone(), js.clone(), image.clone(), stop.clone()));
-                    let b = tokio::spawn(take_results(kernel.clone(), js, image.clone(), stop.clone()));
+                    let a = tokio::spawn(publish_jobs(
+                        kernel.clone(),
+                        js.clone(),
+                        image.clone(),
+                        stop.clone(),
+                    ));
+                    let b =
+                        tokio::spawn(take_results(kernel.clone(), js, image.clone(), stop.clone()));
                     let c = tokio::spawn(take_progress(kernel, client, image, stop));
                     let _ = tokio::join!(a, b, c);
                 });

@@ -210,6 +210,11 @@ pub enum Request {
         /// The model (the catalogue's first when absent).
         #[serde(default)]
         name: Option<String>,
+        /// Queue the pull as a durable job and answer its id at once: it survives the
+        /// kernel's restarts (resuming what was downloaded) and its status is on the
+        /// job (`jobs`); progress still comes as `model` events.
+        #[serde(default)]
+        job: bool,
     },
     /// Every object reachable from the roots (through parents and references), each
     /// with its root name, parents and slot count: the browser's object list.

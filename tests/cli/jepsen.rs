@@ -50,10 +50,8 @@ fn the_checker_finds_g0_write_cycles() {
 
 #[test]
 fn the_checker_finds_g1a_aborted_reads() {
-    let history = vec![
-        txn(0, Fail, 0, 1, vec![append("x", 1)]),
-        txn(1, Done, 2, 3, vec![read("x", &[1])]),
-    ];
+    let history =
+        vec![txn(0, Fail, 0, 1, vec![append("x", 1)]), txn(1, Done, 2, 3, vec![read("x", &[1])])];
     assert_eq!(check(&history).count("G1a"), 1);
 }
 
@@ -106,10 +104,8 @@ fn the_checker_finds_g2_write_skew() {
 
 #[test]
 fn the_checker_finds_lost_appends_duplicates_and_incompatible_orders() {
-    let lost = vec![
-        txn(0, Done, 0, 1, vec![append("x", 1)]),
-        txn(1, Done, 2, 3, vec![read("x", &[])]),
-    ];
+    let lost =
+        vec![txn(0, Done, 0, 1, vec![append("x", 1)]), txn(1, Done, 2, 3, vec![read("x", &[])])];
     let report = check(&lost);
     assert_eq!(report.count("lost-append"), 1, "{:?}", report.anomalies);
 
@@ -254,7 +250,11 @@ fn fill_reads(mops: &mut [Mop], answer: &serde_json::Value) {
     for (m, d) in mops.iter_mut().zip(done) {
         if let Mop::Read(_, seen) = m {
             *seen = Some(
-                d[2].as_array().expect("a read answers a list").iter().map(|v| v.as_i64().expect("int")).collect(),
+                d[2].as_array()
+                    .expect("a read answers a list")
+                    .iter()
+                    .map(|v| v.as_i64().expect("int"))
+                    .collect(),
             );
         }
     }
@@ -262,9 +262,16 @@ fn fill_reads(mops: &mut [Mop], answer: &serde_json::Value) {
 
 /// Runs transactions against whichever kernel serves `image` until `stop` or `limit`
 /// transactions, reconnecting as kernels come and go.
-pub(crate) fn client_loop(image: &Path, process: usize, recorder: &Recorder, stop: &AtomicBool, limit: usize) {
+pub(crate) fn client_loop(
+    image: &Path,
+    process: usize,
+    recorder: &Recorder,
+    stop: &AtomicBool,
+    limit: usize,
+) {
     let mut client: Option<Client> = None;
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (process as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
+    let mut seed =
+        0x9E37_79B9_7F4A_7C15u64 ^ (process as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
     let mut ran = 0;
     while !stop.load(Ordering::SeqCst) && ran < limit {
         let Some(c) = client.as_mut() else {
@@ -304,7 +311,13 @@ pub(crate) fn client_loop(image: &Path, process: usize, recorder: &Recorder, sto
                 }
             }
         }
-        recorder.history.lock().expect("history").push(Txn { process, outcome, invoke, complete, mops });
+        recorder.history.lock().expect("history").push(Txn {
+            process,
+            outcome,
+            invoke,
+            complete,
+            mops,
+        });
     }
 }
 
@@ -318,7 +331,13 @@ pub(crate) fn final_read(image: &Path, recorder: &Recorder) {
     let output = client.request(txn_request(&mops), &mut |_| {}).expect("answered").expect("read");
     fill_reads(&mut mops, &output.json);
     let complete = recorder.tick();
-    recorder.history.lock().expect("history").push(Txn { process: usize::MAX, outcome: Outcome::Ok, invoke, complete, mops });
+    recorder.history.lock().expect("history").push(Txn {
+        process: usize::MAX,
+        outcome: Outcome::Ok,
+        invoke,
+        complete,
+        mops,
+    });
 }
 
 /// Checks the recorded history on a thread with room for the checker's recursion.
@@ -378,12 +397,16 @@ fn list_append_under_kills_stops_and_upgrades_shows_no_anomaly() {
     let mut done = Vec::new();
     for i in 0.. {
         let fault = faults[i % faults.len()];
-        if long == 0 && i >= faults.len() || long > 0 && started.elapsed() > Duration::from_secs(long) {
+        if long == 0 && i >= faults.len()
+            || long > 0 && started.elapsed() > Duration::from_secs(long)
+        {
             break;
         }
         // Let the load reach this kernel before the next fault.
         let acked = recorder.acks.lock().expect("acks").len();
-        while recorder.acks.lock().expect("acks").len() < acked + 10 && clients.iter().any(|c| !c.is_finished()) {
+        while recorder.acks.lock().expect("acks").len() < acked + 10
+            && clients.iter().any(|c| !c.is_finished())
+        {
             std::thread::yield_now();
         }
         match fault {

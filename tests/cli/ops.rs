@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use crate::chat_stub::always_after_hangs;
 use crate::elle::Outcome;
 use crate::jepsen::{
-    batos, binary_copy, check_history, client_loop, final_read, list_append_image, serving, Recorder,
+    batos, binary_copy, check_history, client_loop, final_read, list_append_image, serving,
+    Recorder,
 };
 
 /// A doubling `$invoke`, the stand-in mind's answer to every request.
@@ -65,9 +66,11 @@ fn serve(image: &Path, dir: &Path, extra: &[&str]) -> Served {
 
 /// `image`'s mind is the stand-in server at `base_url`.
 fn thinking_with(image: &Path, base_url: &str) {
-    for (slot, value) in
-        [("backend", "\"openai\"".to_owned()), ("model", "\"stub\"".to_owned()), ("baseUrl", format!("{base_url:?}"))]
-    {
+    for (slot, value) in [
+        ("backend", "\"openai\"".to_owned()),
+        ("model", "\"stub\"".to_owned()),
+        ("baseUrl", format!("{base_url:?}")),
+    ] {
         ok(image, &["set", "pLLM", slot, &value]);
     }
 }
@@ -92,7 +95,9 @@ fn finishing_transactions(image: &Path, id: &str) -> usize {
         .as_array()
         .expect("a list")
         .iter()
-        .filter(|t| t["description"].as_str().is_some_and(|d| d.starts_with(&format!("finish job {id} "))))
+        .filter(|t| {
+            t["description"].as_str().is_some_and(|d| d.starts_with(&format!("finish job {id} ")))
+        })
         .count()
 }
 
@@ -100,7 +105,8 @@ fn finishing_transactions(image: &Path, id: &str) -> usize {
 fn an_upgrade_under_load_refuses_no_connection_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = list_append_image(dir.path());
-    let binaries = [binary_copy(&dir.path().join("batos-a")), binary_copy(&dir.path().join("batos-b"))];
+    let binaries =
+        [binary_copy(&dir.path().join("batos-a")), binary_copy(&dir.path().join("batos-b"))];
     let first = serve(&image, dir.path(), &[]);
     let mut info = serving(&image, None);
     let recorder = Arc::new(Recorder::default());
@@ -123,7 +129,11 @@ fn an_upgrade_under_load_refuses_no_connection_and_loses_nothing() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         let next = serving(&image, Some(info.pid));
         assert_eq!(next.address, info.address, "the same socket serves");
-        assert_eq!(std::fs::read_link(format!("/proc/{}/exe", next.pid)).expect("exe"), *binary, "the new version serves");
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{}/exe", next.pid)).expect("exe"),
+            *binary,
+            "the new version serves"
+        );
         // The stall: the longest wait between acknowledgements around the handover.
         let acked = recorder.acks.lock().expect("acks").len();
         while recorder.acks.lock().expect("acks").len() < acked + 20 {
@@ -143,7 +153,11 @@ fn an_upgrade_under_load_refuses_no_connection_and_loses_nothing() {
     eprintln!("upgrade stalls: {stalls:?}");
     assert_eq!(recorder.refused.load(Ordering::SeqCst), 0, "no connection was refused");
     let report = check_history(&recorder);
-    assert!(report.is_clean(), "every acknowledged append present exactly once: {:?}", report.anomalies);
+    assert!(
+        report.is_clean(),
+        "every acknowledged append present exactly once: {:?}",
+        report.anomalies
+    );
     let history = recorder.history.lock().expect("history");
     assert!(history.iter().filter(|t| t.outcome == Outcome::Ok).count() > 100);
     // A stall is bounded by the drain and the new kernel's start, not by any timeout.
@@ -159,8 +173,13 @@ fn an_upgrade_to_a_binary_that_fails_its_checks_leaves_the_old_kernel_serving() 
     let _served = serve(&image, dir.path(), &[]);
     let info = serving(&image, None);
     let broken = dir.path().join("broken");
-    std::fs::write(&broken, "#!/bin/sh\necho 'refused: this build cannot read format 9' >&4\nexit 3\n").expect("script");
-    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\necho 'refused: this build cannot read format 9' >&4\nexit 3\n",
+    )
+    .expect("script");
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     let out = batos(&image).arg("upgrade").arg(&broken).output().expect("upgrade");
     assert!(!out.status.success());
     let said = text(&out.stderr);
@@ -180,12 +199,19 @@ fn a_queued_job_synthesises_and_answers_once_even_when_the_kernel_is_killed_mid_
     thinking_with(&image, &mind);
     let mut kernel = serve(&image, dir.path(), &[]);
     serving(&image, None);
-    let queued = ok(&image, &["send", "genesis", "double:", "21", "--example", "3 => 6", "--wat", "--job"]);
+    let queued =
+        ok(&image, &["send", "genesis", "double:", "21", "--example", "3 => 6", "--wat", "--job"]);
     let id = queued["job"].as_str().expect("a job id").to_owned();
-    assert!(ok(&image, &["jobs", &id])["describe"].as_str().is_some_and(|d| d.starts_with("send double: to")));
+    assert!(ok(&image, &["jobs", &id])["describe"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("send double: to")));
     arrived.recv_timeout(Duration::from_secs(60)).expect("the job asked the mind");
     let held = ok(&image, &["jobs", &id]);
-    assert_eq!((held["state"].as_str(), held["attempt"].as_i64()), (Some("leased"), Some(1)), "{held}");
+    assert_eq!(
+        (held["state"].as_str(), held["attempt"].as_i64()),
+        (Some("leased"), Some(1)),
+        "{held}"
+    );
     kill9(serving(&image, None).pid);
     drop(kernel);
     // The next kernel requeues the dead one's job at awakening and finishes it.
@@ -196,7 +222,11 @@ fn a_queued_job_synthesises_and_answers_once_even_when_the_kernel_is_killed_mid_
     assert_eq!(job["result"], 42);
     assert_eq!(job["attempt"], 2, "resumed as the next attempt");
     assert_eq!(finishing_transactions(&image, &id), 1, "answered exactly once");
-    assert_eq!(ok(&image, &["send", "genesis", "double:", "5"])["result"], 10, "the method is installed");
+    assert_eq!(
+        ok(&image, &["send", "genesis", "double:", "5"])["result"],
+        10,
+        "the method is installed"
+    );
     let listed = ok(&image, &["jobs"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
     drop(kernel);
@@ -238,8 +268,16 @@ fn nats_server(dir: &Path, name: &str, port: u16, cluster: Option<(u16, &[u16])>
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if let Some((own, all)) = cluster {
-        let routes: Vec<String> = all.iter().filter(|p| **p != own).map(|p| format!("nats://127.0.0.1:{p}")).collect();
-        command.args(["--cluster_name", "batos", "--cluster", &format!("nats://127.0.0.1:{own}"), "--routes", &routes.join(",")]);
+        let routes: Vec<String> =
+            all.iter().filter(|p| **p != own).map(|p| format!("nats://127.0.0.1:{p}")).collect();
+        command.args([
+            "--cluster_name",
+            "batos",
+            "--cluster",
+            &format!("nats://127.0.0.1:{own}"),
+            "--routes",
+            &routes.join(","),
+        ]);
     }
     let child = command.spawn().expect("nats-server runs (Debian's nats-server package)");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -265,7 +303,10 @@ fn queue_doublings(image: &Path, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
             let selector = format!("double{i}:");
-            let queued = ok(image, &["send", "genesis", &selector, "21", "--example", "3 => 6", "--wat", "--job"]);
+            let queued = ok(
+                image,
+                &["send", "genesis", &selector, "21", "--example", "3 => 6", "--wat", "--job"],
+            );
             queued["job"].as_str().expect("an id").to_owned()
         })
         .collect()
@@ -276,7 +317,11 @@ fn queue_doublings(image: &Path, n: usize) -> Vec<String> {
 fn all_done_once(image: &Path, ids: &[String], patience: Duration) {
     for (i, id) in ids.iter().enumerate() {
         let job = finished(image, id, patience);
-        assert_eq!((job["state"].as_str(), job["result"].as_i64()), (Some("completed"), Some(42)), "{job}");
+        assert_eq!(
+            (job["state"].as_str(), job["result"].as_i64()),
+            (Some("completed"), Some(42)),
+            "{job}"
+        );
         assert_eq!(finishing_transactions(image, id), 1, "job {id} finished exactly once");
         assert_eq!(ok(image, &["send", "genesis", &format!("double{i}:"), "4"])["result"], 8);
     }
@@ -323,7 +368,10 @@ fn queue_doublings_from(image: &Path, from: usize, n: usize) -> Vec<String> {
     (from..from + n)
         .map(|i| {
             let selector = format!("double{i}:");
-            let queued = ok(image, &["send", "genesis", &selector, "21", "--example", "3 => 6", "--wat", "--job"]);
+            let queued = ok(
+                image,
+                &["send", "genesis", &selector, "21", "--example", "3 => 6", "--wat", "--job"],
+            );
             queued["job"].as_str().expect("an id").to_owned()
         })
         .collect()
@@ -335,7 +383,9 @@ fn a_three_node_nats_cluster_and_three_workers_complete_every_job_once_through_k
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let mut servers: Vec<Option<Nats>> = (0..3)
-        .map(|i| Some(nats_server(dir.path(), &format!("n{i}"), ports[i], Some((routes[i], &routes)))))
+        .map(|i| {
+            Some(nats_server(dir.path(), &format!("n{i}"), ports[i], Some((routes[i], &routes))))
+        })
         .collect();
     let urls = servers.iter().flatten().map(Nats::url).collect::<Vec<_>>().join(",");
     let image = dir.path().join("image");
@@ -344,12 +394,14 @@ fn a_three_node_nats_cluster_and_three_workers_complete_every_job_once_through_k
     thinking_with(&image, &mind);
     let kernel = serve(&image, dir.path(), &["--nats", &urls]);
     serving(&image, None);
-    let mut workers: Vec<Child> =
-        (0..3).map(|i| worker(&urls, &format!("w{i}"), &dir.path().join(format!("w{i}")))).collect();
+    let mut workers: Vec<Child> = (0..3)
+        .map(|i| worker(&urls, &format!("w{i}"), &dir.path().join(format!("w{i}"))))
+        .collect();
     let mut ids = queue_doublings(&image, 3);
     // Mid-run: once work flows, a server and a worker die, and more jobs come.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while ok(&image, &["jobs"]).as_array().expect("jobs").iter().all(|j| j["state"] != "completed") {
+    while ok(&image, &["jobs"]).as_array().expect("jobs").iter().all(|j| j["state"] != "completed")
+    {
         assert!(Instant::now() < deadline, "no job completed");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -364,4 +416,42 @@ fn a_three_node_nats_cluster_and_three_workers_complete_every_job_once_through_k
     }
     drop(kernel);
     drop(servers);
+}
+
+#[test]
+fn a_job_queued_with_no_kernel_serving_runs_when_one_serves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image");
+    ok(&image, &["awaken"]);
+    let (mind, _arrived) = always_after_hangs(DOUBLE_WAT, 0);
+    thinking_with(&image, &mind);
+    let out = batos(&image)
+        .args(["send", "genesis", "double:", "4", "--example", "3 => 6", "--wat", "--job"])
+        .output()
+        .expect("batos runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("queued as job j1") && said.contains("runs when a kernel serves"),
+        "{said}"
+    );
+    assert_eq!(ok(&image, &["jobs", "j1"])["state"], "queued");
+    let bad = batos(&image)
+        .args(["send", "genesis", "double:", "--job", "--no-synthesis"])
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success(), "--job and --no-synthesis contradict each other");
+    let _kernel = serve(&image, dir.path(), &[]);
+    serving(&image, None);
+    let job = finished(&image, "j1", Duration::from_secs(120));
+    assert_eq!(
+        (job["state"].as_str(), job["result"].as_i64()),
+        (Some("completed"), Some(8)),
+        "{job}"
+    );
+    let listed = text(&batos(&image).arg("jobs").output().expect("runs").stdout);
+    assert!(
+        listed.contains("j1") && listed.contains("completed") && listed.contains('8'),
+        "{listed}"
+    );
 }

@@ -159,3 +159,40 @@ fn one_contrapunto_exchange_with_the_real_model() {
     let out = batos(&["--json", "inspect", "dialogues"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("d1"));
 }
+
+/// THE REAL EMBEDDED MODEL, pulled as a durable job of a serving kernel (`model_pull`
+/// with `job`): the request answers the job at once; the kernel's runner pulls it (here
+/// finding it ready), and the job completes with what was imported.
+#[test]
+fn a_model_pull_queued_as_a_job_completes_on_the_kernel() {
+    pull::pull(pull::CATALOGUE[0].name, &pull::models_dir(), &mut pull::Quiet)
+        .expect("the model pulls");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image");
+    let mut kernel = crate::jepsen::batos(&image)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("batos serve");
+    let info = crate::jepsen::serving(&image, None);
+    let mut client = batos_client::Client::connect(&info, Default::default()).expect("connect");
+    let request = batos_protocol::Request::ModelPull { name: None, job: true };
+    let queued = client.request(request, &mut |_| {}).expect("answered").expect("queued");
+    let id = queued.json["job"].as_str().expect("a job id").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let job = loop {
+        let request = batos_protocol::Request::Jobs { limit: None, job: Some(id.clone()) };
+        let job = client.request(request, &mut |_| {}).expect("answered").expect("the job").json;
+        if job["state"] == "completed" || job["state"] == "failed" {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "the pull did not finish: {job}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["kind"], "model-pull");
+    assert_eq!(job["result"]["name"], pull::CATALOGUE[0].name, "{job}");
+    let _ = kernel.kill();
+    let _ = kernel.wait();
+}

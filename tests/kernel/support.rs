@@ -42,6 +42,7 @@ pub fn serve() -> Served {
         let options = ServeOptions {
             listen: "127.0.0.1:0".parse().expect("works"),
             stop_deadline: std::time::Duration::from_secs(5),
+            ..Default::default()
         };
         batos_kernel::serve_until(
             served,

@@ -169,12 +169,15 @@ fn client_variant(message: &ClientMessage) -> String {
                 Request::Compress => "compress",
                 Request::Chat { .. } => "chat",
                 Request::Cem { .. } => "cem",
+                Request::Enqueue { .. } => "enqueue",
+                Request::Jobs { .. } => "jobs",
+                Request::Upgrade { .. } => "upgrade",
             }
         ),
     }
 }
 
-const CLIENT_VARIANTS: usize = 3 + 29;
+const CLIENT_VARIANTS: usize = 3 + 32;
 
 fn server_variant(message: &ServerMessage) -> String {
     match message {

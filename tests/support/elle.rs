@@ -111,9 +111,16 @@ pub fn check(history: &[Txn]) -> Report {
                     report.add("duplicate", format!("a read of {k} saw {seen:?}"));
                 }
                 let known = order.entry(k.clone()).or_default();
-                let (short, long) = if seen.len() <= known.len() { (&seen[..], &known[..]) } else { (&known[..], &seen[..]) };
+                let (short, long) = if seen.len() <= known.len() {
+                    (&seen[..], &known[..])
+                } else {
+                    (&known[..], &seen[..])
+                };
                 if long[..short.len()] != *short {
-                    report.add("incompatible-order", format!("reads of {k} saw {known:?} and {seen:?}"));
+                    report.add(
+                        "incompatible-order",
+                        format!("reads of {k} saw {known:?} and {seen:?}"),
+                    );
                 } else if seen.len() > known.len() {
                     *known = seen.clone();
                 }
@@ -127,7 +134,10 @@ pub fn check(history: &[Txn]) -> Report {
             for v in seen {
                 if let Some(&w) = writer.get(&(k.clone(), *v)) {
                     if history[w].outcome == Outcome::Fail {
-                        report.add("G1a", format!("a read of {k} saw {v}, appended by a failed transaction"));
+                        report.add(
+                            "G1a",
+                            format!("a read of {k} saw {v}, appended by a failed transaction"),
+                        );
                     }
                 }
             }
@@ -145,11 +155,19 @@ pub fn check(history: &[Txn]) -> Report {
     for t in history.iter().filter(|t| t.outcome == Outcome::Ok) {
         for m in &t.mops {
             let Mop::Append(k, v) = m else { continue };
-            let lost = history.iter().filter(|r| r.outcome == Outcome::Ok && r.invoke > t.complete).any(|r| {
-                r.mops.iter().any(|m| matches!(m, Mop::Read(rk, Some(seen)) if rk == k && !seen.contains(v)))
-            });
+            let lost = history
+                .iter()
+                .filter(|r| r.outcome == Outcome::Ok && r.invoke > t.complete)
+                .any(|r| {
+                    r.mops.iter().any(
+                        |m| matches!(m, Mop::Read(rk, Some(seen)) if rk == k && !seen.contains(v)),
+                    )
+                });
             if lost {
-                report.add("lost-append", format!("{v} was acknowledged on {k}, then a later read lacked it"));
+                report.add(
+                    "lost-append",
+                    format!("{v} was acknowledged on {k}, then a later read lacked it"),
+                );
             }
         }
     }
@@ -231,14 +249,24 @@ fn cycles(edges: &HashMap<usize, Vec<(usize, Edge)>>) -> Vec<(String, String)> {
         }
         if named.is_none() {
             const ALL: &[Edge] = &[Edge::Ww, Edge::Wr, Edge::Rw];
-            named = component.iter().find_map(|&s| path(s, s, &within(ALL))).map(|c| ("G2".to_owned(), c));
+            named = component
+                .iter()
+                .find_map(|&s| path(s, s, &within(ALL)))
+                .map(|c| ("G2".to_owned(), c));
         }
         if named.is_none() {
             // Only real time closes it: a strict-serializability violation; name it by
             // the data edges it has.
             const WITH_TIME: &[Edge] = &[Edge::Ww, Edge::Wr, Edge::Rw, Edge::Realtime];
             if let Some(c) = component.iter().find_map(|&s| path(s, s, &within(WITH_TIME))) {
-                let rws = c.windows(2).filter(|p| has(edges, p[0], p[1], Edge::Rw) && !has(edges, p[0], p[1], Edge::Ww) && !has(edges, p[0], p[1], Edge::Wr)).count();
+                let rws = c
+                    .windows(2)
+                    .filter(|p| {
+                        has(edges, p[0], p[1], Edge::Rw)
+                            && !has(edges, p[0], p[1], Edge::Ww)
+                            && !has(edges, p[0], p[1], Edge::Wr)
+                    })
+                    .count();
                 let name = match rws {
                     0 => "G1c-realtime",
                     1 => "G-single-realtime",
@@ -255,7 +283,12 @@ fn cycles(edges: &HashMap<usize, Vec<(usize, Edge)>>) -> Vec<(String, String)> {
 }
 
 /// The successors of `a` inside the component by the `allowed` kinds of edge.
-fn step(edges: &HashMap<usize, Vec<(usize, Edge)>>, inside: &HashSet<usize>, allowed: &[Edge], a: usize) -> Vec<usize> {
+fn step(
+    edges: &HashMap<usize, Vec<(usize, Edge)>>,
+    inside: &HashSet<usize>,
+    allowed: &[Edge],
+    a: usize,
+) -> Vec<usize> {
     edges
         .get(&a)
         .into_iter()
@@ -361,7 +394,15 @@ fn components(edges: &HashMap<usize, Vec<(usize, Edge)>>) -> Vec<Vec<usize>> {
     }
     let mut nodes: Vec<usize> = edges.keys().copied().collect();
     nodes.sort_unstable();
-    let mut s = State { edges, index: HashMap::new(), low: HashMap::new(), stack: Vec::new(), on: HashSet::new(), next: 0, out: Vec::new() };
+    let mut s = State {
+        edges,
+        index: HashMap::new(),
+        low: HashMap::new(),
+        stack: Vec::new(),
+        on: HashSet::new(),
+        next: 0,
+        out: Vec::new(),
+    };
     for v in nodes {
         if !s.index.contains_key(&v) {
             visit(&mut s, v);
