@@ -110,7 +110,10 @@ impl Load {
                             std::thread::yield_now();
                             continue;
                         };
-                        match c.request(Request::send_known("genesis", "description", vec![]), &mut |_| {}) {
+                        match c.request(
+                            Request::send_known("genesis", "description", vec![]),
+                            &mut |_| {},
+                        ) {
                             Ok(Ok(_)) => acks.lock().expect("acks").push(Instant::now()),
                             Ok(Err(_)) => {}
                             Err(_) => client = None,
@@ -138,7 +141,12 @@ impl Load {
         let acks = self.acks.lock().expect("acks");
         let after: Vec<&Instant> = acks.iter().filter(|t| **t >= since).collect();
         let first_gap = after.first().map(|t| t.duration_since(since)).unwrap_or_default();
-        after.windows(2).map(|w| w[1].duration_since(*w[0])).max().unwrap_or_default().max(first_gap)
+        after
+            .windows(2)
+            .map(|w| w[1].duration_since(*w[0]))
+            .max()
+            .unwrap_or_default()
+            .max(first_gap)
     }
 
     fn finish(self) {
@@ -200,11 +208,23 @@ fn upgrade_stalls(rounds: usize) {
     }
     upgrades.sort_unstable();
     restarts.sort_unstable();
-    let (u50, u99, r50, r99) =
-        (percentile(&upgrades, 50), percentile(&upgrades, 99), percentile(&restarts, 50), percentile(&restarts, 99));
+    let (u50, u99, r50, r99) = (
+        percentile(&upgrades, 50),
+        percentile(&upgrades, 99),
+        percentile(&restarts, 50),
+        percentile(&restarts, 99),
+    );
     println!("upgrade stall over {rounds} handovers (4 clients sending without pause):");
-    println!("  batos upgrade      p50 {:>8}  p99 {:>8}  refused connections {upgrade_refused}", ms(u50), ms(u99));
-    println!("  stop + serve       p50 {:>8}  p99 {:>8}  refused connections {restart_refused}", ms(r50), ms(r99));
+    println!(
+        "  batos upgrade      p50 {:>8}  p99 {:>8}  refused connections {upgrade_refused}",
+        ms(u50),
+        ms(u99)
+    );
+    println!(
+        "  stop + serve       p50 {:>8}  p99 {:>8}  refused connections {restart_refused}",
+        ms(r50),
+        ms(r99)
+    );
     println!(
         "  ratio (upgrade / restart)  p50 {:.2}×  p99 {:.2}×",
         u50.as_secs_f64() / r50.as_secs_f64().max(1e-9),
@@ -239,7 +259,11 @@ fn tasks(n: usize) -> Vec<Task> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/benches/synthesis_tasks.toml");
     let text = std::fs::read_to_string(&path).expect("the task set");
     let set: TaskSet = toml::from_str(&text).expect("the task set parses");
-    set.task.into_iter().filter(|t| !t.stateful && t.plugins.is_empty() && !t.examples.is_empty()).take(n).collect()
+    set.task
+        .into_iter()
+        .filter(|t| !t.stateful && t.plugins.is_empty() && !t.examples.is_empty())
+        .take(n)
+        .collect()
 }
 
 struct Nats(Child);
@@ -273,7 +297,8 @@ fn queue(image: &Path, task: &Task, suffix: &str) -> String {
         None => format!("{}{suffix}", task.selector),
     };
     let mut args = vec!["send".to_owned(), "genesis".into(), selector];
-    let values: serde_json::Value = serde_json::from_str(&format!("[{}]", task.args)).expect("args");
+    let values: serde_json::Value =
+        serde_json::from_str(&format!("[{}]", task.args)).expect("args");
     args.extend(values.as_array().expect("a list").iter().map(|v| v.to_string()));
     for e in &task.examples {
         args.push("--example".into());
@@ -295,7 +320,12 @@ fn wait_all(image: &Path, ids: &[String]) -> usize {
             .as_array()
             .expect("jobs")
             .iter()
-            .map(|j| (j["id"].as_str().unwrap_or("").to_owned(), j["state"].as_str().unwrap_or("").to_owned()))
+            .map(|j| {
+                (
+                    j["id"].as_str().unwrap_or("").to_owned(),
+                    j["state"].as_str().unwrap_or("").to_owned(),
+                )
+            })
             .collect();
         let mine = states.iter().filter(|(id, _)| ids.contains(id));
         if mine.clone().all(|(_, s)| s == "completed" || s == "failed") {
@@ -308,15 +338,23 @@ fn wait_all(image: &Path, ids: &[String]) -> usize {
 fn throughput(n: usize, configurations: &[usize]) {
     let tasks = tasks(n);
     let model = batos::model::pull::CATALOGUE[0].name;
-    batos::model::pull::pull(model, &batos::model::pull::models_dir(), &mut batos::model::pull::Quiet)
-        .expect("the model pulls");
+    batos::model::pull::pull(
+        model,
+        &batos::model::pull::models_dir(),
+        &mut batos::model::pull::Quiet,
+    )
+    .expect("the model pulls");
     let dir = tempfile::tempdir().expect("tempdir");
     let (_nats, url) = nats(dir.path());
     let workspaces = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
         .join("tmp/bench-ops");
-    println!("synthesis throughput: {} tasks of the task set as jobs, {model}, this machine ({} cores):", tasks.len(), std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "synthesis throughput: {} tasks of the task set as jobs, {model}, this machine ({} cores):",
+        tasks.len(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     let mut alone = None;
     for &workers in configurations {
         let image = dir.path().join(format!("image-{workers}"));
@@ -336,15 +374,18 @@ fn throughput(n: usize, configurations: &[usize]) {
             })
             .collect();
         // Warm-up: one job per worker (or one for the kernel), not counted.
-        let warm: Vec<String> = (0..workers.max(1)).map(|w| queue(&image, &tasks[0], &format!("Warm{w}"))).collect();
+        let warm: Vec<String> =
+            (0..workers.max(1)).map(|w| queue(&image, &tasks[0], &format!("Warm{w}"))).collect();
         wait_all(&image, &warm);
         let started = Instant::now();
-        let ids: Vec<String> = tasks.iter().map(|t| queue(&image, t, &format!("W{workers}"))).collect();
+        let ids: Vec<String> =
+            tasks.iter().map(|t| queue(&image, t, &format!("W{workers}"))).collect();
         let solved = wait_all(&image, &ids);
         let minutes = started.elapsed().as_secs_f64() / 60.0;
         let rate = ids.len() as f64 / minutes;
         let base = *alone.get_or_insert(rate);
-        let label = if workers == 0 { "kernel alone".to_owned() } else { format!("{workers} worker(s)") };
+        let label =
+            if workers == 0 { "kernel alone".to_owned() } else { format!("{workers} worker(s)") };
         println!(
             "  {label:<14} {:>5.2} cycles/min  ({} of {} solved, {:.1} s)  {:.2}× the kernel alone",
             rate,
@@ -366,7 +407,9 @@ fn throughput(n: usize, configurations: &[usize]) {
 
 fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
-    let knob = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let knob = |name: &str, default: usize| {
+        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
     if !benching {
         upgrade_stalls(3);
         return;

@@ -180,14 +180,7 @@ async fn publish_jobs(
         }
         match jobs::lease(rt, &[SYNTHESIS], &holder, QUEUED_LEASE) {
             Ok(Some(lease)) => {
-                if let Err(e) = publish(&kernel, &js, &image, &lease).await {
-                    // The lease runs out and the job is published again.
-                    tracing::warn!(
-                        "job {}: cannot publish it ({}); it is retried when its lease ends",
-                        lease.job,
-                        e.0.message
-                    );
-                }
+                publish_until_taken(&kernel, &js, &image, &lease, &stop).await;
                 continue;
             }
             Ok(None) => {}
@@ -200,12 +193,75 @@ async fn publish_jobs(
     }
 }
 
-async fn publish(
-    kernel: &Kernel,
+/// Publishes one attempt until JetStream takes it: a cluster that lost a server answers
+/// nothing until it elects a new leader, and waiting out the whole queued lease for
+/// that would stall the job for minutes. Each retry renews the lease and carries the
+/// same deduplication id, so a publish that did land but whose answer was lost is not
+/// queued twice. It gives up when the attempt is no longer current (the job was
+/// cancelled or requeued meanwhile) or the dispatcher stops. A job that cannot be
+/// made into a message (a receiver too big to send, say) fails instead: no retry
+/// cures that.
+async fn publish_until_taken(
+    kernel: &Arc<Kernel>,
     js: &jetstream::Context,
     image: &str,
     lease: &jobs::Lease,
-) -> Result<(), Failure> {
+    stop: &AtomicBool,
+) {
+    let bytes = match job_message(kernel, image, lease) {
+        Ok(bytes) => bytes,
+        Err(Failure(e)) => {
+            let retry = matches!(e.kind.as_str(), "conflict" | "storage" | "io");
+            tracing::warn!(job = %lease.job, "cannot be sent to the workers: {}", e.message);
+            let reason = format!("cannot be sent to the workers: {}", e.message);
+            if let Err(e) =
+                jobs::fail_attempt(kernel.runtime(), &lease.job, lease.attempt, &reason, retry)
+            {
+                tracing::warn!(job = %lease.job, "cannot record that: {e}");
+            }
+            return;
+        }
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", format!("{image}-{}-a{}", lease.job, lease.attempt).as_str());
+    loop {
+        let sent = async {
+            js.publish_with_headers(wire::job_subject(image), headers.clone(), bytes.clone().into())
+                .await
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let failure = match sent.await {
+            Ok(_) => {
+                tracing::info!(job = %lease.job, attempt = lease.attempt, "published to the workers");
+                return;
+            }
+            Err(e) => e,
+        };
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        tracing::warn!(job = %lease.job, "NATS did not take it yet ({failure}); trying again");
+        tokio::time::sleep(PUBLISH_RETRY).await;
+        let renewing = kernel.clone();
+        let (id, attempt) = (lease.job.clone(), lease.attempt);
+        let renewed = tokio::task::spawn_blocking(move || {
+            jobs::renew_attempt(renewing.runtime(), &id, attempt, QUEUED_LEASE)
+        })
+        .await;
+        if !matches!(renewed, Ok(Ok(_))) {
+            tracing::info!(job = %lease.job, attempt = lease.attempt, "no longer current; not published");
+            return;
+        }
+    }
+}
+
+/// How long the dispatcher waits between tries to publish a job NATS did not take.
+const PUBLISH_RETRY: Duration = Duration::from_secs(1);
+
+/// The job's message: its request, its receiver's snapshot and the mind's settings.
+fn job_message(kernel: &Kernel, image: &str, lease: &jobs::Lease) -> Result<Vec<u8>, Failure> {
     let rt = kernel.runtime();
     let request = batos_kernel::jobs::synthesis_request(&lease.payload)?;
     let snapshot = wire::snapshot(rt, request.receiver)?;
@@ -249,18 +305,7 @@ async fn publish(
         snapshot,
         mind,
     };
-    let bytes = rmp_serde::to_vec_named(&message)
-        .map_err(|e| bad_input(format!("cannot encode the job: {e}")))?;
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", format!("{image}-{}-a{}", lease.job, lease.attempt).as_str());
-    let nats = |e: &dyn std::fmt::Display| bad_input(format!("NATS: {e}"));
-    js.publish_with_headers(wire::job_subject(image), headers, bytes.into())
-        .await
-        .map_err(|e| nats(&e))?
-        .await
-        .map_err(|e| nats(&e))?;
-    tracing::info!(job = %lease.job, attempt = lease.attempt, "published to the workers");
-    Ok(())
+    rmp_serde::to_vec_named(&message).map_err(|e| bad_input(format!("cannot encode the job: {e}")))
 }
 
 async fn take_results(

@@ -10,7 +10,8 @@
 //! worker (the same attempt, by JetStream's redelivery) or published again (the next
 //! attempt, when the lease runs out); either way the kernel installs it once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
@@ -69,6 +70,7 @@ async fn work(
     name: &str,
     done: &AtomicU64,
 ) -> Result<(), Failure> {
+    let scratch = Arc::new(Scratch::new()?);
     // The kernel makes the streams and the consumer; wait for them.
     let consumer: jetstream::consumer::PullConsumer = loop {
         let found = async {
@@ -130,8 +132,8 @@ async fn work(
                 })
             };
             let (image, id, attempt) = (job.image.clone(), job.job.clone(), job.attempt);
-            let worker = name.to_owned();
-            let outcome = tokio::task::spawn_blocking(move || prove(&job, &worker))
+            let (worker, scratch) = (name.to_owned(), scratch.clone());
+            let outcome = tokio::task::spawn_blocking(move || prove(&scratch, &job, &worker))
                 .await
                 .unwrap_or_else(|e| Outcome::Failed {
                     reason: format!("the worker panicked: {e}"),
@@ -180,9 +182,45 @@ async fn publish_result(
     Ok(())
 }
 
+/// The worker's scratch images, one per image it works for, kept for the worker's
+/// life: opened once, and the mind's weights adopted into each once, not per job. Each
+/// job's receiver is made afresh in it; what earlier jobs for the same image left (their
+/// methods, skills and cycles) stays, and is offered to later cycles as worked examples.
+/// Jobs of different images never share one.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+    images: Mutex<HashMap<String, Arc<Kernel>>>,
+}
+
+impl Scratch {
+    /// A fresh set in the system's temporary folder (removed when the worker ends).
+    pub fn new() -> Result<Scratch, Failure> {
+        let dir = tempfile::Builder::new()
+            .prefix("batos-worker-")
+            .tempdir()
+            .map_err(|e| bad_input(format!("no scratch folder for the worker: {e}")))?;
+        Ok(Scratch { dir, images: Mutex::new(HashMap::new()) })
+    }
+
+    /// The scratch image for jobs of `image`.
+    fn kernel(&self, image: &str) -> Result<Arc<Kernel>, Failure> {
+        let mut images = self.images.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(k) = images.get(image) {
+            return Ok(k.clone());
+        }
+        // The id came over the wire: it names a folder only if it is plain.
+        if image.is_empty() || !image.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(bad_input(format!("`{image}` is not an image id")));
+        }
+        let kernel = Arc::new(Kernel::open(&self.dir.path().join(image), ImageOptions::default())?);
+        images.insert(image.to_owned(), kernel.clone());
+        Ok(kernel)
+    }
+}
+
 /// Runs the job's cycle on a scratch image (see the module's doc).
-pub fn prove(job: &JobMessage, worker: &str) -> Outcome {
-    match prove_or_fail(job, worker) {
+pub fn prove(scratch: &Scratch, job: &JobMessage, worker: &str) -> Outcome {
+    match prove_or_fail(scratch, job, worker) {
         Ok(outcome) => outcome,
         Err(Failure(e)) => {
             // The work's own failures are final; the worker's (its disk, its mind's
@@ -194,11 +232,11 @@ pub fn prove(job: &JobMessage, worker: &str) -> Outcome {
     }
 }
 
-fn prove_or_fail(job: &JobMessage, worker: &str) -> Result<Outcome, Failure> {
-    let scratch = tempfile::tempdir().map_err(|e| bad_input(format!("no scratch folder: {e}")))?;
-    let kernel = Kernel::open(&scratch.path().join("image"), ImageOptions::default())?;
+fn prove_or_fail(scratch: &Scratch, job: &JobMessage, worker: &str) -> Result<Outcome, Failure> {
+    let kernel = scratch.kernel(&job.image)?;
     let rt = kernel.runtime();
     let oids = rebuild(&kernel, job)?;
+    // The skill recorded for the receiver is this job's (its oid is new).
     let receiver = oids[0];
     let at = |o: Oid| oids.get(o.0 as usize).copied();
     let request = batos::synthesis::Request {
