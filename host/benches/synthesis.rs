@@ -16,7 +16,10 @@
 //! through an OpenAI-compatible server (see `scripts/bench-server.sh`) instead of in
 //! process, and `BATOS_CRUCIBLE=1` to run the task set a second time with the Alchemical
 //! Crucible on (BRICK and ALFRED, on the same model, reviewing every candidate that
-//! passes), reported beside the run without it.
+//! passes), reported beside the run without it. `BATOS_BENCH_COMPANION=MODEL` likewise
+//! runs the task set a second time for every other model with MODEL as its companion
+//! (every second candidate written by it, see `Synthesizer::with_companion`); otherwise
+//! each model thinks alone, whatever else is pulled.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -125,6 +128,14 @@ fn summary(label: &str, runs: &[Run]) {
     );
 }
 
+/// The companion `BATOS_BENCH_COMPANION` names for `model`, if any.
+fn companion_for(model: &str) -> Option<String> {
+    std::env::var("BATOS_BENCH_COMPANION").ok().filter(|c| !c.is_empty() && c != model)
+}
+
+/// Set while the task set runs with the companion.
+static PAIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A fresh image thinking with `model` (in process, or through `server`).
 fn fresh(dir: &Path, model: &str, server: Option<&str>) -> (Arc<Runtime>, Arc<Sandbox>) {
     let sandbox = Arc::new(Sandbox::new(Limits::default()).expect("sandbox"));
@@ -135,7 +146,15 @@ fn fresh(dir: &Path, model: &str, server: Option<&str>) -> (Arc<Runtime>, Arc<Sa
             .expect("image"),
     );
     let pllm = rt.resolve("pLLM").expect("pLLM");
-    let mut slots = vec![("model", Value::Text(model.to_owned()))];
+    // Each model alone unless the companion knob pairs it (the image would otherwise
+    // take any other pulled model as its companion).
+    let companion = companion_for(model)
+        .filter(|_| PAIRED.load(std::sync::atomic::Ordering::SeqCst))
+        .unwrap_or_else(|| "none".to_owned());
+    let mut slots = vec![
+        ("model", Value::Text(model.to_owned())),
+        (batos::mind::COMPANION_SLOT, Value::Text(companion)),
+    ];
     if let Some(url) = server {
         slots.push(("backend", Value::Text("openai".into())));
         slots.push(("baseUrl", Value::Text(url.to_owned())));
@@ -201,8 +220,10 @@ fn synthesize(
             })
             .unwrap_or(0)
     };
+    let companion = minds().companion_of(rt).expect("companion").map(|(_, mind)| mind);
     let synthesizer = Synthesizer::new(rt.clone(), sandbox.clone(), mind, workspace, options)
-        .expect("synthesizer");
+        .expect("synthesizer")
+        .with_companion(companion);
     let started = Instant::now();
     let first = synthesizer.send(request, &|_| {});
     let seconds = started.elapsed().as_secs_f64();
@@ -389,15 +410,32 @@ fn main() {
         } else {
             vec![]
         };
+        let paired = match companion_for(model) {
+            Some(companion) if std::env::var("BATOS_TASKS").as_deref() != Ok("none") => {
+                batos::model::pull::pull(
+                    &companion,
+                    &batos::model::pull::models_dir(),
+                    &mut batos::model::pull::Quiet,
+                )
+                .expect("the companion model pulls");
+                println!("  the task set with {companion} writing every second candidate");
+                PAIRED.store(true, std::sync::atomic::Ordering::SeqCst);
+                let runs = task_set(root, model, server.as_deref(), workspace.path());
+                PAIRED.store(false, std::sync::atomic::Ordering::SeqCst);
+                runs
+            }
+            _ => vec![],
+        };
         println!("  MBPP (batos, then the anchor: the raw model once, greedy, native)");
         let (ours, anchors) = mbpp(model, server.as_deref(), workspace.path());
-        results.push((model.clone(), own, crucible, ours, anchors));
+        results.push((model.clone(), own, crucible, paired, ours, anchors));
     }
     println!("\nsummary ({threads} cores)");
-    for (model, own, crucible, ours, anchors) in &results {
+    for (model, own, crucible, paired, ours, anchors) in &results {
         println!("{model}");
         summary("task set, batos", own);
         summary("task set, batos with the crucible", crucible);
+        summary("task set, batos with the companion", paired);
         summary("MBPP, batos", ours);
         summary("MBPP, anchor (raw model, 1 shot)", anchors);
         if !ours.is_empty() {

@@ -360,11 +360,12 @@ fn send(
     Ok(sent?)
 }
 
-/// The synthesizer of a person's request on this kernel: the image's mind, the
-/// crucible if the personas review, the memory's embedder for retrieval.
+/// The synthesizer of a person's request on this kernel: the image's mind and its
+/// companion if it has one, the crucible if the personas review, the memory's embedder for retrieval.
 fn synthesizer(kernel: &Kernel, cancel: &Arc<AtomicBool>) -> Result<Synthesizer, Failure> {
     let rt = &kernel.runtime;
     let mind = crate::minds().mind_of(rt)?;
+    let companion = crate::minds().companion_of(rt)?.map(|(_, mind)| mind);
     let options = Options {
         crucible: batos::composite::crucible::PersonaCritic::if_enabled(rt, crate::minds())?,
         ..Options::default()
@@ -376,6 +377,7 @@ fn synthesizer(kernel: &Kernel, cancel: &Arc<AtomicBool>) -> Result<Synthesizer,
         &crate::workspace_dir(),
         options,
     )?
+    .with_companion(companion)
     .cancelled_by(cancel.clone())
     .retrieving_with(std::sync::Arc::new(|| crate::memory().embedder().map_err(|e| e.to_string()))))
 }

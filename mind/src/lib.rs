@@ -19,7 +19,7 @@ pub mod session;
 
 pub use chat::{Completion, Constraint, Finish, Message, Mind, MindError, Prefix, Role, Sampling};
 pub use embed::Embedder;
-pub use object::{Backend, Minds, INFER};
+pub use object::{Backend, Minds, COMPANION_SLOT, INFER};
 pub use openai::OpenAiMind;
 
 use batos_image as image;

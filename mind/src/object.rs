@@ -30,7 +30,24 @@ pub trait Backend: Send + Sync {
         pllm: Oid,
         model: &str,
     ) -> Result<(String, Arc<dyn Mind>)>;
+
+    /// The model a second mind for synthesis candidates would run when `pllm` does not
+    /// name one (its `companionModel` slot absent): for a local backend, another model
+    /// already on this machine. `None` (the default) when there is none to offer.
+    fn companion(
+        &self,
+        cx: &mut Context<'_, '_>,
+        pllm: Oid,
+        model: &str,
+    ) -> Result<Option<String>> {
+        let _ = (cx, pllm, model);
+        Ok(None)
+    }
 }
+
+/// The slot of `pLLM` that names the companion model (see [`Minds::companion_of`]);
+/// `"none"` turns the companion off.
+pub const COMPANION_SLOT: &str = "companionModel";
 
 /// The minds of one process: the backends by name, the slots `pLLM` is awakened with,
 /// and every mind loaded so far. Cheap to clone (shared).
@@ -153,15 +170,51 @@ impl Minds {
         self.mind_for(rt, pllm)
     }
 
-    /// The mind the object `thinker` names by its `backend` and `model` slots, found by
-    /// lookup — so a clone of `pLLM` (a persona) that sets neither thinks with `pLLM`'s
-    /// mind, and one that sets `model` has its own. Loaded on first use, outside any
-    /// transaction.
-    pub fn mind_for(&self, rt: &crate::runtime::Runtime, thinker: Oid) -> Result<Arc<dyn Mind>> {
-        Ok(rt.transact("a thinker chooses its mind", |cx| self.chosen(cx, thinker))?.value.1)
+    /// The companion mind of synthesis: a second model whose candidates alternate with
+    /// the first's, so a round does not hold one model's single idea (small models
+    /// repeat themselves; a different model fails differently). `pLLM`'s
+    /// `companionModel` slot names it; `"none"` (or an empty text) turns it off; absent,
+    /// the backend offers one ([`Backend::companion`]: for `onnx`, the other catalogued
+    /// model when it is pulled). The companion runs on the same backend, device and
+    /// server as the mind itself. Answers `None` when there is no companion, and the
+    /// model's name beside its mind otherwise.
+    pub fn companion_of(
+        &self,
+        rt: &crate::runtime::Runtime,
+    ) -> Result<Option<(String, Arc<dyn Mind>)>> {
+        let pllm = rt.resolve(PRIMORDIAL_PLLM)?;
+        Ok(rt.transact("a thinker chooses its companion", |cx| self.companion(cx, pllm))?.value)
     }
 
-    fn chosen(&self, cx: &mut Context<'_, '_>, pllm: Oid) -> Result<(String, Arc<dyn Mind>)> {
+    fn companion(
+        &self,
+        cx: &mut Context<'_, '_>,
+        pllm: Oid,
+    ) -> Result<Option<(String, Arc<dyn Mind>)>> {
+        let (backend_name, backend) = self.backend_of(cx, pllm)?;
+        let model =
+            text_slot(cx, pllm, "model")?.or_else(|| self.awakened("model")).unwrap_or_default();
+        let named = match text_slot(cx, pllm, COMPANION_SLOT)? {
+            Some(name) if name.is_empty() || name == "none" => return Ok(None),
+            Some(name) => name,
+            None => match backend.companion(cx, pllm, &model)? {
+                Some(name) => name,
+                None => return Ok(None),
+            },
+        };
+        if named == model {
+            return Ok(None);
+        }
+        let (_, mind) = backend.mind(self, cx, pllm, &named).map_err(|e| {
+            Error::BadInput(format!(
+                "pLLM's companion model `{named}` (backend `{backend_name}`) cannot think: {e}; \
+                 set `{COMPANION_SLOT}` to another model, or to \"none\""
+            ))
+        })?;
+        Ok(Some((named, mind)))
+    }
+
+    fn backend_of(&self, cx: &Context<'_, '_>, pllm: Oid) -> Result<(String, Arc<dyn Backend>)> {
         // A slot removed from pLLM falls back to what it was awakened with.
         let backend = text_slot(cx, pllm, "backend")?
             .or_else(|| self.awakened("backend"))
@@ -171,10 +224,8 @@ impl Minds {
                         .into(),
                 )
             })?;
-        let model =
-            text_slot(cx, pllm, "model")?.or_else(|| self.awakened("model")).unwrap_or_default();
         match self.0.backends.get(&backend) {
-            Some(b) => b.mind(self, cx, pllm, &model),
+            Some(b) => Ok((backend, b.clone())),
             None => {
                 let known: Vec<&str> = self.0.backends.keys().map(String::as_str).collect();
                 Err(Error::BadInput(format!(
@@ -183,6 +234,21 @@ impl Minds {
                 )))
             }
         }
+    }
+
+    /// The mind the object `thinker` names by its `backend` and `model` slots, found by
+    /// lookup — so a clone of `pLLM` (a persona) that sets neither thinks with `pLLM`'s
+    /// mind, and one that sets `model` has its own. Loaded on first use, outside any
+    /// transaction.
+    pub fn mind_for(&self, rt: &crate::runtime::Runtime, thinker: Oid) -> Result<Arc<dyn Mind>> {
+        Ok(rt.transact("a thinker chooses its mind", |cx| self.chosen(cx, thinker))?.value.1)
+    }
+
+    fn chosen(&self, cx: &mut Context<'_, '_>, pllm: Oid) -> Result<(String, Arc<dyn Mind>)> {
+        let (_, backend) = self.backend_of(cx, pllm)?;
+        let model =
+            text_slot(cx, pllm, "model")?.or_else(|| self.awakened("model")).unwrap_or_default();
+        backend.mind(self, cx, pllm, &model)
     }
 }
 

@@ -36,6 +36,30 @@ pub fn attach(minds: Minds) -> Minds {
 }
 
 impl Backend for OnnxBackend {
+    /// The first other catalogued model this machine can run without a download: held
+    /// by the image (`weights`) or pulled into the models folder.
+    fn companion(
+        &self,
+        cx: &mut Context<'_, '_>,
+        pllm: Oid,
+        model: &str,
+    ) -> Result<Option<String>> {
+        let weights = match cx.lookup(pllm, "weights")? {
+            Some((_, Value::Map(map))) => map,
+            _ => BTreeMap::new(),
+        };
+        let held = |name: &str| match weights.get(name) {
+            Some(Value::Blob(blob)) => cx.image().blobs().contains(&blob.hash),
+            _ => false,
+        };
+        Ok(pull::CATALOGUE
+            .iter()
+            .map(|entry| entry.name)
+            .filter(|name| *name != model)
+            .find(|name| held(name) || models_dir().join(format!("{name}.gguf")).is_file())
+            .map(str::to_owned))
+    }
+
     fn mind(
         &self,
         minds: &Minds,

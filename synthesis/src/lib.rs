@@ -82,6 +82,9 @@ pub struct Synthesizer {
     rt: Arc<Runtime>,
     sandbox: Arc<Sandbox>,
     mind: Arc<dyn Mind>,
+    /// A second model whose candidates alternate with the mind's (see
+    /// [`Synthesizer::with_companion`]).
+    companion: Option<Arc<dyn Mind>>,
     workspace: Workspace,
     journal: Journal,
     options: Options,
@@ -119,6 +122,7 @@ impl Synthesizer {
             rt,
             sandbox,
             mind,
+            companion: None,
             workspace,
             journal,
             options,
@@ -134,6 +138,24 @@ impl Synthesizer {
     pub fn cancelled_by(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Synthesizer {
         self.cancel = Some(flag);
         self
+    }
+
+    /// Asks every second candidate of a round (the 2nd, the 4th…) from `companion`
+    /// instead of the mind: a different model fails differently, so a round is less
+    /// likely to hold one wrong idea three times, and execution chooses among them as
+    /// among any candidates. Everything else (proposed cases, repairs' prompts, the
+    /// crucible) stays with the mind. Each candidate's record names its model.
+    pub fn with_companion(mut self, companion: Option<Arc<dyn Mind>>) -> Synthesizer {
+        self.companion = companion;
+        self
+    }
+
+    /// The mind that writes candidate `index` of a round (from 0).
+    fn candidate_mind(&self, index: usize) -> &Arc<dyn Mind> {
+        match &self.companion {
+            Some(companion) if index % 2 == 1 => companion,
+            _ => &self.mind,
+        }
     }
 
     /// Ranks the skill library by meaning as well as by words (see
@@ -382,14 +404,23 @@ impl Synthesizer {
                     Some(f) => prompt::repair(&first, &f.code, &f.detail),
                     None => first,
                 };
-                let variant = Variant::of(round, index, self.options.max_tokens);
-                let answer =
-                    self.ask_watched(run, round, index + 1, &messages, &variant.sampling)?;
+                // Each model's first answer of the first round is its greedy one.
+                let greedy = round == 1 && index < 1 + usize::from(self.companion.is_some());
+                let variant = Variant::of(round, index, greedy, self.options.max_tokens);
+                let writer = self.candidate_mind(index);
+                let answer = self.ask_watched(
+                    run,
+                    writer.as_ref(),
+                    (round, index + 1),
+                    &messages,
+                    &variant.sampling,
+                )?;
                 let tried = Tried {
                     round,
                     index,
                     temperature: variant.sampling.temperature,
                     worked: worked.first().map(|s| s.selector.clone()),
+                    model: writer.describe(),
                 };
                 let extracted = match request.language {
                     Language::Rust => candidate::extract_function(&answer, &signature.name),
@@ -518,8 +549,11 @@ impl Synthesizer {
                 return Err(Error::NeedsExample { selector: request.selector.clone(), detail });
             };
             let chosen = &pool[index];
-            let installer =
-                Installer { rt: &self.rt, sandbox: &self.sandbox, model: self.mind.describe() };
+            let installer = Installer {
+                rt: &self.rt,
+                sandbox: &self.sandbox,
+                model: chosen.tried.model.clone(),
+            };
             let signature = chosen.passed.signature.adapted(&chosen.code);
             let proven = Proven {
                 signature: &signature,
@@ -532,7 +566,7 @@ impl Synthesizer {
                 clusters: choice,
             };
             installer.install(run, &proven)?;
-            self.journal.append(json!({ "cycle": id, "state": "COMPLETE", "rounds": round, "candidates": pool.len(), "agreeing": agreeing, "duration_ms": started.elapsed().as_millis() as u64, "model": self.mind.describe() }));
+            self.journal.append(json!({ "cycle": id, "state": "COMPLETE", "rounds": round, "candidates": pool.len(), "agreeing": agreeing, "duration_ms": started.elapsed().as_millis() as u64, "model": chosen.tried.model }));
             (run.observe)(&Event::State {
                 cycle: id.to_owned(),
                 state: State::Complete,
@@ -713,7 +747,7 @@ impl Synthesizer {
         what: &str,
         sampling: &Sampling,
     ) -> Result<String> {
-        self.ask_streaming(id, messages, what, sampling, &mut |_| {})
+        self.ask_streaming(self.mind.as_ref(), id, messages, what, sampling, &mut |_| {})
     }
 
     /// [`Self::ask`] for a candidate's code, its text shown as [`Event::Text`] while it
@@ -722,8 +756,8 @@ impl Synthesizer {
     fn ask_watched(
         &self,
         run: &Running<'_>,
-        round: usize,
-        candidate: usize,
+        mind: &dyn Mind,
+        (round, candidate): (usize, usize),
         messages: &[Message],
         sampling: &Sampling,
     ) -> Result<String> {
@@ -733,13 +767,14 @@ impl Synthesizer {
         let tell = |text: String| {
             (run.observe)(&Event::Text { cycle: run.id.to_owned(), round, candidate, text })
         };
-        let answer = self.ask_streaming(run.id, messages, "code", sampling, &mut |piece| {
-            pending.push_str(piece);
-            if told.elapsed() >= GATHER {
-                tell(std::mem::take(&mut pending));
-                told = Instant::now();
-            }
-        })?;
+        let answer =
+            self.ask_streaming(mind, run.id, messages, "code", sampling, &mut |piece| {
+                pending.push_str(piece);
+                if told.elapsed() >= GATHER {
+                    tell(std::mem::take(&mut pending));
+                    told = Instant::now();
+                }
+            })?;
         if !pending.is_empty() {
             tell(pending);
         }
@@ -748,6 +783,7 @@ impl Synthesizer {
 
     fn ask_streaming(
         &self,
+        mind: &dyn Mind,
         id: &str,
         messages: &[Message],
         what: &str,
@@ -756,12 +792,11 @@ impl Synthesizer {
     ) -> Result<String> {
         self.check_cancel(id)?;
         let t = Instant::now();
-        let completion = self
-            .mind
+        let completion = mind
             .complete(messages, sampling, on_text)
             .map_err(|e| Error::MindUnavailable(e.to_string()))?;
         self.journal.append(json!({
-            "cycle": id, "event": "mind", "asked_for": what, "model": self.mind.describe(), "duration_ms": t.elapsed().as_millis() as u64,
+            "cycle": id, "event": "mind", "asked_for": what, "model": mind.describe(), "duration_ms": t.elapsed().as_millis() as u64,
             "temperature": sampling.temperature, "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
         }));
         Ok(completion.text)
@@ -781,6 +816,7 @@ impl Synthesizer {
             ("candidate".to_owned(), Value::Int(tried.index as i64 + 1)),
             ("temperature".to_owned(), Value::Float(f64::from(tried.temperature))),
             ("workedExample".to_owned(), tried.worked.clone().map_or(Value::Nil, Value::Text)),
+            ("model".to_owned(), Value::Text(tried.model.clone())),
             ("code".to_owned(), Value::Text(code.to_owned())),
             ("outcome".to_owned(), Value::Text(outcome.as_str().to_owned())),
             ("detail".to_owned(), Value::Text(truncate(detail, 4000))),
@@ -798,17 +834,17 @@ impl Synthesizer {
     }
 }
 
-/// How one candidate of a round is asked for: the first of the first round greedily,
-/// the others sampled warmer and each with its own seed, so a small model's candidates
-/// differ rather than repeat one idea.
+/// How one candidate of a round is asked for: greedily when `greedy` (each model's
+/// first), the others sampled warmer and each with its own seed, so a small model's
+/// candidates differ rather than repeat one idea.
 struct Variant {
     sampling: Sampling,
 }
 
 impl Variant {
-    fn of(round: usize, index: usize, max_tokens: usize) -> Variant {
+    fn of(round: usize, index: usize, greedy: bool, max_tokens: usize) -> Variant {
         let mut sampling = Sampling { max_tokens, ..Sampling::default() };
-        if round > 1 || index > 0 {
+        if !greedy {
             sampling.temperature = [0.7, 0.9, 1.0][(round + index) % 3];
             sampling.top_p = 0.95;
             sampling.seed = (round * 64 + index) as u64;
@@ -823,6 +859,8 @@ struct Tried {
     index: usize,
     temperature: f32,
     worked: Option<String>,
+    /// The model that wrote it.
+    model: String,
 }
 
 impl Tried {

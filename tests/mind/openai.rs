@@ -238,3 +238,38 @@ fn a_method_that_catches_its_sends_errors_still_gets_the_minds_answer() {
         "one transaction for the send"
     );
 }
+
+#[test]
+fn the_companion_model_is_what_pllm_names_and_none_turns_it_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let minds = batos_mind::Minds::new();
+    let rt = minds
+        .attach(batos_runtime::Runtime::builder())
+        .open(dir.path().join("image"))
+        .expect("opens");
+    let pllm = rt.resolve("pLLM").expect("pLLM");
+    rt.set_slot(pllm, "backend", "openai".into()).expect("set");
+    rt.set_slot(pllm, "model", "first-model".into()).expect("set");
+    rt.set_slot(pllm, "baseUrl", "http://127.0.0.1:9/v1".into()).expect("set");
+    let companion = |rt: &batos_runtime::Runtime| {
+        minds.companion_of(rt).expect("answers").map(|(name, mind)| (name, mind.describe()))
+    };
+    // A server backend offers no companion of its own.
+    assert_eq!(companion(&rt), None);
+    for (named, expected) in [
+        ("second-model", Some("second-model")),
+        ("none", None),
+        ("", None),
+        ("first-model", None), // the mind itself is no companion
+    ] {
+        rt.set_slot(pllm, batos_mind::COMPANION_SLOT, named.into()).expect("set");
+        let found = companion(&rt);
+        assert_eq!(found.as_ref().map(|(name, _)| name.as_str()), expected, "{named}");
+        if let Some((name, described)) = found {
+            assert!(described.contains(&name), "the companion thinks with {name}: {described}");
+        }
+    }
+    rt.set_slot(pllm, batos_mind::COMPANION_SLOT, batos_runtime::Value::Int(2)).expect("set");
+    let refused = minds.companion_of(&rt).map(|_| ()).expect_err("a number names no model");
+    assert!(refused.to_string().contains("companionModel"), "{refused}");
+}

@@ -192,4 +192,15 @@ fn every_catalogued_model_pulls_imports_and_samples_under_a_constraint() {
         let primes: Vec<u64> = serde_json::from_str(&answer.text).expect("a JSON list");
         assert_eq!(primes.len(), 3, "{}: {}", entry.name, answer.text);
     }
+    // With both pulled, an image on the default model has the other as its companion.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let minds = batos_model::attach(batos_mind::Minds::new());
+    let rt = minds
+        .attach(batos_runtime::Runtime::builder())
+        .open(dir.path().join("image"))
+        .expect("opens");
+    let (name, companion) =
+        minds.companion_of(&rt).expect("the companion loads").expect("a companion is offered");
+    assert_eq!(name, pull::CATALOGUE[1].name);
+    assert!(companion.describe().contains(pull::CATALOGUE[1].name), "{}", companion.describe());
 }

@@ -16,6 +16,8 @@ pub struct ScriptedTestMind {
     pub prompts: Mutex<Vec<(Vec<Message>, Sampling)>>,
     /// When set, the next answer waits for the test's signal.
     pub gate: Mutex<Option<mpsc::Receiver<()>>>,
+    /// What it says it is, when a test tells two apart.
+    name: Option<String>,
 }
 
 impl ScriptedTestMind {
@@ -23,6 +25,15 @@ impl ScriptedTestMind {
     pub fn new(answers: &[&str]) -> Arc<ScriptedTestMind> {
         Arc::new(ScriptedTestMind {
             answers: Mutex::new(answers.iter().map(|a| (*a).to_owned()).collect()),
+            ..ScriptedTestMind::default()
+        })
+    }
+
+    /// [`ScriptedTestMind::new`] that describes itself as `name`.
+    pub fn named(name: &str, answers: &[&str]) -> Arc<ScriptedTestMind> {
+        Arc::new(ScriptedTestMind {
+            answers: Mutex::new(answers.iter().map(|a| (*a).to_owned()).collect()),
+            name: Some(name.to_owned()),
             ..ScriptedTestMind::default()
         })
     }
@@ -61,7 +72,7 @@ impl ScriptedTestMind {
 
 impl Mind for ScriptedTestMind {
     fn describe(&self) -> String {
-        "scripted test double".into()
+        self.name.clone().unwrap_or_else(|| "scripted test double".into())
     }
     fn complete(
         &self,

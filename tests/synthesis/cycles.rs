@@ -750,3 +750,52 @@ fn the_crucible_sends_a_passing_candidate_back_with_its_reasons() {
     assert_eq!(reviewed[0].1.first().cloned(), Some(("21".to_owned(), "26".to_owned())));
     assert!(skills::all(&w.rt).expect("skills").iter().any(|s| s.source.contains("a * 2")));
 }
+
+#[test]
+fn a_companion_writes_every_second_candidate_and_its_right_answer_is_installed() {
+    let w = world();
+    // The mind repeats one wrong idea; its companion, a different model, does not.
+    let wrong = code("fn double(a: i64) -> i64 {\n    a * 3\n}");
+    let mind = ScriptedTestMind::named("first model", &[&wrong, &wrong]);
+    let companion =
+        ScriptedTestMind::named("companion model", &[&code("fn double(a: i64) -> i64 { a + a }")]);
+    let options = Options { candidates: 3, max_rounds: 1, ..Options::default() };
+    let answer = w
+        .synthesizer_with(mind.clone(), options)
+        .with_companion(Some(companion.clone()))
+        .send(&double_request(&w), &quiet)
+        .expect("the companion's candidate passes");
+    assert_eq!(answer, Value::Int(42));
+    assert_eq!((mind.calls(), companion.calls()), (2, 1), "candidates 1 and 3, then 2");
+    let greedy = |m: &ScriptedTestMind| m.prompts.lock().expect("prompts")[0].1.temperature;
+    assert_eq!(
+        (greedy(&mind), greedy(&companion)),
+        (0.0, 0.0),
+        "each model's first answer is its greedy one"
+    );
+    let Some(Value::List(attempts)) = w.cycle_slots("c1").get("attempts").cloned() else {
+        panic!("no attempts recorded");
+    };
+    let written: Vec<(String, String)> = attempts
+        .iter()
+        .filter_map(|a| match a {
+            Value::Map(m) => match (m.get("model"), m.get("outcome")) {
+                (Some(Value::Text(model)), Some(Value::Text(outcome))) => {
+                    Some((model.clone(), outcome.clone()))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        written,
+        [
+            ("first model".to_owned(), "failed_example".to_owned()),
+            ("companion model".to_owned(), "passed".to_owned()),
+            ("first model".to_owned(), "failed_example".to_owned()),
+        ]
+    );
+    let installed = w.rt.object(w.genesis).expect("genesis").slots;
+    assert!(installed.contains_key("double:"), "{installed:?}");
+}
