@@ -52,16 +52,7 @@ pub fn synthesis_request(payload: &Value) -> Result<batos::synthesis::Request, F
         Some(Value::Text(t)) => Some(t.clone()),
         _ => None,
     };
-    let texts = |k: &str| match m.get(k) {
-        Some(Value::List(items)) => items
-            .iter()
-            .filter_map(|v| match v {
-                Value::Text(t) => Some(t.clone()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let texts = |k: &str| payload_texts(payload, k);
     let Some(Value::Object(receiver)) = m.get("receiver") else {
         return Err(bad_input("a synthesis job's payload names no receiver"));
     };
@@ -87,6 +78,24 @@ pub fn synthesis_request(payload: &Value) -> Result<batos::synthesis::Request, F
         },
         grants: texts("grants"),
     })
+}
+
+/// The texts of the list `key` of a job's payload (a synthesis job's `examples` as the
+/// caller wrote them, its `grants`); none when absent.
+pub fn payload_texts(payload: &Value, key: &str) -> Vec<String> {
+    match payload {
+        Value::Map(m) => match m.get(key) {
+            Some(Value::List(items)) => items
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Text(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
 }
 
 /// What a request to enqueue asks.

@@ -283,19 +283,7 @@ fn job_message(kernel: &Kernel, image: &str, lease: &jobs::Lease) -> Result<Vec<
         selector: request.selector.clone(),
         args: request.args.iter().map(|a| wire::remap(a, &index).unwrap_or(Value::Nil)).collect(),
         brief: request.brief.clone(),
-        examples: match &lease.payload {
-            Value::Map(m) => match m.get("examples") {
-                Some(Value::List(l)) => l
-                    .iter()
-                    .filter_map(|v| match v {
-                        Value::Text(t) => Some(t.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        },
+        examples: batos_kernel::jobs::payload_texts(&lease.payload, "examples"),
         stateful: request.stateful,
         grants: request.grants.clone(),
         language: match request.language {
@@ -341,15 +329,10 @@ async fn take_results(
         }
     };
     while !stop.load(Ordering::SeqCst) {
-        let batch =
-            consumer.batch().max_messages(16).expires(Duration::from_millis(500)).messages().await;
-        let mut batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!("NATS: cannot fetch results ({e})");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        let Some(mut batch) =
+            crate::next_batch(&consumer, 16, Duration::from_millis(500), "results").await
+        else {
+            continue;
         };
         while let Some(message) = batch.next().await {
             let Ok(message) = message else { continue };

@@ -65,3 +65,22 @@ pub async fn stop_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
 }
+
+/// The next batch of up to `most` messages from `consumer`, waiting at most `wait` for
+/// them; on a failure (a server lost, a leader being elected) it says so and answers
+/// `None` after a short pause, for the caller's loop to try again.
+pub(crate) async fn next_batch(
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+    most: usize,
+    wait: std::time::Duration,
+    what: &str,
+) -> Option<async_nats::jetstream::consumer::pull::Batch> {
+    match consumer.batch().max_messages(most).expires(wait).messages().await {
+        Ok(batch) => Some(batch),
+        Err(e) => {
+            tracing::warn!("NATS: cannot fetch {what} ({e}); trying again");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            None
+        }
+    }
+}

@@ -90,15 +90,9 @@ async fn work(
         }
     };
     loop {
-        let batch =
-            consumer.batch().max_messages(1).expires(Duration::from_secs(5)).messages().await;
-        let mut batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!("NATS: cannot pull ({e}); trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        let Some(mut batch) = crate::next_batch(&consumer, 1, Duration::from_secs(5), "jobs").await
+        else {
+            continue;
         };
         while let Some(message) = batch.next().await {
             let Ok(message) = message else { continue };

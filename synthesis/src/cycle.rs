@@ -98,15 +98,7 @@ pub fn adopt(
     slots: &std::collections::BTreeMap<String, Value>,
     worker: &str,
 ) -> Result<String> {
-    let reg = registry(tx)?;
-    let n = match tx.slot(reg, "next")? {
-        Some(Value::Int(n)) => n,
-        _ => 1,
-    };
-    tx.set_slot(reg, "next", &Value::Int(n + 1))?;
-    let id = format!("c{n}");
-    let parents: Vec<Oid> = tx.root(crate::runtime::PRIMORDIAL_TRAITS)?.into_iter().collect();
-    let cycle = tx.create_object(&parents)?;
+    let (reg, id, cycle) = new_cycle(tx)?;
     for (name, value) in slots {
         let mut foreign = false;
         value.visit_refs(&mut |r| foreign |= matches!(r, crate::image::Ref::Object(_)));
@@ -121,6 +113,20 @@ pub fn adopt(
     tx.set_slot(cycle, "worker", &Value::Text(worker.to_owned()))?;
     tx.set_slot(reg, &id, &Value::Object(cycle))?;
     Ok(id)
+}
+
+/// A new, empty cycle object under the next id (`c1`, `c2`…): the registry, the id and
+/// the object.
+fn new_cycle(tx: &mut Tx<'_>) -> Result<(Oid, String, Oid)> {
+    let reg = registry(tx)?;
+    let n = match tx.slot(reg, "next")? {
+        Some(Value::Int(n)) => n,
+        _ => 1,
+    };
+    tx.set_slot(reg, "next", &Value::Int(n + 1))?;
+    let parents: Vec<Oid> = tx.root(crate::runtime::PRIMORDIAL_TRAITS)?.into_iter().collect();
+    let cycle = tx.create_object(&parents)?;
+    Ok((reg, format!("c{n}"), cycle))
 }
 
 /// Sets a cycle's state (and `updatedMs`) in `tx`, keeping the `unfinished` list true.
@@ -148,15 +154,7 @@ pub fn create(
 ) -> Result<(String, Oid)> {
     let committed = rt.transact(&format!("cycle for {receiver} {selector}"), |cx| {
         let tx = cx.tx_mut("record synthesis")?;
-        let reg = registry(tx)?;
-        let n = match tx.slot(reg, "next")? {
-            Some(Value::Int(n)) => n,
-            _ => 1,
-        };
-        tx.set_slot(reg, "next", &Value::Int(n + 1))?;
-        let id = format!("c{n}");
-        let parents: Vec<Oid> = tx.root(crate::runtime::PRIMORDIAL_TRAITS)?.into_iter().collect();
-        let cycle = tx.create_object(&parents)?;
+        let (reg, id, cycle) = new_cycle(tx)?;
         let slots = [
             ("id", Value::Text(id.clone())),
             ("state", Value::Text(State::Idle.as_str().into())),

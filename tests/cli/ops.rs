@@ -300,16 +300,7 @@ fn worker(url: &str, name: &str, dir: &Path) -> Child {
 
 /// Queues `n` doubling jobs under different selectors; answers their ids.
 fn queue_doublings(image: &Path, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            let selector = format!("double{i}:");
-            let queued = ok(
-                image,
-                &["send", "genesis", &selector, "21", "--example", "3 => 6", "--wat", "--job"],
-            );
-            queued["job"].as_str().expect("an id").to_owned()
-        })
-        .collect()
+    queue_doublings_from(image, 0, n)
 }
 
 /// Every job completed with 42, each by exactly one committed transaction, its method
