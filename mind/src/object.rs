@@ -192,8 +192,7 @@ impl Minds {
         pllm: Oid,
     ) -> Result<Option<(String, Arc<dyn Mind>)>> {
         let (backend_name, backend) = self.backend_of(cx, pllm)?;
-        let model =
-            text_slot(cx, pllm, "model")?.or_else(|| self.awakened("model")).unwrap_or_default();
+        let model = self.model_of(cx, pllm)?;
         let named = match text_slot(cx, pllm, COMPANION_SLOT)? {
             Some(name) if name.is_empty() || name == "none" => return Ok(None),
             Some(name) => name,
@@ -212,6 +211,11 @@ impl Minds {
             ))
         })?;
         Ok(Some((named, mind)))
+    }
+
+    /// The model `pllm` names (or was awakened with).
+    fn model_of(&self, cx: &Context<'_, '_>, pllm: Oid) -> Result<String> {
+        Ok(text_slot(cx, pllm, "model")?.or_else(|| self.awakened("model")).unwrap_or_default())
     }
 
     fn backend_of(&self, cx: &Context<'_, '_>, pllm: Oid) -> Result<(String, Arc<dyn Backend>)> {
@@ -246,8 +250,7 @@ impl Minds {
 
     fn chosen(&self, cx: &mut Context<'_, '_>, pllm: Oid) -> Result<(String, Arc<dyn Mind>)> {
         let (_, backend) = self.backend_of(cx, pllm)?;
-        let model =
-            text_slot(cx, pllm, "model")?.or_else(|| self.awakened("model")).unwrap_or_default();
+        let model = self.model_of(cx, pllm)?;
         backend.mind(self, cx, pllm, &model)
     }
 }
