@@ -153,6 +153,9 @@ pub struct Completion {
     pub text: String,
     /// Tokens in the prompt, when the backend reports them.
     pub prompt_tokens: Option<usize>,
+    /// Of the prompt's tokens, those whose computation was reused from an earlier
+    /// request (a kept prompt cache), when the backend reports them.
+    pub cached_tokens: Option<usize>,
     /// Tokens generated, when the backend reports them.
     pub completion_tokens: Option<usize>,
     /// Why it stopped.

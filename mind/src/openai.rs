@@ -96,7 +96,7 @@ fn read_stream(
     let malformed = |detail: String| MindError::Malformed { endpoint: endpoint.to_owned(), detail };
     let mut text = String::new();
     let mut finish = Finish::Stop;
-    let mut usage = (None, None);
+    let mut usage = (None, None, None);
     let mut saw_done = false;
     for line in BufReader::new(reader).lines() {
         let line = line.map_err(|e| MindError::Unreachable {
@@ -125,13 +125,24 @@ fn read_stream(
         if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
             let count =
                 |k: &str| u.get(k).and_then(Json::as_u64).and_then(|n| usize::try_from(n).ok());
-            usage = (count("prompt_tokens"), count("completion_tokens"));
+            // OpenAI and llama.cpp's server report a reused prompt prefix here.
+            let cached = u
+                .pointer("/prompt_tokens_details/cached_tokens")
+                .and_then(Json::as_u64)
+                .and_then(|n| usize::try_from(n).ok());
+            usage = (count("prompt_tokens"), count("completion_tokens"), cached);
         }
     }
     if !saw_done && text.is_empty() {
         return Err(malformed("the stream ended without any completion".into()));
     }
-    Ok(Completion { text, prompt_tokens: usage.0, completion_tokens: usage.1, finish })
+    Ok(Completion {
+        text,
+        prompt_tokens: usage.0,
+        completion_tokens: usage.1,
+        cached_tokens: usage.2,
+        finish,
+    })
 }
 
 impl Mind for OpenAiMind {
@@ -183,7 +194,7 @@ mod tests {
             "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n",
             "data: {\"choices\":[{\"delta\":{\"content\":\"fn main\"}}]}\n\n",
             ": a comment line\n",
-            "data: {\"choices\":[{\"delta\":{\"content\":\"() {}\"},\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"() {}\"},\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":5}}}\n\n",
             "data: [DONE]\n\n",
         );
         let mut pieces = Vec::new();
@@ -192,8 +203,8 @@ mod tests {
         assert_eq!(c.text, "fn main() {}");
         assert_eq!(pieces, vec!["fn main", "() {}"]);
         assert_eq!(
-            (c.prompt_tokens, c.completion_tokens, c.finish),
-            (Some(7), Some(3), Finish::Length)
+            (c.prompt_tokens, c.completion_tokens, c.cached_tokens, c.finish),
+            (Some(7), Some(3), Some(5), Finish::Length)
         );
     }
 

@@ -78,6 +78,7 @@ mod tests {
             Ok(Completion {
                 text: "thinking".into(),
                 prompt_tokens: None,
+                cached_tokens: None,
                 completion_tokens: Some(2),
                 finish: Finish::Stop,
             })

@@ -84,6 +84,8 @@ fn bench(name: &str) {
         tokenizer.encode(text, false).expect("encodes").get_ids()[..512].to_vec();
 
     let one = Sampling { max_tokens: 1, ..Sampling::default() };
+    // Prefill is measured whole: nothing kept from an earlier prompt.
+    mind.forget_prompt_cache();
     let t = Instant::now();
     mind.generate(&prompt, &one, &mut |_| {}).expect("prefill");
     let prefill_s = t.elapsed().as_secs_f64();

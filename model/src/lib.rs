@@ -26,6 +26,7 @@ pub mod onnx_mind;
 pub mod onnx_proto;
 pub mod onnxruntime;
 pub mod progress;
+pub mod prompt_cache;
 pub mod pull;
 pub mod quant;
 pub mod reference;

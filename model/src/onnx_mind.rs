@@ -11,6 +11,7 @@ use super::gguf::{Gguf, MetaValue};
 use super::model::Config;
 use super::onnxruntime::{self as runtime, Device};
 use super::progress::{Progress, Quiet};
+use super::prompt_cache::{self, PromptCache};
 use super::sample::{stop_at, Sampler};
 use super::template::ChatTemplate;
 use super::{export, model, tokenizer};
@@ -28,12 +29,19 @@ pub struct OnnxMind {
     name: String,
     provider: &'static str,
     config: Config,
-    session: Mutex<Session>,
+    loaded: Mutex<Loaded>,
     tokenizer: tokenizers::Tokenizer,
     template: ChatTemplate,
     stop_ids: Vec<u32>,
     /// Each token's text alone, for constrained sampling; made on first use.
     pieces: OnceLock<Vec<String>>,
+}
+
+/// The session and what the last generation left in it, behind one lock: one
+/// generation runs at a time, and the next starts from the cache the last one left.
+struct Loaded {
+    session: Session,
+    cache: Option<PromptCache>,
 }
 
 fn model_error(detail: impl Into<String>) -> MindError {
@@ -132,7 +140,7 @@ impl OnnxMind {
             name: name.to_owned(),
             provider,
             config,
-            session: Mutex::new(session),
+            loaded: Mutex::new(Loaded { session, cache: None }),
             tokenizer,
             template,
             stop_ids,
@@ -145,7 +153,16 @@ impl OnnxMind {
         self.provider
     }
 
-    /// Generates after `prompt` (token ids), streaming text to `on_text`.
+    /// Drops the KV cache the last generation left, so the next prompt is prefilled
+    /// whole (for measuring prefill; answers are the same either way).
+    pub fn forget_prompt_cache(&self) {
+        self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).cache = None;
+    }
+
+    /// Generates after `prompt` (token ids), streaming text to `on_text`. The prompt's
+    /// longest prefix shared with the last generation's tokens is not prefilled again:
+    /// its keys and values are kept from then ([`PromptCache`]), and the completion
+    /// counts them in `cached_tokens`.
     pub fn generate(
         &self,
         prompt: &[u32],
@@ -153,22 +170,21 @@ impl OnnxMind {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Completion, MindError> {
         let c = &self.config;
-        let d = c.head_dim();
-        let mut session = self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut loaded = self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Loaded { session, cache } = &mut *loaded;
         let mut sampler = Sampler::new(sampling);
         // The cache stays in ONNX Runtime's own tensors: each step's `present` outputs
-        // become the next step's `past` inputs without a copy.
+        // become the next step's `past` inputs without a copy. A failed step leaves no
+        // cache behind, so the next generation starts afresh.
         let ort_error = |e: ort::Error| model_error(format!("ONNX Runtime failed: {e}"));
-        let mut past: Vec<DynValue> = Vec::with_capacity(2 * c.layers);
-        for _ in 0..2 * c.layers {
-            past.push(
-                Tensor::from_array(([1usize, c.kv_heads, 0, d], Vec::<f32>::new()))
-                    .map_err(ort_error)?
-                    .into_dyn(),
-            );
-        }
+        let (mut past, reused) = match cache.take() {
+            Some(kept) => kept.resume(prompt, c)?,
+            None => (prompt_cache::empty(c)?, 0),
+        };
         let mut history: Vec<u32> = prompt.to_vec();
-        let mut feed: Vec<i64> = prompt.iter().map(|&t| i64::from(t)).collect();
+        // The tokens whose keys and values `past` holds.
+        let mut fed = reused;
+        let mut feed: Vec<i64> = prompt[reused..].iter().map(|&t| i64::from(t)).collect();
         let mut generated: Vec<u32> = Vec::new();
         let mut emitted = 0usize;
         let mut text = String::new();
@@ -209,7 +225,7 @@ impl OnnxMind {
             let mut outputs = session.run(inputs).map_err(ort_error)?;
             let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(ort_error)?;
             let token = match &sampling.constraint {
-                None => sampler.next(&logits[..c.vocab], &history),
+                None => Some(sampler.next(&logits[..c.vocab], &history)),
                 Some(constraint) => {
                     let pieces = self.pieces();
                     let mut allowed = |t: u32| {
@@ -220,10 +236,7 @@ impl OnnxMind {
                         !piece.is_empty()
                             && constraint.check(&format!("{text}{piece}")) != Prefix::Dead
                     };
-                    match sampler.next_allowed(&logits[..c.vocab], &history, &mut allowed) {
-                        Some(token) => token,
-                        None => break Finish::Stop,
-                    }
+                    sampler.next_allowed(&logits[..c.vocab], &history, &mut allowed)
                 }
             };
             for i in 0..2 * c.layers {
@@ -235,6 +248,10 @@ impl OnnxMind {
                         .ok_or_else(|| model_error(format!("the model gave no `{name}`")))?,
                 );
             }
+            fed = total;
+            let Some(token) = token else {
+                break Finish::Stop;
+            };
             if self.stop_ids.contains(&token) {
                 break Finish::Stop;
             }
@@ -271,9 +288,12 @@ impl OnnxMind {
         if finish == Finish::Stop && text.len() > emitted && text.is_char_boundary(emitted) {
             on_text(&text[emitted..]);
         }
+        history.truncate(fed);
+        *cache = Some(PromptCache { tokens: history, past });
         Ok(Completion {
             text,
             prompt_tokens: Some(prompt.len()),
+            cached_tokens: Some(reused),
             completion_tokens: Some(generated.len()),
             finish,
         })

@@ -797,7 +797,7 @@ impl Synthesizer {
             .map_err(|e| Error::MindUnavailable(e.to_string()))?;
         self.journal.append(json!({
             "cycle": id, "event": "mind", "asked_for": what, "model": mind.describe(), "duration_ms": t.elapsed().as_millis() as u64,
-            "temperature": sampling.temperature, "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
+            "temperature": sampling.temperature, "prompt_tokens": completion.prompt_tokens, "cached_tokens": completion.cached_tokens, "completion_tokens": completion.completion_tokens,
         }));
         Ok(completion.text)
     }

@@ -44,6 +44,7 @@ impl Mind for CannedTestMind {
         Ok(Completion {
             text: format!("Zeppelin concept\nA concept about: {first}."),
             prompt_tokens: None,
+            cached_tokens: None,
             completion_tokens: None,
             finish: Finish::Stop,
         })

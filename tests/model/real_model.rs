@@ -204,3 +204,38 @@ fn every_catalogued_model_pulls_imports_and_samples_under_a_constraint() {
     assert_eq!(name, pull::CATALOGUE[1].name);
     assert!(companion.describe().contains(pull::CATALOGUE[1].name), "{}", companion.describe());
 }
+
+/// THE REAL EMBEDDED MODEL: a prompt sharing its start with the last one reuses that
+/// start's KV cache, and answers exactly as it does prefilled whole.
+#[test]
+fn a_shared_prompt_prefix_is_reused_and_changes_no_answer() {
+    use batos_mind::{Mind, Sampling};
+    let mind = load(pull::CATALOGUE[0].name);
+    let shared = "Write this Rust function:\n\nfn digit_sum(n: u64) -> u64 { ... }\n\n\
+        It should add up the decimal digits of n. Use only the standard library.\n\
+        It must satisfy:\ndigit_sum(1234) == 10\ndigit_sum(0) == 0\n";
+    let ask = |ending: &str| {
+        [
+            Message::system("You are an expert Rust programmer. You answer with code only."),
+            Message::user(format!("{shared}{ending}")),
+        ]
+    };
+    let greedy = Sampling { max_tokens: 40, ..Sampling::default() };
+    let first = mind
+        .complete(&ask("Answer with one ```rust code block."), &greedy, &mut |_| {})
+        .expect("generates");
+    assert_eq!(first.cached_tokens, Some(0), "a fresh mind has nothing to reuse");
+    let second = ask("A verified function of this system:\n```rust\nfn one() -> u64 { 1 }\n```\nAnswer with one ```rust code block.");
+    let warm = mind.complete(&second, &greedy, &mut |_| {}).expect("generates");
+    let reused = warm.cached_tokens.expect("the count is reported");
+    let prompt = warm.prompt_tokens.expect("the prompt is counted");
+    assert!(reused >= 60 && reused < prompt, "reused {reused} of {prompt} prompt tokens");
+    mind.forget_prompt_cache();
+    let cold = mind.complete(&second, &greedy, &mut |_| {}).expect("generates");
+    assert_eq!(cold.cached_tokens, Some(0));
+    assert_eq!(warm.text, cold.text, "reusing the prefix changed the answer");
+    // The very same prompt again reuses all of it but its last token.
+    let again = mind.complete(&second, &greedy, &mut |_| {}).expect("generates");
+    assert_eq!(again.cached_tokens, Some(prompt - 1));
+    assert_eq!(again.text, cold.text);
+}

@@ -94,6 +94,7 @@ impl Mind for ScriptedTestMind {
         Ok(Completion {
             text,
             prompt_tokens: Some(30),
+            cached_tokens: None,
             completion_tokens: Some(20),
             finish: Finish::Stop,
         })
