@@ -94,6 +94,28 @@ pub fn close(got: &Value, expected: &Value) -> bool {
     }
 }
 
+/// What the mind did for one task.
+#[derive(Default, Clone, Copy)]
+struct Thought {
+    /// Seconds spent in the mind.
+    seconds: f64,
+    /// Prompt tokens, over every request.
+    prompt: usize,
+    /// Of those, the tokens a kept prompt cache saved prefilling.
+    reused: usize,
+    /// Tokens generated.
+    generated: usize,
+}
+
+impl Thought {
+    fn shown(&self) -> String {
+        format!(
+            "mind {:.1} s, prompt {} tok ({} reused), {} generated",
+            self.seconds, self.prompt, self.reused, self.generated
+        )
+    }
+}
+
 /// One task's result.
 struct Run {
     solved: bool,
@@ -102,6 +124,8 @@ struct Run {
     rounds: usize,
     /// Candidates the crucible sent back.
     sent_back: usize,
+    /// The mind's share of it.
+    thought: Thought,
 }
 
 fn summary(label: &str, runs: &[Run]) {
@@ -126,6 +150,18 @@ fn summary(label: &str, runs: &[Run]) {
         percentile(&sorted(&|r| r.candidates as f64), 0.9),
         percentile(&sorted(&|r| r.rounds as f64), 0.5),
     );
+    let total = |f: &dyn Fn(&Thought) -> f64| runs.iter().map(|r| f(&r.thought)).sum::<f64>();
+    let (mind, wall) = (total(&|t| t.seconds), runs.iter().map(|r| r.seconds).sum::<f64>());
+    if mind > 0.0 {
+        println!(
+            "  {:<34} the mind {:.0}% of the wall time; prompt tokens {:.0} a task, {:.0}% of them reused; {:.0} generated a task",
+            "",
+            100.0 * mind / wall,
+            total(&|t| t.prompt as f64) / runs.len() as f64,
+            100.0 * total(&|t| t.reused as f64) / total(&|t| t.prompt as f64).max(1.0),
+            total(&|t| t.generated as f64) / runs.len() as f64,
+        );
+    }
 }
 
 /// The companion `BATOS_BENCH_COMPANION` names for `model`, if any.
@@ -236,6 +272,18 @@ fn synthesize(
             _ => None,
         })
         .unwrap_or_default();
+    // Where the time went, from the journal's mind events: thinking against building
+    // and proving, and how much of each prompt a kept prompt cache saved prefilling.
+    let mut thought = Thought::default();
+    for event in batos::synthesis::journal::Journal::new(rt.image().path()).read() {
+        if event["event"] == "mind" {
+            let count = |k: &str| event[k].as_u64().unwrap_or(0) as usize;
+            thought.seconds += event["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+            thought.prompt += count("prompt_tokens");
+            thought.reused += count("cached_tokens");
+            thought.generated += count("completion_tokens");
+        }
+    }
     let rounds = attempts
         .iter()
         .filter_map(|a| match a {
@@ -255,6 +303,7 @@ fn synthesize(
             candidates: attempts.len(),
             rounds,
             sent_back: sent_back(rt),
+            thought,
         },
     )
 }
@@ -294,12 +343,13 @@ fn task_set(root: &Path, model: &str, server: Option<&str>, workspace: &Path) ->
         }
         run.solved = ok;
         println!(
-            "    {:<4} {:<24} {:>6.1} s  {} candidate(s), {} round(s)  → {}",
+            "    {:<4} {:<24} {:>6.1} s  {} candidate(s), {} round(s), {}  → {}",
             if ok { "ok" } else { "FAIL" },
             task.selector,
             run.seconds,
             run.candidates,
             run.rounds,
+            run.thought.shown(),
             shown(&first)
         );
         runs.push(run);
@@ -347,12 +397,13 @@ fn mbpp(model: &str, server: Option<&str>, workspace: &Path) -> (Vec<Run>, Vec<R
             });
         let anchor = anchor::run(mind.as_ref(), &problem, dir.path());
         println!(
-            "    {:<4} {:<44} {:>6.1} s  {} candidate(s), {} round(s)   anchor {:<4} {:>5.1} s",
+            "    {:<4} {:<44} {:>6.1} s  {} candidate(s), {} round(s), {}   anchor {:<4} {:>5.1} s",
             if run.solved { "ok" } else { "FAIL" },
             problem.name,
             run.seconds,
             run.candidates,
             run.rounds,
+            run.thought.shown(),
             if anchor.solved { "ok" } else { "FAIL" },
             anchor.seconds
         );
@@ -363,6 +414,7 @@ fn mbpp(model: &str, server: Option<&str>, workspace: &Path) -> (Vec<Run>, Vec<R
             candidates: 1,
             rounds: 1,
             sent_back: 0,
+            thought: Thought::default(),
         });
     }
     (ours, anchors)

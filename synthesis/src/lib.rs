@@ -406,7 +406,8 @@ impl Synthesizer {
                 };
                 // Each model's first answer of the first round is its greedy one.
                 let greedy = round == 1 && index < 1 + usize::from(self.companion.is_some());
-                let variant = Variant::of(round, index, greedy, self.options.max_tokens);
+                let mut variant = Variant::of(round, index, greedy, self.options.max_tokens);
+                variant.sampling.stop = prompt::code_stops(&signature.name);
                 let writer = self.candidate_mind(index);
                 let answer = self.ask_watched(
                     run,

@@ -165,6 +165,19 @@ pub fn synthesize_wat(selector: &str, purpose: &str, examples: &[Example]) -> Ve
     ]
 }
 
+/// Where an answer with code is complete. What a model writes after its function (a
+/// `fn main` or tests showing it off, the code block's end and an explanation) is
+/// dropped by extraction anyway, and on this machine a 1.5B model writes about ten
+/// tokens a second. A bare fence line closes the block, since the prompt asks for
+/// one opened as ```rust (or ```wat); a method named `main` keeps its own definition.
+pub fn code_stops(function: &str) -> Vec<String> {
+    let mut stops = vec!["\n```\n".to_owned(), "\n#[cfg(test)]".to_owned()];
+    if function != "main" {
+        stops.push("\nfn main(".to_owned());
+    }
+    stops
+}
+
 /// The `$invoke` function (and its helpers) out of an answer in WAT.
 pub fn extract_wat(answer: &str) -> Option<String> {
     let blocks = answer
@@ -320,7 +333,43 @@ fn from_rust(text: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::candidate::Type;
+    use crate::candidate::{extract_function, Type};
+
+    /// `answer` as a mind stopping at the first of `stops` leaves it.
+    fn stopped(answer: &str, stops: &[String]) -> String {
+        let at = stops.iter().filter_map(|s| answer.find(s.as_str())).min();
+        answer[..at.unwrap_or(answer.len())].to_owned()
+    }
+
+    #[test]
+    fn an_answer_stopped_after_its_function_extracts_the_same_function() {
+        let function =
+            "fn double(n: i64) -> i64 {\n    helper(n) * 2\n}\nfn helper(n: i64) -> i64 { n }";
+        let stops = code_stops("double");
+        for tail in [
+            "\nfn main() {\n    assert_eq!(double(2), 4);\n}\n```\nThis doubles n.",
+            "\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() {}\n}\n```\n",
+            "\n```\n\nExplanation: it doubles.\n",
+            "\n```",
+        ] {
+            let answer = format!("Here it is:\n```rust\n{function}{tail}");
+            let cut = stopped(&answer, &stops);
+            assert!(cut.len() < answer.len() || tail == "\n```", "{tail:?} stops early");
+            assert_eq!(
+                extract_function(&cut, "double"),
+                extract_function(&answer, "double"),
+                "{tail:?}"
+            );
+            assert!(extract_function(&cut, "double").is_some_and(|c| c.contains("fn helper")));
+        }
+        // A method named `main` is not cut off at its own definition.
+        let answer = "```rust\nfn main(n: i64) -> i64 {\n    n\n}\n```\n";
+        assert_eq!(
+            stopped(answer, &code_stops("main")),
+            "```rust\nfn main(n: i64) -> i64 {\n    n\n}"
+        );
+        assert!(extract_function(&stopped(answer, &code_stops("main")), "main").is_some());
+    }
 
     #[test]
     fn proposed_examples_are_read_and_type_checked() {
