@@ -11,7 +11,7 @@ use super::gguf::{Gguf, MetaValue};
 use super::model::Config;
 use super::onnxruntime::{self as runtime, Device};
 use super::progress::{Progress, Quiet};
-use super::prompt_cache::{self, PromptCache};
+use super::prompt_cache::{self, ort_error, PromptCache};
 use super::sample::{stop_at, Sampler};
 use super::template::ChatTemplate;
 use super::{export, model, tokenizer};
@@ -176,7 +176,6 @@ impl OnnxMind {
         // The cache stays in ONNX Runtime's own tensors: each step's `present` outputs
         // become the next step's `past` inputs without a copy. A failed step leaves no
         // cache behind, so the next generation starts afresh.
-        let ort_error = |e: ort::Error| model_error(format!("ONNX Runtime failed: {e}"));
         let (mut past, reused) = match cache.take() {
             Some(kept) => kept.resume(prompt, c)?,
             None => (prompt_cache::empty(c)?, 0),

@@ -21,7 +21,8 @@ pub struct PromptCache {
     pub past: Vec<DynValue>,
 }
 
-fn ort_error(e: ort::Error) -> MindError {
+/// An ONNX Runtime failure, as the mind reports it.
+pub(crate) fn ort_error(e: ort::Error) -> MindError {
     MindError::Model(format!("ONNX Runtime failed: {e}"))
 }
 
