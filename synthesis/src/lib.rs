@@ -406,8 +406,8 @@ impl Synthesizer {
                 };
                 // Each model's first answer of the first round is its greedy one.
                 let greedy = round == 1 && index < 1 + usize::from(self.companion.is_some());
-                let mut variant = Variant::of(round, index, greedy, self.options.max_tokens);
-                variant.sampling.stop = prompt::code_stops(&signature.name);
+                let stops = prompt::code_stops(&signature.name);
+                let variant = Variant::of(round, index, greedy, self.options.max_tokens, stops);
                 let writer = self.candidate_mind(index);
                 let answer = self.ask_watched(
                     run,
@@ -837,14 +837,20 @@ impl Synthesizer {
 
 /// How one candidate of a round is asked for: greedily when `greedy` (each model's
 /// first), the others sampled warmer and each with its own seed, so a small model's
-/// candidates differ rather than repeat one idea.
+/// candidates differ rather than repeat one idea; every one stops at `stop`.
 struct Variant {
     sampling: Sampling,
 }
 
 impl Variant {
-    fn of(round: usize, index: usize, greedy: bool, max_tokens: usize) -> Variant {
-        let mut sampling = Sampling { max_tokens, ..Sampling::default() };
+    fn of(
+        round: usize,
+        index: usize,
+        greedy: bool,
+        max_tokens: usize,
+        stop: Vec<String>,
+    ) -> Variant {
+        let mut sampling = Sampling { max_tokens, stop, ..Sampling::default() };
         if !greedy {
             sampling.temperature = [0.7, 0.9, 1.0][(round + index) % 3];
             sampling.top_p = 0.95;
