@@ -12,7 +12,9 @@
 //! Run: `cargo bench -p batos --bench synthesis`. Knobs: `BATOS_TASKS=factorial,isPrime:`
 //! (a subset of the task set; `none` for none), `BATOS_MBPP=30` (that many problems
 //! spread over the set; `all` for all 298; `0` for none; default 30), `BATOS_ROUNDS`,
-//! `BATOS_CANDIDATES`, `BATOS_BENCH_SERVER=http://127.0.0.1:8765/v1` to think
+//! `BATOS_CANDIDATES`, `BATOS_SECOND_OPINION=1` (with the caller's examples, wait for a
+//! second candidate agreeing with the first, see `Options::second_opinion`),
+//! `BATOS_BENCH_SERVER=http://127.0.0.1:8765/v1` to think
 //! through an OpenAI-compatible server (see `scripts/bench-server.sh`) instead of in
 //! process, and `BATOS_CRUCIBLE=1` to run the task set a second time with the Alchemical
 //! Crucible on (BRICK and ALFRED, on the same model, reviewing every candidate that
@@ -223,6 +225,7 @@ fn options() -> Options {
     if let Some(candidates) = knob("BATOS_CANDIDATES") {
         options.candidates = candidates;
     }
+    options.second_opinion = std::env::var("BATOS_SECOND_OPINION").is_ok_and(|v| v == "1");
     options
 }
 

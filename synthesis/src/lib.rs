@@ -478,7 +478,8 @@ impl Synthesizer {
                         pool.push(Candidate { tried, code, passed });
                         let behaviours: Vec<&choose::Behaviour> =
                             pool.iter().map(|c| &c.passed.behaviour).collect();
-                        if choose::settled(&behaviours) {
+                        let vouched = caller_examples && !self.options.second_opinion;
+                        if vouched || choose::settled(&behaviours) {
                             break;
                         }
                     }

@@ -148,10 +148,18 @@ pub struct Options {
     /// Tokens the mind may spend on one answer.
     pub max_tokens: usize,
     /// Candidates asked for in a round (each sampled differently, with its own worked
-    /// example); a round stops early once two that pass agree. Several diverse samples
+    /// example); a round stops early once two that pass agree, or, with the caller's
+    /// examples and no `second_opinion`, once one passes. Several diverse samples
     /// filtered by execution beat long repair chains for small models (Olausson et al.
     /// 2023; Brown et al. 2024); three keeps a round within seconds on two cores.
     pub candidates: usize,
+    /// With the caller's examples, also wait for a second passing candidate that agrees
+    /// with the first (or for the round's end) before installing. Off by default: the
+    /// caller's examples already vouch for a candidate that meets them, and the second
+    /// opinion doubles a typical cycle, since the mind takes about nine tenths of its
+    /// time (the synthesis bench measures both; `BATOS_SECOND_OPINION=1`). Without the
+    /// caller's examples agreement is always required (see [`crate::choose`]).
+    pub second_opinion: bool,
     /// The Alchemical Crucible: who reviews a candidate that passed its cases before it
     /// may compete ([`crate::crucible`]). `None` (the default): each review is a
     /// question to the mind per reviewer, and its effect on success is measured by the
@@ -165,6 +173,7 @@ impl std::fmt::Debug for Options {
             .field("max_rounds", &self.max_rounds)
             .field("max_tokens", &self.max_tokens)
             .field("candidates", &self.candidates)
+            .field("second_opinion", &self.second_opinion)
             .field("crucible", &self.crucible.is_some())
             .finish()
     }
@@ -172,7 +181,13 @@ impl std::fmt::Debug for Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_rounds: 4, max_tokens: 400, candidates: 3, crucible: None }
+        Options {
+            max_rounds: 4,
+            max_tokens: 400,
+            candidates: 3,
+            second_opinion: false,
+            crucible: None,
+        }
     }
 }
 

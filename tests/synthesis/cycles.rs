@@ -518,14 +518,31 @@ fn fib_request(w: &World, examples: &[&str]) -> Request {
     r
 }
 
-/// Several candidates a round: all three meet the caller's one example, but only two
-/// agree on the inputs the host makes up, and the largest cluster is installed.
+/// By default the caller's examples vouch for a candidate: the first to meet them is
+/// installed, and the mind is asked for nothing more.
+#[test]
+fn with_the_callers_examples_the_first_candidate_to_meet_them_is_installed() {
+    let w = world();
+    let mind = ScriptedTestMind::new(&[&code(FIB_LOOP), &code(FIB_WRONG), &code(FIB_RECURSIVE)]);
+    let answer = w
+        .synthesizer_with(mind.clone(), Options::default())
+        .send(&fib_request(&w, &["1 => 1"]), &quiet)
+        .expect("synthesised");
+    assert_eq!(answer, Value::Int(55));
+    assert_eq!(mind.calls(), 1, "no second opinion was asked for");
+    assert_eq!(w.outcomes("c1"), ["passed"]);
+    assert_eq!(w.cycle_slots("c1").get("agreeing"), Some(&Value::Int(1)));
+}
+
+/// With a second opinion, several candidates a round: all three meet the caller's one
+/// example, but only two agree on the inputs the host makes up, and the largest cluster
+/// is installed.
 #[test]
 fn candidates_that_agree_outvote_one_that_only_meets_the_example() {
     let w = world();
     let mind = ScriptedTestMind::new(&[&code(FIB_WRONG), &code(FIB_LOOP), &code(FIB_RECURSIVE)]);
     let answer = w
-        .synthesizer_with(mind.clone(), Options::default())
+        .synthesizer_with(mind.clone(), Options { second_opinion: true, ..Options::default() })
         .send(&fib_request(&w, &["1 => 1"]), &quiet)
         .expect("synthesised");
     assert_eq!(answer, Value::Int(55), "the agreeing pair, not the first to pass");
@@ -639,7 +656,7 @@ fn a_method_that_needs_a_grant_waits_for_the_person() {
     ]);
     let answer = w.synthesizer_with(mind, Options::default()).send(&doubling, &quiet);
     assert_eq!(answer.expect("the others do without"), Value::Int(8));
-    assert_eq!(w.outcomes("c2"), ["needs_grant", "passed", "passed"]);
+    assert_eq!(w.outcomes("c2"), ["needs_grant", "passed"]);
 
     request.grants = vec!["clock".into()];
     let mind = ScriptedTestMind::new(&[&body]);
@@ -759,7 +776,9 @@ fn a_companion_writes_every_second_candidate_and_its_right_answer_is_installed()
     let mind = ScriptedTestMind::named("first model", &[&wrong, &wrong]);
     let companion =
         ScriptedTestMind::named("companion model", &[&code("fn double(a: i64) -> i64 { a + a }")]);
-    let options = Options { candidates: 3, max_rounds: 1, ..Options::default() };
+    // A second opinion keeps the round going after the companion's pass, to candidate 3.
+    let options =
+        Options { candidates: 3, max_rounds: 1, second_opinion: true, ..Options::default() };
     let answer = w
         .synthesizer_with(mind.clone(), options)
         .with_companion(Some(companion.clone()))
