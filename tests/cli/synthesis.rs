@@ -54,13 +54,15 @@ pub(super) fn session(image: &Path, dir: &Path, script: &str) -> Output {
 }
 
 pub(super) const DOUBLE: &str = "```rust\nfn double(a: i64) -> i64 {\n    a * 2\n}\n```";
-/// Another way to write it: the cycle installs once two candidates agree.
+/// Another way to write it: with no example from the caller, the cycle installs once
+/// two candidates agree.
 pub(super) const DOUBLE_TOO: &str = "```rust\nfn double(a: i64) -> i64 {\n    a + a\n}\n```";
 
 #[test]
 fn a_send_synthesises_live_and_the_cycle_can_be_inspected() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = StubChatServer::start(vec![answer(DOUBLE), answer(DOUBLE_TOO)]);
+    // The caller's example vouches for the first candidate that meets it: one answer.
+    let server = StubChatServer::start(vec![answer(DOUBLE)]);
     let image = image_thinking_with(dir.path(), &server);
     let out = batos(&image)
         .env("BATOS_WORKSPACE", dir.path().join("ws"))
@@ -83,7 +85,6 @@ fn a_send_synthesises_live_and_the_cycle_can_be_inspected() {
         "DECOMPOSING fn double(a: i64) -> i64",
         "SYNTHESIZING round 1",
         "round 1 candidate 1 passed",
-        "round 1 candidate 2 passed",
         "COMPLETE",
     ] {
         assert!(live.contains(shown), "the cycle is shown live ({shown}): {live}");
@@ -151,7 +152,6 @@ fn the_architect_session_sends_translates_and_inspects() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = StubChatServer::start(vec![
         answer(DOUBLE),
-        answer(DOUBLE_TOO),
         answer(r#"{"object": "genesis", "selector": "double:", "args": [4]}"#),
     ]);
     let image = image_thinking_with(dir.path(), &server);
@@ -213,10 +213,7 @@ fn a_cycle_cancelled_over_the_bridge_fails_recorded_with_nothing_installed() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (release, gate) = std::sync::mpsc::channel();
-    let server = StubChatServer::start(vec![
-        Reply::Gated(chat_stub::answer_bytes(DOUBLE), gate),
-        answer(DOUBLE_TOO),
-    ]);
+    let server = StubChatServer::start(vec![Reply::Gated(chat_stub::answer_bytes(DOUBLE), gate)]);
     let image = image_thinking_with(dir.path(), &server);
     let workspace = dir.path().join("ws");
     let kernel = super::bridge::Kernel::start_with(&image, &[("BATOS_WORKSPACE", &workspace)]);
