@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 ./scripts/llama-cpp.sh
-model="${1:-qwen2.5-coder-0.5b-instruct-q4_k_m}"
+model="${1:-qwen2.5-coder-1.5b-instruct-q4_k_m}"
 gguf="${BATOS_MODELS:-$HOME/.cache/batos/models}/$model.gguf"
 [ -f "$gguf" ] || cargo run -q -p batos-cli --bin batos -- model pull "$model"
 port=8765

@@ -2,8 +2,8 @@
 //! `pLLM`, so a persona that names no `model` or `backend` of its own thinks with
 //! `pLLM`'s — and the routing's tables (see [`crate::routing`]). Every slot is the
 //! person's to read and change: `batos set brick temperature 0.9`, or
-//! `batos set robin model '"qwen2.5-coder-1.5b-instruct-q4_k_m"'` to give ROBIN a model of
-//! her own.
+//! `batos set robin model '"qwen2.5-coder-0.5b-instruct-q4_k_m"'` to give ROBIN a smaller,
+//! faster model of her own.
 //!
 //! | slot          | what                                                             |
 //! |---------------|------------------------------------------------------------------|

@@ -174,8 +174,8 @@ impl Minds {
     /// the first's, so a round does not hold one model's single idea (small models
     /// repeat themselves; a different model fails differently). `pLLM`'s
     /// `companionModel` slot names it; `"none"` (or an empty text) turns it off; absent,
-    /// the backend offers one ([`Backend::companion`]: for `onnx`, the other catalogued
-    /// model when it is pulled). The companion runs on the same backend, device and
+    /// the backend offers one ([`Backend::companion`]: for `onnx`, a better catalogued
+    /// model when one is pulled). The companion runs on the same backend, device and
     /// server as the mind itself. Answers `None` when there is no companion, and the
     /// model's name beside its mind otherwise.
     pub fn companion_of(

@@ -36,8 +36,12 @@ pub fn attach(minds: Minds) -> Minds {
 }
 
 impl Backend for OnnxBackend {
-    /// The first other catalogued model this machine can run without a download: held
-    /// by the image (`weights`) or pulled into the models folder.
+    /// The best catalogued model ranked above `model` (the catalogue is best first) that
+    /// this machine can run without a download: held by the image (`weights`) or pulled
+    /// into the models folder (for a model outside the catalogue, the best pulled one).
+    /// A weaker companion is never offered: measured, the 0.5B
+    /// writing every second candidate for the 1.5B solved 20 of the 22 tasks the 1.5B
+    /// solves alone, while the 1.5B beside the 0.5B lifts it from 16 to 18.
     fn companion(
         &self,
         cx: &mut Context<'_, '_>,
@@ -55,7 +59,7 @@ impl Backend for OnnxBackend {
         Ok(pull::CATALOGUE
             .iter()
             .map(|entry| entry.name)
-            .filter(|name| *name != model)
+            .take_while(|name| *name != model)
             .find(|name| held(name) || models_dir().join(format!("{name}.gguf")).is_file())
             .map(str::to_owned))
     }

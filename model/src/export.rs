@@ -427,7 +427,7 @@ impl Graph<'_> {
 }
 
 /// The cos/sin tables cover at most this many positions (8 MB for a head of 64): a
-/// longer context than batos feeds a 0.5B model, and a bound on the export's size.
+/// longer context than batos feeds its models, and a bound on the export's size.
 pub const MAX_POSITIONS: usize = 32_768;
 
 /// The whole ONNX model of a GGUF in memory, weighted as asked: for tests and tiny

@@ -56,8 +56,8 @@ impl Example {
 /// The language a synthesised method is written in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Language {
-    /// One Rust function; the host adds the rest. The default: the embedded 0.5B model
-    /// writes usable Rust, not usable WAT.
+    /// One Rust function; the host adds the rest. The default: small models write
+    /// usable Rust, not usable WAT (measured on the embedded 0.5B).
     #[default]
     Rust,
     /// The WAT `$invoke` function against the WAT prelude, for stronger minds.
