@@ -39,9 +39,9 @@ impl Backend for OnnxBackend {
     /// The best catalogued model ranked above `model` (the catalogue is best first) that
     /// this machine can run without a download: held by the image (`weights`) or pulled
     /// into the models folder (for a model outside the catalogue, the best pulled one).
-    /// A weaker companion is never offered: measured, the 0.5B
-    /// writing every second candidate for the 1.5B solved 20 of the 22 tasks the 1.5B
-    /// solves alone, while the 1.5B beside the 0.5B lifts it from 16 to 18.
+    /// A weaker companion is never offered: measured, the 0.5B writing every second
+    /// candidate for the 1.5B solved 20 of the 22 tasks the 1.5B solves alone, while the
+    /// 1.5B beside the 0.5B lifts it from 16 to 18 (ARCHITECTURE.md, "The default model").
     fn companion(
         &self,
         cx: &mut Context<'_, '_>,
