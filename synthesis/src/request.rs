@@ -156,8 +156,10 @@ pub struct Options {
     /// With the caller's examples, also wait for a second passing candidate that agrees
     /// with the first (or for the round's end) before installing. Off by default: the
     /// caller's examples already vouch for a candidate that meets them, and the second
-    /// opinion doubles a typical cycle, since the mind takes about nine tenths of its
-    /// time (the synthesis bench measures both; `BATOS_SECOND_OPINION=1`). Without the
+    /// opinion costs a whole extra answer from the mind, which takes about nine tenths
+    /// of a cycle: measured on the 1.5B, it raised the task set's median from 8.5 s to
+    /// 22.4 s and solved nothing more (ARCHITECTURE.md, "The default model";
+    /// `BATOS_SECOND_OPINION=1` in the synthesis bench). Without the
     /// caller's examples agreement is always required (see [`crate::choose`]).
     pub second_opinion: bool,
     /// The Alchemical Crucible: who reviews a candidate that passed its cases before it
