@@ -10,10 +10,11 @@
 //! norms its `SimplifiedLayerNormalization` and `SkipSimplifiedLayerNormalization`
 //! (which also adds the residual), and the weights either `f32` MatMul (exact against
 //! the reference forward pass) or `MatMulNBits` over the GGUF's own blocks
-//! ([`Weighting`]). In ONNX Runtime's profile of a decode step on the embedded model,
-//! the fused operators cut the time outside the matrix products from about 11 ms (the
-//! same graph in standard operators: separate rotary, Expand/MatMul/Softmax attention,
-//! six-node norms) to about 3 ms.
+//! ([`Weighting`]); the token embedding is gathered from its blocks
+//! (`GatherBlockQuantized`) where it has them. In ONNX Runtime's profile of a decode
+//! step on the embedded model, the fused operators cut the time outside the matrix
+//! products from about 11 ms (the same graph in standard operators: separate rotary,
+//! Expand/MatMul/Softmax attention, six-node norms) to about 3 ms.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -402,6 +403,62 @@ impl Graph<'_> {
         })
     }
 
+    /// The rows of `token_embd` for `input_ids`, `[1, seq, hidden]`. Under `NBits`, a
+    /// table in a block format `MatMulNBits` takes (Q4_K, Q5_0, Q6_K, Q8_0) is gathered
+    /// straight from its blocks by `GatherBlockQuantized`, which computes
+    /// `(code − zero point) · scale` as the dequantization does (Q4_K's minimum is
+    /// gathered beside and subtracted), so the rows are the same floats: the 1.5B's Q4_K
+    /// table keeps 179 MB instead of an `f32` copy of 933 MB, on disk and in memory.
+    /// The `Float` weighting (the reference) and other formats gather an `f32` table.
+    fn embedding(&mut self, vocab: usize, hidden: usize) -> Result<String, String> {
+        const NAME: &str = "token_embd.weight";
+        let blocked = self.source.gguf.tensor(NAME).is_some_and(|t| {
+            matches!(t.ggml_type, GgmlType::Q4_K | GgmlType::Q5_0 | GgmlType::Q6_K | GgmlType::Q8_0)
+        });
+        if blocked {
+            if let Some(q) = self.repacked(NAME, vocab, hidden)? {
+                return Ok(self.gathered(&q, vocab, hidden));
+            }
+        }
+        let values = self.source.float(NAME, vocab * hidden)?;
+        let table = self.f32("embed", &[vocab as i64, hidden as i64], &values);
+        drop(values);
+        Ok(self.op("Gather", &[&table, "input_ids"]))
+    }
+
+    /// `GatherBlockQuantized` over `q`'s rows, blocks on their own axis: the codes keep
+    /// the `[rows][blocks][bytes]` layout, and each scale, zero point and minimum covers
+    /// one block of that axis (so a 4-bit zero point is alone in its byte, low nibble).
+    fn gathered(&mut self, q: &super::quant::NBits, vocab: usize, hidden: usize) -> String {
+        let blocks = (hidden / q.block_size) as i64;
+        let blob = (q.block_size * q.bits as usize / 8) as i64;
+        let data = self.u8("embed", &[vocab as i64, blocks, blob], &q.packed);
+        let per_block = [vocab as i64, blocks, 1];
+        let scales = self.f32("embed_scales", &per_block, &q.scales);
+        let zero_points = self.u8("embed_zero_points", &per_block, &q.zero_points);
+        let rows = self.fresh("embedded");
+        let mut node = NodeProto::op(
+            "GatherBlockQuantized",
+            &[&data, "input_ids", &scales, &zero_points],
+            &[&rows],
+        )
+        .int("gather_axis", 0)
+        .int("quantize_axis", 2)
+        .int("block_size", q.block_size as i64)
+        .int("bits", i64::from(q.bits));
+        node.domain = "com.microsoft".into();
+        self.nodes.push(node);
+        let rows = if q.mins.is_empty() {
+            rows
+        } else {
+            let mins = self.f32("embed_mins", &per_block, &q.mins);
+            let row_mins = self.op("Gather", &[&mins, "input_ids"]);
+            self.op("Sub", &[&rows, &row_mins])
+        };
+        let shape = self.i64("shape", &[3], &[0, 0, hidden as i64]);
+        self.op("Reshape", &[&rows, &shape])
+    }
+
     /// `SkipSimplifiedLayerNormalization`: the residual sum `x + skip` and its RMS norm
     /// in one kernel; returns `(normed, sum)`.
     fn skip_norm(
@@ -494,10 +551,7 @@ fn build(
     let (h, d) = (c.hidden, c.head_dim());
     let kv = c.kv_heads * d;
 
-    let embed_values = g.source.float("token_embd.weight", c.vocab * h)?;
-    let embed = g.f32("embed", &[c.vocab as i64, h as i64], &embed_values);
-    drop(embed_values);
-    let mut x = g.op("Gather", &[&embed, "input_ids"]);
+    let mut x = g.embedding(c.vocab, h)?;
     // GroupQueryAttention rotates queries and keys itself from cos/sin tables indexed by
     // position, and takes the cache's length from the mask: every real token is 1, so
     // positions are 0.. in order, as `position_ids` also says.
@@ -623,4 +677,142 @@ fn build(
             output: outputs,
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::GgufWriter;
+    use crate::model::Architecture;
+    use half::f16;
+    use ort::value::Tensor;
+    use prost::Message;
+
+    /// `rows` random rows of `cols` in format `t`, with finite, modest f16 scales.
+    fn random_table(t: GgmlType, rows: usize, cols: usize, seed: u32) -> Vec<u8> {
+        if t == GgmlType::F16 {
+            let value = |i: usize| f16::from_f32((i % 17) as f32 * 0.1 - 0.8);
+            return (0..rows * cols).flat_map(|i| value(i).to_le_bytes()).collect();
+        }
+        let mut state = seed;
+        let (per_block, block_bytes) = t.block();
+        let n = rows * cols / per_block as usize * block_bytes as usize;
+        let mut raw: Vec<u8> = (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (state >> 16) as u8
+            })
+            .collect();
+        let h = |x: f32| f16::from_f32(x).to_le_bytes();
+        for block in raw.chunks_exact_mut(block_bytes as usize) {
+            let at = if t == GgmlType::Q6_K { 208 } else { 0 };
+            let scale = h(0.01 * f32::from(block[at] % 50 + 1));
+            block[at..at + 2].copy_from_slice(&scale);
+            if t == GgmlType::Q4_K {
+                let min_scale = h(0.005 * f32::from(block[2] % 7 + 1));
+                block[2..4].copy_from_slice(&min_scale);
+            }
+        }
+        raw
+    }
+
+    /// The embedding graph alone over a GGUF holding only `token_embd` in format `t`:
+    /// the rows ONNX Runtime gathers for `ids`, and the op that gathered them.
+    fn gather(
+        t: GgmlType,
+        vocab: usize,
+        hidden: usize,
+        ids: &[i64],
+    ) -> (Vec<f32>, String, Vec<f32>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("embed.gguf");
+        let table = random_table(t, vocab, hidden, 7);
+        GgufWriter::default()
+            .tensor("token_embd.weight", &[hidden as u64, vocab as u64], t, table.clone())
+            .write(&path)
+            .expect("writes");
+        let gguf = Gguf::read(&path).expect("reads");
+        let config = Config {
+            architecture: Architecture::Qwen2,
+            layers: 0,
+            hidden,
+            ffn: 0,
+            heads: 1,
+            kv_heads: 1,
+            vocab,
+            rope_theta: 1e6,
+            rms_eps: 1e-6,
+            context: 1,
+        };
+        let mut quiet = super::super::progress::Quiet;
+        let mut g = Graph {
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            next: 0,
+            weighting: Weighting::NBits { accuracy_level: 4 },
+            source: Source { gguf: &gguf, config, progress: &mut quiet },
+            store: Store::Inline,
+        };
+        let rows = g.embedding(vocab, hidden).expect("builds");
+        let op = g
+            .nodes
+            .iter()
+            .find(|n| n.input.iter().any(|i| i == "input_ids"))
+            .expect("a gather")
+            .op_type
+            .clone();
+        g.nodes.push(NodeProto::op("Identity", &[&rows], &["rows"]));
+        let model = ModelProto {
+            ir_version: 10,
+            opset_import: vec![
+                OperatorSetIdProto { domain: String::new(), version: 21 },
+                OperatorSetIdProto { domain: "com.microsoft".into(), version: 1 },
+            ],
+            producer_name: "batos test".into(),
+            producer_version: String::new(),
+            graph: Some(GraphProto {
+                node: g.nodes,
+                name: "embedding".into(),
+                initializer: g.initializers,
+                input: vec![ValueInfoProto::tensor("input_ids", DataType::Int64, &["1", "seq"])],
+                output: vec![ValueInfoProto::tensor(
+                    "rows",
+                    DataType::Float,
+                    &["1", "seq", "hidden"],
+                )],
+            }),
+        };
+        let env = super::super::onnxruntime::environment().expect("ONNX Runtime loads");
+        let mut session = ort::session::Session::builder(env)
+            .expect("builder")
+            .commit_from_memory(&model.encode_to_vec())
+            .expect("ONNX Runtime accepts the graph");
+        let input = Tensor::from_array(([1usize, ids.len()], ids.to_vec())).expect("ids");
+        let outputs = session.run(ort::inputs!["input_ids" => input]).expect("runs");
+        let (_, got) = outputs["rows"].try_extract_tensor::<f32>().expect("rows");
+        let reference = super::super::quant::dequantize(t, &table).expect("dequantizes");
+        let expected = ids
+            .iter()
+            .flat_map(|i| reference[*i as usize * hidden..(*i as usize + 1) * hidden].to_vec())
+            .collect();
+        (got.to_vec(), op, expected)
+    }
+
+    /// Every block format the embedding gathers from gives exactly the floats the
+    /// dequantization gives (the same products, in the same order).
+    #[test]
+    fn gathered_rows_are_the_dequantized_rows() {
+        for t in [GgmlType::Q4_K, GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q8_0] {
+            let (got, op, expected) = gather(t, 12, 512, &[3, 0, 11, 3]);
+            assert_eq!(op, "GatherBlockQuantized", "{t:?}");
+            assert_eq!(got.len(), 4 * 512, "{t:?}");
+            let same =
+                got.iter().zip(&expected).filter(|(a, b)| a.to_bits() == b.to_bits()).count();
+            assert_eq!(same, got.len(), "{t:?}: every float the same");
+        }
+        // A format MatMulNBits does not take stays an f32 table.
+        let (got, op, expected) = gather(GgmlType::F16, 4, 64, &[1, 2]);
+        assert_eq!(op, "Gather");
+        assert_eq!(got, expected);
+    }
 }

@@ -18,7 +18,7 @@ use super::{export, model, tokenizer};
 use batos_mind::{Completion, Finish, Message, Mind, MindError, Prefix, Sampling};
 
 /// Bumped whenever the exported graph changes, so stale exports are rebuilt.
-const EXPORT_VERSION: u32 = 4;
+const EXPORT_VERSION: u32 = 5;
 
 /// Weights stay in their GGUF blocks (MatMulNBits) where that is exact, with int8
 /// activations: a quarter of the memory traffic of f32, which decoding is bound by.

@@ -166,3 +166,39 @@ fn the_streamed_export_is_the_in_memory_export() {
     assert!(external > 0, "the large tensors went to the data file");
     assert_eq!(streamed, inline);
 }
+
+/// Under `NBits` the Q8_0 embedding table is gathered from its own blocks (a quarter of
+/// an `f32` table's bytes; `repacked_blocks_are_exact` shows the rows are the same),
+/// and under `Float` it stays the `f32` reference table.
+#[test]
+fn the_embedding_stays_in_its_blocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("qwen2.gguf");
+    write_model(&path, "qwen2", 3);
+    let gguf = Gguf::read(&path).expect("reads");
+    let table = |weighting| {
+        let model = export::export_with(&gguf, weighting).expect("exports");
+        let graph = model.graph.expect("graph");
+        let gather = graph
+            .node
+            .iter()
+            .find(|n| n.input.iter().any(|i| i == "input_ids"))
+            .expect("a node reads input_ids")
+            .clone();
+        let init = graph
+            .initializer
+            .iter()
+            .find(|t| t.name == gather.input[0])
+            .expect("the table is an initializer")
+            .clone();
+        (gather.op_type, init.data_type, init.raw_data.len())
+    };
+    let (op, data_type, bytes) = table(export::Weighting::NBits { accuracy_level: 4 });
+    assert_eq!(op, "GatherBlockQuantized");
+    assert_eq!(data_type, batos_model::onnx_proto::DataType::Uint8 as i32);
+    assert_eq!(bytes, VOCAB * HIDDEN, "one byte a weight");
+    let (op, data_type, bytes) = table(export::Weighting::Float);
+    assert_eq!(op, "Gather");
+    assert_eq!(data_type, batos_model::onnx_proto::DataType::Float as i32);
+    assert_eq!(bytes, VOCAB * HIDDEN * 4);
+}
