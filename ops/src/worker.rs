@@ -183,17 +183,39 @@ async fn publish_result(
 /// Jobs of different images never share one.
 pub struct Scratch {
     dir: tempfile::TempDir,
+    /// An exclusive `flock` on `<dir>/OWNER` for the worker's life: the kernel frees it
+    /// however the worker ends, so a folder whose `OWNER` can be locked was abandoned.
+    _owner: std::fs::File,
     images: Mutex<HashMap<String, Arc<Kernel>>>,
 }
 
+/// Scratch folders are `<temp>/batos-worker-*`.
+const SCRATCH_PREFIX: &str = "batos-worker-";
+
+/// The lock file that says a scratch folder's worker is alive.
+const OWNER: &str = "OWNER";
+
 impl Scratch {
-    /// A fresh set in the system's temporary folder (removed when the worker ends).
+    /// A fresh set in the system's temporary folder (`TMPDIR`), removed when the worker
+    /// ends; first, the folders of workers that were killed there (a SIGKILL, a crash)
+    /// are removed, since nothing else ever would.
     pub fn new() -> Result<Scratch, Failure> {
-        let dir = tempfile::Builder::new()
-            .prefix("batos-worker-")
-            .tempdir()
-            .map_err(|e| bad_input(format!("no scratch folder for the worker: {e}")))?;
-        Ok(Scratch { dir, images: Mutex::new(HashMap::new()) })
+        let temp = std::env::temp_dir();
+        let swept = sweep_abandoned(&temp);
+        if swept > 0 {
+            tracing::info!(swept, "removed scratch folders of workers that were killed");
+        }
+        let failed =
+            |e: std::io::Error| bad_input(format!("no scratch folder for the worker: {e}"));
+        let dir =
+            tempfile::Builder::new().prefix(SCRATCH_PREFIX).tempdir_in(&temp).map_err(failed)?;
+        // Locked under another name, then renamed: a sweep never sees an unlocked OWNER
+        // of a worker that is starting. The lock is on the file, so it survives the rename.
+        let staging = dir.path().join(format!("{OWNER}.partial"));
+        let owner = std::fs::File::create(&staging).map_err(failed)?;
+        owner.lock().map_err(failed)?;
+        std::fs::rename(&staging, dir.path().join(OWNER)).map_err(failed)?;
+        Ok(Scratch { dir, _owner: owner, images: Mutex::new(HashMap::new()) })
     }
 
     /// The scratch image for jobs of `image`.
@@ -210,6 +232,24 @@ impl Scratch {
         images.insert(image.to_owned(), kernel.clone());
         Ok(kernel)
     }
+}
+
+/// Removes every scratch folder in `temp` whose `OWNER` lock is free (its worker is
+/// gone); answers how many. A folder without an `OWNER` (a worker between creating it
+/// and locking, or an older worker's) is left alone.
+fn sweep_abandoned(temp: &std::path::Path) -> usize {
+    let mut swept = 0;
+    for entry in std::fs::read_dir(temp).into_iter().flatten().flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) {
+            continue;
+        }
+        let Ok(owner) = std::fs::File::open(entry.path().join(OWNER)) else { continue };
+        // Holding the lock while removing: a worker cannot take the folder meanwhile.
+        if owner.try_lock().is_ok() && std::fs::remove_dir_all(entry.path()).is_ok() {
+            swept += 1;
+        }
+    }
+    swept
 }
 
 /// Runs the job's cycle on a scratch image (see the module's doc).
@@ -335,4 +375,40 @@ fn rebuild(kernel: &Kernel, job: &JobMessage) -> Result<Vec<Oid>, Failure> {
         Ok(oids)
     })?;
     Ok(committed.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch_folder(temp: &std::path::Path, name: &str, owner: bool) -> std::path::PathBuf {
+        let dir = temp.join(format!("{SCRATCH_PREFIX}{name}"));
+        std::fs::create_dir_all(dir.join("image")).expect("folder");
+        if owner {
+            std::fs::write(dir.join(OWNER), b"").expect("owner");
+        }
+        dir
+    }
+
+    /// Only a folder whose worker is gone goes: one with its `OWNER` locked stays, as do
+    /// one without an `OWNER` and folders that are not scratch at all.
+    #[test]
+    fn the_sweep_removes_only_abandoned_scratch() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let abandoned = scratch_folder(temp.path(), "dead", true);
+        let alive = scratch_folder(temp.path(), "alive", true);
+        let held = std::fs::File::open(alive.join(OWNER)).expect("open");
+        held.lock().expect("lock");
+        let starting = scratch_folder(temp.path(), "starting", false);
+        let other = temp.path().join("not-ours");
+        std::fs::create_dir_all(&other).expect("folder");
+        std::fs::write(other.join(OWNER), b"").expect("owner");
+
+        assert_eq!(sweep_abandoned(temp.path()), 1);
+        assert!(!abandoned.exists());
+        assert!(alive.join("image").is_dir() && starting.is_dir() && other.is_dir());
+        drop(held);
+        assert_eq!(sweep_abandoned(temp.path()), 1, "its worker gone, it goes too");
+        assert!(!alive.exists());
+    }
 }

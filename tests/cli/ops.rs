@@ -288,9 +288,14 @@ fn nats_server(dir: &Path, name: &str, port: u16, cluster: Option<(u16, &[u16])>
     Nats { child, port }
 }
 
+/// A worker whose scratch folder is under `dir`'s parent's `tmp` (shared by a test's
+/// workers, so a later one sweeps what a killed one left, and removed with the test).
 fn worker(url: &str, name: &str, dir: &Path) -> Child {
+    let temp = dir.parent().expect("a worker's folder is in the test's").join("tmp");
+    std::fs::create_dir_all(&temp).expect("tmp");
     Command::new(env!("CARGO_BIN_EXE_batos"))
         .env("BATOS_WORKSPACE", dir.join("ws"))
+        .env("TMPDIR", &temp)
         .args(["worker", "--nats", url, "--name", name])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -349,6 +354,13 @@ fn workers_over_nats_prove_what_the_kernel_installs_exactly_once_through_kills()
     all_done_once(&image, &all, Duration::from_secs(120));
     let cycle = ok(&image, &["cycle", "c1"]);
     assert!(cycle["worker"].as_str().is_some_and(|w| w == "w2"), "{cycle}");
+    // The killed worker's scratch went when the second started; the second's remains.
+    let scratch: Vec<_> = std::fs::read_dir(dir.path().join("tmp"))
+        .expect("tmp")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("batos-worker-"))
+        .collect();
+    assert_eq!(scratch.len(), 1, "{scratch:?}");
     let _ = second.kill();
     let _ = second.wait();
     drop(kernel);
