@@ -21,6 +21,9 @@ pub struct Browser {
     pub client: Client,
     driver: Child,
     test: &'static str,
+    /// chromedriver's and chromium's `TMPDIR` (their profile and scoped folders), removed
+    /// after `Drop` has killed them: killed, chromium never removes its own.
+    _temp: tempfile::TempDir,
 }
 
 impl Browser {
@@ -32,8 +35,10 @@ impl Browser {
             .port();
         // Its own process group, so that the browser it starts goes with it even when a
         // failing test never reaches `close` (see `Drop`).
+        let temp = tempfile::tempdir().expect("a folder for the browser's files");
         let mut driver = Command::new("chromedriver")
             .process_group(0)
+            .env("TMPDIR", temp.path())
             .arg(format!("--port={port}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -69,7 +74,7 @@ impl Browser {
             .await
             .expect("chromium starts under chromedriver");
         client.goto(url).await.expect("the page loads");
-        Browser { client, driver, test }
+        Browser { client, driver, test, _temp: temp }
     }
 
     /// Waits until `expression` (JavaScript) is truthy and answers its value.
