@@ -414,9 +414,12 @@ impl Graph<'_> {
     /// The `Float` weighting (the reference) and other formats gather an `f32` table.
     fn embedding(&mut self, vocab: usize, hidden: usize) -> Result<String, String> {
         const NAME: &str = "token_embd.weight";
-        let blocked = self.source.gguf.tensor(NAME).is_some_and(|t| {
-            matches!(t.ggml_type, GgmlType::Q4_K | GgmlType::Q5_0 | GgmlType::Q6_K | GgmlType::Q8_0)
-        });
+        // Checked before reading: a table read for nothing would be read twice.
+        let blocked = self
+            .source
+            .gguf
+            .tensor(NAME)
+            .is_some_and(|t| super::quant::nbits_layout(t.ggml_type).is_some());
         if blocked {
             if let Some(q) = self.repacked(NAME, vocab, hidden)? {
                 return Ok(self.gathered(&q, vocab, hidden));

@@ -260,6 +260,17 @@ pub struct NBits {
     pub mins: Vec<f32>,
 }
 
+/// The `MatMulNBits` layout (bits, codes per block) that format `t` maps onto exactly,
+/// if any: what [`to_nbits`] produces for it.
+pub fn nbits_layout(t: GgmlType) -> Option<(u32, usize)> {
+    match t {
+        GgmlType::Q4_K => Some((4, 32)),
+        GgmlType::Q8_0 | GgmlType::Q5_0 => Some((8, 32)),
+        GgmlType::Q6_K => Some((8, 16)),
+        _ => None,
+    }
+}
+
 /// Re-expresses a ggml-quantized `[rows][cols]` matrix exactly in `MatMulNBits` form, for
 /// the block formats where that is possible (Q4_K as 4-bit blocks of 32; Q8_0 and Q5_0
 /// as 8-bit blocks of 32; Q6_K as 8-bit blocks of 16). `None` for other types.
@@ -269,12 +280,7 @@ pub fn to_nbits(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Option<N
     if !cols.is_multiple_of(per_block) || bytes.len() != rows * cols / per_block * block_bytes {
         return None;
     }
-    let (bits, block_size) = match t {
-        GgmlType::Q4_K => (4, 32),
-        GgmlType::Q8_0 | GgmlType::Q5_0 => (8, 32),
-        GgmlType::Q6_K => (8, 16),
-        _ => return None,
-    };
+    let (bits, block_size) = nbits_layout(t)?;
     let mut codes: Vec<u8> = Vec::with_capacity(rows * cols);
     let mut scales = Vec::with_capacity(rows * cols / block_size);
     let mut zero_points = Vec::with_capacity(rows * cols / block_size);
