@@ -408,7 +408,7 @@ impl Graph<'_> {
     /// straight from its blocks by `GatherBlockQuantized`, which computes
     /// `(code − zero point) · scale` as the dequantization does (Q4_K's minimum is
     /// gathered beside and subtracted), so the rows are the same floats: the 1.5B's Q4_K
-    /// table takes 179 MB of the export instead of an `f32` copy's 933 MB. Disk only:
+    /// table takes 182 MB of the export instead of an `f32` copy's 933 MB. Disk only:
     /// ONNX Runtime maps the data file, so either way memory holds just the rows read
     /// (1,888 MB resident after loading the 1.5B, both ways).
     /// The `Float` weighting (the reference) and other formats gather an `f32` table.
