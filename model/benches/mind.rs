@@ -2,12 +2,13 @@
 //! one run with llama.cpp (the `llama-cpp-python` package that `scripts/llama-cpp.sh`
 //! installs under ~/.cache/batos/llama-cpp) on the same GGUF and the same number of
 //! threads: prefill and decode tokens/s and their ratios, import time, peak memory (of
-//! the whole run so far: models are benched in catalogue order), and greedy top-1
-//! agreement. `BATOS_BENCH_REIMPORT=1` times a fresh import.
+//! the whole run so far: models are benched in catalogue order), the weights a decode
+//! step reads beside the GGUF's, and greedy top-1 agreement. `BATOS_BENCH_REIMPORT=1`
+//! times a fresh import.
 //!
 //! Speeds on a shared 2-core machine drift by a quarter between minutes, for both
 //! engines, so one measurement of each gives ratios anywhere from 0.5× to 0.8× for the
-//! same build. Each model is therefore timed in `BATOS_BENCH_ROUNDS` (default 3)
+//! same build. Each model is therefore timed in `BATOS_BENCH_ROUNDS` (default 5)
 //! alternating rounds — ours, then llama.cpp's — and the report gives the median of each
 //! speed and of the per-round ratios, with their range.
 //! Run: `cargo bench -p batos-model --bench mind`
@@ -107,7 +108,7 @@ fn bench(name: &str) {
         .ok()
         .and_then(|r| r.parse().ok())
         .filter(|r| *r > 0)
-        .unwrap_or(3);
+        .unwrap_or(5);
     let decode_n = 128;
     let python_path = pull::models_dir().parent().map(|p| p.join("llama-cpp")).unwrap_or_default();
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
@@ -136,6 +137,11 @@ fn bench(name: &str) {
         if fresh { "(fresh import)" } else { "(cached import)" }
     );
     println!("  peak memory            {:>8.0} MB", peak_rss_mb());
+    let (ours_mb, gguf_mb) = weights_read_mb(&export_dir, &path);
+    println!(
+        "  weights a token reads  {ours_mb:>8.0} MB (the GGUF's own blocks: {gguf_mb:.0} MB, {:.2}x)",
+        ours_mb / gguf_mb
+    );
     let column = |speeds: &[Speeds], pick: fn(&Speeds) -> f64| {
         median(&speeds.iter().map(pick).collect::<Vec<_>>())
     };
@@ -174,6 +180,43 @@ fn bench(name: &str) {
         same += a.iter().zip(b).take_while(|(x, y)| u64::from(**x) == **y).count();
     }
     println!("  greedy top-1 agreement {same}/{total} tokens before the first divergence");
+}
+
+/// Megabytes of weights one decode step reads: the initializers of the export's matrix
+/// products (codes, scales, zero points, Q4_K's minimums), and the same matrices in the
+/// GGUF's blocks, which is what llama.cpp reads. Decoding is bound by memory, so their
+/// ratio bounds the decode ratio.
+fn weights_read_mb(export: &std::path::Path, gguf: &std::path::Path) -> (f64, f64) {
+    use prost::Message;
+    let onnx = std::fs::read(export.join("model.onnx")).expect("the export");
+    let model = batos_model::onnx_proto::ModelProto::decode(onnx.as_slice()).expect("decodes");
+    let graph = model.graph.unwrap_or_default();
+    let size: std::collections::HashMap<&str, u64> = graph
+        .initializer
+        .iter()
+        .map(|t| {
+            let external = t.external_data.iter().find(|e| e.key == "length");
+            let len = external.and_then(|e| e.value.parse().ok());
+            (t.name.as_str(), len.unwrap_or(t.raw_data.len() as u64))
+        })
+        .collect();
+    let ours: u64 = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "MatMulNBits" || n.op_type == "MatMul")
+        .flat_map(|n| n.input.iter())
+        .filter_map(|i| size.get(i.as_str()))
+        .sum();
+    let g = batos_model::gguf::Gguf::read(gguf).expect("gguf");
+    // The embedding is only gathered, unless the output projection is tied to it.
+    let tied = g.tensor("output.weight").is_none();
+    let theirs: u64 = g
+        .tensors
+        .iter()
+        .filter(|t| t.dims.len() == 2 && (t.name != "token_embd.weight" || tied))
+        .filter_map(|t| t.byte_len())
+        .sum();
+    (ours as f64 / 1e6, theirs as f64 / 1e6)
 }
 
 /// Tokens a second, one round's worth.
