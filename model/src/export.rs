@@ -693,32 +693,13 @@ mod tests {
     use ort::value::Tensor;
     use prost::Message;
 
-    /// `rows` random rows of `cols` in format `t`, with finite, modest f16 scales.
+    /// `rows` × `cols` values in format `t`: random blocks, or plain f16 values.
     fn random_table(t: GgmlType, rows: usize, cols: usize, seed: u32) -> Vec<u8> {
         if t == GgmlType::F16 {
             let value = |i: usize| f16::from_f32((i % 17) as f32 * 0.1 - 0.8);
             return (0..rows * cols).flat_map(|i| value(i).to_le_bytes()).collect();
         }
-        let mut state = seed;
-        let (per_block, block_bytes) = t.block();
-        let n = rows * cols / per_block as usize * block_bytes as usize;
-        let mut raw: Vec<u8> = (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                (state >> 16) as u8
-            })
-            .collect();
-        let h = |x: f32| f16::from_f32(x).to_le_bytes();
-        for block in raw.chunks_exact_mut(block_bytes as usize) {
-            let at = if t == GgmlType::Q6_K { 208 } else { 0 };
-            let scale = h(0.01 * f32::from(block[at] % 50 + 1));
-            block[at..at + 2].copy_from_slice(&scale);
-            if t == GgmlType::Q4_K {
-                let min_scale = h(0.005 * f32::from(block[2] % 7 + 1));
-                block[2..4].copy_from_slice(&min_scale);
-            }
-        }
-        raw
+        crate::quant::tests::random_blocks(t, rows, cols, seed)
     }
 
     /// The embedding graph alone over a GGUF holding only `token_embd` in format `t`:

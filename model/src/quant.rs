@@ -362,11 +362,35 @@ pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn h(x: f32) -> [u8; 2] {
         f16::from_f32(x).to_le_bytes()
+    }
+
+    /// `rows` × `cols` random values in block format `t`, its f16 scales (and Q4_K's
+    /// minimum scale) kept finite and modest.
+    pub(crate) fn random_blocks(t: GgmlType, rows: usize, cols: usize, seed: u32) -> Vec<u8> {
+        let mut state = seed;
+        let (per_block, block_bytes) = t.block();
+        let n = rows * cols / per_block as usize * block_bytes as usize;
+        let mut raw: Vec<u8> = (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (state >> 16) as u8
+            })
+            .collect();
+        for block in raw.chunks_exact_mut(block_bytes as usize) {
+            let at = if t == GgmlType::Q6_K { 208 } else { 0 };
+            let scale = h(0.01 * f32::from(block[at] % 50 + 1));
+            block[at..at + 2].copy_from_slice(&scale);
+            if t == GgmlType::Q4_K {
+                let min_scale = h(0.005 * f32::from(block[2] % 7 + 1));
+                block[2..4].copy_from_slice(&min_scale);
+            }
+        }
+        raw
     }
 
     #[test]
@@ -453,29 +477,13 @@ mod tests {
 
     #[test]
     fn nbits_repacking_is_exact() {
-        let mut rng_state = 12345u32;
-        let mut next = || {
-            rng_state = rng_state.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            (rng_state >> 16) as u8
-        };
         for (t, rows, cols) in [
             (GgmlType::Q8_0, 3, 64),
             (GgmlType::Q5_0, 2, 64),
             (GgmlType::Q4_K, 2, 256),
             (GgmlType::Q6_K, 2, 256),
         ] {
-            let (per, bytes) = t.block();
-            let n = rows * cols / per as usize * bytes as usize;
-            let mut raw: Vec<u8> = (0..n).map(|_| next()).collect();
-            // Keep the f16 scales finite and modest.
-            for block in raw.chunks_exact_mut(bytes as usize) {
-                let at = if t == GgmlType::Q6_K { 208 } else { 0 };
-                let scale = h(0.01 * f32::from(block[at] % 50 + 1));
-                block[at..at + 2].copy_from_slice(&scale);
-                if t == GgmlType::Q4_K {
-                    block[2..4].copy_from_slice(&h(0.005));
-                }
-            }
+            let raw = random_blocks(t, rows, cols, 12345);
             let reference = dequantize(t, &raw).expect("dequantizes");
             let packed = to_nbits(t, &raw, rows, cols).expect("repacks");
             let back = packed.dequantize();

@@ -12,11 +12,16 @@ use ort::value::Tensor;
 use prost::Message;
 use tiny_model::{write_model, HEADS, HIDDEN, KV_HEADS, LAYERS, VOCAB};
 
+/// A tiny random model of `arch` written into `dir` and read back.
+fn tiny_gguf(dir: &std::path::Path, arch: &str, seed: u64) -> Gguf {
+    let path = dir.join(format!("{arch}.gguf"));
+    write_model(&path, arch, seed);
+    Gguf::read(&path).expect("reads")
+}
+
 fn parity(arch: &str, weighting: export::Weighting) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join(format!("{arch}.gguf"));
-    write_model(&path, arch, 42);
-    let gguf = Gguf::read(&path).expect("reads");
+    let gguf = tiny_gguf(dir.path(), arch, 42);
     let weights = model::load(&gguf).expect("loads");
     let onnx = export::export_with(&gguf, weighting).expect("exports").encode_to_vec();
     let env = runtime::environment().expect("ONNX Runtime loads");
@@ -134,9 +139,7 @@ fn quantized_onnx_matches_the_reference() {
 #[test]
 fn the_streamed_export_is_the_in_memory_export() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("qwen2.gguf");
-    write_model(&path, "qwen2", 7);
-    let gguf = Gguf::read(&path).expect("reads");
+    let gguf = tiny_gguf(dir.path(), "qwen2", 7);
     let weighting = export::Weighting::NBits { accuracy_level: 4 };
     let inline = export::export_with(&gguf, weighting).expect("exports");
     let out = dir.path().join("export");
@@ -173,9 +176,7 @@ fn the_streamed_export_is_the_in_memory_export() {
 #[test]
 fn the_embedding_stays_in_its_blocks() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("qwen2.gguf");
-    write_model(&path, "qwen2", 3);
-    let gguf = Gguf::read(&path).expect("reads");
+    let gguf = tiny_gguf(dir.path(), "qwen2", 3);
     let table = |weighting| {
         let model = export::export_with(&gguf, weighting).expect("exports");
         let graph = model.graph.expect("graph");
